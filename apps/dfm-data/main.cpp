@@ -1,0 +1,114 @@
+// dfm-data: make and inspect token files (llm.c's format, see token_files.hpp).
+//
+//   dfm-data encode INPUT... --out FILE   byte-level tokens (vocabulary 256) of text files
+//   dfm-data info FILE...                 format, token count and id range
+#include <boost/program_options.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "dfm/core/token_files.hpp"
+
+namespace po = boost::program_options;
+
+namespace {
+
+constexpr int kExitUsage = 2;
+constexpr size_t kChunk = size_t{1} << 20;
+
+// A progress bar on stderr for inputs large enough to wait for (> 8 MiB), only on a terminal.
+class ProgressBar {
+ public:
+  explicit ProgressBar(uintmax_t total) : total_(total), shown_(total > (8u << 20) && isatty(STDERR_FILENO)) {}
+  void advance(uintmax_t done) {
+    if (!shown_) return;
+    const int width = 40, filled = static_cast<int>(width * done / std::max<uintmax_t>(total_, 1));
+    std::fprintf(stderr, "\r[%-*s] %3d%%", width, std::string(static_cast<size_t>(filled), '#').c_str(),
+                 static_cast<int>(100 * done / std::max<uintmax_t>(total_, 1)));
+  }
+  ~ProgressBar() {
+    if (shown_) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  uintmax_t total_;
+  bool shown_;
+};
+
+int encode(const std::vector<std::string>& inputs, const std::string& out) {
+  uintmax_t total = 0;
+  for (const auto& in : inputs) total += std::filesystem::file_size(in);
+  std::vector<uint32_t> tokens;
+  tokens.reserve(static_cast<size_t>(total));
+  ProgressBar bar(total);
+  std::vector<char> chunk(kChunk);
+  for (const auto& in : inputs) {
+    std::ifstream f(in, std::ios::binary);
+    if (!f) throw std::runtime_error(in + ": cannot open");
+    while (f.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || f.gcount() > 0) {
+      for (std::streamsize i = 0; i < f.gcount(); ++i) tokens.push_back(static_cast<unsigned char>(chunk[static_cast<size_t>(i)]));
+      bar.advance(tokens.size());
+    }
+  }
+  dfm::write_token_file(out, tokens);
+  std::cout << out << ": " << tokens.size() << " tokens (byte vocabulary, 256 ids) from " << inputs.size()
+            << " file(s)\n";
+  return 0;
+}
+
+int info(const std::vector<std::string>& files) {
+  for (const auto& file : files) {
+    const dfm::MappedTokenFile f(file);
+    uint32_t lo = UINT32_MAX, hi = 0;
+    for (int64_t i = 0; i < f.info().token_count; ++i) {
+      lo = std::min(lo, f.at(i));
+      hi = std::max(hi, f.at(i));
+    }
+    std::cout << file << ": llm.c token file version " << f.info().version << " ("
+              << (f.info().version == 1 ? "uint16" : "uint32") << "), " << f.info().token_count << " tokens";
+    if (f.info().token_count > 0) std::cout << ", ids " << lo << ".." << hi;
+    std::cout << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string command, out;
+  std::vector<std::string> files;
+  po::options_description visible("Options");
+  visible.add_options()("help,h", "show this help")("out,o", po::value(&out), "output token file (encode)");
+  po::options_description all;
+  all.add(visible).add_options()("command", po::value(&command))("files", po::value(&files));
+  po::positional_options_description positional;
+  positional.add("command", 1).add("files", -1);
+  try {
+    po::variables_map vm;
+    po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
+    po::notify(vm);
+    if (vm.count("help") || command.empty()) {
+      std::cout << "usage: dfm-data encode TEXT... --out FILE.bin   byte-level token file (vocabulary 256)\n"
+                   "       dfm-data info FILE.bin...               format, token count, id range\n\n"
+                << visible;
+      return command.empty() && !vm.count("help") ? kExitUsage : 0;
+    }
+    if (files.empty()) throw po::error("no input files");
+    if (command == "encode") {
+      if (out.empty()) throw po::error("encode needs --out FILE");
+      return encode(files, out);
+    }
+    if (command == "info") return info(files);
+    throw po::error("unknown command '" + command + "' (expected encode or info)");
+  } catch (const po::error& e) {
+    std::cerr << "dfm-data: " << e.what() << " (--help shows the usage)\n";
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    std::cerr << "dfm-data: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,151 @@
+// dfm-run: train a model described by a TOML job file.
+//
+//   dfm-run [options] JOB.toml
+//
+// Exit codes: 0 success, 1 the run failed, 2 a usage or configuration error
+// (nothing was started).
+#include <glog/logging.h>
+
+#include <boost/program_options.hpp>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "dfm/core/compute_backend.hpp"
+#include "dfm/core/config.hpp"
+#include "dfm/core/host_services.hpp"
+#include "dfm/core/job_planner.hpp"
+#include "dfm/core/layout.hpp"
+#include "dfm/core/logging.hpp"
+#include "dfm/core/plugin_registry.hpp"
+#include "dfm/core/trainer.hpp"
+
+namespace po = boost::program_options;
+
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+struct Options {
+  std::string config;
+  std::vector<std::string> plugin_dirs, overrides;
+  bool list_plugins = false, dry_run = false, config_reference = false;
+  int64_t world_size = 0, nproc_per_node = 0;
+  int verbosity = 0;
+};
+
+// Returns false when the program should exit (help/version printed).
+bool parse_options(int argc, char** argv, Options& o) {
+  po::options_description visible("Options");
+  visible.add_options()
+      ("help,h", "show this help")
+      ("version", "show the version")
+      ("list-plugins", "list every plugin found, and every candidate refused with the reason")
+      ("plugin-dir", po::value(&o.plugin_dirs)->composing(), "search this folder for plugins first (repeatable)")
+      ("set", po::value(&o.overrides)->composing(), "override a config key: --set section.key=value (repeatable)")
+      ("dry-run", po::bool_switch(&o.dry_run), "check everything and print the layout, then exit without training")
+      ("world-size", po::value(&o.world_size), "with --dry-run: plan for N ranks")
+      ("nproc-per-node", po::value(&o.nproc_per_node), "start N local workers (distributed runtime)")
+      ("config-reference", po::bool_switch(&o.config_reference), "print the reference of every config key (docs/config.md)")
+      ("verbose,v", po::value(&o.verbosity)->default_value(0), "log verbosity (also GLOG_v)");
+  po::options_description hidden;
+  hidden.add_options()("config", po::value(&o.config));
+  po::options_description all;
+  all.add(visible).add(hidden);
+  po::positional_options_description positional;
+  positional.add("config", 1);
+
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
+  po::notify(vm);
+  o.list_plugins = vm.count("list-plugins") > 0;
+  if (vm.count("help")) {
+    std::cout << "usage: dfm-run [options] JOB.toml\n\nTrains the model a TOML job file describes "
+                 "(docs/config.md lists every key).\n\n"
+              << visible;
+    return false;
+  }
+  if (vm.count("version")) {
+    std::cout << "dfm-run " << DFM_VERSION << " (plugin ABI " << DFM_ABI_MAJOR << "." << DFM_ABI_MINOR << ")\n";
+    return false;
+  }
+  if (o.world_size != 0 && !o.dry_run) throw po::error("--world-size plans a layout and needs --dry-run");
+  if (o.world_size < 0) throw po::error("--world-size must be at least 1");
+  return true;
+}
+
+int run(const Options& o, const char* argv0) {
+  dfm::init_logging(argv0, 0, o.verbosity);
+  dfm::HostContext host;
+  dfm::PluginRegistry registry(host);
+  std::vector<std::filesystem::path> dirs(o.plugin_dirs.begin(), o.plugin_dirs.end());
+  registry.scan(dfm::PluginRegistry::search_path(dirs));
+
+  if (o.list_plugins) {
+    std::cout << registry.table();
+    return 0;
+  }
+  if (o.config_reference) {
+    std::cout << dfm::config_reference_markdown();
+    return 0;
+  }
+  if (o.config.empty()) {
+    std::cerr << "dfm-run: no job file given (usage: dfm-run [options] JOB.toml; --help lists the options)\n";
+    return kExitUsage;
+  }
+  if (o.nproc_per_node > 0) {
+    std::cerr << "dfm-run: --nproc-per-node: the multi-process launcher arrives with the distributed runtime; "
+                 "this build runs one process\n";
+    return kExitUsage;
+  }
+
+  dfm::Config config = dfm::Config::load(o.config, o.overrides);
+  const int64_t world = o.world_size > 0 ? o.world_size : 1;
+  dfm::JobPlan plan = dfm::plan_job(config, registry, host, world, o.dry_run);
+  for (const auto& w : plan.warnings) std::cerr << "warning: " << w << "\n";
+  if (!plan.ok()) {
+    for (const auto& e : plan.errors) std::cerr << e << "\n";
+    std::cerr << "dfm-run: " << plan.errors.size() << " configuration error(s); nothing was started\n";
+    return kExitUsage;
+  }
+  const std::string layout = dfm::describe_layout(plan.layout, plan.mesh, plan.chain);
+  if (o.dry_run) {
+    std::cout << layout << "dry run: " << o.config << " is valid for " << world << " rank(s)\n";
+    return 0;
+  }
+  if (const std::string blocker = dfm::execution_blocker(plan); !blocker.empty()) {
+    std::cerr << "dfm-run: " << blocker << "\n";
+    return kExitUsage;
+  }
+  LOG(INFO) << "layout:\n" << layout;
+
+  const dfm::TrainSettings settings = dfm::read_train_settings(config);
+  dfm::log_to_folder(settings.out_dir / "logs");
+  dfm::ComputeBackend backend(*plan.compute, settings.threads, 0);
+  dfm::Trainer trainer(settings, backend);
+  trainer.run();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  try {
+    if (!parse_options(argc, argv, options)) return 0;
+  } catch (const po::error& e) {
+    std::cerr << "dfm-run: " << e.what() << " (--help lists the options)\n";
+    return kExitUsage;
+  }
+  try {
+    return run(options, argv[0]);
+  } catch (const dfm::ConfigError& e) {
+    std::cerr << e.what() << "\n";
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    LOG(ERROR) << "dfm-run failed: " << e.what();
+    return kExitFailure;
+  }
+}

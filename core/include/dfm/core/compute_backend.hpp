@@ -1,0 +1,92 @@
+// C++ view of a compute plugin for the core: checks every status and turns a
+// failure into an exception carrying the plugin's message, and owns device
+// memory through DeviceBuffer (RAII) so nothing leaks on an error path.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dfm/abi.h"
+#include "dfm/compute.h"
+
+namespace dfm {
+
+struct LoadedPlugin;
+
+class ComputeBackend {
+ public:
+  // `plugin` must be a loaded compute plugin; threads 0 = all cores.
+  ComputeBackend(const LoadedPlugin& plugin, int64_t threads, int64_t device_index);
+  ~ComputeBackend();
+  ComputeBackend(const ComputeBackend&) = delete;
+  ComputeBackend& operator=(const ComputeBackend&) = delete;
+
+  const dfm_compute_v1& table() const { return *table_; }
+  void* ctx() const { return ctx_; }
+  const std::string& name() const { return name_; }
+
+  // Throws std::runtime_error "compute backend 'cpu': <what>: <plugin message>" unless status is DFM_OK.
+  void check(dfm_status status, const char* what) const;
+
+  void* alloc(size_t bytes);
+  void free(void* ptr) noexcept;
+  void synchronize();
+  void upload(void* device_dst, const void* host_src, size_t bytes);
+  void download(void* host_dst, const void* device_src, size_t bytes);
+  void fill(float* dst, float value, int64_t count);
+
+ private:
+  const dfm_plugin_descriptor* descriptor_ = nullptr;
+  const dfm_compute_v1* table_ = nullptr;
+  void* ctx_ = nullptr;
+  std::string name_;
+};
+
+// Device memory of `count` elements of T, freed with its backend.
+template <typename T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(ComputeBackend& backend, int64_t count)
+      : backend_(&backend), count_(count),
+        data_(static_cast<T*>(backend.alloc(static_cast<size_t>(count) * sizeof(T)))) {}
+  ~DeviceBuffer() { reset(); }
+  DeviceBuffer(DeviceBuffer&& o) noexcept { *this = std::move(o); }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      backend_ = std::exchange(o.backend_, nullptr);
+      count_ = std::exchange(o.count_, 0);
+      data_ = std::exchange(o.data_, nullptr);
+    }
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  T* data() const { return data_; }
+  int64_t count() const { return count_; }
+  size_t bytes() const { return static_cast<size_t>(count_) * sizeof(T); }
+
+  void upload(std::span<const T> host) { backend_->upload(data_, host.data(), host.size_bytes()); }
+  std::vector<T> download() const {
+    std::vector<T> host(static_cast<size_t>(count_));
+    backend_->download(host.data(), data_, bytes());
+    return host;
+  }
+
+ private:
+  void reset() noexcept {
+    if (backend_ && data_) backend_->free(data_);
+    data_ = nullptr;
+  }
+  ComputeBackend* backend_ = nullptr;
+  int64_t count_ = 0;
+  T* data_ = nullptr;
+};
+
+}  // namespace dfm

@@ -1,0 +1,77 @@
+// GPT-2 forward and backward, written out block by block on the compute
+// backend's kernels (llm.c's approach: no general autograd, every gradient is
+// an explicit kernel call whose math can be read top to bottom).
+//
+// One micro-batch at a time: forward() keeps every activation the backward
+// needs, loss() turns the logits into per-token losses and (in place) into
+// their gradient, backward() accumulates parameter gradients into
+// GptParams::grads() so micro-batches add up.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "dfm/core/compute_backend.hpp"
+#include "dfm/core/gpt_params.hpp"
+
+namespace dfm {
+
+class GptModel {
+ public:
+  // Activations are sized for up to max_batch sequences of shape.seq_len tokens.
+  GptModel(ComputeBackend& backend, GptParams& params, const GptShape& shape, int64_t max_batch);
+
+  // tokens and positions: device int32 [batch * tokens]. tokens <= seq_len.
+  void forward(const int32_t* tokens, const int32_t* positions, int64_t batch, int64_t tokens_per_seq);
+  // Per-token cross entropy of the last forward against targets (device int32);
+  // the logits become grad_scale * dLoss/dlogits. Returns the device buffer of
+  // per-token losses.
+  const float* loss(const int32_t* targets, float grad_scale);
+  // Accumulates dLoss/dparams into params.grads() (needs forward and loss first).
+  void backward(const int32_t* tokens, const int32_t* positions);
+
+  // [batch * tokens, vocab] after forward (before loss).
+  const float* logits() const { return logits_.data(); }
+  const GptShape& shape() const { return shape_; }
+
+ private:
+  struct LayerWeights {
+    float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *attn_proj_w, *attn_proj_b;
+    float *ln2_w, *ln2_b, *fc_w, *fc_b, *fc_proj_w, *fc_proj_b;
+  };
+  struct LayerActivations {
+    DeviceBuffer<float> residual_in;  // [BT, C] the stream entering the block
+    DeviceBuffer<float> ln1, ln1_mean, ln1_rstd;
+    DeviceBuffer<float> qkv;          // [BT, 3C]
+    DeviceBuffer<float> attn, lse;    // [BT, C], [B, H, T]
+    DeviceBuffer<float> residual_mid; // [BT, C] after the attention residual
+    DeviceBuffer<float> ln2, ln2_mean, ln2_rstd;
+    DeviceBuffer<float> fc_pre, fc_act;  // [BT, 4C]
+  };
+
+  LayerWeights weights_of(GptParams& p, int64_t layer, bool grads) const;
+  dfm_attention_desc attention_desc() const;
+
+  // out = in @ w + b for rows x in_dim times [in_dim, out_dim].
+  void linear_forward(float* out, const float* in, const float* w, const float* b, int64_t in_dim, int64_t out_dim);
+  // din = dout @ w^T; dw += in^T @ dout; db += colsum(dout).
+  void linear_backward(float* din, float* dw, float* db, const float* dout, const float* in, const float* w,
+                       int64_t in_dim, int64_t out_dim);
+  void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+              const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+  ComputeBackend& backend_;
+  const dfm_compute_v1& k_;
+  GptParams& params_;
+  GptShape shape_;
+  int64_t max_rows_;
+  int64_t batch_ = 0, tokens_ = 0, rows_ = 0;  // of the current micro-batch
+
+  std::vector<LayerWeights> w_, dw_;
+  std::vector<LayerActivations> layers_;
+  DeviceBuffer<float> residual_out_, lnf_, lnf_mean_, lnf_rstd_, logits_, losses_;
+  // backward scratch
+  DeviceBuffer<float> d_residual_, d_ln_, d_qkv_, d_attn_, d_fc_;
+};
+
+}  // namespace dfm

@@ -1,0 +1,43 @@
+// The host side of dfm_host_services: one table per plugin, all answering from
+// one HostContext that holds the job's config, its mesh and the rank (once
+// known), and collects configuration errors reported by plugins.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dfm/host.h"
+
+namespace dfm {
+
+class Config;
+class Mesh;
+
+class HostContext {
+ public:
+  HostContext();
+  ~HostContext();
+
+  // What the services answer from; each may be attached later (plugins are
+  // loaded before the config for --list-plugins). Not owned.
+  void attach_config(const Config* config);
+  void attach_mesh(const Mesh* mesh);
+  void set_rank(int64_t rank);  // -1 before processes exist
+
+  // Makes the services table for the plugin `name` whose options live in
+  // `options_table` ("strategy.tp"); owned by the context.
+  const dfm_host_services* services_for(const std::string& name, const std::string& options_table);
+
+  // Configuration errors reported by plugins, formatted "file:line:col: key: message".
+  const std::vector<std::string>& config_errors() const;
+  void clear_config_errors();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dfm

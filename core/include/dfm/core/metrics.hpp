@@ -1,0 +1,49 @@
+// What a run reports about itself: metrics.jsonl (one JSON object per step,
+// for tools), and for people a live progress line on a terminal or a plain
+// line every [log] every steps otherwise.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace dfm {
+
+struct StepMetrics {
+  int64_t step = 0;  // 1-based
+  double loss = 0, lr = 0, grad_norm = 0;
+  double tokens_per_s = 0, step_ms = 0;
+  // Per-rank bytes of model state, for the memory figures of later strategies.
+  int64_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0;
+};
+
+class MetricsWriter {
+ public:
+  explicit MetricsWriter(const std::filesystem::path& path);  // truncates
+  void write(const StepMetrics& m);
+
+ private:
+  std::filesystem::path path_;
+  std::ofstream out_;
+};
+
+class ProgressReporter {
+ public:
+  // Live line when `interactive` (stdout is a terminal and [log] progress is on).
+  ProgressReporter(int64_t total_steps, int64_t log_every, bool interactive);
+  void step(const StepMetrics& m);
+  // Ends the live line; prints a summary.
+  void finish();
+
+  static std::string format_duration(double seconds);  // "1:05", "1:02:03"
+
+ private:
+  int64_t total_, every_;
+  bool interactive_;
+  std::chrono::steady_clock::time_point start_;
+  double smoothed_tokens_per_s_ = 0;
+};
+
+}  // namespace dfm

@@ -1,0 +1,51 @@
+// AdamW with PyTorch's semantics (torch.optim.AdamW: bias-corrected moments,
+// decoupled weight decay on matrices only), global-norm gradient clipping with
+// torch.nn.utils.clip_grad_norm_'s semantics, and the learning-rate schedule.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "dfm/core/compute_backend.hpp"
+#include "dfm/core/gpt_params.hpp"
+
+namespace dfm {
+
+enum class LrShape { Constant, Cosine, Linear };
+LrShape parse_lr_shape(const std::string& name);  // "constant" | "cosine" | "linear"
+
+struct LrSchedule {
+  double lr = 1e-3, min_lr = 0.0;
+  int64_t warmup_steps = 0, total_steps = 1;
+  LrShape shape = LrShape::Cosine;
+  // Learning rate of optimizer step `step` (1-based): linear warm-up
+  // lr * step / warmup_steps, then from lr to min_lr over the remaining steps
+  // (cosine: min + (lr - min)(1 + cos(pi p))/2, linear: lr - (lr - min) p, with
+  // p = (step - warmup) / (total - warmup)), or lr throughout for constant.
+  double at(int64_t step) const;
+};
+
+struct AdamWSettings {
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;
+  double max_norm = 1.0;  // 0 = no clipping
+};
+
+// Factor that clip_grad_norm_ multiplies gradients by: min(1, max_norm / (norm + 1e-6)); 1 when max_norm is 0.
+double clip_coefficient(double grad_norm, double max_norm);
+
+class AdamW {
+ public:
+  AdamW(ComputeBackend& backend, const AdamWSettings& settings);
+  // Euclidean norm of every gradient in `params`, before clipping.
+  double grad_norm(GptParams& params);
+  // One update with learning rate `lr` at optimizer step `step` (1-based),
+  // gradients scaled by `grad_scale` (the clipping coefficient).
+  void step(GptParams& params, double lr, int64_t step, double grad_scale);
+
+ private:
+  ComputeBackend& backend_;
+  AdamWSettings settings_;
+  DeviceBuffer<float> norm_scratch_;
+};
+
+}  // namespace dfm

@@ -1,0 +1,55 @@
+// The training loop of one process: data windows -> micro-batches ->
+// forward/loss/backward with gradient accumulation -> global gradient norm and
+// clipping -> AdamW -> metrics, samples, and the final Hugging Face export.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "dfm/core/compute_backend.hpp"
+#include "dfm/core/data_loader.hpp"
+#include "dfm/core/gpt_model.hpp"
+#include "dfm/core/gpt_params.hpp"
+#include "dfm/core/optimizer.hpp"
+#include "dfm/core/train_settings.hpp"
+
+namespace dfm {
+
+struct StepResult {
+  double loss = 0;       // mean over every token of the global batch
+  double grad_norm = 0;  // before clipping
+  double lr = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(const TrainSettings& settings, ComputeBackend& backend);
+
+  // The whole job: `steps` optimizer steps with metrics and progress, then
+  // <out_dir>/final/{model.safetensors, config.json}. steps = 0 exports the
+  // initial weights.
+  void run();
+
+  // One optimizer step (0-based `step`); exposed for tests.
+  StepResult train_step(int64_t step);
+
+  GptParams& params() { return params_; }
+  GptModel& model() { return model_; }
+
+ private:
+  std::unique_ptr<TokenStream> make_stream() const;
+  void load_micro_batch(int64_t step, int64_t micro);
+  void print_sample(int64_t step);
+
+  TrainSettings s_;
+  ComputeBackend& backend_;
+  GptParams params_;
+  GptModel model_;
+  AdamW optimizer_;
+  std::unique_ptr<TokenStream> stream_;
+  std::vector<int32_t> host_inputs_, host_targets_;
+  DeviceBuffer<int32_t> inputs_, targets_, positions_;
+};
+
+}  // namespace dfm

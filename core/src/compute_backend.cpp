@@ -1,0 +1,59 @@
+#include "dfm/core/compute_backend.hpp"
+
+#include <stdexcept>
+
+#include "dfm/core/plugin_registry.hpp"
+
+namespace dfm {
+
+ComputeBackend::ComputeBackend(const LoadedPlugin& plugin, int64_t threads, int64_t device_index)
+    : descriptor_(plugin.descriptor),
+      table_(static_cast<const dfm_compute_v1*>(plugin.descriptor->table)),
+      name_(plugin.name) {
+  if (plugin.kind != DFM_PLUGIN_COMPUTE) throw std::logic_error("plugin '" + plugin.name + "' is not a compute backend");
+  if (!plugin.available)
+    throw std::runtime_error(name_ + " backend: " + plugin.unavailable_reason);
+  if (table_->struct_size < DFM_COMPUTE_V1_SIZE)
+    throw std::runtime_error("compute backend '" + name_ + "' has a table older than ABI 1.0");
+  dfm_compute_options options{};
+  options.struct_size = sizeof options;
+  options.threads = threads;
+  options.device_index = device_index;
+  check(table_->create(&options, &ctx_), "create");
+}
+
+ComputeBackend::~ComputeBackend() {
+  if (ctx_) table_->destroy(ctx_);
+}
+
+void ComputeBackend::check(dfm_status status, const char* what) const {
+  if (status == DFM_OK) return;
+  const char* message = descriptor_->last_error ? descriptor_->last_error() : "";
+  throw std::runtime_error("compute backend '" + name_ + "': " + what + ": " +
+                           (message && *message ? message : "failed with status " + std::to_string(status)));
+}
+
+void* ComputeBackend::alloc(size_t bytes) {
+  void* ptr = nullptr;
+  check(table_->alloc(ctx_, bytes, &ptr), "alloc");
+  return ptr;
+}
+
+void ComputeBackend::free(void* ptr) noexcept { table_->free(ctx_, ptr); }
+
+void ComputeBackend::synchronize() { check(table_->synchronize(ctx_), "synchronize"); }
+
+void ComputeBackend::upload(void* device_dst, const void* host_src, size_t bytes) {
+  check(table_->copy(ctx_, device_dst, host_src, bytes, DFM_COPY_HOST_TO_DEVICE), "copy to device");
+}
+
+void ComputeBackend::download(void* host_dst, const void* device_src, size_t bytes) {
+  check(table_->copy(ctx_, host_dst, device_src, bytes, DFM_COPY_DEVICE_TO_HOST), "copy to host");
+  synchronize();
+}
+
+void ComputeBackend::fill(float* dst, float value, int64_t count) {
+  check(table_->fill(ctx_, dst, value, count), "fill");
+}
+
+}  // namespace dfm

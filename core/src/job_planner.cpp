@@ -1,0 +1,114 @@
+#include "dfm/core/job_planner.hpp"
+
+#include "dfm/core/config.hpp"
+#include "dfm/core/host_services.hpp"
+#include "dfm/core/plugin_registry.hpp"
+#include "dfm/core/train_settings.hpp"
+#include "dfm/strategy.h"
+
+namespace dfm {
+namespace {
+
+ValueType value_type_of(dfm_value_type t) {
+  switch (t) {
+    case DFM_VALUE_BOOL: return ValueType::Bool;
+    case DFM_VALUE_INT: return ValueType::Int;
+    case DFM_VALUE_FLOAT: return ValueType::Float;
+    case DFM_VALUE_INT_ARRAY: return ValueType::IntArray;
+    case DFM_VALUE_STRING_ARRAY: return ValueType::StringArray;
+    default: return ValueType::String;
+  }
+}
+
+// The plugin's dfm_option_spec table as schema entries of its [strategy.<name>] table.
+std::vector<KeySpec> option_schema(const LoadedPlugin& plugin) {
+  const auto* table = static_cast<const dfm_strategy_v1*>(plugin.descriptor->table);
+  std::vector<KeySpec> keys;
+  for (size_t i = 0; i < table->option_count; ++i) {
+    const dfm_option_spec& o = table->options[i];
+    KeySpec k;
+    k.key = "strategy." + plugin.name + "." + o.key;
+    k.type = value_type_of(o.type);
+    k.default_toml = o.default_value ? o.default_value : "";
+    k.doc = o.help ? o.help : "";
+    keys.push_back(std::move(k));
+  }
+  return keys;
+}
+
+std::string plugin_not_found(const char* kind, const std::string& name) {
+  return std::string(kind) + " plugin '" + name + "' was not found (dfm-run --list-plugins shows what is installed)";
+}
+
+}  // namespace
+
+JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& host, int64_t world_size, bool dry_run) {
+  JobPlan plan;
+  // The layout and chain are read before the full schema check because the
+  // chain decides which [strategy.<name>] tables are legal. A malformed
+  // [fsdp] or [strategy] key throws here and is reported by check_schema.
+  try {
+    plan.layout = resolve_layout(config, world_size, plan.errors);
+    plan.mesh = Mesh(plan.layout.tp, plan.layout.cp, plan.layout.dp, plan.layout.pp);
+    plan.chain = resolve_chain(config, plan.layout);
+  } catch (const std::exception&) {
+    plan.chain.clear();
+  }
+
+  for (const std::string& name : plan.chain) {
+    const LoadedPlugin* p = registry.find(DFM_PLUGIN_STRATEGY, name);
+    if (!p) {
+      plan.errors.push_back(config.format_error("strategy.chain", plugin_not_found("strategy", name)));
+      continue;
+    }
+    plan.strategies.push_back(p);
+    config.add_table_schema("strategy." + name, option_schema(*p));
+  }
+  config.check_schema(plan.errors);
+  if (!plan.ok()) return plan;  // the values below would be read with the wrong types
+  check_train_settings(config, plan.errors);
+
+  auto backend = [&](dfm_plugin_kind kind, const char* key) -> const LoadedPlugin* {
+    const std::string name = config.get_string(key);
+    const LoadedPlugin* p = registry.find(kind, name);
+    const char* what = kind == DFM_PLUGIN_COMPUTE ? "compute" : "comm";
+    if (!p)
+      (dry_run ? plan.warnings : plan.errors).push_back(config.format_error(key, plugin_not_found(what, name)));
+    else if (!p->available)
+      (dry_run ? plan.warnings : plan.errors)
+          .push_back(config.format_error(key, std::string(what) + " plugin '" + name + "' is unavailable here: " +
+                                                  p->unavailable_reason));
+    return p;
+  };
+  plan.compute = backend(DFM_PLUGIN_COMPUTE, "backend.compute");
+  if (plan.layout.world > 1) plan.comm = backend(DFM_PLUGIN_COMM, "backend.comm");
+
+  // Each strategy checks the shapes it needs (heads by tp, layers by pp, ...).
+  host.attach_config(&config);
+  host.attach_mesh(&plan.mesh);
+  host.clear_config_errors();
+  std::vector<const char*> names;
+  for (const auto& n : plan.chain) names.push_back(n.c_str());
+  const dfm_job_shape shape = make_job_shape(config, plan.layout, names);
+  for (const LoadedPlugin* p : plan.strategies) {
+    const auto* table = static_cast<const dfm_strategy_v1*>(p->descriptor->table);
+    const size_t reported = host.config_errors().size();
+    const dfm_status status = table->validate(&shape);
+    if (status != DFM_OK && host.config_errors().size() == reported)
+      plan.errors.push_back(config.source_name() + ": strategy '" + p->name + "' refused the job: " +
+                            p->descriptor->last_error());
+  }
+  plan.errors.insert(plan.errors.end(), host.config_errors().begin(), host.config_errors().end());
+  return plan;
+}
+
+std::string execution_blocker(const JobPlan& plan) {
+  for (const LoadedPlugin* p : plan.strategies)
+    return "strategy '" + p->name + "' (" + p->path.string() +
+           ") cannot run yet: ABI 1.0 strategies have no execution hooks; its execution arrives with its own "
+           "issue. Use --dry-run to check this layout.";
+  if (plan.layout.world > 1) return "multi-process runs arrive with the distributed runtime (gloo, launcher)";
+  return "";
+}
+
+}  // namespace dfm

@@ -1,0 +1,54 @@
+#include "dfm/core/optimizer.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <stdexcept>
+
+namespace dfm {
+
+LrShape parse_lr_shape(const std::string& name) {
+  if (name == "constant") return LrShape::Constant;
+  if (name == "cosine") return LrShape::Cosine;
+  if (name == "linear") return LrShape::Linear;
+  throw std::invalid_argument("unknown lr_schedule '" + name + "'");
+}
+
+double LrSchedule::at(int64_t step) const {
+  if (warmup_steps > 0 && step <= warmup_steps) return lr * static_cast<double>(step) / static_cast<double>(warmup_steps);
+  if (shape == LrShape::Constant || total_steps <= warmup_steps) return lr;
+  const double p = std::clamp(static_cast<double>(step - warmup_steps) / static_cast<double>(total_steps - warmup_steps),
+                              0.0, 1.0);
+  if (shape == LrShape::Linear) return lr - (lr - min_lr) * p;
+  return min_lr + (lr - min_lr) * 0.5 * (1.0 + std::cos(std::numbers::pi * p));
+}
+
+double clip_coefficient(double grad_norm, double max_norm) {
+  if (max_norm <= 0.0) return 1.0;
+  return std::min(1.0, max_norm / (grad_norm + 1e-6));
+}
+
+AdamW::AdamW(ComputeBackend& backend, const AdamWSettings& settings)
+    : backend_(backend), settings_(settings), norm_scratch_(backend, 1) {}
+
+double AdamW::grad_norm(GptParams& params) {
+  backend_.check(backend_.table().sum_squares(backend_.ctx(), params.grads().data(), params.total_count(),
+                                              norm_scratch_.data(), 0),
+                 "sum_squares");
+  return std::sqrt(static_cast<double>(norm_scratch_.download()[0]));
+}
+
+void AdamW::step(GptParams& params, double lr, int64_t step, double grad_scale) {
+  for (const ParamInfo& info : params.infos()) {
+    const int64_t o = info.offset;
+    backend_.check(backend_.table().adamw_update(
+                       backend_.ctx(), params.params().data() + o, params.grads().data() + o,
+                       params.adam_m().data() + o, params.adam_v().data() + o, info.count(), static_cast<float>(lr),
+                       static_cast<float>(settings_.beta1), static_cast<float>(settings_.beta2),
+                       static_cast<float>(settings_.eps), info.decays() ? static_cast<float>(settings_.weight_decay) : 0.0f,
+                       step, static_cast<float>(grad_scale)),
+                   "adamw_update");
+  }
+}
+
+}  // namespace dfm

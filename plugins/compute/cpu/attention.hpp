@@ -1,0 +1,91 @@
+// Shared by attention_forward.cpp and attention_backward.cpp: the checked shape
+// of one attention block, where each row lives, and which keys a query sees.
+#ifndef DFM_PLUGINS_COMPUTE_CPU_ATTENTION_HPP
+#define DFM_PLUGINS_COMPUTE_CPU_ATTENTION_HPP
+
+#include <algorithm>
+#include <cmath>
+
+#include "cpu_backend.hpp"
+
+namespace dfm::cpu {
+
+// Tiles: a key tile of 64 keeps one row of scores in four AVX-512 registers
+// and a transposed K or V tile (64 x head_dim) in L1/L2 while every query of
+// the (batch, head) pair streams past it. Forward tasks take 64 queries each.
+constexpr int64_t kKeyTile = 64;
+constexpr int64_t kQueryTile = 64;
+
+struct AttentionShape {
+  int64_t batch, heads, head_dim, q_len, kv_len;
+  int64_t q_ts, kv_ts, o_ts;
+  int64_t q_pos0, kv_pos0;
+  bool causal;
+  float scale;
+
+  // Start of the head_dim values of token t, head h in batch element b.
+  template <typename T>
+  T* q_row(T* q, int64_t b, int64_t t, int64_t h) const {
+    return q + (b * q_len + t) * q_ts + h * head_dim;
+  }
+  template <typename T>
+  T* kv_row(T* kv, int64_t b, int64_t t, int64_t h) const {
+    return kv + (b * kv_len + t) * kv_ts + h * head_dim;
+  }
+  template <typename T>
+  T* o_row(T* o, int64_t b, int64_t t, int64_t h) const {
+    return o + (b * q_len + t) * o_ts + h * head_dim;
+  }
+  template <typename T>
+  T* lse_row(T* lse, int64_t b, int64_t h) const {
+    return lse + (b * heads + h) * q_len;
+  }
+  // Number of leading keys of the block that query i sees: with the causal
+  // mask, keys at global positions <= the query's (q_pos0 + i).
+  int64_t visible_keys(int64_t i) const {
+    if (!causal) return kv_len;
+    return std::clamp<int64_t>(q_pos0 + i - kv_pos0 + 1, 0, kv_len);
+  }
+  // First query that sees key j (q_len when none does).
+  int64_t first_query_seeing(int64_t j) const {
+    if (!causal) return 0;
+    return std::clamp<int64_t>(kv_pos0 + j - q_pos0, 0, q_len);
+  }
+};
+
+inline AttentionShape attention_shape(const Args& args, const dfm_attention_desc* desc) {
+  if (desc == nullptr) args.fail("'desc' is NULL");
+  args.struct_size("desc", desc->struct_size, DFM_ATTENTION_DESC_V1_SIZE);
+  const dfm_attention_desc& d = *desc;
+  args.non_negative("batch", d.batch);
+  args.positive("heads", d.heads);
+  args.positive("head_dim", d.head_dim);
+  args.non_negative("q_len", d.q_len);
+  args.non_negative("kv_len", d.kv_len);
+  const int64_t width = d.heads * d.head_dim;
+  args.at_least("q_token_stride", d.q_token_stride, width, "heads * head_dim");
+  args.at_least("kv_token_stride", d.kv_token_stride, width, "heads * head_dim");
+  args.at_least("o_token_stride", d.o_token_stride, width, "heads * head_dim");
+  if (!std::isfinite(d.scale)) args.fail("'scale' is not finite");
+  return AttentionShape{d.batch,          d.heads,          d.head_dim,       d.q_len,  d.kv_len,
+                        d.q_token_stride, d.kv_token_stride, d.o_token_stride, d.q_pos0, d.kv_pos0,
+                        d.causal != 0,    d.scale};
+}
+
+// Copies keys (or values) j0 .. j0 + count - 1 of head h into tile[d * kKeyTile + j],
+// zeros past count, so score loops always run over a full tile of keys.
+inline void load_transposed_tile(const AttentionShape& a, const float* kv, int64_t b, int64_t h, int64_t j0,
+                                 int64_t count, float* tile) {
+  for (int64_t j = 0; j < kKeyTile; ++j) {
+    if (j < count) {
+      const float* row = a.kv_row(kv, b, j0 + j, h);
+      for (int64_t d = 0; d < a.head_dim; ++d) tile[d * kKeyTile + j] = row[d];
+    } else {
+      for (int64_t d = 0; d < a.head_dim; ++d) tile[d * kKeyTile + j] = 0.0f;
+    }
+  }
+}
+
+}  // namespace dfm::cpu
+
+#endif  // DFM_PLUGINS_COMPUTE_CPU_ATTENTION_HPP

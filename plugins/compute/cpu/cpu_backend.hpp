@@ -1,0 +1,113 @@
+// Internals of the "cpu" compute backend shared by its source files: the
+// context, argument checks, and the kernel functions that plugin.cpp puts in
+// the dfm_compute_v1 table. Nothing here crosses the ABI.
+#ifndef DFM_PLUGINS_COMPUTE_CPU_CPU_BACKEND_HPP
+#define DFM_PLUGINS_COMPUTE_CPU_CPU_BACKEND_HPP
+
+#include <cstdint>
+#include <string>
+
+#include "dfm/compute.h"
+#include "dfm/sdk.hpp"
+
+namespace dfm::cpu {
+
+// What create makes. The backend owns the process's OpenMP pool: every
+// parallel region (and oneDNN, which runs on the same OpenMP runtime) uses
+// `threads` threads.
+struct Context {
+  int threads = 1;
+};
+
+// Hot tile loops are compiled three times (AVX-512, AVX2 + FMA, baseline
+// x86-64) and the loader picks one for the machine (GCC function
+// multi-versioning): fast here without -march=native, still runs anywhere.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DFM_CPU_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define DFM_CPU_MULTIVERSION
+#endif
+
+// Loops with less work than this many elements run on one thread: a parallel
+// region costs a few microseconds, more than such a loop.
+constexpr int64_t kParallelThreshold = 1 << 15;
+
+// Checks a kernel's arguments; every failure is DFM_ERR_INVALID_ARGUMENT with
+// one line naming the kernel and the argument ("cpu.add: 'out' is NULL ...").
+class Args {
+ public:
+  Args(const char* kernel, void* ctx);
+
+  const Context& context() const { return *ctx_; }
+  int threads() const { return ctx_->threads; }
+  // Threads for a loop of `work` elements: 1 below kParallelThreshold.
+  int threads_for(int64_t work) const { return work < kParallelThreshold ? 1 : ctx_->threads; }
+
+  void non_negative(const char* name, int64_t value) const;
+  void positive(const char* name, int64_t value) const;
+  // `value` >= `minimum`, where `minimum` is what `meaning` says ("heads * head_dim").
+  void at_least(const char* name, int64_t value, int64_t minimum, const char* meaning) const;
+  // `pointer` may be NULL only when it addresses nothing (`count` == 0).
+  void pointer(const char* name, const void* pointer, int64_t count) const;
+  void struct_size(const char* name, size_t given, size_t required) const;
+  [[noreturn]] void fail(const std::string& what) const;
+
+ private:
+  const char* kernel_;
+  const Context* ctx_;
+};
+
+// ---- context (context.cpp) ----
+dfm_status create(const dfm_compute_options* options, void** ctx);
+void destroy(void* ctx);
+dfm_status synchronize(void* ctx);
+
+// ---- memory (memory.cpp) ----
+dfm_status alloc(void* ctx, size_t bytes, void** ptr);
+void free(void* ctx, void* ptr);
+dfm_status copy(void* ctx, void* dst, const void* src, size_t bytes, dfm_copy_kind kind);
+dfm_status fill(void* ctx, float* dst, float value, int64_t count);
+
+// ---- GEMM (gemm.cpp) ----
+dfm_status matmul(void* ctx, const dfm_matmul_desc* desc);
+
+// ---- elementwise (elementwise.cpp) ----
+dfm_status add(void* ctx, float* out, const float* a, const float* b, int64_t count);
+dfm_status scale(void* ctx, float* x, float alpha, int64_t count);
+dfm_status bias_add(void* ctx, float* out, const float* bias, int64_t rows, int64_t dim);
+dfm_status bias_backward(void* ctx, float* dbias, const float* dout, int64_t rows, int64_t dim);
+dfm_status gelu_forward(void* ctx, float* out, const float* in, int64_t count);
+dfm_status gelu_backward(void* ctx, float* din, const float* in, const float* dout, int64_t count);
+
+// ---- embedding (embedding.cpp) ----
+dfm_status embedding_forward(void* ctx, float* out, const int32_t* ids, int64_t count, const float* table,
+                             int64_t table_rows, int64_t row_offset, int64_t dim, int32_t accumulate);
+dfm_status embedding_backward(void* ctx, float* dtable, const float* dout, const int32_t* ids, int64_t count,
+                              int64_t table_rows, int64_t row_offset, int64_t dim);
+
+// ---- LayerNorm (layernorm.cpp) ----
+dfm_status layernorm_forward(void* ctx, float* out, float* mean, float* rstd, const float* in, const float* weight,
+                             const float* bias, int64_t rows, int64_t dim, float eps);
+dfm_status layernorm_backward(void* ctx, float* din, float* dweight, float* dbias, const float* dout,
+                              const float* in, const float* weight, const float* mean, const float* rstd,
+                              int64_t rows, int64_t dim);
+
+// ---- attention (attention_forward.cpp, attention_backward.cpp) ----
+dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k,
+                             const float* v, float* out, float* lse, int32_t accumulate);
+dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k,
+                              const float* v, const float* out, const float* dout, const float* lse, float* dq,
+                              float* dk, float* dv);
+
+// ---- loss (cross_entropy.cpp) ----
+dfm_status softmax_cross_entropy(void* ctx, float* logits, const int32_t* targets, float* losses, int64_t rows,
+                                 int64_t vocab, int64_t ld, float grad_scale);
+
+// ---- optimizer (optimizer.cpp) ----
+dfm_status adamw_update(void* ctx, float* param, const float* grad, float* m, float* v, int64_t count, float lr,
+                        float beta1, float beta2, float eps, float weight_decay, int64_t step, float grad_scale);
+dfm_status sum_squares(void* ctx, const float* x, int64_t count, float* out, int32_t accumulate);
+
+}  // namespace dfm::cpu
+
+#endif  // DFM_PLUGINS_COMPUTE_CPU_CPU_BACKEND_HPP

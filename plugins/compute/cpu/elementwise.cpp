@@ -1,0 +1,106 @@
+// Elementwise kernels: residual add, scale, bias, GELU. Parallel over elements
+// (or rows), contiguous inner loops that the compiler vectorises.
+#include <algorithm>
+
+#include "cpu_backend.hpp"
+#include "vector_math.hpp"
+
+namespace dfm::cpu {
+namespace {
+
+// bias_backward sums over rows one block of this many columns per task, so the
+// sum's order never depends on the thread count (columns are independent).
+constexpr int64_t kColumnBlock = 64;
+
+void check_rows(const Args& args, int64_t rows, int64_t dim) {
+  args.non_negative("rows", rows);
+  args.non_negative("dim", dim);
+}
+
+}  // namespace
+
+dfm_status add(void* ctx, float* out, const float* a, const float* b, int64_t count) {
+  return sdk::guard([&] {
+    const Args args("add", ctx);
+    args.non_negative("count", count);
+    args.pointer("out", out, count);
+    args.pointer("a", a, count);
+    args.pointer("b", b, count);
+    // out may alias a or b: element i reads only index i before writing it.
+#pragma omp parallel for simd num_threads(args.threads_for(count))
+    for (int64_t i = 0; i < count; ++i) out[i] = a[i] + b[i];
+  });
+}
+
+dfm_status scale(void* ctx, float* x, float alpha, int64_t count) {
+  return sdk::guard([&] {
+    const Args args("scale", ctx);
+    args.non_negative("count", count);
+    args.pointer("x", x, count);
+#pragma omp parallel for simd num_threads(args.threads_for(count))
+    for (int64_t i = 0; i < count; ++i) x[i] *= alpha;
+  });
+}
+
+dfm_status bias_add(void* ctx, float* out, const float* bias, int64_t rows, int64_t dim) {
+  return sdk::guard([&] {
+    const Args args("bias_add", ctx);
+    check_rows(args, rows, dim);
+    args.pointer("out", out, rows * dim);
+    args.pointer("bias", bias, rows > 0 ? dim : 0);
+#pragma omp parallel for num_threads(args.threads_for(rows * dim))
+    for (int64_t r = 0; r < rows; ++r) {
+      float* __restrict row = out + r * dim;
+      const float* __restrict b = bias;
+#pragma omp simd
+      for (int64_t j = 0; j < dim; ++j) row[j] += b[j];
+    }
+  });
+}
+
+dfm_status bias_backward(void* ctx, float* dbias, const float* dout, int64_t rows, int64_t dim) {
+  return sdk::guard([&] {
+    const Args args("bias_backward", ctx);
+    check_rows(args, rows, dim);
+    args.pointer("dbias", dbias, dim);
+    args.pointer("dout", dout, rows * dim);
+    const int64_t blocks = (dim + kColumnBlock - 1) / kColumnBlock;
+#pragma omp parallel for num_threads(args.threads_for(rows * dim))
+    for (int64_t block = 0; block < blocks; ++block) {
+      const int64_t j0 = block * kColumnBlock;
+      const int64_t width = std::min(kColumnBlock, dim - j0);
+      double sum[kColumnBlock] = {};
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* __restrict row = dout + r * dim + j0;
+#pragma omp simd
+        for (int64_t j = 0; j < width; ++j) sum[j] += row[j];
+      }
+      for (int64_t j = 0; j < width; ++j) dbias[j0 + j] += static_cast<float>(sum[j]);
+    }
+  });
+}
+
+dfm_status gelu_forward(void* ctx, float* out, const float* in, int64_t count) {
+  return sdk::guard([&] {
+    const Args args("gelu_forward", ctx);
+    args.non_negative("count", count);
+    args.pointer("out", out, count);
+    args.pointer("in", in, count);
+#pragma omp parallel for simd num_threads(args.threads_for(count))
+    for (int64_t i = 0; i < count; ++i) out[i] = gelu_vec(in[i]);
+  });
+}
+
+dfm_status gelu_backward(void* ctx, float* din, const float* in, const float* dout, int64_t count) {
+  return sdk::guard([&] {
+    const Args args("gelu_backward", ctx);
+    args.non_negative("count", count);
+    args.pointer("din", din, count);
+    args.pointer("in", in, count);
+    args.pointer("dout", dout, count);
+#pragma omp parallel for simd num_threads(args.threads_for(count))
+    for (int64_t i = 0; i < count; ++i) din[i] = dout[i] * gelu_grad_vec(in[i]);
+  });
+}
+
+}  // namespace dfm::cpu

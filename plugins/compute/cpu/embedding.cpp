@@ -1,0 +1,76 @@
+// Token/position embedding lookup and its gradient. The table may be one
+// vocabulary-parallel shard: rows row_offset .. row_offset + table_rows - 1.
+#include <algorithm>
+
+#include "cpu_backend.hpp"
+
+namespace dfm::cpu {
+namespace {
+
+// embedding_backward gives each task a block of this many columns and walks
+// the ids in order, so rows hit by several ids sum in the same order whatever
+// the thread count, and no two threads ever write the same element.
+constexpr int64_t kColumnBlock = 64;
+
+void check(const Args& args, int64_t count, int64_t table_rows, int64_t row_offset, int64_t dim) {
+  args.non_negative("count", count);
+  args.non_negative("table_rows", table_rows);
+  args.non_negative("row_offset", row_offset);
+  args.non_negative("dim", dim);
+}
+
+}  // namespace
+
+dfm_status embedding_forward(void* ctx, float* out, const int32_t* ids, int64_t count, const float* table,
+                             int64_t table_rows, int64_t row_offset, int64_t dim, int32_t accumulate) {
+  return sdk::guard([&] {
+    const Args args("embedding_forward", ctx);
+    check(args, count, table_rows, row_offset, dim);
+    args.pointer("out", out, count * dim);
+    args.pointer("ids", ids, count);
+    args.pointer("table", table, table_rows * dim);
+#pragma omp parallel for num_threads(args.threads_for(count * dim))
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t row = static_cast<int64_t>(ids[i]) - row_offset;
+      float* __restrict dst = out + i * dim;
+      if (row < 0 || row >= table_rows) {
+        if (!accumulate) std::fill(dst, dst + dim, 0.0f);
+        continue;
+      }
+      const float* __restrict src = table + row * dim;
+      if (accumulate) {
+#pragma omp simd
+        for (int64_t j = 0; j < dim; ++j) dst[j] += src[j];
+      } else {
+        std::copy(src, src + dim, dst);
+      }
+    }
+  });
+}
+
+dfm_status embedding_backward(void* ctx, float* dtable, const float* dout, const int32_t* ids, int64_t count,
+                              int64_t table_rows, int64_t row_offset, int64_t dim) {
+  return sdk::guard([&] {
+    const Args args("embedding_backward", ctx);
+    check(args, count, table_rows, row_offset, dim);
+    args.pointer("dtable", dtable, table_rows * dim);
+    args.pointer("dout", dout, count * dim);
+    args.pointer("ids", ids, count);
+    const int64_t blocks = (dim + kColumnBlock - 1) / kColumnBlock;
+#pragma omp parallel for num_threads(args.threads_for(count * dim))
+    for (int64_t block = 0; block < blocks; ++block) {
+      const int64_t j0 = block * kColumnBlock;
+      const int64_t width = std::min(kColumnBlock, dim - j0);
+      for (int64_t i = 0; i < count; ++i) {
+        const int64_t row = static_cast<int64_t>(ids[i]) - row_offset;
+        if (row < 0 || row >= table_rows) continue;
+        float* __restrict dst = dtable + row * dim + j0;
+        const float* __restrict src = dout + i * dim + j0;
+#pragma omp simd
+        for (int64_t j = 0; j < width; ++j) dst[j] += src[j];
+      }
+    }
+  });
+}
+
+}  // namespace dfm::cpu

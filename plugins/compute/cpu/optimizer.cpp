@@ -1,0 +1,73 @@
+// Optimizer kernels: the AdamW step and the sum of squares behind the global
+// gradient norm.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "cpu_backend.hpp"
+
+namespace dfm::cpu {
+namespace {
+
+// sum_squares sums fixed chunks of this many elements, then the chunks' sums
+// in chunk order: the result never depends on the thread count.
+constexpr int64_t kSumChunk = 1 << 14;
+
+}  // namespace
+
+// torch.optim.AdamW: decoupled weight decay first, then the bias-corrected
+// Adam step, exactly in the order compute.h writes it (and PyTorch's
+// sqrt(v) / sqrt(1 - beta2^step) for sqrt(v / (1 - beta2^step))).
+dfm_status adamw_update(void* ctx, float* param, const float* grad, float* m, float* v, int64_t count, float lr,
+                        float beta1, float beta2, float eps, float weight_decay, int64_t step, float grad_scale) {
+  return sdk::guard([&] {
+    const Args args("adamw_update", ctx);
+    args.non_negative("count", count);
+    args.positive("step", step);
+    args.pointer("param", param, count);
+    args.pointer("grad", grad, count);
+    args.pointer("m", m, count);
+    args.pointer("v", v, count);
+    if (!(beta1 >= 0.0f && beta1 < 1.0f)) args.fail("'beta1' is " + std::to_string(beta1) + ", expected in [0, 1)");
+    if (!(beta2 >= 0.0f && beta2 < 1.0f)) args.fail("'beta2' is " + std::to_string(beta2) + ", expected in [0, 1)");
+    const float decay = 1.0f - lr * weight_decay;
+    const float correction1 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step)));
+    const float correction2 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step)));
+    const float step_size = lr / correction1;
+    const float sqrt_correction2 = std::sqrt(correction2);
+#pragma omp parallel for simd num_threads(args.threads_for(count))
+    for (int64_t i = 0; i < count; ++i) {
+      const float g = grad[i] * grad_scale;
+      const float mi = beta1 * m[i] + (1.0f - beta1) * g;
+      const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+      m[i] = mi;
+      v[i] = vi;
+      param[i] = param[i] * decay - step_size * mi / (std::sqrt(vi) / sqrt_correction2 + eps);
+    }
+  });
+}
+
+dfm_status sum_squares(void* ctx, const float* x, int64_t count, float* out, int32_t accumulate) {
+  return sdk::guard([&] {
+    const Args args("sum_squares", ctx);
+    args.non_negative("count", count);
+    args.pointer("x", x, count);
+    if (out == nullptr) args.fail("'out' is NULL");
+    const int64_t chunks = (count + kSumChunk - 1) / kSumChunk;
+    std::vector<double> partial(static_cast<size_t>(chunks));
+#pragma omp parallel for num_threads(args.threads_for(count))
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t begin = c * kSumChunk;
+      const int64_t end = std::min(count, begin + kSumChunk);
+      double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t i = begin; i < end; ++i) sum += static_cast<double>(x[i]) * x[i];
+      partial[static_cast<size_t>(c)] = sum;
+    }
+    double total = accumulate ? static_cast<double>(*out) : 0.0;
+    for (const double s : partial) total += s;
+    *out = static_cast<float>(total);
+  });
+}
+
+}  // namespace dfm::cpu

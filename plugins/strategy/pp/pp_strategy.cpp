@@ -1,0 +1,111 @@
+// Strategy plugin "pp": pipeline parallel on the pp axis with the 1F1B
+// schedule (Narayanan et al. 2021, PipeDream-Flush), and the interleaved
+// schedule when each rank holds several virtual stages (Megatron-LM).
+// Layers are split evenly over the stages unless layers_per_stage says how.
+//
+// ABI 1.0 carries declaration and validation; execution hooks arrive in a
+// later minor (strategy.h). The plugin is built against the SDK alone.
+#include <cstdint>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "dfm/sdk.hpp"
+#include "dfm/strategy.h"
+
+namespace {
+
+dfm::sdk::Host host;  // set once by init
+
+const dfm_option_spec kOptions[] = {
+    {sizeof(dfm_option_spec), "layers_per_stage", DFM_VALUE_INT_ARRAY, "[]",
+     "transformer blocks of each stage, one entry per pp rank, summing to model.n_layer; [] = even split"},
+    {sizeof(dfm_option_spec), "virtual_stages", DFM_VALUE_INT, "1",
+     "model chunks per pp rank; more than 1 selects the interleaved 1F1B schedule"},
+};
+
+dfm_status init(const dfm_host_services* services) {
+  return dfm::sdk::guard([&] { host = dfm::sdk::Host(services); });
+}
+
+// The layer count of each stage, or an empty list after reporting why there is none.
+std::vector<int64_t> stage_layers(const dfm_job_shape& job) {
+  const int64_t pp = job.axis_size[DFM_AXIS_PP];
+  const std::string key = host.own_key("layers_per_stage");
+  const std::vector<int64_t> given = host.get_int_array(key);
+  if (given.empty()) {
+    if (job.n_layer % pp == 0) return std::vector<int64_t>(static_cast<size_t>(pp), job.n_layer / pp);
+    host.config_error("model.n_layer", std::to_string(job.n_layer) + " layers do not divide by pp_size " +
+                                           std::to_string(pp) + "; set " + key + " for an uneven split");
+    return {};
+  }
+  bool ok = true;
+  if (static_cast<int64_t>(given.size()) != pp) {
+    host.config_error(key, std::to_string(given.size()) + " entries for pp_size " + std::to_string(pp) +
+                               "; expected one per stage");
+    ok = false;
+  }
+  int64_t total = 0;
+  for (size_t stage = 0; stage < given.size(); ++stage) {
+    total += given[stage];
+    if (given[stage] < 1) {
+      host.config_error(key, "stage " + std::to_string(stage) + " has " + std::to_string(given[stage]) +
+                                 " layers; every stage needs at least 1");
+      ok = false;
+    }
+  }
+  if (total != job.n_layer) {
+    host.config_error(key, "the stages hold " + std::to_string(total) + " layers in total, model.n_layer is " +
+                               std::to_string(job.n_layer));
+    ok = false;
+  }
+  return ok ? given : std::vector<int64_t>{};
+}
+
+dfm_status validate(const dfm_job_shape* job) {
+  return dfm::sdk::guard([&] {
+    if (!host.attached()) throw dfm::sdk::Error(DFM_ERR_RUNTIME, "validate called before init");
+    const std::vector<int64_t> stages = stage_layers(*job);
+    bool ok = !stages.empty();
+
+    const std::string key = host.own_key("virtual_stages");
+    const int64_t virtual_stages = host.get_int(key);
+    if (virtual_stages < 1) {
+      host.config_error(key, std::to_string(virtual_stages) + " is less than 1; expected 1 or more model "
+                                                              "chunks per pp rank");
+      return DFM_ERR_CONFIG;
+    }
+    for (size_t stage = 0; stage < stages.size(); ++stage) {
+      if (stages[stage] % virtual_stages != 0) {
+        host.config_error(key, "stage " + std::to_string(stage) + " has " + std::to_string(stages[stage]) +
+                                   " layers, which do not split into " + std::to_string(virtual_stages) +
+                                   " virtual stages");
+        ok = false;
+      }
+    }
+    return ok ? DFM_OK : DFM_ERR_CONFIG;
+  });
+}
+
+const dfm_strategy_v1 kStrategy = {
+    sizeof(dfm_strategy_v1), DFM_AXIS_PP, kOptions, std::size(kOptions), validate,
+    nullptr,  // create: execution arrives with the pp issue
+    nullptr,  // destroy
+};
+
+const dfm_plugin_descriptor kDescriptor = {
+    sizeof(dfm_plugin_descriptor),
+    DFM_ABI_MAJOR,
+    DFM_ABI_MINOR,
+    DFM_PLUGIN_STRATEGY,
+    "pp",
+    DFM_PLUGIN_VERSION,
+    "1F1B pipeline parallel (+ interleaved virtual stages) on the pp axis",
+    init,
+    dfm::sdk::last_error,
+    &kStrategy,
+};
+
+}  // namespace
+
+DFM_DEFINE_PLUGIN_ENTRY(kDescriptor)

@@ -1,0 +1,73 @@
+// "hello": the smallest complete dfm strategy plugin. It takes the dp axis
+// (name it in `[strategy] chain = ["hello"]` in place of fsdp2), declares one
+// option, and validates the job: everything ABI 1.0 asks of a strategy.
+//
+// A plugin includes only the SDK's headers and exports only
+// dfm_plugin_entry_v1; dfm_add_plugin() in CMake sees to the second part.
+#include <cstdint>
+#include <string>
+
+#include "dfm/sdk.hpp"
+#include "dfm/strategy.h"
+
+namespace {
+
+// The host's services, received in init; valid until the process exits.
+dfm::sdk::Host host;
+
+// The `[strategy.hello]` table. The host checks keys and types against this
+// before validate runs, and fills in the default when the key is left out.
+const dfm_option_spec kOptions[] = {
+    {sizeof(dfm_option_spec), "min_sequences_per_rank", DFM_VALUE_INT, "1",
+     "refuse jobs that give a dp rank fewer sequences than this per optimizer step"},
+};
+
+dfm_status init(const dfm_host_services* services) {
+  // guard() turns any exception into a status and a message for last_error:
+  // no exception may cross the C ABI.
+  return dfm::sdk::guard([&] { host = dfm::sdk::Host(services); });
+}
+
+dfm_status validate(const dfm_job_shape* job) {
+  return dfm::sdk::guard([&] {
+    const std::string key = host.own_key("min_sequences_per_rank");  // "strategy.hello.min_sequences_per_rank"
+    const int64_t minimum = host.get_int(key);
+    const int64_t dp = job->axis_size[DFM_AXIS_DP];
+    const int64_t per_rank = job->global_batch / dp;
+    if (per_rank < minimum) {
+      // The host prints "job.toml:LINE:COL: <key>: <message>".
+      host.config_error(key, "dp " + std::to_string(dp) + " leaves " + std::to_string(per_rank) +
+                                 " sequences per rank, fewer than " + std::to_string(minimum));
+      return DFM_ERR_CONFIG;
+    }
+    host.log(DFM_LOG_INFO, "hello: " + std::to_string(per_rank) + " sequences per dp rank");
+    return DFM_OK;
+  });
+}
+
+const dfm_strategy_v1 kStrategy = {
+    sizeof(dfm_strategy_v1),
+    DFM_AXIS_DP,
+    kOptions,
+    sizeof kOptions / sizeof kOptions[0],
+    validate,
+    nullptr,  // create: nothing per job yet
+    nullptr,  // destroy
+};
+
+const dfm_plugin_descriptor kDescriptor = {
+    sizeof(dfm_plugin_descriptor),
+    DFM_ABI_MAJOR,
+    DFM_ABI_MINOR,
+    DFM_PLUGIN_STRATEGY,
+    "hello",
+    HELLO_VERSION,
+    "example out-of-tree strategy (dp axis)",
+    init,
+    dfm::sdk::last_error,
+    &kStrategy,
+};
+
+}  // namespace
+
+DFM_DEFINE_PLUGIN_ENTRY(kDescriptor)

@@ -1,0 +1,98 @@
+/*
+ * Communication backend plugins: collectives over process groups.
+ * First-party backends: "gloo" (CPU) and "nccl" (GPU).
+ *
+ * The host creates one communicator per process group (each mesh axis and the
+ * combined groups, see docs/plugins.md) by calling group_create on every member
+ * rank with the same `group_name`. Backends exchange addresses and ids through
+ * the key-value store functions in `dfm_comm_rendezvous` (backed by the core's
+ * rendezvous store), never through their own side channel.
+ *
+ * Operations are asynchronous: each returns a work handle that the caller
+ * waits for with work_wait and then frees with work_free. A wait that times
+ * out returns DFM_ERR_TIMEOUT and names, in last_error, the group, the
+ * operation, its sequence number in that group and the ranks that did not
+ * join. Buffers are device pointers of the matching compute backend and must
+ * stay untouched until the work completed.
+ */
+#ifndef DFM_COMM_H
+#define DFM_COMM_H
+
+#include "dfm/abi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum dfm_reduce_op { DFM_REDUCE_SUM = 0, DFM_REDUCE_MAX = 1 } dfm_reduce_op;
+
+/* Key-value store for rendezvous, served by rank 0 (the role of PyTorch's
+ * TCPStore). Values are bytes; get blocks until the key exists or the
+ * timeout passes. Owned by the host. */
+typedef struct dfm_comm_rendezvous {
+  size_t struct_size;
+  void* store;
+  dfm_status (*set)(void* store, const char* key, const void* value, size_t size);
+  /* Copies at most `capacity` bytes into value, stores the full size in *size. */
+  dfm_status (*get)(void* store, const char* key, void* value, size_t capacity, size_t* size,
+                    int64_t timeout_ms);
+} dfm_comm_rendezvous;
+
+#define DFM_COMM_RENDEZVOUS_V1_SIZE DFM_STRUCT_SIZE(dfm_comm_rendezvous, get)
+
+typedef struct dfm_comm_group_desc {
+  size_t struct_size;
+  const char* group_name;     /* unique in the job, e.g. "tp/3" */
+  const int64_t* ranks;       /* global ranks of the members, in group order */
+  int64_t size;
+  int64_t my_index;           /* this rank's position in `ranks` */
+  const dfm_comm_rendezvous* rendezvous;
+  int64_t timeout_ms;         /* [backend] comm_timeout_s, for every operation */
+  void* compute_ctx;          /* the compute backend's context (its stream, for GPU backends) */
+} dfm_comm_group_desc;
+
+#define DFM_COMM_GROUP_DESC_V1_SIZE DFM_STRUCT_SIZE(dfm_comm_group_desc, compute_ctx)
+
+typedef struct dfm_comm_v1 {
+  size_t struct_size;
+
+  /* Creates this rank's end of a group; blocks until every member joined or
+   * the timeout passed. *group is owned by the plugin until group_destroy. */
+  dfm_status (*group_create)(const dfm_comm_group_desc* desc, void** group);
+  void (*group_destroy)(void* group);
+
+  /* Collectives on fp32 buffers; `count` in elements. Each returns a work
+   * handle in *work (owned by the plugin until work_free). */
+  /* buf = reduce(buf over the group), in place. */
+  dfm_status (*all_reduce)(void* group, float* buf, int64_t count, dfm_reduce_op op, void** work);
+  /* out (count elements) = reduce over the group of in[my_index*count ..]; in has size*count. */
+  dfm_status (*reduce_scatter)(void* group, const float* in, float* out, int64_t count, void** work);
+  /* out (size*count elements) = concat over the group of in (count elements). */
+  dfm_status (*all_gather)(void* group, const float* in, float* out, int64_t count, void** work);
+  /* buf of the member at `root` (group index) is copied to every member. */
+  dfm_status (*broadcast)(void* group, float* buf, int64_t count, int64_t root, void** work);
+  /* Point-to-point with the member at group index `peer`; `tag` orders
+   * messages between the same pair. */
+  dfm_status (*send)(void* group, const float* buf, int64_t count, int64_t peer, int64_t tag, void** work);
+  dfm_status (*recv)(void* group, float* buf, int64_t count, int64_t peer, int64_t tag, void** work);
+  dfm_status (*barrier)(void* group, void** work);
+
+  /* Waits for one operation; timeout_ms < 0 uses the group's timeout. */
+  dfm_status (*work_wait)(void* work, int64_t timeout_ms);
+  void (*work_free)(void* work);
+
+  /* Aborts every pending operation of the group so a failing rank does not
+   * leave its peers hanging; the group is unusable afterwards. */
+  void (*abort)(void* group);
+
+  /* Bytes this rank has sent in the group since it was created. */
+  uint64_t (*bytes_sent)(void* group);
+} dfm_comm_v1;
+
+#define DFM_COMM_V1_SIZE DFM_STRUCT_SIZE(dfm_comm_v1, bytes_sent)
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DFM_COMM_H */

@@ -1,0 +1,196 @@
+/*
+ * Compute backend plugins: device memory and the kernels that training a GPT
+ * needs, forward and backward. First-party backends: "cpu" and "cuda".
+ *
+ * Conventions for every kernel below:
+ *  - `ctx` is the context made by create. Kernels run in order on the
+ *    context's stream; a backend may return before the work is done, so the
+ *    host calls synchronize before it reads results with copy(D2H).
+ *  - Pointers are device pointers from alloc (on "cpu" they are host memory),
+ *    except where a parameter says "host".
+ *  - Tensors are fp32, row-major and dense unless a stride says otherwise.
+ *    Sizes are element counts (int64_t).
+ *  - "+=" in a description means the kernel accumulates into the output; the
+ *    caller zeroes it first when it wants a plain result. Gradients of
+ *    parameters always accumulate, so micro-batches add up for free.
+ *  - Every function returns DFM_OK or an error with a message in the
+ *    descriptor's last_error. A NULL slot means the backend does not offer it.
+ *
+ * Attention is blockwise with an online softmax (FlashAttention, Dao et al.
+ * 2022): it takes one block of keys/values at a time, with the global
+ * positions of the queries and keys for the causal mask, and merges into an
+ * output and a per-row log-sum-exp. Ring context parallel calls it once per
+ * K/V block that arrives; one call with all keys is plain causal attention.
+ * Its working memory does not depend on the sequence length squared.
+ */
+#ifndef DFM_COMPUTE_H
+#define DFM_COMPUTE_H
+
+#include "dfm/abi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum dfm_copy_kind {
+  DFM_COPY_HOST_TO_DEVICE = 0,
+  DFM_COPY_DEVICE_TO_HOST = 1,
+  DFM_COPY_DEVICE_TO_DEVICE = 2
+} dfm_copy_kind;
+
+typedef struct dfm_compute_options {
+  size_t struct_size;
+  int64_t threads;      /* host threads the backend may use; 0 = every core this process may use */
+  int64_t device_index; /* which accelerator (LOCAL_RANK); ignored by "cpu" */
+} dfm_compute_options;
+
+#define DFM_COMPUTE_OPTIONS_V1_SIZE DFM_STRUCT_SIZE(dfm_compute_options, device_index)
+
+/* C = alpha * op(A) * op(B) + beta * C for each of `batch` matrices, row-major:
+ * op(A) is m x k, op(B) is k x n, C is m x n. op(X) = X^T when trans_x != 0.
+ * Matrix i of X starts at x + i * stride_x. beta = 0 ignores C's old values
+ * (NaNs included); beta = 1 accumulates. */
+typedef struct dfm_matmul_desc {
+  size_t struct_size;
+  int32_t trans_a, trans_b;
+  int64_t m, n, k;
+  float alpha, beta;
+  const float* a; int64_t lda; int64_t stride_a;
+  const float* b; int64_t ldb; int64_t stride_b;
+  float* c; int64_t ldc; int64_t stride_c;
+  int64_t batch; /* >= 1 */
+} dfm_matmul_desc;
+
+#define DFM_MATMUL_DESC_V1_SIZE DFM_STRUCT_SIZE(dfm_matmul_desc, batch)
+
+/* Shapes for one attention block. Q, K, V and O are laid out as
+ * [batch, tokens, heads, head_dim] with `*_token_stride` elements between
+ * consecutive tokens (so Q/K/V can be read in place from a fused QKV
+ * activation of row width 3*heads*head_dim) and batch stride
+ * tokens * token_stride. LSE is [batch, heads, q_len], dense. */
+typedef struct dfm_attention_desc {
+  size_t struct_size;
+  int64_t batch, heads, head_dim;
+  int64_t q_len, kv_len;
+  int64_t q_token_stride, kv_token_stride, o_token_stride;
+  /* global positions of the first query and key: with causal != 0, query at
+   * position p sees keys at positions <= p. Positions inside a block are
+   * consecutive. */
+  int64_t q_pos0, kv_pos0;
+  int32_t causal;
+  float scale; /* usually 1/sqrt(head_dim) */
+} dfm_attention_desc;
+
+#define DFM_ATTENTION_DESC_V1_SIZE DFM_STRUCT_SIZE(dfm_attention_desc, scale)
+
+typedef struct dfm_compute_v1 {
+  size_t struct_size;
+
+  /* ---- context ---- */
+  /* Makes a context; *ctx is owned by the plugin until destroy. */
+  dfm_status (*create)(const dfm_compute_options* options, void** ctx);
+  /* Waits for outstanding work, frees everything the context holds. */
+  void (*destroy)(void* ctx);
+  /* Returns when every kernel and copy issued so far has finished. */
+  dfm_status (*synchronize)(void* ctx);
+
+  /* ---- memory ---- */
+  /* Allocates `bytes` (aligned to at least 64 bytes; 0 gives a valid unique
+   * pointer). The memory is uninitialised and owned by the caller until free. */
+  dfm_status (*alloc)(void* ctx, size_t bytes, void** ptr);
+  /* Frees memory from alloc; NULL is ignored. */
+  void (*free)(void* ctx, void* ptr);
+  /* Copies `bytes`; host pointers may be any memory of the caller. */
+  dfm_status (*copy)(void* ctx, void* dst, const void* src, size_t bytes, dfm_copy_kind kind);
+  /* dst[i] = value for i < count. */
+  dfm_status (*fill)(void* ctx, float* dst, float value, int64_t count);
+
+  /* ---- dense algebra ---- */
+  dfm_status (*matmul)(void* ctx, const dfm_matmul_desc* desc);
+
+  /* ---- elementwise ---- */
+  /* out[i] = a[i] + b[i]; out may alias a or b. */
+  dfm_status (*add)(void* ctx, float* out, const float* a, const float* b, int64_t count);
+  /* x[i] *= alpha. */
+  dfm_status (*scale)(void* ctx, float* x, float alpha, int64_t count);
+  /* out[r, j] += bias[j] for r < rows, j < dim. */
+  dfm_status (*bias_add)(void* ctx, float* out, const float* bias, int64_t rows, int64_t dim);
+  /* dbias[j] += sum over r of dout[r, j]. */
+  dfm_status (*bias_backward)(void* ctx, float* dbias, const float* dout, int64_t rows, int64_t dim);
+  /* out = GELU(in), tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+   * out may alias in. */
+  dfm_status (*gelu_forward)(void* ctx, float* out, const float* in, int64_t count);
+  /* din = dout * GELU'(in); din may alias dout. */
+  dfm_status (*gelu_backward)(void* ctx, float* din, const float* in, const float* dout, int64_t count);
+
+  /* ---- embedding ----
+   * Rows `row_offset .. row_offset + table_rows - 1` of a (possibly larger,
+   * vocabulary-parallel) table live on this device as `table`. Ids outside
+   * that range contribute nothing. */
+  /* out[i, :] (= or += when accumulate) table[ids[i] - row_offset, :]; rows
+   * whose id is out of range are set to 0 (or left as they are). */
+  dfm_status (*embedding_forward)(void* ctx, float* out, const int32_t* ids, int64_t count,
+                                  const float* table, int64_t table_rows, int64_t row_offset,
+                                  int64_t dim, int32_t accumulate);
+  /* dtable[ids[i] - row_offset, :] += dout[i, :] for ids in range. */
+  dfm_status (*embedding_backward)(void* ctx, float* dtable, const float* dout, const int32_t* ids,
+                                   int64_t count, int64_t table_rows, int64_t row_offset, int64_t dim);
+
+  /* ---- LayerNorm over the last dimension ---- */
+  /* out = (in - mean) * rstd * weight + bias; also stores mean[rows], rstd[rows]. */
+  dfm_status (*layernorm_forward)(void* ctx, float* out, float* mean, float* rstd, const float* in,
+                                  const float* weight, const float* bias, int64_t rows, int64_t dim,
+                                  float eps);
+  /* din += dL/din; dweight += dL/dweight; dbias += dL/dbias. */
+  dfm_status (*layernorm_backward)(void* ctx, float* din, float* dweight, float* dbias,
+                                   const float* dout, const float* in, const float* weight,
+                                   const float* mean, const float* rstd, int64_t rows, int64_t dim);
+
+  /* ---- attention (see the header comment) ----
+   * accumulate = 0: out and lse are overwritten with this block's result (rows
+   * that see no key get out = 0 and lse = -inf).
+   * accumulate = 1: out and lse hold the result over earlier blocks and are
+   * merged exactly with this block's. */
+  dfm_status (*attention_forward)(void* ctx, const dfm_attention_desc* desc, const float* q,
+                                  const float* k, const float* v, float* out, float* lse,
+                                  int32_t accumulate);
+  /* Gradients for one K/V block given the final out and lse over all blocks:
+   * dq += dL/dq, dk += dL/dk, dv += dL/dv. dq uses q's layout (token stride
+   * q_token_stride), dk and dv use k's (kv_token_stride); dout uses out's. */
+  dfm_status (*attention_backward)(void* ctx, const dfm_attention_desc* desc, const float* q,
+                                   const float* k, const float* v, const float* out,
+                                   const float* dout, const float* lse, float* dq, float* dk,
+                                   float* dv);
+
+  /* ---- loss ----
+   * For each row r: p = softmax(logits[r, 0:vocab]) (row stride `ld` >= vocab),
+   * losses[r] = -log p[targets[r]], and, in place, logits[r, j] becomes the
+   * gradient grad_scale * (p[j] - [j == targets[r]]) for j < vocab. Columns
+   * vocab..ld-1 (padding) are set to 0. A target < 0 ignores the row: its loss
+   * and gradient are 0. */
+  dfm_status (*softmax_cross_entropy)(void* ctx, float* logits, const int32_t* targets,
+                                      float* losses, int64_t rows, int64_t vocab, int64_t ld,
+                                      float grad_scale);
+
+  /* ---- optimizer ----
+   * AdamW with PyTorch's semantics (torch.optim.AdamW), on `count` elements:
+   *   g = grad * grad_scale
+   *   param *= 1 - lr * weight_decay
+   *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+   *   param -= lr * (m / (1 - beta1^step)) / (sqrt(v / (1 - beta2^step)) + eps)
+   * `step` counts from 1. */
+  dfm_status (*adamw_update)(void* ctx, float* param, const float* grad, float* m, float* v,
+                             int64_t count, float lr, float beta1, float beta2, float eps,
+                             float weight_decay, int64_t step, float grad_scale);
+  /* *out (= or += when accumulate) sum of x[i]^2, summed in double precision.
+   * `out` points to one float in device memory. */
+  dfm_status (*sum_squares)(void* ctx, const float* x, int64_t count, float* out, int32_t accumulate);
+} dfm_compute_v1;
+
+#define DFM_COMPUTE_V1_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, sum_squares)
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DFM_COMPUTE_H */

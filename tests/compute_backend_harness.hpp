@@ -1,0 +1,150 @@
+// Test harness for compute backends: loads a compute plugin by name with
+// dlopen (no dependency on the core's registry), makes contexts, and moves
+// data between std::vectors and device buffers through the plugin's own
+// alloc/copy, so the same tests can run on any backend.
+#ifndef DFM_TESTS_COMPUTE_BACKEND_HARNESS_HPP
+#define DFM_TESTS_COMPUTE_BACKEND_HARNESS_HPP
+
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "dfm/compute.h"
+
+namespace dfm::test {
+
+// A compute plugin loaded once per process (plugins are never unloaded).
+struct ComputeBackend {
+  const dfm_plugin_descriptor* descriptor = nullptr;
+  const dfm_compute_v1* api = nullptr;
+
+  static const ComputeBackend& load(const std::string& name) {
+    static std::map<std::string, ComputeBackend> loaded;
+    auto found = loaded.find(name);
+    if (found == loaded.end()) found = loaded.emplace(name, open(name)).first;
+    return found->second;
+  }
+  const char* last_error() const { return descriptor->last_error(); }
+
+ private:
+  static ComputeBackend open(const std::string& name) {
+    const std::string path = std::string(DFM_TEST_PLUGIN_DIR) + "/libdfm_compute_" + name + ".so";
+    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) throw std::runtime_error("cannot load " + path + ": " + dlerror());
+    auto entry = reinterpret_cast<dfm_plugin_entry_fn>(dlsym(handle, DFM_PLUGIN_ENTRY_SYMBOL));
+    if (entry == nullptr) throw std::runtime_error(path + " has no " + DFM_PLUGIN_ENTRY_SYMBOL);
+    ComputeBackend backend;
+    backend.descriptor = entry();
+    if (backend.descriptor == nullptr || backend.descriptor->kind != DFM_PLUGIN_COMPUTE)
+      throw std::runtime_error(path + " is not a compute plugin");
+    backend.api = static_cast<const dfm_compute_v1*>(backend.descriptor->table);
+    return backend;
+  }
+};
+
+// One backend context; destroyed with the object.
+class Device {
+ public:
+  explicit Device(const ComputeBackend& backend, int64_t threads = 1) : backend_(backend) {
+    dfm_compute_options options{};
+    options.struct_size = sizeof options;
+    options.threads = threads;
+    if (backend_.api->create(&options, &ctx_) != DFM_OK)
+      throw std::runtime_error(std::string("create failed: ") + backend_.last_error());
+  }
+  ~Device() { backend_.api->destroy(ctx_); }
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+
+  void* ctx() const { return ctx_; }
+  const dfm_compute_v1& api() const { return *backend_.api; }
+  const char* last_error() const { return backend_.last_error(); }
+
+ private:
+  const ComputeBackend& backend_;
+  void* ctx_ = nullptr;
+};
+
+// Device memory holding a copy of a host vector.
+template <typename T>
+class Buffer {
+ public:
+  Buffer(const Device& device, const std::vector<T>& host) : device_(device), count_(host.size()) {
+    if (device_.api().alloc(device_.ctx(), bytes(), &ptr_) != DFM_OK)
+      throw std::runtime_error(std::string("alloc failed: ") + device_.last_error());
+    if (count_ > 0 &&
+        device_.api().copy(device_.ctx(), ptr_, host.data(), bytes(), DFM_COPY_HOST_TO_DEVICE) != DFM_OK)
+      throw std::runtime_error(std::string("copy failed: ") + device_.last_error());
+  }
+  ~Buffer() { device_.api().free(device_.ctx(), ptr_); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  T* data() const { return static_cast<T*>(ptr_); }
+  std::vector<T> read() const {
+    std::vector<T> host(count_);
+    if (device_.api().synchronize(device_.ctx()) != DFM_OK ||
+        (count_ > 0 &&
+         device_.api().copy(device_.ctx(), host.data(), ptr_, bytes(), DFM_COPY_DEVICE_TO_HOST) != DFM_OK))
+      throw std::runtime_error(std::string("read failed: ") + device_.last_error());
+    return host;
+  }
+
+ private:
+  size_t bytes() const { return count_ * sizeof(T); }
+  const Device& device_;
+  size_t count_;
+  void* ptr_ = nullptr;
+};
+
+// Uniform values in [lo, hi) from a fixed seed: every run sees the same inputs.
+inline std::vector<float> random_floats(size_t count, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> values(count);
+  for (float& v : values) v = dist(rng);
+  return values;
+}
+
+inline std::vector<double> to_double(const std::vector<float>& values) { return {values.begin(), values.end()}; }
+
+// Compares a kernel's float results with a double reference element by
+// element: |actual - expected| <= atol + rtol |expected|. Reports the worst.
+inline void expect_close(const std::vector<float>& actual, const std::vector<double>& expected, double atol,
+                         double rtol, const std::string& what) {
+  ASSERT_EQ(actual.size(), expected.size()) << what;
+  size_t failures = 0;
+  for (size_t i = 0; i < actual.size(); ++i) {
+    const double tolerance = atol + rtol * std::abs(expected[i]);
+    const bool same_infinity = std::isinf(expected[i]) && actual[i] == expected[i];
+    if (!same_infinity && !(std::abs(actual[i] - expected[i]) <= tolerance)) {
+      if (++failures <= 5)
+        ADD_FAILURE() << what << "[" << i << "]: got " << actual[i] << ", expected " << expected[i]
+                      << " (tolerance " << tolerance << ")";
+    }
+  }
+  EXPECT_EQ(failures, 0u) << what << ": elements out of tolerance";
+}
+
+// Fixture of the kernel tests: the cpu backend and a one-thread context.
+class CpuKernels : public ::testing::Test {
+ protected:
+  const ComputeBackend& backend = ComputeBackend::load("cpu");
+  const dfm_compute_v1& api = *backend.api;
+  Device device{backend, 1};
+  void* ctx() const { return device.ctx(); }
+};
+
+}  // namespace dfm::test
+
+// Runs a kernel call and fails the test with the backend's message unless it returns DFM_OK.
+#define DFM_ASSERT_OK(device, call) ASSERT_EQ((call), DFM_OK) << (device).last_error()
+
+#endif  // DFM_TESTS_COMPUTE_BACKEND_HARNESS_HPP

@@ -1,0 +1,112 @@
+#include "reference_kernels.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace dfm::test::ref {
+
+void matmul(const dfm_matmul_desc& d, const Vec& a, const Vec& b, Vec& c) {
+  for (int64_t batch = 0; batch < d.batch; ++batch) {
+    const double* A = a.data() + batch * d.stride_a;
+    const double* B = b.data() + batch * d.stride_b;
+    double* C = c.data() + batch * d.stride_c;
+    for (int64_t i = 0; i < d.m; ++i)
+      for (int64_t j = 0; j < d.n; ++j) {
+        double sum = 0.0;
+        for (int64_t p = 0; p < d.k; ++p) {
+          const double av = d.trans_a ? A[p * d.lda + i] : A[i * d.lda + p];
+          const double bv = d.trans_b ? B[j * d.ldb + p] : B[p * d.ldb + j];
+          sum += av * bv;
+        }
+        double& cv = C[i * d.ldc + j];
+        cv = d.alpha * sum + (d.beta == 0.0f ? 0.0 : d.beta * cv);
+      }
+  }
+}
+
+double gelu(double x) {
+  const double pi = 3.14159265358979323846;
+  return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / pi) * (x + 0.044715 * x * x * x)));
+}
+
+Vec layernorm(const Vec& in, const Vec& weight, const Vec& bias, int64_t rows, int64_t dim, double eps, Vec* mean,
+              Vec* rstd) {
+  Vec out(in.size());
+  if (mean) mean->assign(rows, 0.0);
+  if (rstd) rstd->assign(rows, 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const double* x = in.data() + r * dim;
+    double mu = 0.0;
+    for (int64_t j = 0; j < dim; ++j) mu += x[j];
+    mu /= static_cast<double>(dim);
+    double var = 0.0;
+    for (int64_t j = 0; j < dim; ++j) var += (x[j] - mu) * (x[j] - mu);
+    var /= static_cast<double>(dim);
+    const double rs = 1.0 / std::sqrt(var + eps);
+    for (int64_t j = 0; j < dim; ++j) out[r * dim + j] = (x[j] - mu) * rs * weight[j] + bias[j];
+    if (mean) (*mean)[r] = mu;
+    if (rstd) (*rstd)[r] = rs;
+  }
+  return out;
+}
+
+void attention(const dfm_attention_desc& d, const Vec& q, const Vec& k, const Vec& v, Vec& out, Vec& lse) {
+  const int64_t D = d.head_dim;
+  for (int64_t b = 0; b < d.batch; ++b)
+    for (int64_t h = 0; h < d.heads; ++h)
+      for (int64_t i = 0; i < d.q_len; ++i) {
+        const double* qi = q.data() + (b * d.q_len + i) * d.q_token_stride + h * D;
+        double* oi = out.data() + (b * d.q_len + i) * d.o_token_stride + h * D;
+        std::vector<double> scores;
+        for (int64_t j = 0; j < d.kv_len; ++j) {
+          if (d.causal && d.kv_pos0 + j > d.q_pos0 + i) break;
+          const double* kj = k.data() + (b * d.kv_len + j) * d.kv_token_stride + h * D;
+          double s = 0.0;
+          for (int64_t x = 0; x < D; ++x) s += qi[x] * kj[x];
+          scores.push_back(s * d.scale);
+        }
+        double& row_lse = lse[(b * d.heads + h) * d.q_len + i];
+        for (int64_t x = 0; x < D; ++x) oi[x] = 0.0;
+        if (scores.empty()) {
+          row_lse = -std::numeric_limits<double>::infinity();
+          continue;
+        }
+        double mx = scores[0];
+        for (const double s : scores) mx = std::max(mx, s);
+        double sum = 0.0;
+        for (const double s : scores) sum += std::exp(s - mx);
+        row_lse = mx + std::log(sum);
+        for (size_t j = 0; j < scores.size(); ++j) {
+          const double p = std::exp(scores[j] - row_lse);
+          const double* vj = v.data() + (b * d.kv_len + static_cast<int64_t>(j)) * d.kv_token_stride + h * D;
+          for (int64_t x = 0; x < D; ++x) oi[x] += p * vj[x];
+        }
+      }
+}
+
+double cross_entropy(const double* logits, int64_t vocab, int32_t target) {
+  double mx = logits[0];
+  for (int64_t j = 0; j < vocab; ++j) mx = std::max(mx, logits[j]);
+  double sum = 0.0;
+  for (int64_t j = 0; j < vocab; ++j) sum += std::exp(logits[j] - mx);
+  return std::log(sum) + mx - logits[target];
+}
+
+void adamw_step(AdamState& s, double grad, double lr, double beta1, double beta2, double eps, double weight_decay,
+                int64_t step) {
+  s.param *= 1.0 - lr * weight_decay;
+  s.m = beta1 * s.m + (1.0 - beta1) * grad;
+  s.v = beta2 * s.v + (1.0 - beta2) * grad * grad;
+  const double m_hat = s.m / (1.0 - std::pow(beta1, static_cast<double>(step)));
+  const double v_hat = s.v / (1.0 - std::pow(beta2, static_cast<double>(step)));
+  s.param -= lr * m_hat / (std::sqrt(v_hat) + eps);
+}
+
+double dot(const Vec& a, const Vec& b) {
+  double sum = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+}  // namespace dfm::test::ref

@@ -1,0 +1,135 @@
+// The single-process trainer: loss falls on the synthetic corpus, gradient
+// accumulation over micro-batches does not change the math, and the outputs
+// (metrics.jsonl, the Hugging Face export) are complete and readable.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "dfm/core/safetensors.hpp"
+#include "dfm/core/trainer.hpp"
+#include "support/cpu_backend.hpp"
+
+namespace dfm {
+namespace {
+
+TrainSettings tiny_settings(const std::string& name) {
+  TrainSettings s;
+  s.job_name = name;
+  s.seed = 11;
+  s.out_dir = std::filesystem::path(DFM_TEST_BINARY_DIR) / "tmp" / "trainer" / name;
+  std::filesystem::remove_all(s.out_dir);
+  s.shape = GptShape{2, 2, 32, 256, 32, 1e-5f};
+  s.data_source = "synthetic";
+  s.steps = 5;
+  s.global_batch = 8;
+  s.micro_batch = 8;
+  s.lr = LrSchedule{3e-3, 3e-4, 2, 5, LrShape::Cosine};
+  s.progress = false;
+  return s;
+}
+
+TEST(Trainer, LossFallsClearlyOnTheSyntheticCorpus) {
+  test::CpuBackend backend;
+  TrainSettings s = tiny_settings("falls");
+  s.steps = 60;
+  s.lr = LrSchedule{1e-2, 1e-3, 5, 60, LrShape::Cosine};
+  Trainer trainer(s, *backend);
+  const double first = trainer.train_step(0).loss;
+  EXPECT_NEAR(first, std::log(256.0), 0.3);  // an untrained model is close to uniform over bytes
+  double last = first;
+  for (int64_t step = 1; step < s.steps; ++step) last = trainer.train_step(step).loss;
+  EXPECT_LT(last, first - 2.0) << "first " << first << " last " << last;
+}
+
+TEST(Trainer, MicroBatchesDoNotChangeTheMath) {
+  std::vector<std::vector<double>> losses;
+  std::vector<std::vector<float>> weights;
+  for (int64_t micro : {8, 2, 1}) {
+    test::CpuBackend backend;
+    TrainSettings s = tiny_settings("micro" + std::to_string(micro));
+    s.micro_batch = micro;
+    Trainer trainer(s, *backend);
+    losses.emplace_back();
+    for (int64_t step = 0; step < s.steps; ++step) losses.back().push_back(trainer.train_step(step).loss);
+    weights.push_back(trainer.params().params().download());
+  }
+  for (size_t run = 1; run < losses.size(); ++run) {
+    for (size_t step = 0; step < losses[0].size(); ++step)
+      EXPECT_NEAR(losses[run][step], losses[0][step], 1e-5 * losses[0][step]) << "run " << run << " step " << step;
+    double max_diff = 0;
+    for (size_t i = 0; i < weights[0].size(); ++i) max_diff = std::max(max_diff, std::abs(double(weights[run][i]) - weights[0][i]));
+    EXPECT_LT(max_diff, 1e-5) << "run " << run;
+  }
+}
+
+TEST(Trainer, RunWritesMetricsAndAHuggingFaceExport) {
+  test::CpuBackend backend;
+  const TrainSettings s = tiny_settings("outputs");
+  Trainer trainer(s, *backend);
+  trainer.run();
+
+  std::ifstream metrics(s.out_dir / "metrics.jsonl");
+  std::string line;
+  int64_t lines = 0;
+  while (std::getline(metrics, line)) {
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j.at("step").get<int64_t>(), ++lines);
+    for (const char* key : {"loss", "lr", "grad_norm", "tokens_per_s", "step_ms"}) EXPECT_TRUE(j.contains(key)) << key;
+    EXPECT_GT(j.at("tokens_per_s").get<double>(), 0);
+  }
+  EXPECT_EQ(lines, s.steps);
+
+  // Hugging Face GPT-2 names and [in, out] layouts, written out independently of the model code.
+  const int64_t C = 32;
+  std::map<std::string, std::vector<int64_t>> expected = {
+      {"wte.weight", {256, C}}, {"wpe.weight", {32, C}}, {"ln_f.weight", {C}}, {"ln_f.bias", {C}}};
+  for (int l = 0; l < 2; ++l) {
+    const std::string h = "h." + std::to_string(l) + ".";
+    expected[h + "ln_1.weight"] = expected[h + "ln_1.bias"] = expected[h + "ln_2.weight"] = expected[h + "ln_2.bias"] = {C};
+    expected[h + "attn.c_attn.weight"] = {C, 3 * C};
+    expected[h + "attn.c_attn.bias"] = {3 * C};
+    expected[h + "attn.c_proj.weight"] = {C, C};
+    expected[h + "attn.c_proj.bias"] = {C};
+    expected[h + "mlp.c_fc.weight"] = {C, 4 * C};
+    expected[h + "mlp.c_fc.bias"] = {4 * C};
+    expected[h + "mlp.c_proj.weight"] = {4 * C, C};
+    expected[h + "mlp.c_proj.bias"] = {C};
+  }
+  const auto tensors = read_safetensors(s.out_dir / "final" / "model.safetensors");
+  ASSERT_EQ(tensors.size(), expected.size());
+  const auto live = trainer.params().params().download();
+  for (const auto& t : tensors) {
+    ASSERT_TRUE(expected.count(t.name)) << t.name;
+    EXPECT_EQ(t.shape, expected[t.name]) << t.name;
+    const ParamInfo& info = trainer.params().info(t.name);
+    EXPECT_TRUE(std::equal(t.data.begin(), t.data.end(), live.begin() + info.offset)) << t.name;
+  }
+  std::ifstream config_file(s.out_dir / "final" / "config.json");
+  const auto config = nlohmann::json::parse(config_file);
+  EXPECT_EQ(config.at("model_type"), "gpt2");
+  EXPECT_EQ(config.at("n_embd"), C);
+  EXPECT_EQ(config.at("n_layer"), 2);
+  EXPECT_EQ(config.at("n_positions"), 32);
+  EXPECT_EQ(config.at("activation_function"), "gelu_new");
+}
+
+TEST(Trainer, ZeroStepsExportsTheInitialWeights) {
+  test::CpuBackend backend;
+  TrainSettings s = tiny_settings("zero");
+  s.steps = 0;
+  Trainer trainer(s, *backend);
+  trainer.run();
+  EXPECT_FALSE(std::filesystem::exists(s.out_dir / "metrics.jsonl"));
+  const auto tensors = read_safetensors(s.out_dir / "final" / "model.safetensors");
+  for (const auto& t : tensors) {
+    std::vector<float> expected(t.data.size());
+    init_param_values(trainer.params().info(t.name), s.seed, expected.data());
+    EXPECT_EQ(t.data, expected) << t.name;
+  }
+}
+
+}  // namespace
+}  // namespace dfm
