@@ -20,13 +20,15 @@ for f in include/dfm/abi.h include/dfm/host.h include/dfm/strategy.h include/dfm
   [ -e "$prefix/$f" ] || fail "the install lacks $f"
 done
 
-# Only the prefix: no package registry, no source tree.
-cmake -S "$example" -B "$work/hello" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF \
+# Only the prefix: the example is copied out of the source tree, and no
+# package registry is consulted.
+cp -R "$example" "$work/src"
+cmake -S "$work/src" -B "$work/hello" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF \
       -DCMAKE_EXPORT_COMPILE_COMMANDS=ON -DCMAKE_BUILD_TYPE=Release >"$work/configure.log" 2>&1 \
   || { cat "$work/configure.log"; fail "configuring the example against $prefix failed"; }
 cmake --build "$work/hello" >"$work/build.log" 2>&1 || { cat "$work/build.log"; fail "building the example failed"; }
 grep -q "$prefix/include" "$work/hello/compile_commands.json" || fail "the example did not use $prefix/include"
-if grep -q "$source_root/sdk" "$work/hello/compile_commands.json"; then
+if grep -q "$source_root" "$work/hello/compile_commands.json"; then
   fail "the example compiled with the source tree's headers"
 fi
 plugin=$work/hello/libdfm_strategy_hello.so

@@ -175,10 +175,10 @@ TEST_F(Strategies, TpAcceptsDivisibleHeadsAndWidthWhateverTheVocabulary) {
 }
 
 TEST_F(Strategies, TpRefusesHeadsAndWidthThatDoNotDivide) {
-  EXPECT_EQ(validate("tp", kModel, {.tp = 5, .n_head = 12, .d_model = 770}), DFM_ERR_CONFIG);
+  EXPECT_EQ(validate("tp", kModel, {.tp = 5, .n_head = 12, .d_model = 772}), DFM_ERR_CONFIG);
   ASSERT_EQ(errors().size(), 2u);
   EXPECT_EQ(errors()[0], "job.toml:3:1: model.n_head: 12 heads do not divide by tp_size 5");
-  EXPECT_EQ(errors()[1], "job.toml:4:1: model.d_model: 770 channels do not divide by tp_size 5");
+  EXPECT_EQ(errors()[1], "job.toml:4:1: model.d_model: 772 channels do not divide by tp_size 5");
 }
 
 TEST_F(Strategies, TpSequenceParallelNeedsTheSequenceToDivide) {

@@ -104,15 +104,16 @@ int run(const Options& o, const char* argv0) {
   dfm::Config config = dfm::Config::load(o.config, o.overrides);
   const int64_t world = o.world_size > 0 ? o.world_size : 1;
   dfm::JobPlan plan = dfm::plan_job(config, registry, host, world, o.dry_run);
-  for (const auto& w : plan.warnings) std::cerr << "warning: " << w << "\n";
   if (!plan.ok()) {
     for (const auto& e : plan.errors) std::cerr << e << "\n";
     std::cerr << "dfm-run: " << plan.errors.size() << " configuration error(s); nothing was started\n";
     return kExitUsage;
   }
-  const std::string layout = dfm::describe_layout(plan.layout, plan.mesh, plan.chain);
+  const std::string layout = dfm::describe_layout(plan.layout, plan.mesh, plan.chain) + dfm::describe_plugins(plan);
   if (o.dry_run) {
-    std::cout << layout << "dry run: " << o.config << " is valid for " << world << " rank(s)\n";
+    std::cout << layout;
+    for (const auto& w : plan.warnings) std::cout << "warning: " << w << "\n";
+    std::cout << "dry run: " << o.config << " is valid for " << world << " rank(s)\n";
     return 0;
   }
   if (const std::string blocker = dfm::execution_blocker(plan); !blocker.empty()) {

@@ -25,9 +25,10 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 }  // namespace
 
 std::string nearest_key(const std::string& wrong, const std::vector<std::string>& candidates) {
-  // Up to two edits, fewer for short names, where two edits turn any word
-  // into another ("lr" -> "eps" would be a useless suggestion).
-  const size_t limit = std::clamp<size_t>(wrong.size() / 3, 1, 2);
+  // Up to two edits, fewer for short names, where a few edits turn any word
+  // into another: none below three letters ("cp" is not a typo of "pp").
+  const size_t limit = std::min<size_t>(wrong.size() / 3, 2);
+  if (limit == 0) return "";
   std::string best;
   size_t best_distance = limit + 1;
   for (const std::string& candidate : candidates) {

@@ -38,11 +38,11 @@ their errors name the override:
 
 Each strategy plugin declares its own options, which live in a table named after the plugin,
 for example `[strategy.tp]` for the `tp` plugin. They are checked like the core keys, against the
-schema the plugin declares (`dfm-run --list-plugins -v` lists it), and then by the plugin itself.
+schema the plugin declares, and then by the plugin itself.
 A table for a plugin that is not in the strategy chain is an error, because its options would
 otherwise be ignored without a word:
 
-    job.toml:9:2: strategy.cp: options for plugin 'cp', which is not in the strategy chain [tp, fsdp2]
+    job.toml:9:11: strategy.cp: options for plugin 'cp', which is not in the strategy chain [tp, fsdp2]
 )";
 
 std::string default_cell(const KeySpec& spec) {

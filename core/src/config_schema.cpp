@@ -28,13 +28,13 @@ const std::vector<KeySpec>& Config::core_schema() {
   static const std::vector<KeySpec> schema = {
       // [job]
       {.key = "job.name", .type = T::String, .default_toml = "\"dfm\"",
-       .doc = "Name of the job; the output folder is runs/<name> when out_dir is empty."},
+       .doc = "Name of the job; the output folder is `runs/<name>` when out_dir is empty."},
       {.key = "job.seed", .type = T::Int, .default_toml = "1234",
        .doc = "Seed of everything random: initial weights (the same for every layout), synthetic data, shuffling, "
               "sampling.",
        .min = 0},
       {.key = "job.out_dir", .type = T::String, .default_toml = "\"\"",
-       .doc = "Folder for metrics.jsonl, logs, checkpoints and the final model; empty means runs/<job.name>."},
+       .doc = "Folder for metrics.jsonl, logs, checkpoints and the final model; empty means `runs/<job.name>`."},
 
       // [model]
       {.key = "model.arch", .type = T::String, .default_toml = "\"gpt\"",
@@ -120,7 +120,7 @@ const std::vector<KeySpec>& Config::core_schema() {
 
       // [checkpoint]
       {.key = "checkpoint.dir", .type = T::String, .default_toml = "\"\"",
-       .doc = "Checkpoint folder; empty means <out_dir>/checkpoints."},
+       .doc = "Checkpoint folder; empty means `<out_dir>/checkpoints`."},
       {.key = "checkpoint.every", .type = T::Int, .default_toml = "0",
        .doc = "Save a checkpoint every N steps; 0 saves none.", .min = 0},
       {.key = "checkpoint.keep", .type = T::Int, .default_toml = "3",

@@ -9,33 +9,6 @@
 namespace dfm {
 namespace {
 
-ValueType value_type_of(dfm_value_type t) {
-  switch (t) {
-    case DFM_VALUE_BOOL: return ValueType::Bool;
-    case DFM_VALUE_INT: return ValueType::Int;
-    case DFM_VALUE_FLOAT: return ValueType::Float;
-    case DFM_VALUE_INT_ARRAY: return ValueType::IntArray;
-    case DFM_VALUE_STRING_ARRAY: return ValueType::StringArray;
-    default: return ValueType::String;
-  }
-}
-
-// The plugin's dfm_option_spec table as schema entries of its [strategy.<name>] table.
-std::vector<KeySpec> option_schema(const LoadedPlugin& plugin) {
-  const auto* table = static_cast<const dfm_strategy_v1*>(plugin.descriptor->table);
-  std::vector<KeySpec> keys;
-  for (size_t i = 0; i < table->option_count; ++i) {
-    const dfm_option_spec& o = table->options[i];
-    KeySpec k;
-    k.key = "strategy." + plugin.name + "." + o.key;
-    k.type = value_type_of(o.type);
-    k.default_toml = o.default_value ? o.default_value : "";
-    k.doc = o.help ? o.help : "";
-    keys.push_back(std::move(k));
-  }
-  return keys;
-}
-
 std::string plugin_not_found(const char* kind, const std::string& name) {
   return std::string(kind) + " plugin '" + name + "' was not found (dfm-run --list-plugins shows what is installed)";
 }
@@ -44,16 +17,12 @@ std::string plugin_not_found(const char* kind, const std::string& name) {
 
 JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& host, int64_t world_size, bool dry_run) {
   JobPlan plan;
-  // The layout and chain are read before the full schema check because the
-  // chain decides which [strategy.<name>] tables are legal. A malformed
-  // [fsdp] or [strategy] key throws here and is reported by check_schema.
-  try {
-    plan.layout = resolve_layout(config, world_size, plan.errors);
-    plan.mesh = Mesh(plan.layout.tp, plan.layout.cp, plan.layout.dp, plan.layout.pp);
-    plan.chain = resolve_chain(config, plan.layout);
-  } catch (const std::exception&) {
-    plan.chain.clear();
-  }
+  // The layout and chain come before the full schema check because the chain
+  // decides which [strategy.<name>] tables are legal. resolve_layout leaves
+  // malformed sizes to check_schema and returns placeholders (>= 1) for them.
+  plan.layout = resolve_layout(config, world_size, plan.errors);
+  plan.mesh = Mesh(plan.layout.tp, plan.layout.cp, plan.layout.dp, plan.layout.pp);
+  plan.chain = resolve_chain(config, plan.layout);
 
   for (const std::string& name : plan.chain) {
     const LoadedPlugin* p = registry.find(DFM_PLUGIN_STRATEGY, name);
@@ -62,9 +31,9 @@ JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& ho
       continue;
     }
     plan.strategies.push_back(p);
-    config.add_table_schema("strategy." + name, option_schema(*p));
+    config.add_table_schema("strategy." + name, option_schema(*p->strategy()));
   }
-  config.check_schema(plan.errors);
+  config.check_schema(plan.errors, plan.chain);
   if (!plan.ok()) return plan;  // the values below would be read with the wrong types
   check_train_settings(config, plan.errors);
 
@@ -80,6 +49,8 @@ JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& ho
                                                   p->unavailable_reason));
     return p;
   };
+  plan.compute_name = config.get_string("backend.compute");
+  plan.comm_name = config.get_string("backend.comm");
   plan.compute = backend(DFM_PLUGIN_COMPUTE, "backend.compute");
   if (plan.layout.world > 1) plan.comm = backend(DFM_PLUGIN_COMM, "backend.comm");
 
@@ -91,7 +62,7 @@ JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& ho
   for (const auto& n : plan.chain) names.push_back(n.c_str());
   const dfm_job_shape shape = make_job_shape(config, plan.layout, names);
   for (const LoadedPlugin* p : plan.strategies) {
-    const auto* table = static_cast<const dfm_strategy_v1*>(p->descriptor->table);
+    const dfm_strategy_v1* table = p->strategy();
     const size_t reported = host.config_errors().size();
     const dfm_status status = table->validate(&shape);
     if (status != DFM_OK && host.config_errors().size() == reported)
@@ -100,6 +71,19 @@ JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& ho
   }
   plan.errors.insert(plan.errors.end(), host.config_errors().begin(), host.config_errors().end());
   return plan;
+}
+
+std::string describe_plugins(const JobPlan& plan) {
+  std::string out = "plugins:\n";
+  auto line = [&](const char* role, const LoadedPlugin* p, const std::string& missing_name) {
+    out += std::string("  ") + role + " ";
+    out += p ? p->name + " " + p->version + "  " + p->path.string() : missing_name + " (not found here)";
+    out += "\n";
+  };
+  for (const LoadedPlugin* p : plan.strategies) line("strategy", p, "");
+  line("compute ", plan.compute, plan.compute_name);
+  if (plan.layout.world > 1) line("comm    ", plan.comm, plan.comm_name);
+  return out;
 }
 
 std::string execution_blocker(const JobPlan& plan) {

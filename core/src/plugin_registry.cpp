@@ -121,7 +121,7 @@ void PluginRegistry::Impl::load(const fs::path& file) {
     library.load(boost::dll::fs::path(file.string()),
                  boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
-    return refuse(file, "not a shared object: " + loader_message(e.what(), file));
+    return refuse(file, "not loadable as a shared object: " + loader_message(e.what(), file));
   }
   const dfm_plugin_entry_fn entry = find_entry(library);
   // Once opened, a library stays loaded even when refused: its code already

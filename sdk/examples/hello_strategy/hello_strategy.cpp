@@ -40,7 +40,7 @@ dfm_status validate(const dfm_job_shape* job) {
                                  " sequences per rank, fewer than " + std::to_string(minimum));
       return DFM_ERR_CONFIG;
     }
-    host.log(DFM_LOG_INFO, "hello: " + std::to_string(per_rank) + " sequences per dp rank");
+    host.log(DFM_LOG_INFO, std::to_string(per_rank) + " sequences per dp rank");
     return DFM_OK;
   });
 }

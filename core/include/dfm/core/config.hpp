@@ -141,8 +141,8 @@ class Config {
 
 // The candidate nearest to `wrong` in edit distance (Levenshtein with adjacent
 // transpositions counting 1), when that distance is at most a third of
-// wrong's length, clamped to 1..2; "" when none is that close. Ties go to the
-// earlier candidate. For "did you mean".
+// wrong's length and at most 2; "" when none is that close (always for names
+// under three letters). Ties go to the earlier candidate. For "did you mean".
 std::string nearest_key(const std::string& wrong, const std::vector<std::string>& candidates);
 
 // docs/config.md: every section and key of the core schema with type,

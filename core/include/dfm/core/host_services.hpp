@@ -1,6 +1,10 @@
 // The host side of dfm_host_services: one table per plugin, all answering from
 // one HostContext that holds the job's config, its mesh and the rank (once
 // known), and collects configuration errors reported by plugins.
+//
+// Plugins keep their services pointer until the process exits (host.h), so a
+// program keeps its HostContext alive as long as it may call into a plugin;
+// tests that make one per case never call a plugin after destroying it.
 #pragma once
 
 #include <cstdint>

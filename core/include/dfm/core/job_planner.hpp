@@ -27,6 +27,7 @@ struct JobPlan {
   std::vector<const LoadedPlugin*> strategies;    // same order
   const LoadedPlugin* compute = nullptr;          // null only in a dry run whose backend is missing
   const LoadedPlugin* comm = nullptr;             // null when world == 1 or missing in a dry run
+  std::string compute_name, comm_name;            // [backend] compute and comm
   std::vector<std::string> warnings;              // shown, not fatal (dry run only)
   std::vector<std::string> errors;                // fatal: "file:line:col: key: ..."
   bool ok() const { return errors.empty(); }
@@ -35,6 +36,9 @@ struct JobPlan {
 // `dry_run`: a missing backend plugin is a warning (the layout can still be
 // checked on a machine without, say, the cuda plugin), not an error.
 JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& host, int64_t world_size, bool dry_run);
+
+// The plugins the job will load, one line each ("strategy tp 0.1.0  <file>").
+std::string describe_plugins(const JobPlan& plan);
 
 // Why a planned job cannot run in this build, or "" when it can: ABI 1.0
 // strategies have no execution hooks yet, so a chain that holds any strategy

@@ -1,0 +1,139 @@
+// Training throughput of GPT-2 shapes on the cpu backend, as a fraction of the
+// machine's own single-precision GEMM rate measured in the same run.
+//
+//   bench_train_throughput [--layers 12 --d-model 768 --heads 12 --vocab 50257
+//                           --seq 256 --batch 4 --steps 6 --threads 0]
+//
+// Model FLOPs per token follow PaLM (Chowdhery et al. 2022, appendix B):
+// 6 N + 12 L C T, where N counts every parameter that takes part in a matmul
+// (the tied embedding once, as the LM head; not the position table) and the
+// second term is attention's scores and weighted sum, forward and backward,
+// counted for the full T x T matrix as the convention does (causal masking
+// does about half of that work).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "dfm/core/compute_backend.hpp"
+#include "dfm/core/gpt_model.hpp"
+#include "dfm/core/host_services.hpp"
+#include "dfm/core/optimizer.hpp"
+#include "dfm/core/plugin_registry.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int64_t flag(int argc, char** argv, const char* name, int64_t fallback) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], name) == 0) return std::atoll(argv[i + 1]);
+  return fallback;
+}
+
+// GFLOP/s of the backend's matmul on a square-ish GEMM of the model's own size.
+double gemm_gflops(dfm::ComputeBackend& backend, int64_t m, int64_t n, int64_t k) {
+  dfm::DeviceBuffer<float> a(backend, m * k), b(backend, k * n), c(backend, m * n);
+  backend.fill(a.data(), 0.5f, m * k);
+  backend.fill(b.data(), 0.25f, k * n);
+  dfm_matmul_desc d{};
+  d.struct_size = sizeof d;
+  d.m = m;
+  d.n = n;
+  d.k = k;
+  d.alpha = 1;
+  d.a = a.data();
+  d.lda = k;
+  d.b = b.data();
+  d.ldb = n;
+  d.c = c.data();
+  d.ldc = n;
+  d.batch = 1;
+  std::vector<double> seconds;
+  for (int r = 0; r < 7; ++r) {
+    const auto t0 = Clock::now();
+    backend.check(backend.table().matmul(backend.ctx(), &d), "matmul");
+    backend.synchronize();
+    seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return 2.0 * static_cast<double>(m * n * k) / median(seconds) / 1e9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  dfm::GptShape shape;
+  shape.n_layer = flag(argc, argv, "--layers", 12);
+  shape.d_model = flag(argc, argv, "--d-model", 768);
+  shape.n_head = flag(argc, argv, "--heads", 12);
+  shape.vocab_size = flag(argc, argv, "--vocab", 50257);
+  shape.seq_len = flag(argc, argv, "--seq", 256);
+  const int64_t batch = flag(argc, argv, "--batch", 4), steps = flag(argc, argv, "--steps", 6);
+  const int64_t threads = flag(argc, argv, "--threads", 0);
+
+  dfm::HostContext host;
+  dfm::PluginRegistry registry(host);
+  registry.scan(dfm::PluginRegistry::search_path({}));
+  const dfm::LoadedPlugin* cpu = registry.find(DFM_PLUGIN_COMPUTE, "cpu");
+  if (!cpu) {
+    std::fprintf(stderr, "bench: the cpu plugin was not found (run from the build or install tree)\n");
+    return 1;
+  }
+  dfm::ComputeBackend backend(*cpu, threads, 0);
+  dfm::GptParams params(backend, shape);
+  params.initialise(1);
+  dfm::GptModel model(backend, params, shape, batch);
+  dfm::AdamW adamw(backend, {});
+
+  const int64_t rows = batch * shape.seq_len;
+  std::vector<int32_t> tokens(static_cast<size_t>(rows)), positions(tokens.size());
+  for (int64_t i = 0; i < rows; ++i) {
+    tokens[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919) % shape.vocab_size);
+    positions[static_cast<size_t>(i)] = static_cast<int32_t>(i % shape.seq_len);
+  }
+  dfm::DeviceBuffer<int32_t> d_tokens(backend, rows), d_targets(backend, rows), d_positions(backend, rows);
+  d_tokens.upload(tokens);
+  std::rotate(tokens.begin(), tokens.begin() + 1, tokens.end());
+  d_targets.upload(tokens);
+  d_positions.upload(positions);
+
+  std::vector<double> step_seconds;
+  for (int64_t s = 0; s < steps + 1; ++s) {  // step 0 warms caches and the thread pool
+    const auto t0 = Clock::now();
+    params.zero_grads();
+    model.forward(d_tokens.data(), d_positions.data(), batch, shape.seq_len);
+    model.loss(d_targets.data(), 1.0f / static_cast<float>(rows));
+    model.backward(d_tokens.data(), d_positions.data());
+    adamw.step(params, 1e-4, s + 1, dfm::clip_coefficient(adamw.grad_norm(params), 1.0));
+    backend.synchronize();
+    if (s > 0) step_seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+
+  const double n_matmul = static_cast<double>(params.total_count() - shape.seq_len * shape.d_model);
+  const double flops_per_token =
+      6.0 * n_matmul + 12.0 * static_cast<double>(shape.n_layer * shape.d_model * shape.seq_len);
+  const double step = median(step_seconds);
+  const double tokens_per_s = static_cast<double>(rows) / step;
+  const double model_gflops = tokens_per_s * flops_per_token / 1e9;
+  const double gemm = gemm_gflops(backend, rows, 4 * shape.d_model, shape.d_model);
+  std::printf("model: %lld layers, d_model %lld, %lld heads, vocab %lld, seq %lld, batch %lld (%.1fM parameters)\n",
+              static_cast<long long>(shape.n_layer), static_cast<long long>(shape.d_model),
+              static_cast<long long>(shape.n_head), static_cast<long long>(shape.vocab_size),
+              static_cast<long long>(shape.seq_len), static_cast<long long>(batch),
+              static_cast<double>(params.total_count()) / 1e6);
+  std::printf("step time (median of %lld): %.1f ms\n", static_cast<long long>(steps), step * 1e3);
+  std::printf("tokens/s: %.0f\n", tokens_per_s);
+  std::printf("model FLOP/s: %.1f GFLOP/s (%.2f GFLOP per token)\n", model_gflops, flops_per_token / 1e9);
+  std::printf("GEMM rate (%lld x %lld x %lld, same run): %.1f GFLOP/s\n", static_cast<long long>(rows),
+              static_cast<long long>(4 * shape.d_model), static_cast<long long>(shape.d_model), gemm);
+  std::printf("end-to-end fraction of the GEMM rate: %.1f%%\n", 100.0 * model_gflops / gemm);
+  return 0;
+}

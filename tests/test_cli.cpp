@@ -1,0 +1,125 @@
+// dfm-run and dfm-data as a user runs them: exit codes, messages, outputs,
+// and a --dry-run of every job in configs/.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+Result run(const std::string& args) {
+  const std::string command = std::string(DFM_TEST_BIN_DIR) + "/" + args + " 2>&1";
+  Result r;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return r;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
+  const int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::path(DFM_TEST_BINARY_DIR) / "tmp" / "cli" / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+const std::string kDefault = std::string(DFM_TEST_SOURCE_DIR) + "/configs/default.toml";
+
+TEST(DfmRun, TrainsTheDefaultJobAndWritesItsOutputs) {
+  const fs::path out = scratch("default");
+  const Result r = run("dfm-run " + kDefault + " --set train.steps=4 --set sample.every=2 --set backend.threads=1 --set job.out_dir=" +
+                       out.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("step 4/4"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("sample at step 2"), std::string::npos) << r.output;
+  std::ifstream metrics(out / "metrics.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(metrics, line);) ++lines;
+  EXPECT_EQ(lines, 4);
+  EXPECT_TRUE(fs::exists(out / "final" / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(out / "final" / "config.json"));
+  EXPECT_TRUE(fs::exists(out / "logs" / "rank0.log"));
+}
+
+TEST(DfmRun, ConfigErrorsExitWithCode2AndNameTheKey) {
+  const fs::path dir = scratch("bad");
+  std::ofstream(dir / "job.toml") << "[model]\nn_layer = 2\nd_model = \"wide\"\n[train]\nlrr = 0.1\n";
+  const Result r = run("dfm-run " + (dir / "job.toml").string());
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find((dir / "job.toml").string() + ":3:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("model.d_model"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("train.lrr"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("train.lr"), std::string::npos) << r.output;  // the suggestion
+  const Result bad_set = run("dfm-run " + kDefault + " --set train.steps=many");
+  EXPECT_EQ(bad_set.exit_code, 2) << bad_set.output;
+  EXPECT_NE(bad_set.output.find("train.steps"), std::string::npos) << bad_set.output;
+  const Result missing = run("dfm-run " + (dir / "nope.toml").string());
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  EXPECT_NE(missing.output.find("nope.toml"), std::string::npos) << missing.output;
+}
+
+TEST(DfmRun, UsageErrorsExitWithCode2) {
+  EXPECT_EQ(run("dfm-run").exit_code, 2);
+  EXPECT_EQ(run("dfm-run --no-such-flag " + kDefault).exit_code, 2);
+  EXPECT_EQ(run("dfm-run --world-size 4 " + kDefault).exit_code, 2);  // --world-size needs --dry-run
+  const Result launcher = run("dfm-run --nproc-per-node 2 " + kDefault);
+  EXPECT_EQ(launcher.exit_code, 2);
+  EXPECT_NE(launcher.output.find("--nproc-per-node"), std::string::npos) << launcher.output;
+  EXPECT_EQ(run("dfm-run --help").exit_code, 0);
+  EXPECT_NE(run("dfm-run --version").output.find("ABI 1.0"), std::string::npos);
+}
+
+TEST(DfmRun, ARunThatNeedsAStrategyStopsAtStartNamingIt) {
+  const Result r = run("dfm-run " + kDefault + " --set 'strategy.chain=[\"tp\"]'");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("strategy 'tp'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("cannot run yet"), std::string::npos) << r.output;
+}
+
+// Every job in configs/ names the world size to plan it for in a "# dry-run: --world-size N" line.
+TEST(DfmRun, EveryConfigPassesDryRunAtItsWorldSize) {
+  int checked = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(DFM_TEST_SOURCE_DIR) / "configs")) {
+    if (entry.path().extension() != ".toml") continue;
+    std::ifstream in(entry.path());
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::smatch m;
+    const std::string world =
+        std::regex_search(text, m, std::regex("dry-run: --world-size (\\d+)")) ? m[1].str() : std::string("1");
+    const Result r = run("dfm-run --dry-run --world-size " + world + " " + entry.path().string());
+    EXPECT_EQ(r.exit_code, 0) << entry.path() << "\n" << r.output;
+    EXPECT_NE(r.output.find("is valid for " + world + " rank"), std::string::npos) << r.output;
+    ++checked;
+  }
+  EXPECT_GE(checked, 8);  // the default and the seed's seven layouts
+}
+
+TEST(DfmData, EncodeAndInfo) {
+  const fs::path dir = scratch("data");
+  std::ofstream(dir / "a.txt") << "hello";
+  const Result enc = run("dfm-data encode " + (dir / "a.txt").string() + " --out " + (dir / "a.bin").string());
+  ASSERT_EQ(enc.exit_code, 0) << enc.output;
+  const Result info = run("dfm-data info " + (dir / "a.bin").string());
+  EXPECT_EQ(info.exit_code, 0);
+  // "hello": 5 byte tokens, ids 'e' (101) .. 'o' (111)
+  EXPECT_NE(info.output.find("version 1 (uint16), 5 tokens, ids 101..111"), std::string::npos) << info.output;
+  EXPECT_EQ(run("dfm-data frobnicate x").exit_code, 2);
+  EXPECT_EQ(run("dfm-data info " + (dir / "missing.bin").string()).exit_code, 1);
+}
+
+}  // namespace

@@ -1,0 +1,236 @@
+// cpu backend: optimizer kernels against hand-written formulas, reductions
+// that must not depend on the thread count, and argument checking.
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "attention_cases.hpp"
+#include "compute_backend_harness.hpp"
+#include "reference_kernels.hpp"
+
+namespace dfm::test {
+namespace {
+
+struct AdamCase {
+  float lr, beta1, beta2, eps, weight_decay, grad_scale;
+};
+
+TEST_F(CpuKernels, AdamWFollowsPyTorchOverSeveralSteps) {
+  const int64_t count = 37;
+  for (const AdamCase& c : {AdamCase{1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f},
+                            AdamCase{3e-2f, 0.8f, 0.95f, 1e-6f, 0.1f, 0.5f}}) {
+    SCOPED_TRACE(::testing::Message() << "lr " << c.lr << " weight_decay " << c.weight_decay << " grad_scale "
+                                      << c.grad_scale);
+    const auto param0 = random_floats(count, 700);
+    std::vector<ref::AdamState> expected(count);
+    for (int64_t i = 0; i < count; ++i) expected[i] = {param0[i], 0.0, 0.0};
+    Buffer<float> param(device, param0), m(device, std::vector<float>(count, 0.0f)),
+        v(device, std::vector<float>(count, 0.0f));
+    for (int64_t step = 1; step <= 4; ++step) {
+      SCOPED_TRACE(step);
+      const auto grad = random_floats(count, 700 + step, -3.0f, 3.0f);
+      for (int64_t i = 0; i < count; ++i)
+        ref::adamw_step(expected[i], static_cast<double>(grad[i]) * c.grad_scale, c.lr, c.beta1, c.beta2, c.eps,
+                        c.weight_decay, step);
+      Buffer<float> dgrad(device, grad);
+      DFM_ASSERT_OK(device, api.adamw_update(ctx(), param.data(), dgrad.data(), m.data(), v.data(), count, c.lr,
+                                             c.beta1, c.beta2, c.eps, c.weight_decay, step, c.grad_scale));
+      ref::Vec p(count), mm(count), vv(count);
+      for (int64_t i = 0; i < count; ++i) {
+        p[i] = expected[i].param;
+        mm[i] = expected[i].m;
+        vv[i] = expected[i].v;
+      }
+      // A step moves a parameter by ~lr; fp32 rounding of that step is ~1e-7 relative.
+      expect_close(param.read(), p, 1e-6, 1e-6, "param");
+      expect_close(m.read(), mm, 1e-6, 1e-5, "m");
+      expect_close(v.read(), vv, 1e-6, 1e-5, "v");
+    }
+  }
+}
+
+TEST_F(CpuKernels, SumSquaresIsExactInDoubleAndAccumulates) {
+  for (const int64_t count : {int64_t{0}, int64_t{1}, int64_t{17}, int64_t{100003}}) {
+    SCOPED_TRACE(count);
+    const auto x = random_floats(count, 710, -3.0f, 3.0f);
+    double expected = 0.0;
+    for (const float value : x) expected += static_cast<double>(value) * value;
+    Buffer<float> dx(device, x), out(device, std::vector<float>{std::numeric_limits<float>::quiet_NaN()});
+    DFM_ASSERT_OK(device, api.sum_squares(ctx(), dx.data(), count, out.data(), 0));
+    expect_close(out.read(), {expected}, 0.0, 1e-7, "sum");
+    DFM_ASSERT_OK(device, api.sum_squares(ctx(), dx.data(), count, out.data(), 1));
+    expect_close(out.read(), {2.0 * expected}, 0.0, 1e-7, "accumulated sum");
+  }
+}
+
+// ---- thread-count independence: the reductions behind the loss and the
+// gradients must give the same bits on 1 and 2 threads ----
+
+template <typename Run>
+void expect_same_bits_on_1_and_2_threads(const ComputeBackend& backend, Run&& run) {
+  const Device one(backend, 1), two(backend, 2);
+  const std::vector<float> a = run(one), b = run(two);
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+}
+
+TEST_F(CpuKernels, ReductionsDoNotDependOnThreadCount) {
+  const int64_t rows = 300, dim = 130;
+  const auto in = random_floats(rows * dim, 720), dout = random_floats(rows * dim, 721);
+  const auto weight = random_floats(dim, 722), bias = random_floats(dim, 723);
+  {
+    SCOPED_TRACE("bias_backward");
+    expect_same_bits_on_1_and_2_threads(backend, [&](const Device& dev) {
+      Buffer<float> g(dev, std::vector<float>(dim, 0.0f)), d(dev, dout);
+      EXPECT_EQ(dev.api().bias_backward(dev.ctx(), g.data(), d.data(), rows, dim), DFM_OK);
+      return g.read();
+    });
+  }
+  {
+    SCOPED_TRACE("layernorm_backward");
+    expect_same_bits_on_1_and_2_threads(backend, [&](const Device& dev) {
+      Buffer<float> x(dev, in), dy(dev, dout), w(dev, weight), b(dev, bias), out(dev, in);
+      Buffer<float> mean(dev, std::vector<float>(rows)), rstd(dev, std::vector<float>(rows));
+      Buffer<float> dx(dev, std::vector<float>(rows * dim, 0.0f)), dw(dev, std::vector<float>(dim, 0.0f)),
+          db(dev, std::vector<float>(dim, 0.0f));
+      EXPECT_EQ(dev.api().layernorm_forward(dev.ctx(), out.data(), mean.data(), rstd.data(), x.data(), w.data(),
+                                            b.data(), rows, dim, 1e-5f),
+                DFM_OK);
+      EXPECT_EQ(dev.api().layernorm_backward(dev.ctx(), dx.data(), dw.data(), db.data(), dy.data(), x.data(),
+                                             w.data(), mean.data(), rstd.data(), rows, dim),
+                DFM_OK);
+      std::vector<float> all = dx.read();
+      for (const auto& part : {dw.read(), db.read(), out.read(), mean.read(), rstd.read()})
+        all.insert(all.end(), part.begin(), part.end());
+      return all;
+    });
+  }
+  {
+    SCOPED_TRACE("embedding_backward");
+    std::vector<int32_t> ids(rows);
+    for (int64_t i = 0; i < rows; ++i) ids[i] = static_cast<int32_t>((i * 37) % 11);  // many repeats
+    expect_same_bits_on_1_and_2_threads(backend, [&](const Device& dev) {
+      Buffer<float> table(dev, std::vector<float>(11 * dim, 0.0f)), d(dev, dout);
+      Buffer<int32_t> bids(dev, ids);
+      EXPECT_EQ(dev.api().embedding_backward(dev.ctx(), table.data(), d.data(), bids.data(), rows, 11, 0, dim),
+                DFM_OK);
+      return table.read();
+    });
+  }
+  {
+    SCOPED_TRACE("sum_squares");
+    const auto x = random_floats(1000003, 724);
+    expect_same_bits_on_1_and_2_threads(backend, [&](const Device& dev) {
+      Buffer<float> dx(dev, x), out(dev, std::vector<float>(1, 0.0f));
+      EXPECT_EQ(dev.api().sum_squares(dev.ctx(), dx.data(), static_cast<int64_t>(x.size()), out.data(), 0), DFM_OK);
+      return out.read();
+    });
+  }
+  {
+    SCOPED_TRACE("softmax_cross_entropy");
+    const auto logits = random_floats(8 * 5000, 725, -5.0f, 5.0f);
+    const std::vector<int32_t> targets = {0, 4999, -1, 17, 2500, 3, 4, 5};
+    expect_same_bits_on_1_and_2_threads(backend, [&](const Device& dev) {
+      Buffer<float> l(dev, logits), losses(dev, std::vector<float>(8));
+      Buffer<int32_t> t(dev, targets);
+      EXPECT_EQ(dev.api().softmax_cross_entropy(dev.ctx(), l.data(), t.data(), losses.data(), 8, 5000, 5000, 1.0f),
+                DFM_OK);
+      std::vector<float> all = l.read();
+      const auto loss = losses.read();
+      all.insert(all.end(), loss.begin(), loss.end());
+      return all;
+    });
+  }
+  {
+    SCOPED_TRACE("attention forward and backward");
+    const AttentionCase c{2, 3, 16, 130, 130, 0, 0, 1, 0};
+    const dfm_attention_desc d = make_desc(c);
+    const size_t size = c.batch * c.q_len * d.q_token_stride;
+    const auto q = random_floats(size, 726), k = random_floats(size, 727), v = random_floats(size, 728);
+    expect_same_bits_on_1_and_2_threads(backend, [&](const Device& dev) {
+      Buffer<float> bq(dev, q), bk(dev, k), bv(dev, v), dout_b(dev, q);
+      Buffer<float> out(dev, std::vector<float>(size)), lse(dev, std::vector<float>(c.batch * c.heads * c.q_len));
+      Buffer<float> gq(dev, std::vector<float>(size, 0.0f)), gk(dev, std::vector<float>(size, 0.0f)),
+          gv(dev, std::vector<float>(size, 0.0f));
+      EXPECT_EQ(dev.api().attention_forward(dev.ctx(), &d, bq.data(), bk.data(), bv.data(), out.data(), lse.data(), 0),
+                DFM_OK);
+      EXPECT_EQ(dev.api().attention_backward(dev.ctx(), &d, bq.data(), bk.data(), bv.data(), out.data(),
+                                             dout_b.data(), lse.data(), gq.data(), gk.data(), gv.data()),
+                DFM_OK);
+      std::vector<float> all = out.read();
+      for (const auto& part : {lse.read(), gq.read(), gk.read(), gv.read()}) all.insert(all.end(), part.begin(), part.end());
+      return all;
+    });
+  }
+}
+
+// ---- argument checking ----
+
+// `status` is the call's result, so the message is read after the call.
+void expect_invalid(const ComputeBackend& backend, dfm_status status, const std::string& kernel,
+                    const std::string& argument) {
+  EXPECT_EQ(status, DFM_ERR_INVALID_ARGUMENT);
+  const std::string text = backend.last_error();
+  EXPECT_NE(text.find(kernel), std::string::npos) << text;
+  EXPECT_NE(text.find(argument), std::string::npos) << text;
+}
+
+TEST_F(CpuKernels, BadArgumentsAreRefusedWithAMessage) {
+  float x[4] = {};
+  dfm_matmul_desc mm{};
+  mm.struct_size = sizeof mm;
+  mm.m = mm.n = mm.k = 2;
+  mm.lda = mm.ldb = mm.ldc = 2;
+  mm.batch = 1;
+  mm.a = mm.b = x;
+  mm.c = x;
+  EXPECT_EQ(api.matmul(ctx(), &mm), DFM_OK) << backend.last_error();
+
+  dfm_matmul_desc bad = mm;
+  bad.a = nullptr;
+  expect_invalid(backend, api.matmul(ctx(), &bad), "cpu.matmul", "'a'");
+  bad = mm;
+  bad.m = -1;
+  expect_invalid(backend, api.matmul(ctx(), &bad), "cpu.matmul", "'m'");
+  bad = mm;
+  bad.lda = 1;
+  expect_invalid(backend, api.matmul(ctx(), &bad), "cpu.matmul", "'lda'");
+  bad = mm;
+  bad.struct_size = DFM_MATMUL_DESC_V1_SIZE - 1;
+  expect_invalid(backend, api.matmul(ctx(), &bad), "cpu.matmul", "struct_size");
+  expect_invalid(backend, api.matmul(ctx(), nullptr), "cpu.matmul", "'desc'");
+  expect_invalid(backend, api.matmul(nullptr, &mm), "cpu.matmul", "context");
+
+  expect_invalid(backend, api.fill(ctx(), nullptr, 1.0f, 3), "cpu.fill", "'dst'");
+  expect_invalid(backend, api.add(ctx(), x, x, x, -1), "cpu.add", "'count'");
+  expect_invalid(backend, api.layernorm_forward(ctx(), x, x, x, x, x, nullptr, 1, 2, 1e-5f),
+                 "cpu.layernorm_forward", "'bias'");
+
+  dfm_attention_desc ad = make_desc({1, 1, 2, 1, 1, 0, 0, 1, 0});
+  ad.heads = 0;
+  expect_invalid(backend, api.attention_forward(ctx(), &ad, x, x, x, x, x, 0), "cpu.attention_forward",
+                 "'heads'");
+  ad = make_desc({1, 1, 2, 1, 1, 0, 0, 1, 0});
+  ad.kv_token_stride = 1;
+  expect_invalid(backend, api.attention_backward(ctx(), &ad, x, x, x, x, x, x, x, x, x),
+                 "cpu.attention_backward", "'kv_token_stride'");
+
+  const int32_t target = 5;
+  expect_invalid(backend, api.softmax_cross_entropy(ctx(), x, &target, x, 1, 4, 4, 1.0f),
+                 "cpu.softmax_cross_entropy", "targets[0]");
+  expect_invalid(backend, api.adamw_update(ctx(), x, x, x, x, 4, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, 1.0f), "cpu.adamw_update", "'step'");
+  expect_invalid(backend, api.sum_squares(ctx(), x, 4, nullptr, 0), "cpu.sum_squares", "'out'");
+
+  dfm_compute_options options{};
+  options.struct_size = sizeof options;
+  options.threads = -2;
+  void* other = nullptr;
+  expect_invalid(backend, api.create(&options, &other), "cpu.create", "'threads'");
+  options.threads = 1;
+  options.struct_size = 4;
+  expect_invalid(backend, api.create(&options, &other), "cpu.create", "struct_size");
+}
+
+}  // namespace
+}  // namespace dfm::test
