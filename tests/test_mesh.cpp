@@ -36,8 +36,11 @@ TEST_P(MeshShapes, AxisGroupsPartitionTheWorld) {
       ASSERT_EQ(static_cast<int64_t>(members.size()), mesh.size(a));
       // every member differs from r only on the group's axis
       for (int64_t m : members) {
-        for (int other = 0; other < DFM_AXIS_COUNT; ++other)
-          if (other != axis) EXPECT_EQ(mesh.coords(m).index[other], mesh.coords(r).index[other]);
+        for (int other = 0; other < DFM_AXIS_COUNT; ++other) {
+          if (other != axis) {
+            EXPECT_EQ(mesh.coords(m).index[other], mesh.coords(r).index[other]);
+          }
+        }
       }
       groups.insert(members);
     }

@@ -4,10 +4,10 @@
 //   D_i  = dout_i . out_i                 (= sum_j p_ij dout_i . v_j)
 //   ds_ij = p_ij (dout_i . v_j - D_i)
 //   dv_j += sum_i p_ij dout_i,  dk_j += scale sum_i ds_ij q_i,  dq_i += scale sum_j ds_ij k_j.
-// One task per (batch, head) pair walks key tiles outermost and every query
-// that sees the tile inside, so all of a pair's sums run in one fixed order
-// on one thread: the gradients do not depend on the thread count. Working
-// memory per thread is O(kKeyTile * head_dim).
+// One task per (batch, head) pair walks key tiles outermost and, inside, the
+// tiles of queries that see them, so all of a pair's sums run in one fixed
+// order on one thread: the gradients do not depend on the thread count.
+// Working memory per thread is O((kKeyTile + kQueryTile) * head_dim + kQueryTile * kKeyTile).
 #include <omp.h>
 
 #include <limits>
@@ -19,11 +19,17 @@
 namespace dfm::cpu {
 namespace {
 
+// head_dim rounded up to whole chunks: the products below walk head_dim in
+// chunks of kChunk floats whose sums stay in registers across a whole tile.
+constexpr int64_t kChunk = 32;
+int64_t padded(int64_t head_dim) { return (head_dim + kChunk - 1) / kChunk * kChunk; }
+
 int64_t scratch_floats(int64_t head_dim) {
-  return 2 * head_dim * kKeyTile    // transposed K and V tiles
-         + 2 * kKeyTile * head_dim  // dk and dv of the tile
-         + 2 * kKeyTile             // p and ds of one query
-         + head_dim;                // dq of one query
+  const int64_t dp = padded(head_dim);
+  return 2 * head_dim * kKeyTile    // K and V tiles transposed, for the scores
+         + 3 * kKeyTile * dp        // K tile by rows; dk and dv of the tile
+         + 2 * kQueryTile * dp      // Q and dout tiles by rows
+         + 2 * kQueryTile * kKeyTile;  // p and ds of the tile pair
 }
 
 struct Gradients {
@@ -32,18 +38,48 @@ struct Gradients {
   float* dv;
 };
 
+// Rows t0 .. t0 + count - 1 of a [tokens, heads, head_dim] tensor's head h
+// into tile[row * dp + d], zero-padded to dp columns and kQueryTile rows.
+template <typename RowOf>
+void load_rows(RowOf&& row_of, int64_t count, int64_t rows, int64_t head_dim, int64_t dp, float* tile) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* dst = tile + r * dp;
+    const float* src = r < count ? row_of(r) : nullptr;
+    for (int64_t d = 0; d < dp; ++d) dst[d] = (src && d < head_dim) ? src[d] : 0.0f;
+  }
+}
+
+// sum_r w[r * w_stride] * rows[r * dp + d0 .. + kChunk] added to out[0 .. kChunk):
+// the kChunk sums live in registers while r runs over the tile.
+inline void weighted_row_sum(const float* __restrict w, int64_t w_stride, const float* __restrict rows, int64_t count,
+                             int64_t dp, int64_t d0, float* __restrict out) {
+  float sum[kChunk] = {};
+  for (int64_t r = 0; r < count; ++r) {
+    const float wr = w[r * w_stride];
+    const float* __restrict row = rows + r * dp + d0;
+#pragma omp simd
+    for (int64_t d = 0; d < kChunk; ++d) sum[d] += wr * row[d];
+  }
+#pragma omp simd
+  for (int64_t d = 0; d < kChunk; ++d) out[d] += sum[d];
+}
+
 DFM_CPU_MULTIVERSION
 void backward_pair(const AttentionShape& a, const float* q, const float* k, const float* v, const float* out,
                    const float* dout, const float* lse, const Gradients& g, int64_t b, int64_t h, float* scratch) {
   const int64_t dim = a.head_dim;
+  const int64_t dp = padded(dim);
   float* kt = scratch;
   float* vt = kt + dim * kKeyTile;
-  float* dk_tile = vt + dim * kKeyTile;
-  float* dv_tile = dk_tile + kKeyTile * dim;
-  float* __restrict p = dv_tile + kKeyTile * dim;
-  float* __restrict ds = p + kKeyTile;
-  float* __restrict dq_row = ds + kKeyTile;
+  float* k_rows = vt + dim * kKeyTile;
+  float* dk_tile = k_rows + kKeyTile * dp;
+  float* dv_tile = dk_tile + kKeyTile * dp;
+  float* q_rows = dv_tile + kKeyTile * dp;
+  float* do_rows = q_rows + kQueryTile * dp;
+  float* p = do_rows + kQueryTile * dp;  // [kQueryTile][kKeyTile]
+  float* ds = p + kQueryTile * kKeyTile;
   const float* lse_rows = a.lse_row(lse, b, h);
+  float dq_row[kChunk];
 
   for (int64_t j0 = 0; j0 < a.kv_len; j0 += kKeyTile) {
     const int64_t keys = std::min(kKeyTile, a.kv_len - j0);
@@ -51,68 +87,75 @@ void backward_pair(const AttentionShape& a, const float* q, const float* k, cons
     if (first_query >= a.q_len) break;  // later tiles are further in the future
     load_transposed_tile(a, k, b, h, j0, keys, kt);
     load_transposed_tile(a, v, b, h, j0, keys, vt);
-    std::fill(dk_tile, dk_tile + keys * dim, 0.0f);
-    std::fill(dv_tile, dv_tile + keys * dim, 0.0f);
+    load_rows([&](int64_t j) { return a.kv_row(k, b, j0 + j, h); }, keys, kKeyTile, dim, dp, k_rows);
+    std::fill(dk_tile, dk_tile + kKeyTile * dp, 0.0f);
+    std::fill(dv_tile, dv_tile + kKeyTile * dp, 0.0f);
 
-    for (int64_t i = first_query; i < a.q_len; ++i) {
-      const float row_lse = lse_rows[i];
-      if (!(row_lse > -std::numeric_limits<float>::infinity())) continue;  // the query saw no key at all
-      const int64_t seen = std::min(a.visible_keys(i) - j0, keys);
-      if (seen <= 0) continue;
-      const float* __restrict qr = a.q_row(q, b, i, h);
-      const float* __restrict dor = a.o_row(dout, b, i, h);
-      const float* __restrict orow = a.o_row(out, b, i, h);
+    for (int64_t i0 = first_query; i0 < a.q_len; i0 += kQueryTile) {
+      const int64_t rows = std::min(kQueryTile, a.q_len - i0);
+      load_rows([&](int64_t r) { return a.q_row(q, b, i0 + r, h); }, rows, kQueryTile, dim, dp, q_rows);
+      load_rows([&](int64_t r) { return a.o_row(dout, b, i0 + r, h); }, rows, kQueryTile, dim, dp, do_rows);
 
-      float row_d = 0.0f;
+      // p and ds of every (query, key) pair of the two tiles; 0 where masked.
+      for (int64_t r = 0; r < rows; ++r) {
+        float* __restrict pr = p + r * kKeyTile;
+        float* __restrict dsr = ds + r * kKeyTile;
+        for (int64_t j = 0; j < kKeyTile; ++j) {
+          pr[j] = 0.0f;
+          dsr[j] = 0.0f;
+        }
+        const float row_lse = lse_rows[i0 + r];
+        const int64_t seen = std::min(a.visible_keys(i0 + r) - j0, keys);
+        // A query that saw no key at all (lse = -inf) has no gradient.
+        if (seen <= 0 || !(row_lse > -std::numeric_limits<float>::infinity())) continue;
+        const float* __restrict qr = q_rows + r * dp;
+        const float* __restrict dor = do_rows + r * dp;
+        const float* __restrict orow = a.o_row(out, b, i0 + r, h);
+        float row_d = 0.0f;  // D_i = dout_i . out_i
 #pragma omp simd reduction(+ : row_d)
-      for (int64_t d = 0; d < dim; ++d) row_d += dor[d] * orow[d];
-
-      // p = q . k_j (scores), ds = dout . v_j, both over a full tile of keys.
-      for (int64_t j = 0; j < kKeyTile; ++j) {
-        p[j] = 0.0f;
-        ds[j] = 0.0f;
-      }
-      for (int64_t d = 0; d < dim; ++d) {
-        const float qd = qr[d];
-        const float dod = dor[d];
-        const float* __restrict kd = kt + d * kKeyTile;
-        const float* __restrict vd = vt + d * kKeyTile;
+        for (int64_t d = 0; d < dim; ++d) row_d += dor[d] * orow[d];
+        for (int64_t d = 0; d < dim; ++d) {
+          const float qd = qr[d];
+          const float dod = dor[d];
+          const float* __restrict kd = kt + d * kKeyTile;
+          const float* __restrict vd = vt + d * kKeyTile;
+#pragma omp simd
+          for (int64_t j = 0; j < kKeyTile; ++j) {
+            pr[j] += qd * kd[j];
+            dsr[j] += dod * vd[j];
+          }
+        }
 #pragma omp simd
         for (int64_t j = 0; j < kKeyTile; ++j) {
-          p[j] += qd * kd[j];
-          ds[j] += dod * vd[j];
+          const float pj = j < seen ? exp_vec(pr[j] * a.scale - row_lse) : 0.0f;
+          dsr[j] = pj * (dsr[j] - row_d);
+          pr[j] = pj;
         }
-      }
-#pragma omp simd
-      for (int64_t j = 0; j < seen; ++j) {
-        p[j] = exp_vec(p[j] * a.scale - row_lse);
-        ds[j] = p[j] * (ds[j] - row_d);
       }
 
-      for (int64_t d = 0; d < dim; ++d) dq_row[d] = 0.0f;
-      for (int64_t j = 0; j < seen; ++j) {
-        const float pj = p[j];
-        const float dsj = ds[j];
-        const float* __restrict kr = a.kv_row(k, b, j0 + j, h);
-        float* __restrict dvr = dv_tile + j * dim;
-        float* __restrict dkr = dk_tile + j * dim;
-#pragma omp simd
-        for (int64_t d = 0; d < dim; ++d) {
-          dvr[d] += pj * dor[d];
-          dkr[d] += dsj * qr[d];
-          dq_row[d] += dsj * kr[d];
+      // dq_i += scale sum_j ds_ij k_j
+      for (int64_t r = 0; r < rows; ++r) {
+        float* dqr = a.q_row(g.dq, b, i0 + r, h);
+        for (int64_t d0 = 0; d0 < dim; d0 += kChunk) {
+          for (int64_t d = 0; d < kChunk; ++d) dq_row[d] = 0.0f;
+          weighted_row_sum(ds + r * kKeyTile, 1, k_rows, keys, dp, d0, dq_row);
+          const int64_t width = std::min(kChunk, dim - d0);
+          for (int64_t d = 0; d < width; ++d) dqr[d0 + d] += a.scale * dq_row[d];
         }
       }
-      float* __restrict dqr = a.q_row(g.dq, b, i, h);
-#pragma omp simd
-      for (int64_t d = 0; d < dim; ++d) dqr[d] += a.scale * dq_row[d];
+      // dk_j += sum_i ds_ij q_i (scaled when written), dv_j += sum_i p_ij dout_i
+      for (int64_t j = 0; j < keys; ++j)
+        for (int64_t d0 = 0; d0 < dp; d0 += kChunk) {
+          weighted_row_sum(ds + j, kKeyTile, q_rows, rows, dp, d0, dk_tile + j * dp + d0);
+          weighted_row_sum(p + j, kKeyTile, do_rows, rows, dp, d0, dv_tile + j * dp + d0);
+        }
     }
 
     for (int64_t j = 0; j < keys; ++j) {
       float* __restrict dkr = a.kv_row(g.dk, b, j0 + j, h);
       float* __restrict dvr = a.kv_row(g.dv, b, j0 + j, h);
-      const float* __restrict dkt = dk_tile + j * dim;
-      const float* __restrict dvt = dv_tile + j * dim;
+      const float* __restrict dkt = dk_tile + j * dp;
+      const float* __restrict dvt = dv_tile + j * dp;
 #pragma omp simd
       for (int64_t d = 0; d < dim; ++d) {
         dkr[d] += a.scale * dkt[d];
