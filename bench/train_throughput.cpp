@@ -12,6 +12,7 @@
 // does about half of that work).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -88,9 +89,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   dfm::ComputeBackend backend(*cpu, threads, 0);
-  dfm::GptParams params(backend, shape);
+  dfm::LocalPlacement placement;
+  dfm::GptParams params(backend, shape, placement);
   params.initialise(1);
-  dfm::GptModel model(backend, params, shape, batch);
+  dfm::GptModel model(backend, params, placement, shape, batch);
   dfm::AdamW adamw(backend, {});
 
   const int64_t rows = batch * shape.seq_len;
@@ -108,11 +110,12 @@ int main(int argc, char** argv) {
   std::vector<double> step_seconds;
   for (int64_t s = 0; s < steps + 1; ++s) {  // step 0 warms caches and the thread pool
     const auto t0 = Clock::now();
-    params.zero_grads();
+    params.zero_grad_shards();
     model.forward(d_tokens.data(), d_positions.data(), batch, shape.seq_len);
     model.loss(d_targets.data(), 1.0f / static_cast<float>(rows));
     model.backward(d_tokens.data(), d_positions.data());
-    adamw.step(params, 1e-4, s + 1, dfm::clip_coefficient(adamw.grad_norm(params), 1.0));
+    const double norm = std::sqrt(adamw.local_grad_sum_squares(params));
+    adamw.step(params, 1e-4, s + 1, dfm::clip_coefficient(norm, 1.0));
     backend.synchronize();
     if (s > 0) step_seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
   }

@@ -135,6 +135,7 @@ TEST_F(CpuKernels, AttentionBackwardMatchesFiniteDifferences) {
       {{2, 1, 4, 7, 5, 0, 0, 0, 0}, {0, 2, 5}},         // non-causal, q_len > kv_len
       {{1, 2, 3, 5, 6, 0, 2, 1, 0}, {0, 6}},            // queries 0 and 1 see no key at all
       {{1, 1, 4, 66, 70, 4, 0, 1, 0}, {0, 3, 67, 70}},  // crosses the 64-wide tiles
+      {{1, 2, 40, 5, 6, 1, 0, 1, 2}, {0, 6}},           // head_dim over one 32-wide chunk
   };
   uint64_t seed = 600;
   for (const AttentionBackwardCase& test : cases) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <numbers>
 #include <numeric>
 #include <random>
@@ -11,6 +12,7 @@
 #include "dfm/core/gpt_model.hpp"
 #include "dfm/core/gpt_params.hpp"
 #include "support/cpu_backend.hpp"
+#include "support/flat_params.hpp"
 
 namespace dfm {
 namespace {
@@ -53,14 +55,11 @@ Vec linear(const Vec& x, const double* w, const double* b, int64_t rows, int64_t
   return y;
 }
 
-double reference_loss(const Tiny& t, const std::vector<ParamInfo>& infos, const Vec& p) {
+// `offsets[name]` is where each parameter starts in `p`.
+double reference_loss(const Tiny& t, const std::map<std::string, int64_t>& offsets, const Vec& p) {
   const auto& s = t.shape;
   const int64_t B = t.batch, T = s.seq_len, C = s.d_model, H = s.n_head, hd = C / H, V = s.vocab_size;
-  auto P = [&](const std::string& name) {
-    for (const auto& i : infos)
-      if (i.name == name) return p.data() + i.offset;
-    throw std::runtime_error(name);
-  };
+  auto P = [&](const std::string& name) { return p.data() + offsets.at(name); };
   Vec x(B * T * C);
   for (int64_t r = 0; r < B * T; ++r)
     for (int64_t c = 0; c < C; ++c) x[r * C + c] = P("wte.weight")[t.tokens[r] * C + c] + P("wpe.weight")[t.positions[r] * C + c];
@@ -113,8 +112,9 @@ class GptModelTest : public ::testing::Test {
  protected:
   Tiny t;
   test::CpuBackend backend{1};
-  GptParams params{*backend, t.shape};
-  GptModel model{*backend, params, t.shape, t.batch};
+  LocalPlacement placement;
+  GptParams params{*backend, t.shape, placement};
+  GptModel model{*backend, params, placement, t.shape, t.batch};
   DeviceBuffer<int32_t> tokens{*backend, 10}, targets{*backend, 10}, positions{*backend, 10};
 
   void SetUp() override {
@@ -123,13 +123,14 @@ class GptModelTest : public ::testing::Test {
     // biases: every gradient is then large enough (1e-3 .. 1) for finite
     // differences to tell a right one from a wrong one, and no term is hidden by
     // a zero or a one.
-    auto host = params.params().download();
+    auto host = test::download_flat(*backend, params, false);
     std::mt19937 rng(5);
     std::normal_distribution<float> n(0.0f, 0.3f);
     for (const auto& info : params.infos())
       for (int64_t i = 0; i < info.count(); ++i)
-        host[info.offset + i] = (info.name.find("ln_") != std::string::npos && info.name.ends_with(".weight") ? 1.0f : 0.0f) + n(rng);
-    params.params().upload(host);
+        host[test::flat_offset(params, info) + i] =
+            (info.name.find("ln_") != std::string::npos && info.name.ends_with(".weight") ? 1.0f : 0.0f) + n(rng);
+    test::upload_flat(*backend, params, host);
     tokens.upload(t.tokens);
     targets.upload(t.targets);
     positions.upload(t.positions);
@@ -145,17 +146,19 @@ class GptModelTest : public ::testing::Test {
 };
 
 TEST_F(GptModelTest, ForwardMatchesTheDoublePrecisionReference) {
-  const auto host = params.params().download();
-  const double expected = reference_loss(t, params.infos(), Vec(host.begin(), host.end()));
+  const auto host = test::download_flat(*backend, params, false);
+  std::map<std::string, int64_t> offsets;
+  for (const auto& info : params.infos()) offsets[info.name] = test::flat_offset(params, info);
+  const double expected = reference_loss(t, offsets, Vec(host.begin(), host.end()));
   EXPECT_NEAR(loss(), expected, 1e-5 * expected);
 }
 
 TEST_F(GptModelTest, EveryParameterGradientMatchesFiniteDifferences) {
-  params.zero_grads();
+  params.zero_grad_shards();
   loss();
   model.backward(tokens.data(), positions.data());
-  const auto grads = params.grads().download();
-  auto host = params.params().download();
+  const auto grads = test::download_flat(*backend, params, true);
+  auto host = test::download_flat(*backend, params, false);
   // Central differences on the fp32 model: with h = 1e-2 the truncation error is
   // O(h^2) ~ 1e-4 relative and the rounding error of a loss of a few nats in fp32
   // terms is ~1e-7 / h ~ 1e-5, so 2e-4 absolute + 2% relative is a bar that a
@@ -164,18 +167,19 @@ TEST_F(GptModelTest, EveryParameterGradientMatchesFiniteDifferences) {
   std::mt19937 rng(9);
   for (const auto& info : params.infos()) {
     for (int probe = 0; probe < 4; ++probe) {
-      const int64_t i = info.offset + static_cast<int64_t>(rng() % info.count());
+      const int64_t start = test::flat_offset(params, info);
+      const int64_t i = start + static_cast<int64_t>(rng() % info.count());
       const float original = host[i];
       host[i] = original + h;
-      params.params().upload(host);
+      test::upload_flat(*backend, params, host);
       const double up = loss();
       host[i] = original - h;
-      params.params().upload(host);
+      test::upload_flat(*backend, params, host);
       const double down = loss();
       host[i] = original;
-      params.params().upload(host);
+      test::upload_flat(*backend, params, host);
       const double numeric = (up - down) / (2 * h);
-      EXPECT_NEAR(grads[i], numeric, 2e-4 + 0.02 * std::abs(numeric)) << info.name << " element " << i - info.offset;
+      EXPECT_NEAR(grads[i], numeric, 2e-4 + 0.02 * std::abs(numeric)) << info.name << " element " << i - start;
     }
   }
 }

@@ -6,7 +6,9 @@
 #include <numbers>
 
 #include "dfm/core/optimizer.hpp"
+#include "dfm/core/param_placement.hpp"
 #include "support/cpu_backend.hpp"
+#include "support/flat_params.hpp"
 
 namespace dfm {
 namespace {
@@ -36,25 +38,31 @@ TEST(Clipping, TorchClipGradNormSemantics) {
 TEST(AdamW, DecaysMatricesOnlyAndNormIsGlobal) {
   test::CpuBackend backend;
   const GptShape shape{1, 2, 4, 8, 3, 1e-5f};
-  GptParams params(*backend, shape);
+  LocalPlacement placement;
+  GptParams params(*backend, shape, placement);
   params.initialise(1);
-  const auto before = params.params().download();
-  // Gradients: 1 everywhere except 2 on the first element, so the norm is sqrt(n - 1 + 4).
-  std::vector<float> g(before.size(), 1.0f);
-  g[0] = 2.0f;
-  params.grads().upload(g);
+  const auto before = test::download_flat(*backend, params, false);
+  // Gradients: 1 everywhere except 2 on one element of each unit, so the norm is sqrt(n + 3 * units).
+  for (const dfm_unit& u : params.units()) {
+    std::vector<float> g(static_cast<size_t>(u.numel), 1.0f);
+    g[0] = 2.0f;
+    backend->upload(u.grad_shard, g.data(), g.size() * sizeof(float));
+  }
   AdamWSettings settings;
   settings.weight_decay = 0.5;
   AdamW adamw(*backend, settings);
-  EXPECT_NEAR(adamw.grad_norm(params), std::sqrt(static_cast<double>(before.size()) + 3.0), 1e-4);
+  const double units = static_cast<double>(params.units().size());
+  EXPECT_NEAR(std::sqrt(adamw.local_grad_sum_squares(params)), std::sqrt(static_cast<double>(before.size()) + 3 * units),
+              1e-4);
   // Zero gradients: Adam's update is 0 / (0 + eps) = 0, so only the decay acts.
-  params.zero_grads();
+  params.zero_grad_shards();
   adamw.step(params, 0.1, 1, 1.0);
-  const auto after = params.params().download();
+  const auto after = test::download_flat(*backend, params, false);
   for (const auto& info : params.infos()) {
     const double factor = info.shape.size() >= 2 ? 1.0 - 0.1 * 0.5 : 1.0;
+    const int64_t o = test::flat_offset(params, info);
     for (int64_t i = 0; i < info.count(); ++i)
-      ASSERT_FLOAT_EQ(after[info.offset + i], static_cast<float>(before[info.offset + i] * factor)) << info.name;
+      ASSERT_FLOAT_EQ(after[o + i], static_cast<float>(before[o + i] * factor)) << info.name;
   }
 }
 

@@ -11,6 +11,7 @@
 #include "dfm/core/safetensors.hpp"
 #include "dfm/core/trainer.hpp"
 #include "support/cpu_backend.hpp"
+#include "support/flat_params.hpp"
 
 namespace dfm {
 namespace {
@@ -54,7 +55,7 @@ TEST(Trainer, MicroBatchesDoNotChangeTheMath) {
     Trainer trainer(s, *backend);
     losses.emplace_back();
     for (int64_t step = 0; step < s.steps; ++step) losses.back().push_back(trainer.train_step(step).loss);
-    weights.push_back(trainer.params().params().download());
+    weights.push_back(test::download_flat(*backend, trainer.params(), false));
   }
   for (size_t run = 1; run < losses.size(); ++run) {
     for (size_t step = 0; step < losses[0].size(); ++step)
@@ -100,12 +101,12 @@ TEST(Trainer, RunWritesMetricsAndAHuggingFaceExport) {
   }
   const auto tensors = read_safetensors(s.out_dir / "final" / "model.safetensors");
   ASSERT_EQ(tensors.size(), expected.size());
-  const auto live = trainer.params().params().download();
+  const auto live = test::download_flat(*backend, trainer.params(), false);
   for (const auto& t : tensors) {
     ASSERT_TRUE(expected.count(t.name)) << t.name;
     EXPECT_EQ(t.shape, expected[t.name]) << t.name;
     const ParamInfo& info = trainer.params().info(t.name);
-    EXPECT_TRUE(std::equal(t.data.begin(), t.data.end(), live.begin() + info.offset)) << t.name;
+    EXPECT_TRUE(std::equal(t.data.begin(), t.data.end(), live.begin() + test::flat_offset(trainer.params(), info))) << t.name;
   }
   std::ifstream config_file(s.out_dir / "final" / "config.json");
   const auto config = nlohmann::json::parse(config_file);

@@ -6,6 +6,7 @@
 // (nothing was started).
 #include <glog/logging.h>
 
+#include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/program_options.hpp>
 #include <cstdlib>
 #include <iostream>
@@ -16,6 +17,9 @@
 #include "dfm/core/config.hpp"
 #include "dfm/core/host_services.hpp"
 #include "dfm/core/job_planner.hpp"
+#include "dfm/core/job_session.hpp"
+#include "dfm/core/launch_env.hpp"
+#include "dfm/core/launcher.hpp"
 #include "dfm/core/layout.hpp"
 #include "dfm/core/logging.hpp"
 #include "dfm/core/plugin_registry.hpp"
@@ -32,7 +36,7 @@ struct Options {
   std::string config;
   std::vector<std::string> plugin_dirs, overrides;
   bool list_plugins = false, dry_run = false, config_reference = false;
-  int64_t world_size = 0, nproc_per_node = 0;
+  int64_t world_size = 0, nproc_per_node = 0, stop_timeout_s = 30;
   int verbosity = 0;
 };
 
@@ -47,7 +51,9 @@ bool parse_options(int argc, char** argv, Options& o) {
       ("set", po::value(&o.overrides)->composing(), "override a config key: --set section.key=value (repeatable)")
       ("dry-run", po::bool_switch(&o.dry_run), "check everything and print the layout, then exit without training")
       ("world-size", po::value(&o.world_size), "with --dry-run: plan for N ranks")
-      ("nproc-per-node", po::value(&o.nproc_per_node), "start N local workers (distributed runtime)")
+      ("nproc-per-node", po::value(&o.nproc_per_node), "start N workers on this host and supervise them (as torchrun)")
+      ("stop-timeout", po::value(&o.stop_timeout_s)->default_value(30),
+       "seconds the other workers get to stop after one fails, before SIGKILL")
       ("config-reference", po::bool_switch(&o.config_reference), "print the reference of every config key (docs/config.md)")
       ("verbose,v", po::value(&o.verbosity)->default_value(0), "log verbosity (also GLOG_v)");
   po::options_description hidden;
@@ -73,11 +79,39 @@ bool parse_options(int argc, char** argv, Options& o) {
   }
   if (o.world_size != 0 && !o.dry_run) throw po::error("--world-size plans a layout and needs --dry-run");
   if (o.world_size < 0) throw po::error("--world-size must be at least 1");
+  if (vm.count("nproc-per-node") && o.nproc_per_node < 1) throw po::error("--nproc-per-node must be at least 1");
+  if (o.nproc_per_node > 0 && o.dry_run) throw po::error("--nproc-per-node starts workers; with --dry-run use --world-size");
+  if (o.stop_timeout_s < 0) throw po::error("--stop-timeout must be at least 0");
   return true;
 }
 
-int run(const Options& o, const char* argv0) {
-  dfm::init_logging(argv0, 0, o.verbosity);
+// The worker's command line: ours without --nproc-per-node N / --nproc-per-node=N.
+std::vector<std::string> worker_argv(int argc, char** argv) {
+  std::vector<std::string> out;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--nproc-per-node") {
+      ++i;
+      continue;
+    }
+    if (a.rfind("--nproc-per-node=", 0) == 0) continue;
+    out.push_back(a);
+  }
+  out[0] = boost::dll::program_location().string();
+  return out;
+}
+
+int run(const Options& o, int argc, char** argv) {
+  if (o.nproc_per_node > 0) {
+    if (o.config.empty()) throw po::error("no job file given");
+    dfm::LaunchOptions launch;
+    launch.nproc = o.nproc_per_node;
+    launch.worker_argv = worker_argv(argc, argv);
+    launch.stop_timeout = std::chrono::seconds(o.stop_timeout_s);
+    return dfm::launch_local(launch);
+  }
+  const dfm::LaunchEnv env = dfm::detect_launch_env(dfm::current_environment());
+  dfm::init_logging(argv[0], env.rank, o.verbosity);
   dfm::HostContext host;
   dfm::PluginRegistry registry(host);
   std::vector<std::filesystem::path> dirs(o.plugin_dirs.begin(), o.plugin_dirs.end());
@@ -95,14 +129,8 @@ int run(const Options& o, const char* argv0) {
     std::cerr << "dfm-run: no job file given (usage: dfm-run [options] JOB.toml; --help lists the options)\n";
     return kExitUsage;
   }
-  if (o.nproc_per_node > 0) {
-    std::cerr << "dfm-run: --nproc-per-node: the multi-process launcher arrives with the distributed runtime; "
-                 "this build runs one process\n";
-    return kExitUsage;
-  }
-
   dfm::Config config = dfm::Config::load(o.config, o.overrides);
-  const int64_t world = o.world_size > 0 ? o.world_size : 1;
+  const int64_t world = o.world_size > 0 ? o.world_size : env.world;
   dfm::JobPlan plan = dfm::plan_job(config, registry, host, world, o.dry_run);
   if (!plan.ok()) {
     for (const auto& e : plan.errors) std::cerr << e << "\n";
@@ -120,12 +148,11 @@ int run(const Options& o, const char* argv0) {
     std::cerr << "dfm-run: " << blocker << "\n";
     return kExitUsage;
   }
-  LOG(INFO) << "layout:\n" << layout;
-
   const dfm::TrainSettings settings = dfm::read_train_settings(config);
   dfm::log_to_folder(settings.out_dir / "logs");
-  dfm::ComputeBackend backend(*plan.compute, settings.threads, 0);
-  dfm::Trainer trainer(settings, backend);
+  if (env.rank == 0) LOG(INFO) << "layout:\n" << layout;
+  dfm::JobSession session(config, plan, host, env, settings.threads);
+  dfm::Trainer trainer(settings, session.backend(), session.runtime());
   trainer.run();
   return 0;
 }
@@ -141,7 +168,10 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   try {
-    return run(options, argv[0]);
+    return run(options, argc, argv);
+  } catch (const po::error& e) {
+    std::cerr << "dfm-run: " << e.what() << " (--help lists the options)\n";
+    return kExitUsage;
   } catch (const dfm::ConfigError& e) {
     std::cerr << e.what() << "\n";
     return kExitUsage;

@@ -6,13 +6,23 @@
 
 namespace dfm {
 
-GptModel::GptModel(ComputeBackend& backend, GptParams& params, const GptShape& shape, int64_t max_batch)
-    : backend_(backend), k_(backend.table()), params_(params), shape_(shape), max_rows_(max_batch * shape.seq_len) {
+GptModel::GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& placement, const GptShape& shape,
+                   int64_t max_batch)
+    : backend_(backend),
+      k_(backend.table()),
+      params_(params),
+      placement_(placement),
+      shape_(shape),
+      max_rows_(max_batch * shape.seq_len) {
   const int64_t R = max_rows_, C = shape.d_model, H = shape.n_head;
   auto buf = [&](int64_t n) { return DeviceBuffer<float>(backend, n); };
   for (int64_t l = 0; l < shape.n_layer; ++l) {
-    w_.push_back(weights_of(params, l, false));
-    dw_.push_back(weights_of(params, l, true));
+    std::vector<const ParamInfo*> members;
+    for (const char* suffix : {"ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+                               "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
+                               "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"})
+      members.push_back(&params.info(GptParams::layer_name(l, suffix)));
+    layer_params_.push_back(std::move(members));
     layers_.push_back({buf(R * C), buf(R * C), buf(R), buf(R), buf(R * 3 * C), buf(R * C), buf(max_batch * H * shape.seq_len),
                        buf(R * C), buf(R * C), buf(R), buf(R), buf(R * 4 * C), buf(R * 4 * C)});
   }
@@ -29,14 +39,15 @@ GptModel::GptModel(ComputeBackend& backend, GptParams& params, const GptShape& s
   d_fc_ = buf(R * 4 * C);
 }
 
-GptModel::LayerWeights GptModel::weights_of(GptParams& p, int64_t layer, bool grads) const {
-  auto at = [&](const char* suffix) {
-    const std::string name = GptParams::layer_name(layer, suffix);
-    return grads ? p.grad(name) : p.param(name);
-  };
-  return {at("ln_1.weight"),        at("ln_1.bias"),        at("attn.c_attn.weight"), at("attn.c_attn.bias"),
-          at("attn.c_proj.weight"), at("attn.c_proj.bias"), at("ln_2.weight"),        at("ln_2.bias"),
-          at("mlp.c_fc.weight"),    at("mlp.c_fc.bias"),    at("mlp.c_proj.weight"),  at("mlp.c_proj.bias")};
+GptModel::LayerWeights GptModel::weights_of(int64_t layer, bool grads) const {
+  const auto& m = layer_params_[static_cast<size_t>(layer)];
+  auto at = [&](size_t i) { return grads ? params_.grad(*m[i]) : params_.param(*m[i]); };
+  return {at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7), at(8), at(9), at(10), at(11)};
+}
+
+float* GptModel::root(const char* name, bool grad) const {
+  const ParamInfo& info = params_.info(name);
+  return grad ? params_.grad(info) : params_.param(info);
 }
 
 dfm_attention_desc GptModel::attention_desc() const {
@@ -88,7 +99,8 @@ void GptModel::linear_backward(float* din, float* dw, float* db, const float* do
   backend_.check(k_.bias_backward(backend_.ctx(), db, dout, rows_, out_dim), "bias_backward");
 }
 
-void GptModel::forward(const int32_t* tokens, const int32_t* positions, int64_t batch, int64_t tokens_per_seq) {
+void GptModel::forward(const int32_t* tokens, const int32_t* positions, int64_t batch, int64_t tokens_per_seq,
+                       const dfm_step_info* step) {
   if (tokens_per_seq < 1 || tokens_per_seq > shape_.seq_len || batch * tokens_per_seq > max_rows_)
     throw std::invalid_argument("GptModel::forward: batch " + std::to_string(batch) + " x " +
                                 std::to_string(tokens_per_seq) + " tokens exceeds the activations' size");
@@ -98,15 +110,18 @@ void GptModel::forward(const int32_t* tokens, const int32_t* positions, int64_t 
   void* ctx = backend_.ctx();
   const int64_t C = shape_.d_model, V = shape_.vocab_size;
 
+  placement_.on_unit(0, DFM_UNIT_FORWARD_BEGIN, step);
   float* x = layers_.empty() ? residual_out_.data() : layers_[0].residual_in.data();
-  backend_.check(k_.embedding_forward(ctx, x, tokens, rows_, params_.param("wte.weight"), V, 0, C, 0), "embedding");
-  backend_.check(k_.embedding_forward(ctx, x, positions, rows_, params_.param("wpe.weight"), shape_.seq_len, 0, C, 1),
+  backend_.check(k_.embedding_forward(ctx, x, tokens, rows_, root("wte.weight", false), V, 0, C, 0), "embedding");
+  backend_.check(k_.embedding_forward(ctx, x, positions, rows_, root("wpe.weight", false), shape_.seq_len, 0, C, 1),
                  "position embedding");
 
   const dfm_attention_desc attn = attention_desc();
   for (size_t l = 0; l < layers_.size(); ++l) {
+    const auto unit = static_cast<int32_t>(l + 1);
+    placement_.on_unit(unit, DFM_UNIT_FORWARD_BEGIN, step);
     LayerActivations& a = layers_[l];
-    const LayerWeights& w = w_[l];
+    const LayerWeights w = weights_of(static_cast<int64_t>(l), false);
     float* block_out = l + 1 < layers_.size() ? layers_[l + 1].residual_in.data() : residual_out_.data();
 
     backend_.check(k_.layernorm_forward(ctx, a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), a.residual_in.data(),
@@ -124,13 +139,15 @@ void GptModel::forward(const int32_t* tokens, const int32_t* positions, int64_t 
     backend_.check(k_.gelu_forward(ctx, a.fc_act.data(), a.fc_pre.data(), rows_ * 4 * C), "gelu");
     linear_forward(d_ln_.data(), a.fc_act.data(), w.fc_proj_w, w.fc_proj_b, 4 * C, C);
     backend_.check(k_.add(ctx, block_out, a.residual_mid.data(), d_ln_.data(), rows_ * C), "residual");
+    placement_.on_unit(unit, DFM_UNIT_FORWARD_END, step);
   }
 
   backend_.check(k_.layernorm_forward(ctx, lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), residual_out_.data(),
-                                      params_.param("ln_f.weight"), params_.param("ln_f.bias"), rows_, C, shape_.ln_eps),
+                                      root("ln_f.weight", false), root("ln_f.bias", false), rows_, C, shape_.ln_eps),
                  "layernorm");
   // The LM head is tied to the token embedding: logits = lnf @ wte^T.
-  matmul(false, true, rows_, V, C, lnf_.data(), C, params_.param("wte.weight"), C, 0.0f, logits_.data(), V);
+  matmul(false, true, rows_, V, C, lnf_.data(), C, root("wte.weight", false), C, 0.0f, logits_.data(), V);
+  placement_.on_unit(0, DFM_UNIT_FORWARD_END, step);
 }
 
 const float* GptModel::loss(const int32_t* targets, float grad_scale) {
@@ -140,25 +157,28 @@ const float* GptModel::loss(const int32_t* targets, float grad_scale) {
   return losses_.data();
 }
 
-void GptModel::backward(const int32_t* tokens, const int32_t* positions) {
+void GptModel::backward(const int32_t* tokens, const int32_t* positions, const dfm_step_info* step) {
   void* ctx = backend_.ctx();
   const int64_t C = shape_.d_model, V = shape_.vocab_size;
   const float* dlogits = logits_.data();
   float* d_res = d_residual_.data();
 
+  placement_.on_unit(0, DFM_UNIT_BACKWARD_BEGIN, step);
   // Tied head: d(lnf) = dlogits @ wte; d(wte) += dlogits^T @ lnf.
-  matmul(false, false, rows_, C, V, dlogits, V, params_.param("wte.weight"), C, 0.0f, d_ln_.data(), C);
-  matmul(true, false, V, C, rows_, dlogits, V, lnf_.data(), C, 1.0f, params_.grad("wte.weight"), C);
+  matmul(false, false, rows_, C, V, dlogits, V, root("wte.weight", false), C, 0.0f, d_ln_.data(), C);
+  matmul(true, false, V, C, rows_, dlogits, V, lnf_.data(), C, 1.0f, root("wte.weight", true), C);
   backend_.fill(d_res, 0.0f, rows_ * C);
-  backend_.check(k_.layernorm_backward(ctx, d_res, params_.grad("ln_f.weight"), params_.grad("ln_f.bias"), d_ln_.data(),
-                                       residual_out_.data(), params_.param("ln_f.weight"), lnf_mean_.data(),
+  backend_.check(k_.layernorm_backward(ctx, d_res, root("ln_f.weight", true), root("ln_f.bias", true), d_ln_.data(),
+                                       residual_out_.data(), root("ln_f.weight", false), lnf_mean_.data(),
                                        lnf_rstd_.data(), rows_, C), "layernorm_backward");
 
   const dfm_attention_desc attn = attention_desc();
   for (size_t i = layers_.size(); i-- > 0;) {
+    const auto unit = static_cast<int32_t>(i + 1);
+    placement_.on_unit(unit, DFM_UNIT_BACKWARD_BEGIN, step);
     LayerActivations& a = layers_[i];
-    const LayerWeights& w = w_[i];
-    const LayerWeights& g = dw_[i];
+    const LayerWeights w = weights_of(static_cast<int64_t>(i), false);
+    const LayerWeights g = weights_of(static_cast<int64_t>(i), true);
     // d_res holds dLoss/d(block output). MLP branch:
     linear_backward(d_fc_.data(), g.fc_proj_w, g.fc_proj_b, d_res, a.fc_act.data(), w.fc_proj_w, 4 * C, C);
     backend_.check(k_.gelu_backward(ctx, d_fc_.data(), a.fc_pre.data(), d_fc_.data(), rows_ * 4 * C), "gelu_backward");
@@ -176,12 +196,14 @@ void GptModel::backward(const int32_t* tokens, const int32_t* positions) {
     linear_backward(d_ln_.data(), g.qkv_w, g.qkv_b, dqkv, a.ln1.data(), w.qkv_w, C, 3 * C);
     backend_.check(k_.layernorm_backward(ctx, d_res, g.ln1_w, g.ln1_b, d_ln_.data(), a.residual_in.data(), w.ln1_w,
                                          a.ln1_mean.data(), a.ln1_rstd.data(), rows_, C), "layernorm_backward");
+    placement_.on_unit(unit, DFM_UNIT_BACKWARD_END, step);
   }
 
-  backend_.check(k_.embedding_backward(ctx, params_.grad("wte.weight"), d_res, tokens, rows_, V, 0, C),
+  backend_.check(k_.embedding_backward(ctx, root("wte.weight", true), d_res, tokens, rows_, V, 0, C),
                  "embedding_backward");
-  backend_.check(k_.embedding_backward(ctx, params_.grad("wpe.weight"), d_res, positions, rows_, shape_.seq_len, 0, C),
+  backend_.check(k_.embedding_backward(ctx, root("wpe.weight", true), d_res, positions, rows_, shape_.seq_len, 0, C),
                  "embedding_backward");
+  placement_.on_unit(0, DFM_UNIT_BACKWARD_END, step);
 }
 
 }  // namespace dfm

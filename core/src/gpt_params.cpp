@@ -1,11 +1,13 @@
 #include "dfm/core/gpt_params.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <numeric>
 #include <stdexcept>
 
 #include "dfm/core/counter_rng.hpp"
+#include "dfm/core/param_placement.hpp"
 
 namespace dfm {
 
@@ -23,56 +25,72 @@ std::vector<ParamInfo> gpt_param_infos(const GptShape& s) {
   // Residual output projections are scaled by 1/sqrt(2 n_layer) (GPT-2 paper, §2.3).
   const double residual_std = kStd / std::sqrt(2.0 * static_cast<double>(s.n_layer));
   std::vector<ParamInfo> p;
-  auto add = [&](std::string name, std::vector<int64_t> shape, InitKind init, double std = 0.0) {
-    p.push_back({std::move(name), std::move(shape), init, std, 0});
+  auto add = [&](std::string name, std::vector<int64_t> shape, InitKind init, int32_t unit, double std = 0.0) {
+    p.push_back({std::move(name), std::move(shape), init, std, unit, 0});
   };
-  add("wte.weight", {s.vocab_size, C}, InitKind::Normal, kStd);
-  add("wpe.weight", {s.seq_len, C}, InitKind::Normal, kStd);
+  add("wte.weight", {s.vocab_size, C}, InitKind::Normal, 0, kStd);
+  add("wpe.weight", {s.seq_len, C}, InitKind::Normal, 0, kStd);
   for (int64_t l = 0; l < s.n_layer; ++l) {
     auto n = [l](const char* suffix) { return GptParams::layer_name(l, suffix); };
-    add(n("ln_1.weight"), {C}, InitKind::Ones);
-    add(n("ln_1.bias"), {C}, InitKind::Zeros);
-    add(n("attn.c_attn.weight"), {C, 3 * C}, InitKind::Normal, kStd);
-    add(n("attn.c_attn.bias"), {3 * C}, InitKind::Zeros);
-    add(n("attn.c_proj.weight"), {C, C}, InitKind::Normal, residual_std);
-    add(n("attn.c_proj.bias"), {C}, InitKind::Zeros);
-    add(n("ln_2.weight"), {C}, InitKind::Ones);
-    add(n("ln_2.bias"), {C}, InitKind::Zeros);
-    add(n("mlp.c_fc.weight"), {C, 4 * C}, InitKind::Normal, kStd);
-    add(n("mlp.c_fc.bias"), {4 * C}, InitKind::Zeros);
-    add(n("mlp.c_proj.weight"), {4 * C, C}, InitKind::Normal, residual_std);
-    add(n("mlp.c_proj.bias"), {C}, InitKind::Zeros);
+    const auto u = static_cast<int32_t>(l + 1);
+    add(n("ln_1.weight"), {C}, InitKind::Ones, u);
+    add(n("ln_1.bias"), {C}, InitKind::Zeros, u);
+    add(n("attn.c_attn.weight"), {C, 3 * C}, InitKind::Normal, u, kStd);
+    add(n("attn.c_attn.bias"), {3 * C}, InitKind::Zeros, u);
+    add(n("attn.c_proj.weight"), {C, C}, InitKind::Normal, u, residual_std);
+    add(n("attn.c_proj.bias"), {C}, InitKind::Zeros, u);
+    add(n("ln_2.weight"), {C}, InitKind::Ones, u);
+    add(n("ln_2.bias"), {C}, InitKind::Zeros, u);
+    add(n("mlp.c_fc.weight"), {C, 4 * C}, InitKind::Normal, u, kStd);
+    add(n("mlp.c_fc.bias"), {4 * C}, InitKind::Zeros, u);
+    add(n("mlp.c_proj.weight"), {4 * C, C}, InitKind::Normal, u, residual_std);
+    add(n("mlp.c_proj.bias"), {C}, InitKind::Zeros, u);
   }
-  add("ln_f.weight", {C}, InitKind::Ones);
-  add("ln_f.bias", {C}, InitKind::Zeros);
-  int64_t offset = 0;
+  add("ln_f.weight", {C}, InitKind::Ones, 0);
+  add("ln_f.bias", {C}, InitKind::Zeros, 0);
+  std::vector<int64_t> unit_size(static_cast<size_t>(s.n_layer + 1), 0);
   for (auto& info : p) {
-    info.offset = offset;
-    offset += info.count();
+    info.offset = unit_size[static_cast<size_t>(info.unit)];
+    unit_size[static_cast<size_t>(info.unit)] += info.count();
   }
   return p;
 }
 
-void init_param_values(const ParamInfo& info, uint64_t seed, float* out) {
-  const int64_t n = info.count();
+void init_param_range(const ParamInfo& info, uint64_t seed, int64_t begin, int64_t end, float* out) {
   switch (info.init) {
-    case InitKind::Zeros: std::fill(out, out + n, 0.0f); break;
-    case InitKind::Ones: std::fill(out, out + n, 1.0f); break;
+    case InitKind::Zeros: std::fill(out, out + (end - begin), 0.0f); break;
+    case InitKind::Ones: std::fill(out, out + (end - begin), 1.0f); break;
     case InitKind::Normal: {
       const CounterRng rng(seed, CounterRng::stream_id(info.name));
-      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(info.init_std * rng.normal(static_cast<uint64_t>(i)));
+      for (int64_t i = begin; i < end; ++i)
+        out[i - begin] = static_cast<float>(info.init_std * rng.normal(static_cast<uint64_t>(i)));
       break;
     }
   }
 }
 
-GptParams::GptParams(ComputeBackend& backend, const GptShape& shape)
+GptParams::GptParams(ComputeBackend& backend, const GptShape& shape, ParamPlacement& placement)
     : backend_(backend), infos_(gpt_param_infos(shape)) {
-  total_ = infos_.back().offset + infos_.back().count();
-  params_ = DeviceBuffer<float>(backend, total_);
-  grads_ = DeviceBuffer<float>(backend, total_);
-  m_ = DeviceBuffer<float>(backend, total_);
-  v_ = DeviceBuffer<float>(backend, total_);
+  units_.resize(static_cast<size_t>(shape.n_layer + 1));
+  for (size_t u = 0; u < units_.size(); ++u) {
+    dfm_unit& unit = units_[u];
+    unit.struct_size = sizeof unit;
+    unit.index = static_cast<int32_t>(u);
+  }
+  for (const auto& info : infos_) {
+    units_[static_cast<size_t>(info.unit)].numel += info.count();
+    total_ += info.count();
+  }
+  for (dfm_unit& unit : units_) {
+    placement.plan(unit.index, unit.numel, unit.shard_offset, unit.shard_numel);
+    param_shards_.emplace_back(backend, unit.shard_numel);
+    grad_shards_.emplace_back(backend, unit.shard_numel);
+    m_.emplace_back(backend, unit.shard_numel);
+    v_.emplace_back(backend, unit.shard_numel);
+    unit.param_shard = param_shards_.back().data();
+    unit.grad_shard = grad_shards_.back().data();
+  }
+  placement.bind(units_);
 }
 
 const ParamInfo& GptParams::info(const std::string& name) const {
@@ -81,15 +99,31 @@ const ParamInfo& GptParams::info(const std::string& name) const {
   throw std::out_of_range("no parameter named '" + name + "'");
 }
 
-void GptParams::initialise(uint64_t seed) {
-  std::vector<float> host(static_cast<size_t>(total_));
-  for (const auto& info : infos_) init_param_values(info, seed, host.data() + info.offset);
-  params_.upload(host);
-  backend_.fill(m_.data(), 0.0f, total_);
-  backend_.fill(v_.data(), 0.0f, total_);
-  zero_grads();
+int64_t GptParams::shard_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& u : units_) bytes += u.shard_numel * static_cast<int64_t>(sizeof(float));
+  return bytes;
 }
 
-void GptParams::zero_grads() { backend_.fill(grads_.data(), 0.0f, total_); }
+void GptParams::initialise(uint64_t seed) {
+  for (const dfm_unit& unit : units_) {
+    // Zero padding past numel; each parameter fills its overlap with the shard.
+    std::vector<float> host(static_cast<size_t>(unit.shard_numel), 0.0f);
+    const int64_t lo = unit.shard_offset, hi = unit.shard_offset + unit.shard_numel;
+    for (const auto& info : infos_) {
+      if (info.unit != unit.index) continue;
+      const int64_t begin = std::max(lo, info.offset), end = std::min(hi, info.offset + info.count());
+      if (begin < end) init_param_range(info, seed, begin - info.offset, end - info.offset, host.data() + (begin - lo));
+    }
+    backend_.upload(unit.param_shard, host.data(), host.size() * sizeof(float));
+    backend_.fill(adam_m(unit.index), 0.0f, unit.shard_numel);
+    backend_.fill(adam_v(unit.index), 0.0f, unit.shard_numel);
+  }
+  zero_grad_shards();
+}
+
+void GptParams::zero_grad_shards() {
+  for (const dfm_unit& unit : units_) backend_.fill(unit.grad_shard, 0.0f, unit.shard_numel);
+}
 
 }  // namespace dfm

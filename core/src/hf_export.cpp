@@ -5,17 +5,19 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dfm/core/safetensors.hpp"
-
 namespace dfm {
 
-void export_hf_gpt2(const std::filesystem::path& dir, const GptShape& shape, GptParams& params) {
+void HfExportWriter::add(const ParamInfo& info, const float* values) {
+  tensors_[info.name] = {info.name, info.shape, std::vector<float>(values, values + info.count())};
+}
+
+void HfExportWriter::write(const std::filesystem::path& dir, const std::vector<ParamInfo>& order) const {
   std::filesystem::create_directories(dir);
-  const std::vector<float> all = params.params().download();
   std::vector<SafetensorsTensor> tensors;
-  for (const ParamInfo& info : params.infos()) {
-    const auto* begin = all.data() + info.offset;
-    tensors.push_back({info.name, info.shape, std::vector<float>(begin, begin + info.count())});
+  for (const ParamInfo& info : order) {
+    const auto it = tensors_.find(info.name);
+    if (it == tensors_.end()) throw std::logic_error("export: parameter '" + info.name + "' was never added");
+    tensors.push_back(it->second);
   }
   write_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}});
 
@@ -23,15 +25,15 @@ void export_hf_gpt2(const std::filesystem::path& dir, const GptShape& shape, Gpt
   const nlohmann::ordered_json config = {
       {"architectures", {"GPT2LMHeadModel"}},
       {"model_type", "gpt2"},
-      {"vocab_size", shape.vocab_size},
-      {"n_positions", shape.seq_len},
-      {"n_ctx", shape.seq_len},
-      {"n_embd", shape.d_model},
-      {"n_layer", shape.n_layer},
-      {"n_head", shape.n_head},
+      {"vocab_size", shape_.vocab_size},
+      {"n_positions", shape_.seq_len},
+      {"n_ctx", shape_.seq_len},
+      {"n_embd", shape_.d_model},
+      {"n_layer", shape_.n_layer},
+      {"n_head", shape_.n_head},
       {"n_inner", nullptr},
       {"activation_function", "gelu_new"},  // the tanh form
-      {"layer_norm_epsilon", shape.ln_eps},
+      {"layer_norm_epsilon", shape_.ln_eps},
       {"resid_pdrop", 0.0},
       {"embd_pdrop", 0.0},
       {"attn_pdrop", 0.0},

@@ -6,6 +6,10 @@
 #include <cstring>
 #include <exception>
 
+#include <mutex>
+#include <unordered_map>
+
+#include "dfm/core/compute_backend.hpp"
 #include "dfm/core/config.hpp"
 #include "dfm/core/mesh.hpp"
 
@@ -19,6 +23,12 @@ struct HostState {
   const Mesh* mesh = nullptr;
   int64_t rank = -1;
   std::vector<std::string> config_errors;
+  ExecutionServices execution;
+  // Plugin device memory, for the memory metrics. Plugins may allocate from
+  // their own threads (prefetch), hence the lock.
+  std::mutex memory_mutex;
+  std::unordered_map<void*, size_t> allocations;
+  int64_t memory_bytes = 0, memory_peak = 0;
 };
 
 // What a plugin's services->host points at: the plugin's identity plus the
@@ -104,6 +114,60 @@ int64_t axis_rank(void* host, dfm_axis axis) noexcept {
   return context.mesh->coords(context.rank)[axis];
 }
 
+dfm_status alloc(void* host, size_t bytes, void** ptr) noexcept {
+  HostState& state = *record_of(host).state;
+  if (ptr == nullptr || state.execution.compute == nullptr) return DFM_ERR_INVALID_ARGUMENT;
+  try {
+    *ptr = state.execution.compute->alloc(bytes);
+    std::lock_guard lock(state.memory_mutex);
+    state.allocations[*ptr] = bytes;
+    state.memory_bytes += static_cast<int64_t>(bytes);
+    state.memory_peak = std::max(state.memory_peak, state.memory_bytes);
+    return DFM_OK;
+  } catch (...) {
+    return DFM_ERR_OUT_OF_MEMORY;
+  }
+}
+
+void free_memory(void* host, void* ptr) noexcept {
+  HostState& state = *record_of(host).state;
+  if (ptr == nullptr || state.execution.compute == nullptr) return;
+  {
+    std::lock_guard lock(state.memory_mutex);
+    const auto it = state.allocations.find(ptr);
+    if (it == state.allocations.end()) return;  // not ours: never free what we did not hand out
+    state.memory_bytes -= static_cast<int64_t>(it->second);
+    state.allocations.erase(it);
+  }
+  state.execution.compute->free(ptr);
+}
+
+dfm_status get_group(void* host, dfm_group_kind kind, dfm_group_info* out) noexcept {
+  const HostState& state = *record_of(host).state;
+  if (out == nullptr || out->struct_size < DFM_GROUP_INFO_V1_SIZE || !state.execution.group)
+    return DFM_ERR_INVALID_ARGUMENT;
+  try {
+    const size_t caller_size = out->struct_size;
+    dfm_group_info info = state.execution.group(kind);
+    info.struct_size = caller_size;
+    std::memcpy(out, &info, std::min(caller_size, sizeof info));
+    return DFM_OK;
+  } catch (...) {
+    return DFM_ERR_INVALID_ARGUMENT;
+  }
+}
+
+void fill_execution(dfm_host_services& s, const ExecutionServices& e) {
+  s.compute = e.compute ? &e.compute->table() : nullptr;
+  s.compute_ctx = e.compute ? e.compute->ctx() : nullptr;
+  s.compute_last_error = e.compute ? e.compute->last_error_function() : nullptr;
+  s.alloc = e.compute ? alloc : nullptr;
+  s.free = e.compute ? free_memory : nullptr;
+  s.comm = e.comm;
+  s.comm_last_error = e.comm_last_error;
+  s.get_group = e.group ? get_group : nullptr;
+}
+
 }  // namespace
 
 struct HostContext::Impl {
@@ -134,8 +198,29 @@ const dfm_host_services* HostContext::services_for(const std::string& name, cons
   s.rank = rank;
   s.axis_size = axis_size;
   s.axis_rank = axis_rank;
+  fill_execution(s, impl_->state.execution);
   impl_->records.push_back(std::move(record));
   return &impl_->records.back()->services;
+}
+
+void HostContext::attach_execution(const ExecutionServices& services) {
+  impl_->state.execution = services;
+  for (auto& record : impl_->records) fill_execution(record->services, impl_->state.execution);
+}
+
+int64_t HostContext::plugin_memory_bytes() const {
+  std::lock_guard lock(impl_->state.memory_mutex);
+  return impl_->state.memory_bytes;
+}
+
+int64_t HostContext::plugin_memory_peak() const {
+  std::lock_guard lock(impl_->state.memory_mutex);
+  return impl_->state.memory_peak;
+}
+
+void HostContext::reset_memory_peak() {
+  std::lock_guard lock(impl_->state.memory_mutex);
+  impl_->state.memory_peak = impl_->state.memory_bytes;
 }
 
 const std::vector<std::string>& HostContext::config_errors() const { return impl_->state.config_errors; }

@@ -2,6 +2,7 @@
 
 #include "dfm/core/config.hpp"
 #include "dfm/core/host_services.hpp"
+#include "dfm/core/param_placement.hpp"
 #include "dfm/core/plugin_registry.hpp"
 #include "dfm/core/train_settings.hpp"
 #include "dfm/strategy.h"
@@ -34,6 +35,18 @@ JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& ho
     config.add_table_schema("strategy." + name, option_schema(*p->strategy()));
   }
   config.check_schema(plan.errors, plan.chain);
+  // Every axis of size > 1 needs a strategy that parallelises over it:
+  // without one, its ranks would compute the same thing or never exchange it.
+  for (int axis = 0; axis < DFM_AXIS_COUNT; ++axis) {
+    const auto a = static_cast<dfm_axis>(axis);
+    if (plan.mesh.size(a) == 1) continue;
+    bool covered = false;
+    for (const LoadedPlugin* p : plan.strategies) covered = covered || p->strategy()->axis == a;
+    if (!covered && plan.strategies.size() == plan.chain.size())
+      plan.errors.push_back(config.format_error(
+          "strategy.chain", std::string(Mesh::axis_name(a)) + " is " + std::to_string(plan.mesh.size(a)) +
+                                " but no strategy in the chain works on the " + Mesh::axis_name(a) + " axis"));
+  }
   if (!plan.ok()) return plan;  // the values below would be read with the wrong types
   check_train_settings(config, plan.errors);
 
@@ -88,10 +101,15 @@ std::string describe_plugins(const JobPlan& plan) {
 
 std::string execution_blocker(const JobPlan& plan) {
   for (const LoadedPlugin* p : plan.strategies)
-    return "strategy '" + p->name + "' (" + p->path.string() +
-           ") cannot run yet: ABI 1.0 strategies have no execution hooks; its execution arrives with its own "
-           "issue. Use --dry-run to check this layout.";
-  if (plan.layout.world > 1) return "multi-process runs arrive with the distributed runtime (gloo, launcher)";
+    if (!can_execute(*p->strategy()))
+      return "strategy '" + p->name + "' (" + p->path.string() +
+             ") cannot run yet: it declares and checks its options but its execution slots are empty "
+             "(strategy.h). Use --dry-run to check this layout.";
+  int placing = 0;
+  for (const LoadedPlugin* p : plan.strategies) placing += can_execute(*p->strategy()) ? 1 : 0;
+  if (placing > 1)
+    return "the chain holds " + std::to_string(placing) +
+           " strategies that place parameters; this version composes one (fsdp2 with tp/cp/pp arrives with them)";
   return "";
 }
 

@@ -22,7 +22,12 @@ void MetricsWriter::write(const StepMetrics& m) {
       {"grad_norm", m.grad_norm},
       {"tokens_per_s", m.tokens_per_s},
       {"step_ms", m.step_ms},
-      {"memory", {{"param_bytes", m.param_bytes}, {"grad_bytes", m.grad_bytes}, {"optimizer_bytes", m.optimizer_bytes}}},
+      {"memory",
+       {{"param_bytes", m.param_bytes},
+        {"grad_bytes", m.grad_bytes},
+        {"optimizer_bytes", m.optimizer_bytes},
+        {"gathered_peak_bytes", m.gathered_peak_bytes}}},
+      {"comm_bytes", m.comm_bytes},
   };
   out_ << line.dump() << '\n';
   out_.flush();  // a crashed or killed run keeps every finished step

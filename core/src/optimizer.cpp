@@ -31,19 +31,26 @@ double clip_coefficient(double grad_norm, double max_norm) {
 AdamW::AdamW(ComputeBackend& backend, const AdamWSettings& settings)
     : backend_(backend), settings_(settings), norm_scratch_(backend, 1) {}
 
-double AdamW::grad_norm(GptParams& params) {
-  backend_.check(backend_.table().sum_squares(backend_.ctx(), params.grads().data(), params.total_count(),
-                                              norm_scratch_.data(), 0),
-                 "sum_squares");
-  return std::sqrt(static_cast<double>(norm_scratch_.download()[0]));
+double AdamW::local_grad_sum_squares(GptParams& params) {
+  for (const dfm_unit& u : params.units()) {
+    const int64_t valid = std::clamp<int64_t>(u.numel - u.shard_offset, 0, u.shard_numel);
+    backend_.check(backend_.table().sum_squares(backend_.ctx(), u.grad_shard, valid, norm_scratch_.data(),
+                                                u.index == 0 ? 0 : 1),
+                   "sum_squares");
+  }
+  return static_cast<double>(norm_scratch_.download()[0]);
 }
 
 void AdamW::step(GptParams& params, double lr, int64_t step, double grad_scale) {
   for (const ParamInfo& info : params.infos()) {
-    const int64_t o = info.offset;
+    const dfm_unit& u = params.unit(info.unit);
+    const int64_t begin = std::max(u.shard_offset, info.offset);
+    const int64_t end = std::min(u.shard_offset + u.shard_numel, info.offset + info.count());
+    if (begin >= end) continue;  // this parameter has no element in our shard
+    const int64_t o = begin - u.shard_offset;
     backend_.check(backend_.table().adamw_update(
-                       backend_.ctx(), params.params().data() + o, params.grads().data() + o,
-                       params.adam_m().data() + o, params.adam_v().data() + o, info.count(), static_cast<float>(lr),
+                       backend_.ctx(), u.param_shard + o, u.grad_shard + o, params.adam_m(u.index) + o,
+                       params.adam_v(u.index) + o, end - begin, static_cast<float>(lr),
                        static_cast<float>(settings_.beta1), static_cast<float>(settings_.beta2),
                        static_cast<float>(settings_.eps), info.decays() ? static_cast<float>(settings_.weight_decay) : 0.0f,
                        step, static_cast<float>(grad_scale)),

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "cpu_backend.hpp"
+#include "vector_math.hpp"
 
 namespace dfm::cpu {
 
@@ -15,6 +16,14 @@ namespace dfm::cpu {
 // the (batch, head) pair streams past it. Forward tasks take 64 queries each.
 constexpr int64_t kKeyTile = 64;
 constexpr int64_t kQueryTile = 64;
+
+// head_dim rounded up to whole chunks of kChunk floats (two Float16): row
+// tiles are stored with that many columns, zero-padded, so that sums over a
+// tile run in whole chunks held in registers.
+constexpr int64_t kChunk = 32;
+// The kernels unroll by hand: four Float16 of scores per key tile, two per chunk.
+static_assert(kKeyTile == 4 * 16 && kChunk == 2 * 16, "attention loops are unrolled for these tile sizes");
+inline int64_t padded(int64_t head_dim) { return (head_dim + kChunk - 1) / kChunk * kChunk; }
 
 struct AttentionShape {
   int64_t batch, heads, head_dim, q_len, kv_len;
@@ -83,6 +92,17 @@ inline void load_transposed_tile(const AttentionShape& a, const float* kv, int64
     } else {
       for (int64_t d = 0; d < a.head_dim; ++d) tile[d * kKeyTile + j] = 0.0f;
     }
+  }
+}
+
+// Rows 0 .. count - 1 that row_of(r) points at (head_dim floats each) into
+// tile[r * dp + d], zero-padded to dp columns and `rows` rows.
+template <typename RowOf>
+void load_rows(RowOf&& row_of, int64_t count, int64_t rows, int64_t head_dim, int64_t dp, float* tile) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* dst = tile + r * dp;
+    const float* src = r < count ? row_of(r) : nullptr;
+    for (int64_t d = 0; d < dp; ++d) dst[d] = (src && d < head_dim) ? src[d] : 0.0f;
   }
 }
 

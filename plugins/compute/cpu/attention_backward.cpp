@@ -19,11 +19,6 @@
 namespace dfm::cpu {
 namespace {
 
-// head_dim rounded up to whole chunks: the products below walk head_dim in
-// chunks of kChunk floats whose sums stay in registers across a whole tile.
-constexpr int64_t kChunk = 32;
-int64_t padded(int64_t head_dim) { return (head_dim + kChunk - 1) / kChunk * kChunk; }
-
 int64_t scratch_floats(int64_t head_dim) {
   const int64_t dp = padded(head_dim);
   return 2 * head_dim * kKeyTile    // K and V tiles transposed, for the scores
@@ -38,30 +33,19 @@ struct Gradients {
   float* dv;
 };
 
-// Rows t0 .. t0 + count - 1 of a [tokens, heads, head_dim] tensor's head h
-// into tile[row * dp + d], zero-padded to dp columns and kQueryTile rows.
-template <typename RowOf>
-void load_rows(RowOf&& row_of, int64_t count, int64_t rows, int64_t head_dim, int64_t dp, float* tile) {
-  for (int64_t r = 0; r < rows; ++r) {
-    float* dst = tile + r * dp;
-    const float* src = r < count ? row_of(r) : nullptr;
-    for (int64_t d = 0; d < dp; ++d) dst[d] = (src && d < head_dim) ? src[d] : 0.0f;
-  }
-}
-
-// sum_r w[r * w_stride] * rows[r * dp + d0 .. + kChunk] added to out[0 .. kChunk):
-// the kChunk sums live in registers while r runs over the tile.
+// out[0 .. kChunk) += sum_r w[r * w_stride] * rows[r * dp + d0 .. + kChunk),
+// the sums held in registers while r runs over the tile.
 inline void weighted_row_sum(const float* __restrict w, int64_t w_stride, const float* __restrict rows, int64_t count,
                              int64_t dp, int64_t d0, float* __restrict out) {
-  float sum[kChunk] = {};
+  Float16 lo = {}, hi = {};
   for (int64_t r = 0; r < count; ++r) {
     const float wr = w[r * w_stride];
-    const float* __restrict row = rows + r * dp + d0;
-#pragma omp simd
-    for (int64_t d = 0; d < kChunk; ++d) sum[d] += wr * row[d];
+    const float* row = rows + r * dp + d0;
+    lo += wr * load16(row);
+    hi += wr * load16(row + 16);
   }
-#pragma omp simd
-  for (int64_t d = 0; d < kChunk; ++d) out[d] += sum[d];
+  store16(out, load16(out) + lo);
+  store16(out + 16, load16(out + 16) + hi);
 }
 
 DFM_CPU_MULTIVERSION
@@ -100,10 +84,8 @@ void backward_pair(const AttentionShape& a, const float* q, const float* k, cons
       for (int64_t r = 0; r < rows; ++r) {
         float* __restrict pr = p + r * kKeyTile;
         float* __restrict dsr = ds + r * kKeyTile;
-        for (int64_t j = 0; j < kKeyTile; ++j) {
-          pr[j] = 0.0f;
-          dsr[j] = 0.0f;
-        }
+        std::fill(pr, pr + kKeyTile, 0.0f);
+        std::fill(dsr, dsr + kKeyTile, 0.0f);
         const float row_lse = lse_rows[i0 + r];
         const int64_t seen = std::min(a.visible_keys(i0 + r) - j0, keys);
         // A query that saw no key at all (lse = -inf) has no gradient.
@@ -114,21 +96,35 @@ void backward_pair(const AttentionShape& a, const float* q, const float* k, cons
         float row_d = 0.0f;  // D_i = dout_i . out_i
 #pragma omp simd reduction(+ : row_d)
         for (int64_t d = 0; d < dim; ++d) row_d += dor[d] * orow[d];
+        // Scores and dout . v for the 64 keys, held in registers over d.
+        Float16 s0 = {}, s1 = {}, s2 = {}, s3 = {}, e0 = {}, e1 = {}, e2 = {}, e3 = {};
         for (int64_t d = 0; d < dim; ++d) {
           const float qd = qr[d];
           const float dod = dor[d];
-          const float* __restrict kd = kt + d * kKeyTile;
-          const float* __restrict vd = vt + d * kKeyTile;
-#pragma omp simd
-          for (int64_t j = 0; j < kKeyTile; ++j) {
-            pr[j] += qd * kd[j];
-            dsr[j] += dod * vd[j];
-          }
+          const float* kd = kt + d * kKeyTile;
+          const float* vd = vt + d * kKeyTile;
+          s0 += qd * load16(kd);
+          s1 += qd * load16(kd + 16);
+          s2 += qd * load16(kd + 32);
+          s3 += qd * load16(kd + 48);
+          e0 += dod * load16(vd);
+          e1 += dod * load16(vd + 16);
+          e2 += dod * load16(vd + 32);
+          e3 += dod * load16(vd + 48);
         }
+        float score[kKeyTile], dp_sum[kKeyTile];
+        store16(score, s0);
+        store16(score + 16, s1);
+        store16(score + 32, s2);
+        store16(score + 48, s3);
+        store16(dp_sum, e0);
+        store16(dp_sum + 16, e1);
+        store16(dp_sum + 32, e2);
+        store16(dp_sum + 48, e3);
 #pragma omp simd
         for (int64_t j = 0; j < kKeyTile; ++j) {
-          const float pj = j < seen ? exp_vec(pr[j] * a.scale - row_lse) : 0.0f;
-          dsr[j] = pj * (dsr[j] - row_d);
+          const float pj = j < seen ? exp_vec(score[j] * a.scale - row_lse) : 0.0f;
+          dsr[j] = pj * (dp_sum[j] - row_d);
           pr[j] = pj;
         }
       }

@@ -3,7 +3,7 @@
 // of one (batch, head) pair and walks the block's keys a tile at a time,
 // keeping per query a running max m, a running sum l = sum e^(s - m) and an
 // unnormalised output acc = sum e^(s - m) v. Working memory per thread is
-// O(kKeyTile * head_dim + kQueryTile * head_dim), whatever the sequence length.
+// O((kKeyTile + kQueryTile) * head_dim), whatever the sequence length.
 //
 // Merging with earlier blocks (accumulate = 1) is exact: a stored result
 // (out, lse) is the state m = lse, l = 1, acc = out, since
@@ -23,10 +23,11 @@ constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
 
 // Floats of scratch one thread needs.
 int64_t scratch_floats(int64_t head_dim) {
-  return head_dim * kKeyTile       // transposed key tile
-         + kKeyTile                // one row of scores / probabilities
-         + kQueryTile * head_dim   // acc
-         + 2 * kQueryTile;         // m, l
+  return head_dim * kKeyTile            // transposed key tile
+         + kKeyTile * padded(head_dim)  // value tile by rows
+         + kKeyTile                     // one row of scores / probabilities
+         + kQueryTile * padded(head_dim)  // acc
+         + 2 * kQueryTile;              // m, l
 }
 
 // Queries i0 .. i0 + rows - 1 of pair (b, h).
@@ -35,25 +36,22 @@ void forward_query_tile(const AttentionShape& a, const float* q, const float* k,
                         float* lse, bool accumulate, int64_t b, int64_t h, int64_t i0, int64_t rows,
                         float* scratch) {
   const int64_t dim = a.head_dim;
+  const int64_t dp = padded(dim);
   float* kt = scratch;
-  float* __restrict s = kt + dim * kKeyTile;
+  float* v_rows = kt + dim * kKeyTile;
+  float* __restrict s = v_rows + kKeyTile * dp;
   float* acc = s + kKeyTile;
-  float* m = acc + kQueryTile * dim;
+  float* m = acc + kQueryTile * dp;
   float* l = m + kQueryTile;
   float* lse_rows = a.lse_row(lse, b, h) + i0;
 
   for (int64_t r = 0; r < rows; ++r) {
-    float* __restrict ar = acc + r * dim;
+    float* __restrict ar = acc + r * dp;
     const float* o = a.o_row(out, b, i0 + r, h);
-    if (accumulate && lse_rows[r] > kMinusInf) {
-      m[r] = lse_rows[r];
-      l[r] = 1.0f;
-      for (int64_t d = 0; d < dim; ++d) ar[d] = o[d];
-    } else {
-      m[r] = kMinusInf;
-      l[r] = 0.0f;
-      for (int64_t d = 0; d < dim; ++d) ar[d] = 0.0f;
-    }
+    const bool earlier = accumulate && lse_rows[r] > kMinusInf;
+    m[r] = earlier ? lse_rows[r] : kMinusInf;
+    l[r] = earlier ? 1.0f : 0.0f;
+    for (int64_t d = 0; d < dp; ++d) ar[d] = (earlier && d < dim) ? o[d] : 0.0f;
   }
 
   // Rows see a growing prefix of keys, so the tile's last row sees the most.
@@ -61,17 +59,25 @@ void forward_query_tile(const AttentionShape& a, const float* q, const float* k,
   for (int64_t j0 = 0; j0 < key_end; j0 += kKeyTile) {
     const int64_t keys = std::min(kKeyTile, key_end - j0);
     load_transposed_tile(a, k, b, h, j0, keys, kt);
+    load_rows([&](int64_t j) { return a.kv_row(v, b, j0 + j, h); }, keys, kKeyTile, dim, dp, v_rows);
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t seen = std::min(a.visible_keys(i0 + r) - j0, keys);
       if (seen <= 0) continue;  // causal: the whole tile is in this query's future
       const float* __restrict qr = a.q_row(q, b, i0 + r, h);
-      for (int64_t j = 0; j < kKeyTile; ++j) s[j] = 0.0f;
+      // Scores of the 64 keys, held in registers over d.
+      Float16 s0 = {}, s1 = {}, s2 = {}, s3 = {};
       for (int64_t d = 0; d < dim; ++d) {
         const float qd = qr[d];
-        const float* __restrict kd = kt + d * kKeyTile;
-#pragma omp simd
-        for (int64_t j = 0; j < kKeyTile; ++j) s[j] += qd * kd[j];
+        const float* kd = kt + d * kKeyTile;
+        s0 += qd * load16(kd);
+        s1 += qd * load16(kd + 16);
+        s2 += qd * load16(kd + 32);
+        s3 += qd * load16(kd + 48);
       }
+      store16(s, s0);
+      store16(s + 16, s1);
+      store16(s + 32, s2);
+      store16(s + 48, s3);
       float tile_max = kMinusInf;
 #pragma omp simd reduction(max : tile_max)
       for (int64_t j = 0; j < seen; ++j) {
@@ -88,21 +94,24 @@ void forward_query_tile(const AttentionShape& a, const float* q, const float* k,
       }
       l[r] = l[r] * rescale + sum;
       m[r] = m_new;
-      float* __restrict ar = acc + r * dim;
-#pragma omp simd
-      for (int64_t d = 0; d < dim; ++d) ar[d] *= rescale;
-      for (int64_t j = 0; j < seen; ++j) {
-        const float p = s[j];
-        const float* __restrict vr = a.kv_row(v, b, j0 + j, h);
-#pragma omp simd
-        for (int64_t d = 0; d < dim; ++d) ar[d] += p * vr[d];
+      // acc = acc * rescale + sum_j p_j v_j, a chunk of head_dim at a time in registers.
+      float* ar = acc + r * dp;
+      for (int64_t d0 = 0; d0 < dp; d0 += kChunk) {
+        Float16 lo = load16(ar + d0) * rescale, hi = load16(ar + d0 + 16) * rescale;
+        for (int64_t j = 0; j < seen; ++j) {
+          const float* vr = v_rows + j * dp + d0;
+          lo += s[j] * load16(vr);
+          hi += s[j] * load16(vr + 16);
+        }
+        store16(ar + d0, lo);
+        store16(ar + d0 + 16, hi);
       }
     }
   }
 
   for (int64_t r = 0; r < rows; ++r) {
     float* __restrict o = a.o_row(out, b, i0 + r, h);
-    const float* __restrict ar = acc + r * dim;
+    const float* __restrict ar = acc + r * dp;
     if (l[r] > 0.0f) {
       const float inv = 1.0f / l[r];
       for (int64_t d = 0; d < dim; ++d) o[d] = ar[d] * inv;

@@ -9,6 +9,14 @@
 
 namespace dfm::cpu {
 
+// 16 floats as one value, so that GCC keeps running sums in registers (one
+// AVX-512 register, two AVX2 or four SSE ones) where it would leave a plain
+// float[16] on the stack. may_alias and aligned(4): loads from any float*.
+typedef float Float16 __attribute__((vector_size(64), aligned(4), may_alias));
+
+inline Float16 load16(const float* p) { return *reinterpret_cast<const Float16*>(p); }
+inline void store16(float* p, Float16 v) { *reinterpret_cast<Float16*>(p) = v; }
+
 // e^x within about 2 ulp for x in [-87.3, 88.3]; 0 below (so e^-inf = 0), and
 // e^88.3 above (2^n must stay a normal float). Method (Cephes expf, S. L. Moshier): x = n ln2 + r with
 // |r| <= ln2/2, ln2 split in two parts (Cody-Waite) so that r is exact,

@@ -3,14 +3,18 @@
 // sharding = "full"); "grad_op" keeps parameters whole and shards gradients
 // and optimizer state (ZeRO-2); "none" is plain DDP (all-reduce).
 //
-// ABI 1.0 carries declaration and validation; execution hooks arrive in a
-// later minor (strategy.h). The plugin is built against the SDK alone.
+// This file is the plugin's face to the host: descriptor, options, checks,
+// and the execution slots, each a thin guard around fsdp2::Engine
+// (fsdp2_engine.hpp), which holds the sharding logic. The plugin is built
+// against the SDK alone.
 #include <cstdint>
 #include <iterator>
+#include <memory>
 #include <string>
 
 #include "dfm/sdk.hpp"
 #include "dfm/strategy.h"
+#include "fsdp2_engine.hpp"
 
 namespace {
 
@@ -59,14 +63,58 @@ dfm_status validate(const dfm_job_shape* job) {
   });
 }
 
+// ---- execution: one Engine per job ----
+
+using dfm::fsdp2::Engine;
+
+Engine& engine(void* instance) {
+  if (!instance) throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "no fsdp2 instance (create was not called)");
+  return *static_cast<Engine*>(instance);
+}
+
+dfm_status create(const dfm_job_shape*, void** instance) {
+  return dfm::sdk::guard([&] {
+    const auto sharding = dfm::fsdp2::parse_sharding(host.get_string(host.own_key("sharding")));
+    const bool reshard = host.get_bool(host.own_key("reshard_after_forward"));
+    *instance = new Engine(*host.services(), sharding, reshard);
+  });
+}
+
+void destroy(void* instance) { delete static_cast<Engine*>(instance); }
+
+dfm_status plan_unit(void* instance, int32_t, int64_t numel, int64_t* shard_offset, int64_t* shard_numel) {
+  return dfm::sdk::guard([&] { engine(instance).plan(numel, *shard_offset, *shard_numel); });
+}
+
+dfm_status bind_units(void* instance, dfm_unit* units, size_t count) {
+  return dfm::sdk::guard([&] { engine(instance).bind(units, count); });
+}
+
+dfm_status on_unit(void* instance, int32_t index, dfm_unit_event event, const dfm_step_info* step) {
+  return dfm::sdk::guard([&] { engine(instance).on_unit(index, event, step); });
+}
+
+dfm_status finish_gradients(void* instance, const dfm_step_info*) {
+  return dfm::sdk::guard([&] { engine(instance).finish_gradients(); });
+}
+
+dfm_status reduce_grad_sum_squares(void* instance, double* sum) {
+  return dfm::sdk::guard([&] { engine(instance).reduce_sum_squares(*sum); });
+}
+
 const dfm_strategy_v1 kStrategy = {
     sizeof(dfm_strategy_v1),
     DFM_AXIS_DP,
     kOptions,
     std::size(kOptions),
     validate,
-    nullptr,  // create: execution arrives with the fsdp2 issue
-    nullptr,  // destroy
+    create,
+    destroy,
+    plan_unit,
+    bind_units,
+    on_unit,
+    finish_gradients,
+    reduce_grad_sum_squares,
 };
 
 const dfm_plugin_descriptor kDescriptor = {

@@ -78,8 +78,15 @@ dfm_status validate(const dfm_job_shape* job) {
 
 const dfm_strategy_v1 kStrategy = {
     sizeof(dfm_strategy_v1), DFM_AXIS_TP, kOptions, std::size(kOptions), validate,
-    nullptr,  // create: execution arrives with the tp issue
+    // Execution arrives with the tp issue: until then the host refuses to run
+    // a job that needs this strategy, naming it (strategy.h).
+    nullptr,  // create
     nullptr,  // destroy
+    nullptr,  // plan_unit
+    nullptr,  // bind_units
+    nullptr,  // on_unit
+    nullptr,  // finish_gradients
+    nullptr,  // reduce_grad_sum_squares
 };
 
 const dfm_plugin_descriptor kDescriptor = {

@@ -51,8 +51,15 @@ const dfm_strategy_v1 kStrategy = {
     kOptions,
     sizeof kOptions / sizeof kOptions[0],
     validate,
-    nullptr,  // create: nothing per job yet
+    // Declaration and checks only: with NULL execution slots the host lists
+    // and validates this strategy but refuses to run a job that needs it.
+    nullptr,  // create
     nullptr,  // destroy
+    nullptr,  // plan_unit
+    nullptr,  // bind_units
+    nullptr,  // on_unit
+    nullptr,  // finish_gradients
+    nullptr,  // reduce_grad_sum_squares
 };
 
 const dfm_plugin_descriptor kDescriptor = {

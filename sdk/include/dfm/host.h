@@ -13,6 +13,8 @@
 #define DFM_HOST_H
 
 #include "dfm/abi.h"
+#include "dfm/comm.h"
+#include "dfm/compute.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -59,6 +61,25 @@ typedef struct dfm_value {
   size_t item_count;        /* both array types */
 } dfm_value;
 
+/* Process groups of the mesh a plugin may communicate on. */
+typedef enum dfm_group_kind {
+  DFM_GROUP_TP = 0,
+  DFM_GROUP_CP = 1,
+  DFM_GROUP_DP = 2,
+  DFM_GROUP_PP = 3,
+  DFM_GROUP_DP_CP = 4,   /* gradient reduction over data and context parallel ranks */
+  DFM_GROUP_PP_ENDS = 5  /* first and last pipeline stage (tied embedding) */
+} dfm_group_kind;
+
+typedef struct dfm_group_info {
+  size_t struct_size;
+  void* group;      /* pass to the dfm_comm_v1 functions; NULL when size is 1 */
+  int64_t size;     /* members */
+  int64_t index;    /* this rank's position in the group */
+} dfm_group_info;
+
+#define DFM_GROUP_INFO_V1_SIZE DFM_STRUCT_SIZE(dfm_group_info, index)
+
 typedef struct dfm_host_services {
   size_t struct_size;
   void* host; /* opaque; pass back as the first argument of every call */
@@ -92,9 +113,28 @@ typedef struct dfm_host_services {
   int64_t (*rank)(void* host);
   int64_t (*axis_size)(void* host, dfm_axis axis);
   int64_t (*axis_rank)(void* host, dfm_axis axis);
+
+  /* ---- execution services: NULL until the job runs (validation and
+   * --dry-run have none) ---- */
+  /* The job's compute backend and its context: kernels and copies on the
+   * device that holds the model. */
+  const dfm_compute_v1* compute;
+  void* compute_ctx;
+  /* The compute plugin's last_error (its descriptor's), for its failed calls. */
+  const char* (*compute_last_error)(void);
+  /* Device memory counted in the job's memory metrics (peak bytes per rank);
+   * use these rather than compute->alloc so the numbers are measured. */
+  dfm_status (*alloc)(void* host, size_t bytes, void** ptr);
+  void (*free)(void* host, void* ptr);
+  /* The job's communication backend and its process groups. comm is NULL in
+   * a single-process job. */
+  const dfm_comm_v1* comm;
+  const char* (*comm_last_error)(void);
+  dfm_status (*get_group)(void* host, dfm_group_kind kind, dfm_group_info* out);
 } dfm_host_services;
 
 #define DFM_HOST_SERVICES_V1_SIZE DFM_STRUCT_SIZE(dfm_host_services, axis_rank)
+#define DFM_HOST_SERVICES_V1_EXECUTION_SIZE DFM_STRUCT_SIZE(dfm_host_services, get_group)
 
 #ifdef __cplusplus
 }

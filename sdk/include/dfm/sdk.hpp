@@ -75,6 +75,7 @@ class Host {
   Host() = default;
   explicit Host(const dfm_host_services* services) : s_(services) {}
   bool attached() const { return s_ != nullptr; }
+  const dfm_host_services* services() const { return s_; }
 
   // A key of this plugin's own table ("sequence_parallel" -> "strategy.tp.sequence_parallel").
   std::string own_key(const std::string& key) const { return std::string(s_->options_table) + "." + key; }

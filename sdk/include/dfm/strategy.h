@@ -10,12 +10,28 @@
  *   3. for a real run, the host calls create once per job and destroy at the
  *      end.
  *
- * ABI 1.0 carries what a strategy needs to declare and check itself. The
- * execution hooks (plan, region enter/exit, attention, block before/after,
- * loss, schedule, gradient finalisation; see docs/plugins.md) are appended to
- * dfm_strategy_v1 in later minors. The host knows from struct_size whether a
- * plugin's table reaches them, and refuses, before starting, to run a job
- * whose chain holds a strategy that cannot execute.
+ * Execution (a strategy that runs, not only checks): the core's model is a
+ * list of *units* whose parameters are stored as one flat segment each —
+ * unit 0 is the root (token and position embeddings, final LayerNorm, and the
+ * LM head tied to the token embedding), units 1..n_layer the transformer
+ * blocks. A strategy that owns parameter placement (fsdp2 on the dp axis)
+ * decides how much of each unit this rank stores (plan_unit), materialises the
+ * full parameters when the core needs them and reduces the gradients when
+ * they are final (on_unit), and finishes the step (finish_gradients,
+ * reduce_grad_sum_squares). Each unit event comes in this order for each
+ * micro-batch m of a step:
+ *
+ *   FORWARD_BEGIN(0) FORWARD_BEGIN(1) FORWARD_END(1) ... FORWARD_BEGIN(n) FORWARD_END(n)
+ *   FORWARD_END(0)                  -- after the head and the loss
+ *   BACKWARD_BEGIN(0)               -- before the head's backward
+ *   BACKWARD_BEGIN(n) BACKWARD_END(n) ... BACKWARD_BEGIN(1) BACKWARD_END(1)
+ *   BACKWARD_END(0)                 -- after the embeddings' backward
+ *
+ * so a strategy can prefetch unit u+1 at FORWARD_BEGIN(u) and unit u-1 at
+ * BACKWARD_BEGIN(u). Forward-only passes (sampling) send the forward events
+ * alone. The execution slots may be NULL: such a strategy declares and checks
+ * itself but cannot run yet, and the host refuses to start a job that needs it,
+ * naming it.
  */
 #ifndef DFM_STRATEGY_H
 #define DFM_STRATEGY_H
@@ -57,6 +73,48 @@ typedef struct dfm_job_shape {
 
 #define DFM_JOB_SHAPE_V1_SIZE DFM_STRUCT_SIZE(dfm_job_shape, chain_length)
 
+/* One unit of parameters as the core and the strategy share it. The core
+ * owns the struct (its address is stable for the whole job) and the shard
+ * buffers; the strategy owns whatever it points full_param/full_grad at. */
+typedef struct dfm_unit {
+  size_t struct_size;
+  int32_t index;          /* 0 = root, 1..n_layer = transformer blocks */
+  int64_t numel;          /* elements of the unit's parameters, unsharded */
+  /* What this rank stores (planned by plan_unit), owned by the core:
+   * elements [shard_offset, shard_offset + shard_numel) of the unit's flat
+   * parameters, zero-padded past numel; the optimizer updates them. */
+  int64_t shard_offset, shard_numel;
+  float* param_shard;
+  float* grad_shard;      /* gradients of the shard; the core zeroes it before each step */
+  /* Set by the strategy: numel elements each, valid from FORWARD_BEGIN /
+   * BACKWARD_BEGIN (and GATHER) until the strategy releases them. The core's
+   * backward accumulates into full_grad, which the strategy zeroes before the
+   * first micro-batch of a step. */
+  float* full_param;
+  float* full_grad;
+} dfm_unit;
+
+#define DFM_UNIT_V1_SIZE DFM_STRUCT_SIZE(dfm_unit, full_grad)
+
+typedef enum dfm_unit_event {
+  DFM_UNIT_FORWARD_BEGIN = 0,
+  DFM_UNIT_FORWARD_END = 1,
+  DFM_UNIT_BACKWARD_BEGIN = 2,
+  DFM_UNIT_BACKWARD_END = 3,   /* the unit's gradients of this micro-batch are complete */
+  DFM_UNIT_PARAMS_UPDATED = 4, /* param_shard changed: after initialisation and each optimizer step */
+  DFM_UNIT_GATHER = 5,         /* make full_param valid outside training (export, checkpoint) */
+  DFM_UNIT_RELEASE = 6         /* the core is done with a GATHER */
+} dfm_unit_event;
+
+typedef struct dfm_step_info {
+  size_t struct_size;
+  int64_t step;           /* optimizer step, from 0 */
+  int64_t micro_batch;    /* this micro-batch, from 0 */
+  int64_t micro_batches;  /* per optimizer step on this rank */
+} dfm_step_info;
+
+#define DFM_STEP_INFO_V1_SIZE DFM_STRUCT_SIZE(dfm_step_info, micro_batches)
+
 typedef struct dfm_strategy_v1 {
   size_t struct_size;
 
@@ -83,9 +141,32 @@ typedef struct dfm_strategy_v1 {
   /* Frees the instance and joins every thread the plugin started for it.
    * NULL when create is NULL. */
   void (*destroy)(void* instance);
+
+  /* ---- execution (all NULL for a strategy that cannot run yet) ----
+   * Called after create, on every rank, with the host services' execution
+   * fields (compute, comm, groups, memory) filled in. */
+
+  /* How much of unit `index` (numel elements) this rank stores: elements
+   * [*shard_offset, *shard_offset + *shard_numel). The same numel always
+   * gives the same plan. */
+  dfm_status (*plan_unit)(void* instance, int32_t index, int64_t numel, int64_t* shard_offset,
+                          int64_t* shard_numel);
+  /* The units, once planned and allocated; `units` stays valid for the job. */
+  dfm_status (*bind_units)(void* instance, dfm_unit* units, size_t count);
+  /* One unit event (see the header comment); `step` is NULL outside a step. */
+  dfm_status (*on_unit)(void* instance, int32_t index, dfm_unit_event event, const dfm_step_info* step);
+  /* After the last backward of a step: every grad_shard must hold the
+   * gradient of the whole global batch when this returns. */
+  dfm_status (*finish_gradients)(void* instance, const dfm_step_info* step);
+  /* *sum (host memory) holds this rank's sum of squares over its grad_shards;
+   * make it the sum over the whole model, counting every element once. */
+  dfm_status (*reduce_grad_sum_squares)(void* instance, double* sum);
 } dfm_strategy_v1;
 
+/* A table must reach `destroy`; it can execute when it also reaches the
+ * execution slots and none of them is NULL. */
 #define DFM_STRATEGY_V1_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, destroy)
+#define DFM_STRATEGY_V1_EXECUTION_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, reduce_grad_sum_squares)
 
 #ifdef __cplusplus
 }

@@ -28,6 +28,7 @@ class ComputeBackend {
   const dfm_compute_v1& table() const { return *table_; }
   void* ctx() const { return ctx_; }
   const std::string& name() const { return name_; }
+  const char* (*last_error_function() const)(void) { return descriptor_->last_error; }
 
   // Throws std::runtime_error "compute backend 'cpu': <what>: <plugin message>" unless status is DFM_OK.
   void check(dfm_status status, const char* what) const;

@@ -4,8 +4,10 @@
 //
 // One micro-batch at a time: forward() keeps every activation the backward
 // needs, loss() turns the logits into per-token losses and (in place) into
-// their gradient, backward() accumulates parameter gradients into
-// GptParams::grads() so micro-batches add up.
+// their gradient, backward() accumulates parameter gradients into each unit's
+// full_grad so micro-batches add up. Around each unit it tells the parameter
+// placement (strategy.h's event order), which materialises the unit's
+// parameters and reduces its gradients.
 #pragma once
 
 #include <cstdint>
@@ -13,22 +15,26 @@
 
 #include "dfm/core/compute_backend.hpp"
 #include "dfm/core/gpt_params.hpp"
+#include "dfm/core/param_placement.hpp"
 
 namespace dfm {
 
 class GptModel {
  public:
   // Activations are sized for up to max_batch sequences of shape.seq_len tokens.
-  GptModel(ComputeBackend& backend, GptParams& params, const GptShape& shape, int64_t max_batch);
+  GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& placement, const GptShape& shape,
+           int64_t max_batch);
 
   // tokens and positions: device int32 [batch * tokens]. tokens <= seq_len.
-  void forward(const int32_t* tokens, const int32_t* positions, int64_t batch, int64_t tokens_per_seq);
+  // `step` is passed to the placement's events (NULL for a forward-only pass).
+  void forward(const int32_t* tokens, const int32_t* positions, int64_t batch, int64_t tokens_per_seq,
+               const dfm_step_info* step = nullptr);
   // Per-token cross entropy of the last forward against targets (device int32);
   // the logits become grad_scale * dLoss/dlogits. Returns the device buffer of
   // per-token losses.
   const float* loss(const int32_t* targets, float grad_scale);
-  // Accumulates dLoss/dparams into params.grads() (needs forward and loss first).
-  void backward(const int32_t* tokens, const int32_t* positions);
+  // Accumulates dLoss/dparams into the units' full_grad (needs forward and loss first).
+  void backward(const int32_t* tokens, const int32_t* positions, const dfm_step_info* step = nullptr);
 
   // [batch * tokens, vocab] after forward (before loss).
   const float* logits() const { return logits_.data(); }
@@ -49,7 +55,9 @@ class GptModel {
     DeviceBuffer<float> fc_pre, fc_act;  // [BT, 4C]
   };
 
-  LayerWeights weights_of(GptParams& p, int64_t layer, bool grads) const;
+  // The block's parameters (or gradients) where its unit is materialised now.
+  LayerWeights weights_of(int64_t layer, bool grads) const;
+  float* root(const char* name, bool grad) const;
   dfm_attention_desc attention_desc() const;
 
   // out = in @ w + b for rows x in_dim times [in_dim, out_dim].
@@ -63,11 +71,12 @@ class GptModel {
   ComputeBackend& backend_;
   const dfm_compute_v1& k_;
   GptParams& params_;
+  ParamPlacement& placement_;
   GptShape shape_;
   int64_t max_rows_;
   int64_t batch_ = 0, tokens_ = 0, rows_ = 0;  // of the current micro-batch
 
-  std::vector<LayerWeights> w_, dw_;
+  std::vector<std::vector<const ParamInfo*>> layer_params_;  // per block, in LayerWeights order
   std::vector<LayerActivations> layers_;
   DeviceBuffer<float> residual_out_, lnf_, lnf_mean_, lnf_rstd_, logits_, losses_;
   // backward scratch

@@ -1,7 +1,10 @@
 // The parameters of the GPT-2 reference model (DESIGN §4): their Hugging Face
-// names and layouts, their initialisation, and where they live in one
-// contiguous device buffer (with matching buffers for gradients and the AdamW
-// moments, so the optimizer and, later, FSDP can treat them as flat storage).
+// names and layouts, their initialisation, and their storage in *units* — the
+// groups a strategy shards and gathers together (strategy.h): unit 0 is the
+// root (wte, wpe, ln_f: the embeddings and the head tied to wte), unit l + 1
+// is transformer block l. Each unit's parameters are one flat segment; this
+// rank stores the part of it that the placement planned (all of it without a
+// sharding strategy), with its gradient and the two AdamW moments.
 #pragma once
 
 #include <cstdint>
@@ -9,8 +12,11 @@
 #include <vector>
 
 #include "dfm/core/compute_backend.hpp"
+#include "dfm/strategy.h"
 
 namespace dfm {
+
+class ParamPlacement;
 
 struct GptShape {
   int64_t n_layer = 4, n_head = 4, d_model = 128, vocab_size = 256, seq_len = 64;
@@ -21,11 +27,12 @@ struct GptShape {
 enum class InitKind { Normal, Zeros, Ones };
 
 struct ParamInfo {
-  std::string name;              // Hugging Face GPT-2 name, e.g. "h.0.attn.c_attn.weight"
-  std::vector<int64_t> shape;    // Hugging Face layout: linear weights are [in, out] (Conv1D)
+  std::string name;            // Hugging Face GPT-2 name, e.g. "h.0.attn.c_attn.weight"
+  std::vector<int64_t> shape;  // Hugging Face layout: linear weights are [in, out] (Conv1D)
   InitKind init = InitKind::Zeros;
-  double init_std = 0.0;         // for InitKind::Normal
-  int64_t offset = 0;            // element offset in the flat buffers
+  double init_std = 0.0;       // for InitKind::Normal
+  int32_t unit = 0;            // 0 = root, l + 1 = block l
+  int64_t offset = 0;          // element offset inside its unit's flat segment
   int64_t count() const;
   bool decays() const { return shape.size() >= 2; }  // weight decay on matrices only
 };
@@ -33,37 +40,50 @@ struct ParamInfo {
 // The parameter list in Hugging Face order: wte, wpe, h.0 .. h.{n-1}, ln_f.
 std::vector<ParamInfo> gpt_param_infos(const GptShape& shape);
 
-// Writes the initial value of `info` into host memory: normal(0, std) from the
-// counter RNG keyed by (seed, name) at the element's index, so any shard of any
-// layout draws the same numbers.
-void init_param_values(const ParamInfo& info, uint64_t seed, float* out);
+// Elements [begin, end) of the initial value of `info`: normal(0, std) from
+// the counter RNG keyed by (seed, name) at each element's index, so any shard
+// of any layout draws exactly the numbers the whole tensor would have.
+void init_param_range(const ParamInfo& info, uint64_t seed, int64_t begin, int64_t end, float* out);
+inline void init_param_values(const ParamInfo& info, uint64_t seed, float* out) {
+  init_param_range(info, seed, 0, info.count(), out);
+}
 
 class GptParams {
  public:
-  GptParams(ComputeBackend& backend, const GptShape& shape);
+  // Plans each unit with `placement`, allocates this rank's shards and binds
+  // the units to the placement.
+  GptParams(ComputeBackend& backend, const GptShape& shape, ParamPlacement& placement);
 
   const std::vector<ParamInfo>& infos() const { return infos_; }
   const ParamInfo& info(const std::string& name) const;
-  int64_t total_count() const { return total_; }
+  std::vector<dfm_unit>& units() { return units_; }
+  const dfm_unit& unit(int32_t index) const { return units_[static_cast<size_t>(index)]; }
+  int64_t total_count() const { return total_; }  // every parameter element of the model
 
-  float* param(const std::string& name) const { return params_.data() + info(name).offset; }
-  float* grad(const std::string& name) const { return grads_.data() + info(name).offset; }
-  // Per-layer convenience: param(layer_name(i, "attn.c_attn.weight")).
+  // Where a parameter and its gradient are while its unit is materialised
+  // (between the placement's BEGIN and END events, or GATHER and RELEASE).
+  float* param(const ParamInfo& info) const { return unit(info.unit).full_param + info.offset; }
+  float* grad(const ParamInfo& info) const { return unit(info.unit).full_grad + info.offset; }
+  float* param(const std::string& name) const { return param(info(name)); }
+  float* grad(const std::string& name) const { return grad(info(name)); }
   static std::string layer_name(int64_t layer, const char* suffix);
 
-  DeviceBuffer<float>& params() { return params_; }
-  DeviceBuffer<float>& grads() { return grads_; }
-  DeviceBuffer<float>& adam_m() { return m_; }
-  DeviceBuffer<float>& adam_v() { return v_; }
+  // This rank's optimizer state per unit: m and v beside param_shard.
+  float* adam_m(int32_t unit) const { return m_[static_cast<size_t>(unit)].data(); }
+  float* adam_v(int32_t unit) const { return v_[static_cast<size_t>(unit)].data(); }
+  // Bytes of this rank's shards (parameters; gradients and each moment are the same size).
+  int64_t shard_bytes() const;
 
+  // Fills every shard with its initial values and zeroes the moments.
   void initialise(uint64_t seed);
-  void zero_grads();
+  void zero_grad_shards();
 
  private:
   ComputeBackend& backend_;
   std::vector<ParamInfo> infos_;
   int64_t total_ = 0;
-  DeviceBuffer<float> params_, grads_, m_, v_;
+  std::vector<dfm_unit> units_;
+  std::vector<DeviceBuffer<float>> param_shards_, grad_shards_, m_, v_;
 };
 
 }  // namespace dfm

@@ -5,12 +5,28 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "dfm/core/gpt_params.hpp"
+#include "dfm/core/safetensors.hpp"
 
 namespace dfm {
 
-// Writes <dir>/model.safetensors and <dir>/config.json (creating dir).
-void export_hf_gpt2(const std::filesystem::path& dir, const GptShape& shape, GptParams& params);
+// Collects whole tensors (a unit at a time, as they are gathered) and writes
+// them in Hugging Face order.
+class HfExportWriter {
+ public:
+  explicit HfExportWriter(const GptShape& shape) : shape_(shape) {}
+  // Copies info.count() values of the parameter.
+  void add(const ParamInfo& info, const float* values);
+  // Writes <dir>/model.safetensors (tensors in the order of `order`) and <dir>/config.json.
+  void write(const std::filesystem::path& dir, const std::vector<ParamInfo>& order) const;
+
+ private:
+  GptShape shape_;
+  std::map<std::string, SafetensorsTensor> tensors_;
+};
 
 }  // namespace dfm

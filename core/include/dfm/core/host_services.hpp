@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,15 @@ namespace dfm {
 
 class Config;
 class Mesh;
+class ComputeBackend;
+
+// What the execution fields of the services answer from once the job runs.
+struct ExecutionServices {
+  ComputeBackend* compute = nullptr;
+  const dfm_comm_v1* comm = nullptr;                    // null in a single-process job
+  const char* (*comm_last_error)(void) = nullptr;
+  std::function<dfm_group_info(dfm_group_kind)> group;  // the job's process groups
+};
 
 class HostContext {
  public:
@@ -34,6 +44,15 @@ class HostContext {
   // Makes the services table for the plugin `name` whose options live in
   // `options_table` ("strategy.tp"); owned by the context.
   const dfm_host_services* services_for(const std::string& name, const std::string& options_table);
+
+  // Fills the execution fields of every plugin's table (compute, memory, comm,
+  // groups); `services` must outlive the plugins' use of them.
+  void attach_execution(const ExecutionServices& services);
+  // Device memory plugins hold through the services' alloc/free, now and at
+  // its peak since reset_memory_peak (for the memory metrics).
+  int64_t plugin_memory_bytes() const;
+  int64_t plugin_memory_peak() const;
+  void reset_memory_peak();
 
   // Configuration errors reported by plugins, formatted "file:line:col: key: message".
   const std::vector<std::string>& config_errors() const;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 
 namespace dfm {
@@ -15,8 +16,12 @@ struct StepMetrics {
   int64_t step = 0;  // 1-based
   double loss = 0, lr = 0, grad_norm = 0;
   double tokens_per_s = 0, step_ms = 0;
-  // Per-rank bytes of model state, for the memory figures of later strategies.
-  int64_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0;
+  // This rank's model state in bytes: its shards of parameters, gradients and
+  // AdamW moments, and the peak of parameters/gradients a strategy held
+  // materialised (gathered) during the step.
+  int64_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0, gathered_peak_bytes = 0;
+  // Bytes this rank sent during the step, per mesh axis.
+  std::map<std::string, uint64_t> comm_bytes;
 };
 
 class MetricsWriter {

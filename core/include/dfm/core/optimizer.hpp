@@ -33,11 +33,13 @@ struct AdamWSettings {
 // Factor that clip_grad_norm_ multiplies gradients by: min(1, max_norm / (norm + 1e-6)); 1 when max_norm is 0.
 double clip_coefficient(double grad_norm, double max_norm);
 
+// Works on this rank's shards (GptParams units): each parameter's overlap
+// with the shard is updated with that parameter's weight decay.
 class AdamW {
  public:
   AdamW(ComputeBackend& backend, const AdamWSettings& settings);
-  // Euclidean norm of every gradient in `params`, before clipping.
-  double grad_norm(GptParams& params);
+  // Sum of squares of this rank's gradient shards (padding excluded).
+  double local_grad_sum_squares(GptParams& params);
   // One update with learning rate `lr` at optimizer step `step` (1-based),
   // gradients scaled by `grad_scale` (the clipping coefficient).
   void step(GptParams& params, double lr, int64_t step, double grad_scale);

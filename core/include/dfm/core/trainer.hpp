@@ -11,6 +11,8 @@
 #include "dfm/core/data_loader.hpp"
 #include "dfm/core/gpt_model.hpp"
 #include "dfm/core/gpt_params.hpp"
+#include "dfm/core/job_runtime.hpp"
+#include "dfm/core/metrics.hpp"
 #include "dfm/core/optimizer.hpp"
 #include "dfm/core/train_settings.hpp"
 
@@ -22,9 +24,12 @@ struct StepResult {
   double lr = 0;
 };
 
+// Every rank runs the same loop on its own rows of each global batch (the dp
+// coordinate picks them); rank 0 alone writes metrics, logs progress and
+// exports.
 class Trainer {
  public:
-  Trainer(const TrainSettings& settings, ComputeBackend& backend);
+  Trainer(const TrainSettings& settings, ComputeBackend& backend, JobRuntime runtime = JobRuntime::single_process());
 
   // The whole job: `steps` optimizer steps with metrics and progress, then
   // <out_dir>/final/{model.safetensors, config.json}. steps = 0 exports the
@@ -41,9 +46,14 @@ class Trainer {
   std::unique_ptr<TokenStream> make_stream() const;
   void load_micro_batch(int64_t step, int64_t micro);
   void print_sample(int64_t step);
+  void export_final();
+  StepMetrics step_metrics(int64_t step, const StepResult& r, double seconds,
+                           const std::map<std::string, uint64_t>& bytes_before);
 
   TrainSettings s_;
   ComputeBackend& backend_;
+  JobRuntime runtime_;
+  int64_t rank_batch_;  // sequences of each global batch this rank processes
   GptParams params_;
   GptModel model_;
   AdamW optimizer_;

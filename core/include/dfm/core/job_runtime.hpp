@@ -1,0 +1,35 @@
+// The parallel job as the trainer sees it: where this rank sits, who places
+// the parameters, and the few reductions the core itself needs (the reported
+// loss, the metrics). A single-process job is JobRuntime::single_process().
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "dfm/core/param_placement.hpp"
+
+namespace dfm {
+
+struct JobRuntime {
+  int64_t rank = 0, world = 1;
+  int64_t dp_rank = 0, dp_size = 1;
+  ParamPlacement* placement = nullptr;
+  // Sums `count` doubles over the data-parallel group, in place.
+  std::function<void(double* values, size_t count)> sum_over_dp = [](double*, size_t) {};
+  // Bytes this rank has sent so far, per mesh axis ("dp", "tp", ...).
+  std::function<std::map<std::string, uint64_t>()> bytes_sent = [] { return std::map<std::string, uint64_t>{}; };
+  // Peak device bytes strategies held through the host services since the last reset.
+  std::function<int64_t()> strategy_memory_peak = [] { return int64_t{0}; };
+  std::function<void()> reset_strategy_memory_peak = [] {};
+
+  bool is_rank0() const { return rank == 0; }
+
+  // One rank, every parameter local (owns its LocalPlacement).
+  static JobRuntime single_process();
+  std::shared_ptr<ParamPlacement> owned_placement;
+};
+
+}  // namespace dfm

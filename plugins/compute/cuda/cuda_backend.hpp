@@ -1,0 +1,138 @@
+// Internals of the "cuda" compute backend shared by its source files: the
+// context, argument and CUDA error checks, and the kernel functions that
+// plugin.cpp puts in the dfm_compute_v1 table. Nothing here crosses the ABI.
+//
+// Every kernel is issued on the context's one stream and returns before it
+// has run; errors a kernel meets while running show up at synchronize.
+#ifndef DFM_PLUGINS_COMPUTE_CUDA_CUDA_BACKEND_HPP
+#define DFM_PLUGINS_COMPUTE_CUDA_CUDA_BACKEND_HPP
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "dfm/compute.h"
+#include "dfm/sdk.hpp"
+
+namespace dfm::cuda {
+
+// What softmax_cross_entropy records in device memory when a target is >= vocab:
+// the kernel cannot fail the call, so synchronize reports it (first writer wins).
+struct BadTarget {
+  unsigned long long row_plus_one;  // 0: nothing to report
+  long long target;
+  long long vocab;
+};
+
+// sum_squares reduces in two fixed stages through this many per-block partial
+// sums, so its result never depends on scheduling.
+constexpr int kSumSquaresBlocks = 256;
+
+// What create makes.
+struct Context {
+  int device = 0;
+  size_t max_shared_bytes = 0;  // dynamic shared memory one block may opt in to
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  double* sum_partials = nullptr;  // [kSumSquaresBlocks], device
+  BadTarget* bad_target = nullptr;  // device
+  bool targets_unchecked = false;   // a cross entropy ran since synchronize last looked at bad_target
+
+  Context() = default;
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+};
+
+// Checks a kernel's arguments and CUDA's answers. Invalid arguments are
+// DFM_ERR_INVALID_ARGUMENT with one line naming the kernel and the argument
+// ("cuda.add: 'out' is NULL ..."); CUDA failures name the kernel, the CUDA
+// call and CUDA's own message. Making one also makes the context's device
+// current on the calling thread.
+class Args {
+ public:
+  Args(const char* kernel, void* ctx);
+
+  Context& context() const { return *ctx_; }
+  cudaStream_t stream() const { return ctx_->stream; }
+
+  void non_negative(const char* name, int64_t value) const;
+  void positive(const char* name, int64_t value) const;
+  // `value` >= `minimum`, where `minimum` is what `meaning` says ("heads * head_dim").
+  void at_least(const char* name, int64_t value, int64_t minimum, const char* meaning) const;
+  // `pointer` may be NULL only when it addresses nothing (`count` == 0).
+  void pointer(const char* name, const void* pointer, int64_t count) const;
+  void struct_size(const char* name, size_t given, size_t required) const;
+  [[noreturn]] void fail(const std::string& what) const;
+  [[noreturn]] void unsupported(const std::string& what) const;
+
+  // Throws unless `status` is cudaSuccess; `call` names what returned it.
+  void cuda(cudaError_t status, const char* call) const;
+  // After a kernel launch: throws if the launch was refused.
+  void launched() const { cuda(cudaGetLastError(), "kernel launch"); }
+  void blas(cublasStatus_t status, const char* call) const;
+
+ private:
+  const char* kernel_;
+  Context* ctx_;
+};
+
+// Grid for a grid-stride loop over `count` elements with `threads` per block.
+unsigned grid_for(int64_t count, int threads);
+
+// ---- context (context.cpp) ----
+dfm_status create(const dfm_compute_options* options, void** ctx);
+void destroy(void* ctx);
+dfm_status synchronize(void* ctx);
+
+// ---- memory (memory.cu) ----
+dfm_status alloc(void* ctx, size_t bytes, void** ptr);
+void free(void* ctx, void* ptr);
+dfm_status copy(void* ctx, void* dst, const void* src, size_t bytes, dfm_copy_kind kind);
+dfm_status fill(void* ctx, float* dst, float value, int64_t count);
+
+// ---- GEMM (gemm.cu) ----
+dfm_status matmul(void* ctx, const dfm_matmul_desc* desc);
+
+// ---- elementwise (elementwise.cu) ----
+dfm_status add(void* ctx, float* out, const float* a, const float* b, int64_t count);
+dfm_status scale(void* ctx, float* x, float alpha, int64_t count);
+dfm_status bias_add(void* ctx, float* out, const float* bias, int64_t rows, int64_t dim);
+dfm_status bias_backward(void* ctx, float* dbias, const float* dout, int64_t rows, int64_t dim);
+dfm_status gelu_forward(void* ctx, float* out, const float* in, int64_t count);
+dfm_status gelu_backward(void* ctx, float* din, const float* in, const float* dout, int64_t count);
+
+// ---- embedding (embedding.cu) ----
+dfm_status embedding_forward(void* ctx, float* out, const int32_t* ids, int64_t count, const float* table,
+                             int64_t table_rows, int64_t row_offset, int64_t dim, int32_t accumulate);
+dfm_status embedding_backward(void* ctx, float* dtable, const float* dout, const int32_t* ids, int64_t count,
+                              int64_t table_rows, int64_t row_offset, int64_t dim);
+
+// ---- LayerNorm (layernorm.cu) ----
+dfm_status layernorm_forward(void* ctx, float* out, float* mean, float* rstd, const float* in, const float* weight,
+                             const float* bias, int64_t rows, int64_t dim, float eps);
+dfm_status layernorm_backward(void* ctx, float* din, float* dweight, float* dbias, const float* dout,
+                              const float* in, const float* weight, const float* mean, const float* rstd,
+                              int64_t rows, int64_t dim);
+
+// ---- attention (attention_forward.cu, attention_backward.cu) ----
+dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k,
+                             const float* v, float* out, float* lse, int32_t accumulate);
+dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k,
+                              const float* v, const float* out, const float* dout, const float* lse, float* dq,
+                              float* dk, float* dv);
+
+// ---- loss (cross_entropy.cu) ----
+dfm_status softmax_cross_entropy(void* ctx, float* logits, const int32_t* targets, float* losses, int64_t rows,
+                                 int64_t vocab, int64_t ld, float grad_scale);
+
+// ---- optimizer (adamw.cu, reduce.cu) ----
+dfm_status adamw_update(void* ctx, float* param, const float* grad, float* m, float* v, int64_t count, float lr,
+                        float beta1, float beta2, float eps, float weight_decay, int64_t step, float grad_scale);
+dfm_status sum_squares(void* ctx, const float* x, int64_t count, float* out, int32_t accumulate);
+
+}  // namespace dfm::cuda
+
+#endif  // DFM_PLUGINS_COMPUTE_CUDA_CUDA_BACKEND_HPP

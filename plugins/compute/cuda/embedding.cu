@@ -1,0 +1,83 @@
+// Token/position embedding lookup and its gradient. The table may be one
+// vocabulary-parallel shard: rows row_offset .. row_offset + table_rows - 1.
+#include "cuda_backend.hpp"
+#include "device_math.cuh"
+
+namespace dfm::cuda {
+namespace {
+
+// The table row of ids[i], or -1 when the id is not in this shard.
+__device__ inline int64_t table_row(const int32_t* ids, int64_t i, int64_t table_rows, int64_t row_offset) {
+  const int64_t row = static_cast<int64_t>(ids[i]) - row_offset;
+  return row >= 0 && row < table_rows ? row : -1;
+}
+
+__global__ void embedding_forward_kernel(float* out, const int32_t* ids, int64_t count, const float* table,
+                                         int64_t table_rows, int64_t row_offset, int64_t dim, int32_t accumulate) {
+  const int64_t total = count * dim;
+  for (int64_t e = global_thread(); e < total; e += grid_threads()) {
+    const int64_t i = e / dim;
+    const int64_t j = e % dim;
+    const int64_t row = table_row(ids, i, table_rows, row_offset);
+    if (row < 0) {
+      if (!accumulate) out[e] = 0.0f;
+    } else if (accumulate) {
+      out[e] += table[row * dim + j];
+    } else {
+      out[e] = table[row * dim + j];
+    }
+  }
+}
+
+// Rows hit by several ids take atomic adds, in whatever order the threads
+// run: the gradient is right to fp32 rounding but not bitwise reproducible
+// (the cpu backend sums in id order).
+__global__ void embedding_backward_kernel(float* dtable, const float* dout, const int32_t* ids, int64_t count,
+                                          int64_t table_rows, int64_t row_offset, int64_t dim) {
+  const int64_t total = count * dim;
+  for (int64_t e = global_thread(); e < total; e += grid_threads()) {
+    const int64_t row = table_row(ids, e / dim, table_rows, row_offset);
+    if (row >= 0) atomicAdd(dtable + row * dim + e % dim, dout[e]);
+  }
+}
+
+void check(const Args& args, int64_t count, int64_t table_rows, int64_t row_offset, int64_t dim) {
+  args.non_negative("count", count);
+  args.non_negative("table_rows", table_rows);
+  args.non_negative("row_offset", row_offset);
+  args.non_negative("dim", dim);
+}
+
+}  // namespace
+
+dfm_status embedding_forward(void* ctx, float* out, const int32_t* ids, int64_t count, const float* table,
+                             int64_t table_rows, int64_t row_offset, int64_t dim, int32_t accumulate) {
+  return sdk::guard([&] {
+    const Args args("embedding_forward", ctx);
+    check(args, count, table_rows, row_offset, dim);
+    args.pointer("out", out, count * dim);
+    args.pointer("ids", ids, count);
+    args.pointer("table", table, table_rows * dim);
+    if (count * dim == 0) return;
+    embedding_forward_kernel<<<grid_for(count * dim, kBlockThreads), kBlockThreads, 0, args.stream()>>>(
+        out, ids, count, table, table_rows, row_offset, dim, accumulate);
+    args.launched();
+  });
+}
+
+dfm_status embedding_backward(void* ctx, float* dtable, const float* dout, const int32_t* ids, int64_t count,
+                              int64_t table_rows, int64_t row_offset, int64_t dim) {
+  return sdk::guard([&] {
+    const Args args("embedding_backward", ctx);
+    check(args, count, table_rows, row_offset, dim);
+    args.pointer("dtable", dtable, table_rows * dim);
+    args.pointer("dout", dout, count * dim);
+    args.pointer("ids", ids, count);
+    if (count * dim == 0) return;
+    embedding_backward_kernel<<<grid_for(count * dim, kBlockThreads), kBlockThreads, 0, args.stream()>>>(
+        dtable, dout, ids, count, table_rows, row_offset, dim);
+    args.launched();
+  });
+}
+
+}  // namespace dfm::cuda

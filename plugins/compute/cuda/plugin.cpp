@@ -1,0 +1,65 @@
+// The plugin's entry point: the descriptor, the dfm_compute_v1 table, and
+// init, which turns the plugin down (DFM_ERR_UNAVAILABLE) on a machine without
+// a usable CUDA device or driver, so the host lists it with the reason.
+#include <string>
+
+#include "cuda_backend.hpp"
+
+namespace dfm::cuda {
+namespace {
+
+dfm_status init(const dfm_host_services* /*host*/) {
+  return sdk::guard([&]() -> dfm_status {
+    int devices = 0;
+    const cudaError_t status = cudaGetDeviceCount(&devices);
+    if (status != cudaSuccess)
+      return sdk::fail(DFM_ERR_UNAVAILABLE, std::string("no CUDA device: ") + cudaGetErrorString(status));
+    if (devices == 0) return sdk::fail(DFM_ERR_UNAVAILABLE, "no CUDA device: the driver reports 0 devices");
+    return DFM_OK;
+  });
+}
+
+const dfm_compute_v1 kTable = {
+    DFM_COMPUTE_V1_SIZE,
+    create,
+    destroy,
+    synchronize,
+    alloc,
+    free,
+    copy,
+    fill,
+    matmul,
+    add,
+    scale,
+    bias_add,
+    bias_backward,
+    gelu_forward,
+    gelu_backward,
+    embedding_forward,
+    embedding_backward,
+    layernorm_forward,
+    layernorm_backward,
+    attention_forward,
+    attention_backward,
+    softmax_cross_entropy,
+    adamw_update,
+    sum_squares,
+};
+
+const dfm_plugin_descriptor kDescriptor = {
+    DFM_PLUGIN_DESCRIPTOR_V1_SIZE,
+    DFM_ABI_MAJOR,
+    DFM_ABI_MINOR,
+    DFM_PLUGIN_COMPUTE,
+    "cuda",
+    "0.1.0",
+    "NVIDIA GPUs: cuBLAS fp32 GEMMs (no TF32), CUDA kernels for the rest",
+    init,
+    sdk::last_error,
+    &kTable,
+};
+
+}  // namespace
+}  // namespace dfm::cuda
+
+DFM_DEFINE_PLUGIN_ENTRY(dfm::cuda::kDescriptor)

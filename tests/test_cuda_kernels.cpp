@@ -1,0 +1,551 @@
+// Differential test of the "cuda" compute backend: every kernel of compute.h
+// runs on the same random inputs (fixed seeds) on the cpu backend, itself
+// checked against double-precision references in test_cpu_kernels, and on the
+// cuda backend; the two must agree within the fp32 tolerance stated at each
+// comparison (|cuda - cpu| <= atol + rtol |cpu|). Odd shapes (1, 3, 17, 65,
+// 130) cross the CUDA kernels' tile and warp boundaries.
+//
+// Without a CUDA device (or driver) the plugin's init says so and every case
+// here reports SKIPPED with that reason; the plugin must still load.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "attention_cases.hpp"
+#include "compute_backend_harness.hpp"
+#include "dfm/core/host_services.hpp"
+#include "dfm/core/plugin_registry.hpp"
+
+namespace dfm::test {
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// The cpu and cuda plugins, loaded once per process through the core's
+// registry, which runs each plugin's init as dfm-run does (never unloaded).
+struct Plugins {
+  HostContext host;
+  PluginRegistry registry{host};
+  const LoadedPlugin* cpu = nullptr;
+  const LoadedPlugin* cuda = nullptr;
+  test::ComputeBackend cpu_backend, cuda_backend;
+
+  static Plugins& get() {
+    static Plugins* const plugins = [] {
+      auto* p = new Plugins;
+      const std::filesystem::path dir(DFM_TEST_PLUGIN_DIR);
+      p->registry.load_file(dir / "libdfm_compute_cpu.so");
+      p->registry.load_file(dir / "libdfm_compute_cuda.so");
+      p->cpu = p->registry.find(DFM_PLUGIN_COMPUTE, "cpu");
+      p->cuda = p->registry.find(DFM_PLUGIN_COMPUTE, "cuda");
+      if (p->cpu != nullptr) p->cpu_backend = backend_of(*p->cpu);
+      if (p->cuda != nullptr) p->cuda_backend = backend_of(*p->cuda);
+      return p;
+    }();
+    return *plugins;
+  }
+
+  // Why plugins were refused, for failure messages.
+  std::string refusals() const {
+    std::string text;
+    for (const RefusedPlugin& r : registry.refused()) text += r.path.string() + ": " + r.reason + "\n";
+    return text;
+  }
+
+ private:
+  static test::ComputeBackend backend_of(const LoadedPlugin& plugin) {
+    test::ComputeBackend backend;
+    backend.descriptor = plugin.descriptor;
+    backend.api = static_cast<const dfm_compute_v1*>(plugin.descriptor->table);
+    return backend;
+  }
+};
+
+enum class Side { cpu, cuda };
+
+// The same data on both backends.
+template <typename T>
+class Twin {
+ public:
+  Twin(const Device& cpu, const Device& gpu, const std::vector<T>& host) : cpu_(cpu, host), gpu_(gpu, host) {}
+  T* at(Side side) const { return side == Side::cpu ? cpu_.data() : gpu_.data(); }
+  std::vector<T> cpu() const { return cpu_.read(); }
+  std::vector<T> gpu() const { return gpu_.read(); }
+
+ private:
+  Buffer<T> cpu_, gpu_;
+};
+
+// The cuda result of `x` against the cpu's.
+void expect_same(const Twin<float>& x, double atol, double rtol, const std::string& what) {
+  expect_close(x.gpu(), to_double(x.cpu()), atol, rtol, what);
+}
+
+class CudaKernels : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Plugins& p = Plugins::get();
+    ASSERT_NE(p.cpu, nullptr) << p.refusals();
+    ASSERT_NE(p.cuda, nullptr) << p.refusals();
+    if (!p.cuda->available) GTEST_SKIP() << "cuda backend: " << p.cuda->unavailable_reason;
+    cpu_ = std::make_unique<Device>(p.cpu_backend, 1);
+    gpu_ = std::make_unique<Device>(p.cuda_backend);
+  }
+
+  const Device& gpu() const { return *gpu_; }
+  template <typename T>
+  Twin<T> twin(const std::vector<T>& host) const {
+    return Twin<T>(*cpu_, *gpu_, host);
+  }
+  Twin<float> floats(size_t count, uint64_t seed, float lo = -1.0f, float hi = 1.0f) const {
+    return twin(random_floats(count, seed, lo, hi));
+  }
+
+  // Runs call(table, ctx, side) on the cpu, then on the cuda backend; each must return DFM_OK.
+  template <typename Call>
+  ::testing::AssertionResult both(Call&& call) const {
+    for (const auto& [device, side] : {std::pair<const Device*, Side>{cpu_.get(), Side::cpu}, {gpu_.get(), Side::cuda}})
+      if (call(device->api(), device->ctx(), side) != DFM_OK)
+        return ::testing::AssertionFailure() << (side == Side::cpu ? "cpu: " : "cuda: ") << device->last_error();
+    return ::testing::AssertionSuccess();
+  }
+
+ private:
+  std::unique_ptr<Device> cpu_, gpu_;
+};
+
+using Api = const dfm_compute_v1&;
+
+TEST(CudaPlugin, LoadsAndSaysWhetherItCanRun) {
+  Plugins& p = Plugins::get();
+  ASSERT_NE(p.cuda, nullptr) << p.refusals();
+  const dfm_plugin_descriptor& d = *p.cuda->descriptor;
+  EXPECT_EQ(d.kind, DFM_PLUGIN_COMPUTE);
+  EXPECT_STREQ(d.name, "cuda");
+  const auto& api = *static_cast<const dfm_compute_v1*>(d.table);
+  ASSERT_GE(api.struct_size, DFM_COMPUTE_V1_SIZE);
+  // Every slot of the v1 table is offered: walk it as an array of function pointers.
+  const auto* first = reinterpret_cast<const char*>(&api.create);
+  const auto* end = reinterpret_cast<const char*>(&api) + DFM_COMPUTE_V1_SIZE;
+  for (const char* slot = first; slot < end; slot += sizeof(void (*)())) {
+    void (*fn)() = nullptr;
+    std::memcpy(&fn, slot, sizeof fn);
+    EXPECT_NE(fn, nullptr) << "slot at byte " << (slot - reinterpret_cast<const char*>(&api));
+  }
+  if (!p.cuda->available) {
+    // One line with CUDA's own reason, as --list-plugins shows it.
+    EXPECT_EQ(p.cuda->unavailable_reason.rfind("no CUDA device: ", 0), 0u) << p.cuda->unavailable_reason;
+    EXPECT_GT(p.cuda->unavailable_reason.size(), std::string("no CUDA device: ").size());
+    EXPECT_EQ(p.cuda->unavailable_reason.find('\n'), std::string::npos);
+  }
+}
+
+struct MatmulCase {
+  int64_t m, n, k;
+  int trans_a, trans_b;
+  float alpha, beta;
+  int64_t batch;
+  int64_t pad;  // extra elements per row of A, B and C (leading dimensions > the minimum)
+};
+
+TEST_F(CudaKernels, MatmulMatchesCpu) {
+  const MatmulCase cases[] = {
+      {1, 1, 1, 0, 0, 1.0f, 0.0f, 1, 0},        {3, 17, 5, 0, 0, 1.0f, 0.0f, 1, 0},
+      {17, 3, 65, 1, 0, 1.0f, 1.0f, 1, 0},      {65, 130, 17, 0, 1, 0.5f, 0.0f, 1, 3},
+      {130, 65, 3, 1, 1, -1.0f, 0.25f, 1, 1},   {64, 768, 64, 0, 1, 1.0f, 1.0f, 3, 0},
+      {17, 17, 130, 1, 1, 2.0f, 0.0f, 2, 5},    {5, 7, 0, 0, 0, 1.0f, 0.5f, 2, 0},
+      {5, 7, 0, 0, 0, 1.0f, 0.0f, 1, 1},        {0, 7, 3, 0, 0, 1.0f, 0.0f, 1, 0},
+      {33, 1, 300, 0, 0, 1.0f, 1.0f, 1, 0},     {256, 130, 512, 1, 0, 1.0f, 1.0f, 2, 0},
+  };
+  uint64_t seed = 1;
+  for (const MatmulCase& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "m " << c.m << " n " << c.n << " k " << c.k << " ta " << c.trans_a
+                                      << " tb " << c.trans_b << " alpha " << c.alpha << " beta " << c.beta
+                                      << " batch " << c.batch << " pad " << c.pad);
+    dfm_matmul_desc d{};
+    d.struct_size = sizeof d;
+    d.trans_a = c.trans_a;
+    d.trans_b = c.trans_b;
+    d.m = c.m;
+    d.n = c.n;
+    d.k = c.k;
+    d.alpha = c.alpha;
+    d.beta = c.beta;
+    d.batch = c.batch;
+    const int64_t a_rows = c.trans_a ? c.k : c.m, a_cols = c.trans_a ? c.m : c.k;
+    const int64_t b_rows = c.trans_b ? c.n : c.k, b_cols = c.trans_b ? c.k : c.n;
+    d.lda = std::max<int64_t>(1, a_cols + c.pad);
+    d.ldb = std::max<int64_t>(1, b_cols + c.pad);
+    d.ldc = std::max<int64_t>(1, c.n + c.pad);
+    d.stride_a = a_rows * d.lda;
+    d.stride_b = b_rows * d.ldb;
+    d.stride_c = c.m * d.ldc;
+    const auto a = floats(static_cast<size_t>(std::max<int64_t>(1, d.stride_a * c.batch)), seed++);
+    const auto b = floats(static_cast<size_t>(std::max<int64_t>(1, d.stride_b * c.batch)), seed++);
+    auto c0 = random_floats(static_cast<size_t>(std::max<int64_t>(1, d.stride_c * c.batch)), seed++);
+    if (c.beta == 0.0f) std::fill(c0.begin(), c0.end(), kNaN);  // beta = 0 must ignore C, NaNs included
+    const auto out = twin(c0);
+    ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {
+      dfm_matmul_desc on = d;
+      on.a = a.at(s);
+      on.b = b.at(s);
+      on.c = out.at(s);
+      return api.matmul(ctx, &on);
+    }));
+    // No TF32: both sides are fp32 sums of k products of values in [-1, 1], whose
+    // magnitudes add up to about k/4; 1e-5 of that bounds both roundings together.
+    const double atol = 2.5e-6 * static_cast<double>(c.k + 1) * std::abs(c.alpha) + 1e-5 * std::abs(c.beta) + 1e-6;
+    expect_same(out, atol, 1e-5, "C");
+  }
+}
+
+TEST_F(CudaKernels, ElementwiseKernelsMatchCpu) {
+  for (const int64_t count : {int64_t{1}, int64_t{17}, int64_t{65}, int64_t{100003}}) {
+    SCOPED_TRACE(count);
+    const auto a = floats(count, 11, -6.0f, 6.0f), b = floats(count, 12);
+    const auto out = twin(std::vector<float>(count, kNaN));
+    // add, scale and fill are single fp32 operations: the same on both sides.
+    ASSERT_TRUE(both([&](Api api, void* ctx, Side s) { return api.add(ctx, out.at(s), a.at(s), b.at(s), count); }));
+    expect_same(out, 0.0, 0.0, "add");
+    ASSERT_TRUE(both([&](Api api, void* ctx, Side s) { return api.add(ctx, b.at(s), a.at(s), b.at(s), count); }));
+    expect_same(b, 0.0, 0.0, "add in place");
+    ASSERT_TRUE(both([&](Api api, void* ctx, Side s) { return api.scale(ctx, b.at(s), -0.375f, count); }));
+    expect_same(b, 0.0, 0.0, "scale");
+
+    // GELU: expf on the GPU, a Cephes-style exp on the cpu, each within a few ulp.
+    ASSERT_TRUE(both([&](Api api, void* ctx, Side s) { return api.gelu_forward(ctx, out.at(s), a.at(s), count); }));
+    expect_same(out, 1e-7, 2e-6, "gelu");
+    const auto dout = floats(count, 13);
+    ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {
+      return api.gelu_backward(ctx, dout.at(s), a.at(s), dout.at(s), count);  // din aliases dout
+    }));
+    expect_same(dout, 1e-7, 2e-6, "gelu_backward in place");
+    ASSERT_TRUE(both([&](Api api, void* ctx, Side s) { return api.gelu_forward(ctx, a.at(s), a.at(s), count); }));
+    expect_same(a, 1e-7, 2e-6, "gelu in place");
+
+    ASSERT_TRUE(both([&](Api api, void* ctx, Side s) { return api.fill(ctx, out.at(s), -2.5f, count); }));
+    expect_same(out, 0.0, 0.0, "fill");
+  }
+}
+
+TEST_F(CudaKernels, BiasKernelsMatchCpu) {
+  for (const auto& [rows, dim] : {std::pair<int64_t, int64_t>{1, 1}, {3, 17}, {130, 65}, {4099, 768}}) {
+    SCOPED_TRACE(::testing::Message() << rows << " x " << dim);
+    const auto out = floats(rows * dim, 21), bias = floats(dim, 22);
+    ASSERT_TRUE(both([&](Api api, void* ctx, Side s) { return api.bias_add(ctx, out.at(s), bias.at(s), rows, dim); }));
+    expect_same(out, 0.0, 0.0, "bias_add");
+    // dbias += column sums, both in double: only the final float rounding differs.
+    ASSERT_TRUE(
+        both([&](Api api, void* ctx, Side s) { return api.bias_backward(ctx, bias.at(s), out.at(s), rows, dim); }));
+    expect_same(bias, 1e-6, 1e-6, "bias_backward");
+  }
+}
+
+TEST_F(CudaKernels, CopyAndAllocMatchTheContract) {
+  const auto host = random_floats(1031, 5);
+  Buffer<float> a(gpu(), host), b(gpu(), std::vector<float>(host.size(), 0.0f));
+  const dfm_compute_v1& api = gpu().api();
+  DFM_ASSERT_OK(gpu(), api.copy(gpu().ctx(), b.data(), a.data(), host.size() * sizeof(float),
+                                DFM_COPY_DEVICE_TO_DEVICE));
+  EXPECT_EQ(b.read(), host);
+  std::vector<float> back(host.size());
+  DFM_ASSERT_OK(gpu(), api.copy(gpu().ctx(), back.data(), b.data(), back.size() * sizeof(float),
+                                DFM_COPY_DEVICE_TO_HOST));
+  EXPECT_EQ(back, host);
+  void* empty = nullptr;
+  DFM_ASSERT_OK(gpu(), api.alloc(gpu().ctx(), 0, &empty));
+  EXPECT_NE(empty, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(empty) % 64, 0u);
+  api.free(gpu().ctx(), empty);
+  api.free(gpu().ctx(), nullptr);
+}
+
+TEST_F(CudaKernels, EmbeddingMatchesCpu) {
+  const int64_t table_rows = 70, row_offset = 10;
+  // Ids 10..79 are local; 3, 80 and 400 belong to other shards; 12 and 79 repeat.
+  const std::vector<int32_t> ids = {10, 79, 3, 12, 80, 12, 400, 11, 79, 12, 45, 46, 47, 10, 10, 33, 12};
+  const int64_t count = static_cast<int64_t>(ids.size());
+  for (const int64_t dim : {int64_t{1}, int64_t{17}, int64_t{130}}) {
+    SCOPED_TRACE(dim);
+    const auto dids = twin(ids);
+    const auto table = floats(table_rows * dim, 31);
+    for (const int32_t accumulate : {0, 1}) {
+      SCOPED_TRACE(accumulate);
+      // accumulate = 0 must overwrite every element, out-of-shard rows with 0.
+      const auto out = accumulate ? floats(count * dim, 32) : twin(std::vector<float>(count * dim, kNaN));
+      ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {
+        return api.embedding_forward(ctx, out.at(s), dids.at(s), count, table.at(s), table_rows, row_offset, dim,
+                                     accumulate);
+      }));
+      expect_same(out, 0.0, 0.0, "embedding_forward");
+    }
+    // Repeated ids add up in another order on the GPU (atomics): a few ulp of a sum of 5 values.
+    const auto dtable = floats(table_rows * dim, 33), dout = floats(count * dim, 34);
+    ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {
+      return api.embedding_backward(ctx, dtable.at(s), dout.at(s), dids.at(s), count, table_rows, row_offset, dim);
+    }));
+    expect_same(dtable, 1e-6, 1e-6, "embedding_backward");
+  }
+}
+
+TEST_F(CudaKernels, LayerNormMatchesCpu) {
+  for (const auto& [rows, dim] : {std::pair<int64_t, int64_t>{1, 1}, {3, 17}, {65, 768}, {130, 33}, {2, 1600}}) {
+    SCOPED_TRACE(::testing::Message() << rows << " x " << dim);
+    const auto in = floats(rows * dim, 41, -3.0f, 5.0f);  // nonzero mean on purpose
+    const auto weight = floats(dim, 42), bias = floats(dim, 43);
+    const auto out = twin(std::vector<float>(rows * dim, kNaN));
+    const auto mean = twin(std::vector<float>(rows, kNaN)), rstd = twin(std::vector<float>(rows, kNaN));
+    ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {
+      return api.layernorm_forward(ctx, out.at(s), mean.at(s), rstd.at(s), in.at(s), weight.at(s), bias.at(s), rows,
+                                   dim, 1e-5f);
+    }));
+    // Statistics are summed in double on both sides; outputs are O(1) normalised values.
+    expect_same(mean, 1e-6, 1e-6, "mean");
+    expect_same(rstd, 0.0, 1e-6, "rstd");
+    expect_same(out, 1e-5, 1e-5, "out");
+
+    // Gradients accumulate into nonzero buffers: din += ..., dweight += ..., dbias += ...
+    const auto dout = floats(rows * dim, 44), din = floats(rows * dim, 45);
+    const auto dweight = floats(dim, 46), dbias = floats(dim, 47);
+    ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {
+      return api.layernorm_backward(ctx, din.at(s), dweight.at(s), dbias.at(s), dout.at(s), in.at(s), weight.at(s),
+                                    mean.at(s), rstd.at(s), rows, dim);
+    }));
+    expect_same(din, 1e-5, 1e-5, "din");
+    // Sums over up to 130 rows of O(1) terms, in double.
+    expect_same(dweight, 1e-5, 1e-5, "dweight");
+    expect_same(dbias, 1e-5, 1e-5, "dbias");
+  }
+}
+
+// Attention shapes: head_dim 64 and 128 (and odd ones), q_len != kv_len,
+// causal with query/key offsets as ring context parallel produces them,
+// strided layouts, and a block whose keys are all in the queries' future.
+const AttentionCase kAttentionCases[] = {
+    // batch, heads, head_dim, q_len, kv_len, q_pos0, kv_pos0, causal, pad
+    {1, 1, 64, 1, 1, 0, 0, 1, 0},
+    {3, 2, 64, 130, 130, 0, 0, 1, 0},
+    {2, 3, 64, 65, 130, 65, 0, 1, 3},   // the second half of the queries, every key
+    {1, 2, 128, 130, 65, 0, 0, 0, 0},   // non-causal, more queries than keys
+    {2, 2, 128, 17, 33, 40, 10, 1, 1},  // queries after keys that start at 10
+    {1, 2, 128, 65, 130, 0, 0, 1, 0},   // causal: later keys are seen by no one
+    {1, 3, 17, 3, 17, 0, 5, 1, 0},      // every key in the future: out 0, lse -inf
+    {1, 1, 65, 33, 70, 20, 0, 1, 2},    // odd head_dim
+};
+
+size_t q_elements(const dfm_attention_desc& d) { return static_cast<size_t>(d.batch * d.q_len * d.q_token_stride); }
+size_t kv_elements(const dfm_attention_desc& d) { return static_cast<size_t>(d.batch * d.kv_len * d.kv_token_stride); }
+size_t o_elements(const dfm_attention_desc& d) { return static_cast<size_t>(d.batch * d.q_len * d.o_token_stride); }
+size_t lse_elements(const dfm_attention_desc& d) { return static_cast<size_t>(d.batch * d.heads * d.q_len); }
+
+std::string describe(const AttentionCase& c) {
+  return "batch " + std::to_string(c.batch) + " heads " + std::to_string(c.heads) + " head_dim " +
+         std::to_string(c.head_dim) + " q " + std::to_string(c.q_len) + "@" + std::to_string(c.q_pos0) + " kv " +
+         std::to_string(c.kv_len) + "@" + std::to_string(c.kv_pos0) + (c.causal ? " causal" : "") + " pad " +
+         std::to_string(c.pad);
+}
+
+TEST_F(CudaKernels, AttentionForwardMatchesCpu) {
+  uint64_t seed = 100;
+  for (const AttentionCase& c : kAttentionCases) {
+    SCOPED_TRACE(describe(c));
+    const dfm_attention_desc d = make_desc(c);
+    const auto q = floats(q_elements(d), seed++, -2.0f, 2.0f), k = floats(kv_elements(d), seed++, -2.0f, 2.0f);
+    const auto v = floats(kv_elements(d), seed++);
+    const auto out = twin(std::vector<float>(o_elements(d), kNaN));
+    const auto lse = twin(std::vector<float>(lse_elements(d), kNaN));
+    ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {
+      return api.attention_forward(ctx, &d, q.at(s), k.at(s), v.at(s), out.at(s), lse.at(s), 0);
+    }));
+    // out is a convex combination of values in [-1, 1]; lse = max + log(sum of <= 130 exps).
+    expect_same(out, 1e-5, 1e-5, "out");
+    expect_same(lse, 1e-5, 1e-5, "lse");
+  }
+}
+
+// K/V split into blocks (ring context parallel): block 0 with accumulate = 0,
+// the rest merged with accumulate = 1, in the order given.
+TEST_F(CudaKernels, AttentionBlocksMergeLikeCpu) {
+  struct Split {
+    AttentionCase shape;
+    std::vector<int64_t> cuts;
+    std::vector<size_t> order;
+  };
+  const Split splits[] = {
+      {{2, 3, 64, 130, 130, 0, 0, 1, 0}, {0, 40, 97, 130}, {2, 0, 1}},  // last block first: early rows see nothing
+      {{1, 2, 128, 65, 195, 65, 0, 1, 1}, {0, 65, 130, 195}, {1, 0, 2}},
+      {{1, 1, 64, 33, 150, 0, 0, 0, 0}, {0, 64, 65, 150}, {2, 1, 0}},
+  };
+  uint64_t seed = 200;
+  for (const Split& split : splits) {
+    const AttentionCase& c = split.shape;
+    SCOPED_TRACE(describe(c) + ", first block " + std::to_string(split.order[0]));
+    const dfm_attention_desc full = make_desc(c);
+    const auto q = floats(q_elements(full), seed++, -2.0f, 2.0f);
+    const auto k = random_floats(kv_elements(full), seed++, -2.0f, 2.0f), v = random_floats(kv_elements(full), seed++);
+    const auto out = twin(std::vector<float>(o_elements(full), kNaN));
+    const auto lse = twin(std::vector<float>(lse_elements(full), kNaN));
+    for (size_t n = 0; n < split.order.size(); ++n) {
+      const int64_t begin = split.cuts[split.order[n]], end = split.cuts[split.order[n] + 1];
+      dfm_attention_desc d = full;
+      d.kv_len = end - begin;
+      d.kv_pos0 = full.kv_pos0 + begin;
+      const auto kb = twin(kv_block(k, full, begin, end)), vb = twin(kv_block(v, full, begin, end));
+      ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {
+        return api.attention_forward(ctx, &d, q.at(s), kb.at(s), vb.at(s), out.at(s), lse.at(s), n > 0 ? 1 : 0);
+      }));
+      expect_same(lse, 1e-5, 1e-5, "lse after block " + std::to_string(n));
+    }
+    expect_same(out, 1e-5, 1e-5, "out");
+  }
+}
+
+TEST_F(CudaKernels, AttentionBackwardMatchesCpu) {
+  uint64_t seed = 300;
+  for (const AttentionCase& c : kAttentionCases) {
+    SCOPED_TRACE(describe(c));
+    const dfm_attention_desc full = make_desc(c);
+    const auto q = floats(q_elements(full), seed++, -2.0f, 2.0f);
+    const auto k = random_floats(kv_elements(full), seed++, -2.0f, 2.0f), v = random_floats(kv_elements(full), seed++);
+    // The final out and lse, computed once (by the cpu) and given to both backward passes.
+    std::vector<float> out_host, lse_host;
+    {
+      const auto kf = twin(k), vf = twin(v);
+      const auto out = twin(std::vector<float>(o_elements(full), 0.0f));
+      const auto lse = twin(std::vector<float>(lse_elements(full), 0.0f));
+      ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {
+        return api.attention_forward(ctx, &full, q.at(s), kf.at(s), vf.at(s), out.at(s), lse.at(s), 0);
+      }));
+      out_host = out.cpu();
+      lse_host = lse.cpu();
+    }
+    const auto out = twin(out_host), lse = twin(lse_host);
+    const auto dout = floats(o_elements(full), seed++);
+    // dq accumulates over the K/V blocks; each block's dk and dv start nonzero (+=).
+    const auto dq = floats(q_elements(full), seed++);
+    const std::vector<int64_t> cuts = {0, c.kv_len / 3, c.kv_len};
+    for (size_t n = 0; n + 1 < cuts.size(); ++n) {
+      dfm_attention_desc d = full;
+      d.kv_len = cuts[n + 1] - cuts[n];
+      d.kv_pos0 = full.kv_pos0 + cuts[n];
+      SCOPED_TRACE("K/V block " + std::to_string(n));
+      const auto kb = twin(kv_block(k, full, cuts[n], cuts[n + 1])), vb = twin(kv_block(v, full, cuts[n], cuts[n + 1]));
+      const auto dk = floats(kv_elements(d), seed++), dv = floats(kv_elements(d), seed++);
+      ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {
+        return api.attention_backward(ctx, &d, q.at(s), kb.at(s), vb.at(s), out.at(s), dout.at(s), lse.at(s), dq.at(s),
+                                      dk.at(s), dv.at(s));
+      }));
+      // Sums over up to 130 queries of O(1) terms in fp32, in different orders.
+      expect_same(dk, 2e-5, 1e-5, "dk");
+      expect_same(dv, 2e-5, 1e-5, "dv");
+    }
+    expect_same(dq, 2e-5, 1e-5, "dq");
+  }
+}
+
+TEST_F(CudaKernels, AttentionRefusesHeadDimAbove128) {
+  const dfm_attention_desc d = make_desc({1, 1, 160, 4, 4, 0, 0, 1, 0});
+  Buffer<float> x(gpu(), std::vector<float>(4 * 160)), lse(gpu(), std::vector<float>(4));
+  EXPECT_EQ(gpu().api().attention_forward(gpu().ctx(), &d, x.data(), x.data(), x.data(), x.data(), lse.data(), 0),
+            DFM_ERR_UNSUPPORTED);
+  const std::string message = gpu().last_error();
+  EXPECT_EQ(message.rfind("cuda.attention_forward: 'head_dim' is 160", 0), 0u) << message;
+}
+
+TEST_F(CudaKernels, CrossEntropyMatchesCpu) {
+  struct Case {
+    int64_t rows, vocab, pad;
+  };
+  uint64_t seed = 400;
+  for (const Case& c : {Case{1, 1, 0}, Case{3, 17, 3}, Case{17, 65, 0}, Case{5, 50257, 47}}) {
+    SCOPED_TRACE(::testing::Message() << c.rows << " rows, vocab " << c.vocab << ", pad " << c.pad);
+    const int64_t ld = c.vocab + c.pad;
+    auto logits_host = random_floats(c.rows * ld, seed++, -8.0f, 8.0f);
+    for (int64_t r = 0; r < c.rows; ++r)  // padding must come back 0
+      std::fill(logits_host.begin() + r * ld + c.vocab, logits_host.begin() + (r + 1) * ld, kNaN);
+    std::vector<int32_t> targets(c.rows);
+    for (int64_t r = 0; r < c.rows; ++r)  // every third row ignored (-1), the others spread over the vocabulary
+      targets[r] = r % 3 == 1 ? -1 : static_cast<int32_t>((r * 7919) % c.vocab);
+    const auto logits = twin(logits_host);
+    const auto dtargets = twin(targets);
+    const auto losses = twin(std::vector<float>(c.rows, kNaN));
+    const float grad_scale = 1.0f / static_cast<float>(c.rows);
+    ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {
+      return api.softmax_cross_entropy(ctx, logits.at(s), dtargets.at(s), losses.at(s), c.rows, c.vocab, ld,
+                                       grad_scale);
+    }));
+    // Losses are O(log vocab); the exp sums are in double on both sides.
+    expect_same(losses, 1e-5, 1e-5, "losses");
+    expect_same(logits, 1e-7, 1e-5, "gradient");
+  }
+}
+
+TEST_F(CudaKernels, CrossEntropyReportsABadTargetAtSynchronize) {
+  const int64_t rows = 3, vocab = 65;
+  Buffer<float> logits(gpu(), random_floats(rows * vocab, 410));
+  Buffer<int32_t> targets(gpu(), std::vector<int32_t>{4, 65, -1});
+  Buffer<float> losses(gpu(), std::vector<float>(rows));
+  const dfm_compute_v1& api = gpu().api();
+  // The targets live on the device: the kernel finds the bad one, synchronize reports it.
+  DFM_ASSERT_OK(gpu(), api.softmax_cross_entropy(gpu().ctx(), logits.data(), targets.data(), losses.data(), rows,
+                                                 vocab, vocab, 1.0f));
+  EXPECT_EQ(api.synchronize(gpu().ctx()), DFM_ERR_INVALID_ARGUMENT);
+  const std::string message = gpu().last_error();
+  EXPECT_NE(message.find("targets[1] is 65, expected < vocab = 65"), std::string::npos) << message;
+  EXPECT_EQ(api.synchronize(gpu().ctx()), DFM_OK) << "reported once";
+  EXPECT_TRUE(std::isnan(losses.read()[1]));
+}
+
+TEST_F(CudaKernels, AdamWMatchesCpuOverSeveralSteps) {
+  for (const int64_t count : {int64_t{1}, int64_t{17}, int64_t{100003}}) {
+    SCOPED_TRACE(count);
+    const auto param = floats(count, 500), m = twin(std::vector<float>(count, 0.0f)),
+               v = twin(std::vector<float>(count, 0.0f));
+    for (int64_t step = 1; step <= 4; ++step) {
+      SCOPED_TRACE(step);
+      const auto grad = floats(count, 500 + step, -3.0f, 3.0f);
+      ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {
+        return api.adamw_update(ctx, param.at(s), grad.at(s), m.at(s), v.at(s), count, 3e-2f, 0.8f, 0.95f, 1e-6f,
+                                0.1f, step, 0.5f);
+      }));
+      // The same float formula on both sides; only FMA contraction on the GPU differs (~1 ulp).
+      expect_same(m, 1e-7, 1e-6, "m");
+      expect_same(v, 1e-7, 1e-6, "v");
+      expect_same(param, 1e-7, 1e-6, "param");
+    }
+  }
+}
+
+TEST_F(CudaKernels, SumSquaresMatchesCpu) {
+  for (const int64_t count : {int64_t{0}, int64_t{1}, int64_t{17}, int64_t{100003}, int64_t{3000017}}) {
+    SCOPED_TRACE(count);
+    const auto x = floats(count, 600, -3.0f, 3.0f);
+    for (const int32_t accumulate : {0, 1}) {
+      SCOPED_TRACE(accumulate);
+      const auto out = twin(std::vector<float>{accumulate ? 2.5f : kNaN});
+      ASSERT_TRUE(
+          both([&](Api api, void* ctx, Side s) { return api.sum_squares(ctx, x.at(s), count, out.at(s), accumulate); }));
+      // Summed in double on both sides, in different orders: the float results differ by <= 1 ulp.
+      expect_same(out, 0.0, 2e-7, "sum_squares");
+    }
+  }
+}
+
+TEST_F(CudaKernels, BadArgumentsGetOneLineNamingKernelAndArgument) {
+  Buffer<float> x(gpu(), std::vector<float>(4));
+  EXPECT_EQ(gpu().api().add(gpu().ctx(), nullptr, x.data(), x.data(), 4), DFM_ERR_INVALID_ARGUMENT);
+  EXPECT_STREQ(gpu().last_error(), "cuda.add: 'out' is NULL but addresses 4 elements");
+  EXPECT_EQ(gpu().api().scale(gpu().ctx(), x.data(), 2.0f, -1), DFM_ERR_INVALID_ARGUMENT);
+  EXPECT_STREQ(gpu().last_error(), "cuda.scale: 'count' is -1, expected >= 0");
+}
+
+}  // namespace
+}  // namespace dfm::test
