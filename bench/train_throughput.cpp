@@ -2,7 +2,7 @@
 // machine's own single-precision GEMM rate measured in the same run.
 //
 //   bench_train_throughput [--layers 12 --d-model 768 --heads 12 --vocab 50257
-//                           --seq 256 --batch 4 --steps 6 --threads 0]
+//                           --seq 256 --batch 4 --steps 6 --threads 0 --compute cpu]
 //
 // Model FLOPs per token follow PaLM (Chowdhery et al. 2022, appendix B):
 // 6 N + 12 L C T, where N counts every parameter that takes part in a matmul
@@ -34,10 +34,15 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-int64_t flag(int argc, char** argv, const char* name, int64_t fallback) {
+const char* text_flag(int argc, char** argv, const char* name, const char* fallback) {
   for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return std::atoll(argv[i + 1]);
+    if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
   return fallback;
+}
+
+int64_t flag(int argc, char** argv, const char* name, int64_t fallback) {
+  const char* value = text_flag(argc, argv, name, nullptr);
+  return value ? std::atoll(value) : fallback;
 }
 
 // GFLOP/s of the backend's matmul on a square-ish GEMM of the model's own size.
@@ -68,9 +73,7 @@ double gemm_gflops(dfm::ComputeBackend& backend, int64_t m, int64_t n, int64_t k
   return 2.0 * static_cast<double>(m * n * k) / median(seconds) / 1e9;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   dfm::GptShape shape;
   shape.n_layer = flag(argc, argv, "--layers", 12);
   shape.d_model = flag(argc, argv, "--d-model", 768);
@@ -83,12 +86,14 @@ int main(int argc, char** argv) {
   dfm::HostContext host;
   dfm::PluginRegistry registry(host);
   registry.scan(dfm::PluginRegistry::search_path({}));
-  const dfm::LoadedPlugin* cpu = registry.find(DFM_PLUGIN_COMPUTE, "cpu");
-  if (!cpu) {
-    std::fprintf(stderr, "bench: the cpu plugin was not found (run from the build or install tree)\n");
+  const std::string compute = text_flag(argc, argv, "--compute", "cpu");
+  const dfm::LoadedPlugin* plugin = registry.find(DFM_PLUGIN_COMPUTE, compute);
+  if (!plugin) {
+    std::fprintf(stderr, "bench: compute plugin '%s' was not found (run from the build or install tree)\n",
+                 compute.c_str());
     return 1;
   }
-  dfm::ComputeBackend backend(*cpu, threads, 0);
+  dfm::ComputeBackend backend(*plugin, threads, 0);
   dfm::LocalPlacement placement;
   dfm::GptParams params(backend, shape, placement);
   params.initialise(1);
@@ -127,6 +132,7 @@ int main(int argc, char** argv) {
   const double tokens_per_s = static_cast<double>(rows) / step;
   const double model_gflops = tokens_per_s * flops_per_token / 1e9;
   const double gemm = gemm_gflops(backend, rows, 4 * shape.d_model, shape.d_model);
+  std::printf("backend: %s\n", compute.c_str());
   std::printf("model: %lld layers, d_model %lld, %lld heads, vocab %lld, seq %lld, batch %lld (%.1fM parameters)\n",
               static_cast<long long>(shape.n_layer), static_cast<long long>(shape.d_model),
               static_cast<long long>(shape.n_head), static_cast<long long>(shape.vocab_size),
@@ -139,4 +145,15 @@ int main(int argc, char** argv) {
               static_cast<long long>(4 * shape.d_model), static_cast<long long>(shape.d_model), gemm);
   std::printf("end-to-end fraction of the GEMM rate: %.1f%%\n", 100.0 * model_gflops / gemm);
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_train_throughput: %s\n", e.what());
+    return 1;
+  }
 }

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "support/test_paths.hpp"
 #include "dfm/compute.h"
 
 namespace dfm::test {
@@ -35,7 +36,7 @@ struct ComputeBackend {
 
  private:
   static ComputeBackend open(const std::string& name) {
-    const std::string path = std::string(DFM_TEST_PLUGIN_DIR) + "/libdfm_compute_" + name + ".so";
+    const std::string path = plugin_dir() + "/libdfm_compute_" + name + ".so";
     void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (handle == nullptr) throw std::runtime_error("cannot load " + path + ": " + dlerror());
     auto entry = reinterpret_cast<dfm_plugin_entry_fn>(dlsym(handle, DFM_PLUGIN_ENTRY_SYMBOL));

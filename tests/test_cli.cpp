@@ -1,35 +1,20 @@
 // dfm-run and dfm-data as a user runs them: exit codes, messages, outputs,
 // and a --dry-run of every job in configs/.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <regex>
+
+#include "support/run_command.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
+using Result = dfm::test::CommandResult;
 
-Result run(const std::string& args) {
-  const std::string command = std::string(DFM_TEST_BIN_DIR) + "/" + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+Result run(const std::string& args) { return dfm::test::run_bin(args); }
 
 fs::path scratch(const std::string& name) {
   const fs::path dir = fs::path(DFM_TEST_BINARY_DIR) / "tmp" / "cli" / name;

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "support/test_paths.hpp"
 #include "attention_cases.hpp"
 #include "compute_backend_harness.hpp"
 #include "dfm/core/host_services.hpp"
@@ -41,7 +42,7 @@ struct Plugins {
   static Plugins& get() {
     static Plugins* const plugins = [] {
       auto* p = new Plugins;
-      const std::filesystem::path dir(DFM_TEST_PLUGIN_DIR);
+      const std::filesystem::path dir(test::plugin_dir());
       p->registry.load_file(dir / "libdfm_compute_cpu.so");
       p->registry.load_file(dir / "libdfm_compute_cuda.so");
       p->cpu = p->registry.find(DFM_PLUGIN_COMPUTE, "cpu");

@@ -47,7 +47,7 @@ bool parse_int(const std::string& text, int64_t& out) {
 }
 
 void read_ranks(const Env& env, const RankVariables& names, const std::string& launcher, LaunchEnv& out) {
-  const std::string why = std::string("a ") + launcher + " launch needs " + names.rank + ", " + names.world +
+  const std::string why = launcher + " launch needs " + names.rank + ", " + names.world +
                           " and " + names.local_rank;
   const std::string& world_text = require(env, names.world, why);
   if (!parse_int(world_text, out.world) || out.world < 1) bad_value(names.world, world_text, "an integer >= 1");
@@ -103,7 +103,7 @@ std::string first_slurm_host(const Env& env) {
 }
 
 void read_slurm(const Env& env, LaunchEnv& out) {
-  read_ranks(env, {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"}, "Slurm", out);
+  read_ranks(env, {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"}, "a Slurm", out);
   if (out.world == 1) return;
   const std::string* job_id_text = find(env, "SLURM_JOB_ID");
   int64_t job_id = -1;
@@ -140,7 +140,7 @@ LaunchEnv detect_launch_env(const Env& env) {
   LaunchEnv out;
   if (find(env, "RANK") != nullptr || find(env, "WORLD_SIZE") != nullptr) {
     out.source = "torchrun";
-    read_ranks(env, {"RANK", "WORLD_SIZE", "LOCAL_RANK"}, "torchrun-style", out);
+    read_ranks(env, {"RANK", "WORLD_SIZE", "LOCAL_RANK"}, "a torchrun-style", out);
     read_master(env, out);
     avoid_torchrun_agent_store(env, out);
   } else if (find(env, "SLURM_PROCID") != nullptr) {
@@ -148,7 +148,7 @@ LaunchEnv detect_launch_env(const Env& env) {
     read_slurm(env, out);
   } else if (find(env, "OMPI_COMM_WORLD_RANK") != nullptr) {
     out.source = "openmpi";
-    read_ranks(env, {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"}, "Open MPI", out);
+    read_ranks(env, {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"}, "an Open MPI", out);
     read_master(env, out);
   }
   read_secret(env, out);

@@ -177,6 +177,8 @@ void StoreServer::Impl::serve(Connection& connection) {
   } catch (const std::exception& e) {  // e.g. out of memory: lose this connection, keep the store
     LOG(ERROR) << "rendezvous: closed the connection from " << peer << ": " << e.what();
   }
+  // Hang up now so the peer sees it; the fd itself is closed when the thread is reaped.
+  ::shutdown(connection.fd, SHUT_RDWR);
   connection.done = true;
 }
 
@@ -188,9 +190,10 @@ bool StoreServer::Impl::handshake(int fd, const std::string& peer) {
   if (send_all(fd, greeting.data(), greeting.size()) != Io::ok) return false;
 
   std::vector<uint8_t> answer(kGreetingSize + sizeof(Digest));
-  if (recv_all(fd, answer.data(), answer.size(), Clock::now() + kHandshakeTimeout) != Io::ok) {
-    LOG(WARNING) << "rendezvous: refused a connection from " << peer << ": no complete handshake within "
-                 << kHandshakeTimeout.count() << " s";
+  if (const Io io = recv_all(fd, answer.data(), answer.size(), Clock::now() + kHandshakeTimeout); io != Io::ok) {
+    LOG(WARNING) << "rendezvous: refused a connection from " << peer << ": "
+                 << (io == Io::timed_out ? "no complete handshake within " + std::to_string(kHandshakeTimeout.count()) + " s"
+                                         : std::string("it hung up during the handshake"));
     return false;
   }
   if (std::memcmp(answer.data(), kMagic, sizeof(kMagic)) != 0 || answer[sizeof(kMagic)] != kProtocolVersion) {

@@ -118,7 +118,8 @@ dfm_status create(const dfm_compute_options* options, void** ctx) {
     args.blas(cublasSetMathMode(context->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
     args.cuda(cudaMalloc(&context->sum_partials, kSumSquaresBlocks * sizeof(double)), "cudaMalloc");
     args.cuda(cudaMalloc(&context->bad_target, sizeof(BadTarget)), "cudaMalloc");
-    args.cuda(cudaMemset(context->bad_target, 0, sizeof(BadTarget)), "cudaMemset");
+    // On the context's stream: a non-blocking stream does not wait for the legacy default stream.
+    args.cuda(cudaMemsetAsync(context->bad_target, 0, sizeof(BadTarget), context->stream), "cudaMemsetAsync");
     *ctx = context.release();
   });
 }
@@ -138,9 +139,11 @@ dfm_status synchronize(void* ctx) {
     if (!context.targets_unchecked) return;
     context.targets_unchecked = false;
     BadTarget bad{};
-    args.cuda(cudaMemcpy(&bad, context.bad_target, sizeof bad, cudaMemcpyDeviceToHost), "cudaMemcpy");
+    args.cuda(cudaMemcpyAsync(&bad, context.bad_target, sizeof bad, cudaMemcpyDeviceToHost, context.stream),
+              "cudaMemcpyAsync");
+    args.cuda(cudaStreamSynchronize(context.stream), "cudaStreamSynchronize");
     if (bad.row_plus_one == 0) return;
-    args.cuda(cudaMemset(context.bad_target, 0, sizeof bad), "cudaMemset");
+    args.cuda(cudaMemsetAsync(context.bad_target, 0, sizeof bad, context.stream), "cudaMemsetAsync");
     throw sdk::Error(DFM_ERR_INVALID_ARGUMENT,
                      "cuda.softmax_cross_entropy (found at synchronize): targets[" +
                          std::to_string(bad.row_plus_one - 1) + "] is " + std::to_string(bad.target) +

@@ -28,7 +28,10 @@ typedef enum dfm_reduce_op { DFM_REDUCE_SUM = 0, DFM_REDUCE_MAX = 1 } dfm_reduce
 
 /* Key-value store for rendezvous, served by rank 0 (the role of PyTorch's
  * TCPStore). Values are bytes; get blocks until the key exists or the
- * timeout passes. Owned by the host. */
+ * timeout passes, then returns DFM_ERR_TIMEOUT. Owned by the host; it stays
+ * valid until group_destroy of every group using it returned. set and get
+ * may be called from any thread, concurrently: backends call them from
+ * their own threads (e.g. gloo publishes each rank's progress). */
 typedef struct dfm_comm_rendezvous {
   size_t struct_size;
   void* store;
@@ -57,7 +60,9 @@ typedef struct dfm_comm_v1 {
   size_t struct_size;
 
   /* Creates this rank's end of a group; blocks until every member joined or
-   * the timeout passed. *group is owned by the plugin until group_destroy. */
+   * the timeout passed. *group is owned by the plugin until group_destroy,
+   * which lets the operations already issued finish first (after abort it
+   * returns at once). Work handles stay valid after group_destroy. */
   dfm_status (*group_create)(const dfm_comm_group_desc* desc, void** group);
   void (*group_destroy)(void* group);
 
@@ -65,19 +70,23 @@ typedef struct dfm_comm_v1 {
    * handle in *work (owned by the plugin until work_free). */
   /* buf = reduce(buf over the group), in place. */
   dfm_status (*all_reduce)(void* group, float* buf, int64_t count, dfm_reduce_op op, void** work);
-  /* out (count elements) = reduce over the group of in[my_index*count ..]; in has size*count. */
+  /* out (count elements) = sum over the group of in[my_index*count ..]; in has size*count. */
   dfm_status (*reduce_scatter)(void* group, const float* in, float* out, int64_t count, void** work);
   /* out (size*count elements) = concat over the group of in (count elements). */
   dfm_status (*all_gather)(void* group, const float* in, float* out, int64_t count, void** work);
   /* buf of the member at `root` (group index) is copied to every member. */
   dfm_status (*broadcast)(void* group, float* buf, int64_t count, int64_t root, void** work);
-  /* Point-to-point with the member at group index `peer`; `tag` orders
-   * messages between the same pair. */
+  /* Point-to-point with the member at group index `peer`; `tag`
+   * (0..2^32-1) matches a send with the recv of the same tag, whatever the
+   * order they were posted in. */
   dfm_status (*send)(void* group, const float* buf, int64_t count, int64_t peer, int64_t tag, void** work);
   dfm_status (*recv)(void* group, float* buf, int64_t count, int64_t peer, int64_t tag, void** work);
   dfm_status (*barrier)(void* group, void** work);
 
-  /* Waits for one operation; timeout_ms < 0 uses the group's timeout. */
+  /* Waits for one operation. timeout_ms < 0 waits until it finished or
+   * failed (the group's timeout bounds every operation); a wait of
+   * timeout_ms >= 0 that passes first returns DFM_ERR_TIMEOUT and leaves the
+   * operation running, to be waited for again. */
   dfm_status (*work_wait)(void* work, int64_t timeout_ms);
   void (*work_free)(void* work);
 

@@ -1,0 +1,145 @@
+// The collectives, each one of gloo's own algorithms:
+//   all_reduce      gloo::allreduce, ring (reduce-scatter then all-gather around the ring)
+//   reduce_scatter  gloo::ReduceScatterHalvingDoubling (see planned_reduce_scatter.hpp)
+//   all_gather      gloo::allgather, ring
+//   broadcast       gloo::broadcast, binomial tree rooted at `root`
+//   barrier         gloo::barrier
+//
+// Bytes sent by this rank, per operation of B bytes (B = count * 4; for
+// all_gather B is the input, for reduce_scatter the whole input of size*count):
+//   all_reduce      2(n-1)/n * B when B divides into 2n equal segments; gloo
+//                   rounds segments to whole elements, so other counts send a
+//                   few elements more or less (n = 4, 3,000,001 floats: +-22
+//                   bytes of 18 MB)
+//   reduce_scatter  (n-1)/n * B for n = 2^k, + B/n on ranks whose bit-reversed
+//                   index differs from their own; other n: planned_reduce_scatter.hpp
+//   all_gather      (n-1) * B
+//   broadcast       B times the number of children of this rank in the
+//                   binomial tree: with v = (rank - root) mod n, one child for
+//                   every i with v < 2^i and v + 2^i < n
+//   barrier         0 (gloo's barrier sends empty messages)
+// The counting itself is exact (counting_buffer.hpp); these formulas are what
+// the tests check it against.
+#include <climits>
+#include <cstring>
+#include <vector>
+
+#include <gloo/allgather.h>
+#include <gloo/allreduce.h>
+#include <gloo/barrier.h>
+#include <gloo/broadcast.h>
+#include <gloo/math.h>
+
+#include "counting_buffer.hpp"
+#include "dfm/sdk.hpp"
+#include "group.hpp"
+#include "planned_reduce_scatter.hpp"
+
+namespace dfm::gloo_comm {
+namespace {
+
+using ReduceFn = void (*)(void*, const void*, const void*, size_t);
+
+void check_buffer(const Membership& m, const char* op, const void* buf, int64_t count, const char* name) {
+  if (count < 0)
+    throw sdk::Error(DFM_ERR_INVALID_ARGUMENT, m.describe() + ": " + op + " count must be >= 0, got " + std::to_string(count));
+  if (count > 0 && !buf)
+    throw sdk::Error(DFM_ERR_INVALID_ARGUMENT, m.describe() + ": " + op + " " + name + " is NULL");
+}
+
+}  // namespace
+
+std::shared_ptr<Operation> Group::all_reduce(float* buf, int64_t count, dfm_reduce_op op) {
+  check_buffer(membership_, "all_reduce", buf, count, "buffer");
+  if (op != DFM_REDUCE_SUM && op != DFM_REDUCE_MAX)
+    throw sdk::Error(DFM_ERR_INVALID_ARGUMENT,
+                     membership_.describe() + ": all_reduce op " + std::to_string(static_cast<int>(op)) +
+                         " is neither DFM_REDUCE_SUM nor DFM_REDUCE_MAX");
+  const ReduceFn reduce = op == DFM_REDUCE_SUM ? static_cast<ReduceFn>(&gloo::sum<float>)
+                                               : static_cast<ReduceFn>(&gloo::max<float>);
+  return submit("all_reduce", [this, buf, count, reduce](uint32_t tag) {
+    if (!context_ || count == 0) return;
+    gloo::AllreduceOptions opts(context_);
+    opts.setAlgorithm(gloo::AllreduceOptions::Algorithm::RING);
+    opts.setOutput<float>(counted_buffer(*context_, buf, static_cast<size_t>(count), bytes_sent_));
+    opts.setReduceFunction(reduce);
+    opts.setTag(tag);
+    opts.setTimeout(membership_.timeout);
+    gloo::allreduce(opts);
+  });
+}
+
+std::shared_ptr<Operation> Group::reduce_scatter(const float* in, float* out, int64_t count) {
+  check_buffer(membership_, "reduce_scatter", in, count, "input");
+  check_buffer(membership_, "reduce_scatter", out, count, "output");
+  const int64_t total = count * membership_.size();
+  // The algorithm counts elements in an int.
+  if (count > 0 && total > INT_MAX)
+    throw sdk::Error(DFM_ERR_INVALID_ARGUMENT, membership_.describe() + ": reduce_scatter input of " +
+                                                   std::to_string(total) + " elements exceeds gloo's limit of " +
+                                                   std::to_string(INT_MAX));
+  return submit("reduce_scatter", [this, in, out, count, total](uint32_t) {
+    if (count == 0) return;
+    if (!context_) {
+      std::memmove(out, in, static_cast<size_t>(count) * sizeof(float));
+      return;
+    }
+    // Gloo reduces in place over the whole input and leaves this rank's
+    // piece at the front; the input is the caller's and stays untouched.
+    std::vector<float> scratch(in, in + total);
+    PlannedReduceScatter algorithm(context_, {scratch.data()}, static_cast<int>(total),
+                                   std::vector<int>(static_cast<size_t>(membership_.size()), static_cast<int>(count)));
+    bytes_sent_ += algorithm.payload_bytes();
+    algorithm.run();
+    std::memcpy(out, scratch.data(), static_cast<size_t>(count) * sizeof(float));
+  });
+}
+
+std::shared_ptr<Operation> Group::all_gather(const float* in, float* out, int64_t count) {
+  check_buffer(membership_, "all_gather", in, count, "input");
+  check_buffer(membership_, "all_gather", out, count, "output");
+  return submit("all_gather", [this, in, out, count](uint32_t tag) {
+    if (count == 0) return;
+    const auto n = static_cast<size_t>(count);
+    float* own_slot = out + membership_.my_index * count;
+    if (!context_) {
+      std::memmove(own_slot, in, n * sizeof(float));
+      return;
+    }
+    gloo::AllgatherOptions opts(context_);
+    // Gloo gathers in place when no input is given and this rank's piece is already in place.
+    if (in != own_slot) opts.setInput<float>(counted_buffer(*context_, in, n, bytes_sent_));
+    opts.setOutput<float>(counted_buffer(*context_, out, n * static_cast<size_t>(membership_.size()), bytes_sent_));
+    opts.setTag(tag);
+    opts.setTimeout(membership_.timeout);
+    gloo::allgather(opts);
+  });
+}
+
+std::shared_ptr<Operation> Group::broadcast(float* buf, int64_t count, int64_t root) {
+  check_buffer(membership_, "broadcast", buf, count, "buffer");
+  if (root < 0 || root >= membership_.size())
+    throw sdk::Error(DFM_ERR_INVALID_ARGUMENT, membership_.describe() + ": broadcast root " + std::to_string(root) +
+                                                   " is outside 0.." + std::to_string(membership_.size() - 1));
+  return submit("broadcast", [this, buf, count, root](uint32_t tag) {
+    if (!context_ || count == 0) return;
+    gloo::BroadcastOptions opts(context_);
+    opts.setOutput<float>(counted_buffer(*context_, buf, static_cast<size_t>(count), bytes_sent_));
+    opts.setRoot(static_cast<int>(root));
+    opts.setTag(tag);
+    opts.setTimeout(membership_.timeout);
+    gloo::broadcast(opts);
+  });
+}
+
+std::shared_ptr<Operation> Group::barrier() {
+  return submit("barrier", [this](uint32_t tag) {
+    if (!context_) return;
+    gloo::BarrierOptions opts(context_);
+    opts.setTag(tag);
+    opts.setTimeout(membership_.timeout);
+    gloo::barrier(opts);
+  });
+}
+
+}  // namespace dfm::gloo_comm

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Runs dfm's GPU checks on a machine with an NVIDIA GPU, from the relocatable
+# bundle (packaging/make-bundle.sh) and this source tree's configs/:
+#   1. the cuda kernels against the cpu kernels (test_cuda_kernels);
+#   2. GPT training on cuda fp32 against cpu: per-step loss over 20 steps;
+#   3. the exported model against Hugging Face transformers (if torch is there);
+#   4. throughput of GPT-2 124M and 350M shapes at seq_len 1024.
+# Prints a short table at the end. Usage: tools/gpu-check.sh BUNDLE_DIR
+set -uo pipefail
+bundle=$(cd "${1:?usage: tools/gpu-check.sh BUNDLE_DIR}" && pwd)
+here=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export DFM_TEST_PLUGIN_DIR="$bundle/lib/dfm/plugins"
+summary=()
+note() { summary+=("$(printf '%-34s %s' "$1" "$2")"); }
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+"$bundle/bin/dfm-run" --list-plugins
+
+echo "== 1. cuda kernels vs cpu"
+"$bundle/bin/test_cuda_kernels" --gtest_brief=1 >"$work/kernels.log" 2>&1
+kernels_rc=$?
+passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$work/kernels.log")
+skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$work/kernels.log")
+if ((kernels_rc != 0)); then
+  note "kernel differential test" "FAIL"
+elif [[ -n $skipped ]]; then
+  note "kernel differential test" "SKIPPED ($skipped cases: no usable GPU)"
+else
+  note "kernel differential test" "PASS (${passed:-0} cases)"
+fi
+tail -n 30 "$work/kernels.log"
+
+echo "== 2. GPT fp32: cuda vs cpu, 20 steps"
+run_job() {  # backend out_dir [extra --set ...]
+  local backend=$1 out=$2
+  shift 2
+  "$bundle/bin/dfm-run" "$here/configs/default.toml" --set train.steps=20 --set sample.every=0 \
+    --set "backend.compute=\"$backend\"" --set "job.out_dir=\"$out\"" "$@" >"$out.log" 2>&1
+}
+run_job cpu "$work/cpu" || tail -n 5 "$work/cpu.log"
+run_job cuda "$work/cuda" || tail -n 5 "$work/cuda.log"
+python3 - "$work/cpu/metrics.jsonl" "$work/cuda/metrics.jsonl" <<'PY' | tee "$work/gpt.txt"
+import json, sys
+a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
+b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
+worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
+print(f"steps {len(a)}: first loss {a[0]:.6f} vs {b[0]:.6f}, last {a[-1]:.6f} vs {b[-1]:.6f}, max relative difference {worst:.2e}")
+PY
+note "GPT fp32 cuda vs cpu (20 steps)" "$(sed -n 's/.*max relative difference /max rel diff /p' "$work/gpt.txt")"
+
+echo "== 3. export vs Hugging Face transformers"
+if python3 -c "import torch, transformers, safetensors" 2>/dev/null; then
+  head -c 200000 "$here/README.md" "$here"/docs/*.md >"$work/text.txt"
+  "$bundle/bin/dfm-data" encode "$work/text.txt" --out "$work/text.bin" >/dev/null
+  run_job cuda "$work/hf0" --set train.steps=0 --set 'data.source="tokens"' --set "data.path=\"$work/text.bin\""
+  run_job cuda "$work/hf1" --set train.steps=1 --set 'data.source="tokens"' --set "data.path=\"$work/text.bin\""
+  if python3 "$here/tools/hf_check.py" "$work/hf0/final" "$work/text.bin" "$work/hf1/metrics.jsonl" 16 | tee "$work/hf.txt"; then
+    note "export vs transformers GPT2LMHeadModel" "PASS ($(sed -n 's/.*relative difference /rel diff /p' "$work/hf.txt"))"
+  else
+    note "export vs transformers GPT2LMHeadModel" "FAIL"
+  fi
+else
+  note "export vs transformers" "SKIPPED (no torch/transformers here)"
+fi
+
+echo "== 4. throughput (fp32)"
+bench() {  # name args...
+  local name=$1
+  shift
+  "$bundle/bin/bench_train_throughput" --compute cuda "$@" | tee "$work/bench-$name.txt"
+  note "$name tokens/s" "$(sed -n 's/^tokens\/s: //p' "$work/bench-$name.txt") ($(sed -n 's/^model FLOP\/s: \([0-9.]*\) GFLOP.*/\1 GFLOP\/s/p' "$work/bench-$name.txt"))"
+}
+bench "GPT-2 124M seq 1024 b8" --seq 1024 --batch 8 --steps 5
+bench "GPT-2 350M seq 1024 b8" --layers 24 --d-model 1024 --heads 16 --seq 1024 --batch 8 --steps 5
+
+echo
+echo "== summary"
+printf '%s\n' "${summary[@]}"
