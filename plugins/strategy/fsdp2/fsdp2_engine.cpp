@@ -192,6 +192,7 @@ void Engine::reduce_gradients(int32_t index, const dfm_step_info* step) {
 
 void Engine::complete_reduce(int32_t index) {
   UnitState& s = state_[static_cast<size_t>(index)];
+  if (reducing_ == index) reducing_ = -1;
   if (!s.reduce.work) return;
   wait(s.reduce, sharding_ == Sharding::None ? "all-reduce" : "reduce-scatter", index);
   if (sharding_ == Sharding::Full) {
@@ -225,16 +226,19 @@ void Engine::on_unit(int32_t index, dfm_unit_event event, const dfm_step_info* s
       if (index > 1) gather_params(index - 1);
       begin_gradients(index, step);
       break;
-    case DFM_UNIT_BACKWARD_END:
+    case DFM_UNIT_BACKWARD_END: {
+      const int32_t previous = reducing_;
       reduce_gradients(index, step);
+      if (state_[static_cast<size_t>(index)].reduce.work) reducing_ = index;
+      if (previous >= 0 && previous != index) complete_reduce(previous);  // it overlapped this unit's backward
       if (sharding_ == Sharding::Full) release_params(index);
       break;
+    }
     case DFM_UNIT_PARAMS_UPDATED:
-      if (sharding_ == Sharding::Full) release_params(index);  // stale; gathered again when needed
-      if (sharding_ == Sharding::GradOp) {
-        state_[static_cast<size_t>(index)].params_current = false;
-        gather_params(index);  // ZeRO-2 keeps whole parameters: bring the update everywhere now
-      }
+      // The gathered copy is stale: gathered again (with prefetch) when the
+      // next pass needs it. ZeRO-3 frees it; ZeRO-2 keeps its buffer.
+      if (sharding_ == Sharding::Full) release_params(index);
+      if (sharding_ == Sharding::GradOp) state_[static_cast<size_t>(index)].params_current = false;
       break;
     case DFM_UNIT_GATHER:
       wait_params(index);

@@ -7,7 +7,8 @@
 //              (ZeRO-3)                     reduce-scatter after each unit's backward:
 //                                           3 (n-1)/n Ψ per micro-batch
 //   "grad_op"  whole params, 1/n of grads   reduce-scatter after the last micro-batch's backward,
-//              and Adam (ZeRO-2)            all-gather of the updated shard: 2 (n-1)/n Ψ
+//              and Adam (ZeRO-2)            all-gather of the updated shards before the next
+//                                           forward: 2 (n-1)/n Ψ
 //   "none"     everything whole (DDP)       all-reduce after the last micro-batch's backward:
 //                                           2 (n-1)/n Ψ
 //
@@ -17,7 +18,8 @@
 // per unit and makes the padding explicit). Communication overlaps compute:
 // the next unit's all-gather is issued when the current one starts (prefetch),
 // and a unit's gradient reduction is issued as soon as its backward ends and
-// only waited for when the step's gradients are needed.
+// waited for when the next unit's backward ends (one reduction in flight, as
+// FSDP does, so gathered gradients do not pile up).
 #pragma once
 
 #include <cstdint>
@@ -80,6 +82,7 @@ class Engine {
   dfm_group_info dp_{};
   dfm_unit* units_ = nullptr;
   std::vector<UnitState> state_;
+  int32_t reducing_ = -1;  // the unit whose gradient reduction is in flight (at most one)
 };
 
 }  // namespace dfm::fsdp2
