@@ -9,6 +9,7 @@ packages=(
   libtomlplusplus-dev        # config files
   libgoogle-glog-dev         # logs
   nlohmann-json3-dev         # metrics.jsonl, safetensors headers, config.json
+  libssl-dev                 # rendezvous handshake (HMAC-SHA-256 from libcrypto)
   libgtest-dev libgmock-dev  # tests
   libbenchmark-dev           # bench/
   libdnnl-dev                # cpu compute plugin: GEMMs (oneDNN)

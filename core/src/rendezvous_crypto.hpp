@@ -1,7 +1,7 @@
-// The few primitives the rendezvous store's challenge/response needs, kept in
-// the core so the store has no dependency beyond POSIX: SHA-256 (FIPS 180-4),
+// The few primitives the rendezvous store's challenge/response needs — SHA-256,
 // HMAC-SHA-256 (RFC 2104), a comparison whose time does not depend on where
-// two byte strings differ, and random bytes from the kernel.
+// two byte strings differ, and cryptographic random bytes — as thin wrappers
+// over OpenSSL's libcrypto (never hand-written crypto).
 #pragma once
 
 #include <array>
