@@ -8,6 +8,7 @@
 
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 
 #include "dfm/core/compute_backend.hpp"
 #include "dfm/core/config.hpp"
@@ -29,6 +30,7 @@ struct HostState {
   std::mutex memory_mutex;
   std::unordered_map<void*, size_t> allocations;
   int64_t memory_bytes = 0, memory_peak = 0;
+  std::map<std::string, double> metrics;  // guarded by memory_mutex too
 };
 
 // What a plugin's services->host points at: the plugin's identity plus the
@@ -157,6 +159,16 @@ dfm_status get_group(void* host, dfm_group_kind kind, dfm_group_info* out) noexc
   }
 }
 
+void add_metric(void* host, const char* name, double value) noexcept {
+  try {
+    PluginRecord& r = record_of(host);
+    std::lock_guard lock(r.state->memory_mutex);
+    r.state->metrics[r.name + "." + (name ? name : "?")] += value;
+  } catch (...) {
+    // A lost metric must never fail the step.
+  }
+}
+
 void fill_execution(dfm_host_services& s, const ExecutionServices& e) {
   s.compute = e.compute ? &e.compute->table() : nullptr;
   s.compute_ctx = e.compute ? e.compute->ctx() : nullptr;
@@ -166,6 +178,7 @@ void fill_execution(dfm_host_services& s, const ExecutionServices& e) {
   s.comm = e.comm;
   s.comm_last_error = e.comm_last_error;
   s.get_group = e.group ? get_group : nullptr;
+  s.add_metric = e.compute ? add_metric : nullptr;
 }
 
 }  // namespace
@@ -221,6 +234,11 @@ int64_t HostContext::plugin_memory_peak() const {
 void HostContext::reset_memory_peak() {
   std::lock_guard lock(impl_->state.memory_mutex);
   impl_->state.memory_peak = impl_->state.memory_bytes;
+}
+
+std::map<std::string, double> HostContext::take_metrics() {
+  std::lock_guard lock(impl_->state.memory_mutex);
+  return std::exchange(impl_->state.metrics, {});
 }
 
 const std::vector<std::string>& HostContext::config_errors() const { return impl_->state.config_errors; }

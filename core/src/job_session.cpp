@@ -86,6 +86,7 @@ JobSession::JobSession(const Config& config, const JobPlan& plan, HostContext& h
   runtime_.bytes_sent = [this] { return bytes_sent(); };
   runtime_.strategy_memory_peak = [this] { return host_.plugin_memory_peak(); };
   runtime_.reset_strategy_memory_peak = [this] { host_.reset_memory_peak(); };
+  runtime_.take_strategy_metrics = [this] { return host_.take_metrics(); };
 }
 
 JobSession::~JobSession() {

@@ -28,6 +28,7 @@ void MetricsWriter::write(const StepMetrics& m) {
         {"optimizer_bytes", m.optimizer_bytes},
         {"gathered_peak_bytes", m.gathered_peak_bytes}}},
       {"comm_bytes", m.comm_bytes},
+      {"strategy", m.strategy},
   };
   out_ << line.dump() << '\n';
   out_.flush();  // a crashed or killed run keeps every finished step

@@ -140,6 +140,7 @@ StepMetrics Trainer::step_metrics(int64_t step, const StepResult& r, double seco
     const auto before = bytes_before.find(axis);
     m.comm_bytes[axis] = total - (before == bytes_before.end() ? 0 : before->second);
   }
+  m.strategy = runtime_.take_strategy_metrics();
   return m;
 }
 
@@ -165,6 +166,7 @@ void Trainer::run() {
   }
   for (int64_t step = 0; step < s_.steps; ++step) {
     runtime_.reset_strategy_memory_peak();
+    runtime_.take_strategy_metrics();  // what sampling or the export reported is not this step's
     const auto bytes_before = runtime_.bytes_sent();
     const auto t0 = std::chrono::steady_clock::now();
     const StepResult r = train_step(step);

@@ -1,6 +1,7 @@
 #include "fsdp2_engine.hpp"
 
 #include <algorithm>
+#include <chrono>
 
 #include "dfm/sdk.hpp"
 
@@ -95,9 +96,15 @@ void Engine::check_comm(dfm_status status, const char* what, int32_t index) cons
                             (host_.comm_last_error ? host_.comm_last_error() : "comm failed"));
 }
 
+// The time spent here is communication the compute did not hide; it is
+// reported as the step metric fsdp2.comm_wait_ms.
 void Engine::wait(Pending& p, const char* what, int32_t index) {
   if (!p.work) return;
+  const auto start = std::chrono::steady_clock::now();
   const dfm_status status = host_.comm->work_wait(p.work, -1);
+  if (host_.add_metric)
+    host_.add_metric(host_.host, "comm_wait_ms",
+                     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   const std::string message = status == DFM_OK ? "" : host_.comm_last_error();
   host_.comm->work_free(p.work);
   p.work = nullptr;

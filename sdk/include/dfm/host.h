@@ -131,10 +131,14 @@ typedef struct dfm_host_services {
   const dfm_comm_v1* comm;
   const char* (*comm_last_error)(void);
   dfm_status (*get_group)(void* host, dfm_group_kind kind, dfm_group_info* out);
+  /* Adds `value` to the step metric `name` ([a-z0-9_]+), reported in
+   * metrics.jsonl under "strategy" as "<plugin>.<name>" and reset each step
+   * (e.g. fsdp2's comm_wait_ms: time the step waited for its collectives). */
+  void (*add_metric)(void* host, const char* name, double value);
 } dfm_host_services;
 
 #define DFM_HOST_SERVICES_V1_SIZE DFM_STRUCT_SIZE(dfm_host_services, axis_rank)
-#define DFM_HOST_SERVICES_V1_EXECUTION_SIZE DFM_STRUCT_SIZE(dfm_host_services, get_group)
+#define DFM_HOST_SERVICES_V1_EXECUTION_SIZE DFM_STRUCT_SIZE(dfm_host_services, add_metric)
 
 #ifdef __cplusplus
 }

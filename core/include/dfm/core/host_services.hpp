@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,6 +54,9 @@ class HostContext {
   int64_t plugin_memory_bytes() const;
   int64_t plugin_memory_peak() const;
   void reset_memory_peak();
+  // Step metrics plugins added with add_metric ("fsdp2.comm_wait_ms" -> value),
+  // returned and cleared.
+  std::map<std::string, double> take_metrics();
 
   // Configuration errors reported by plugins, formatted "file:line:col: key: message".
   const std::vector<std::string>& config_errors() const;

@@ -24,6 +24,8 @@ struct JobRuntime {
   // Peak device bytes strategies held through the host services since the last reset.
   std::function<int64_t()> strategy_memory_peak = [] { return int64_t{0}; };
   std::function<void()> reset_strategy_memory_peak = [] {};
+  // Step metrics strategies reported (name -> value), cleared by the call.
+  std::function<std::map<std::string, double>()> take_strategy_metrics = [] { return std::map<std::string, double>{}; };
 
   bool is_rank0() const { return rank == 0; }
 

@@ -22,6 +22,8 @@ struct StepMetrics {
   int64_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0, gathered_peak_bytes = 0;
   // Bytes this rank sent during the step, per mesh axis.
   std::map<std::string, uint64_t> comm_bytes;
+  // What strategies reported for the step ("fsdp2.comm_wait_ms", ...).
+  std::map<std::string, double> strategy;
 };
 
 class MetricsWriter {
