@@ -67,6 +67,12 @@ void ProgressReporter::step(const StepMetrics& m) {
   }
 }
 
+void ProgressReporter::clear_line() {
+  if (!interactive_) return;
+  std::printf("\r\033[K");
+  std::fflush(stdout);
+}
+
 void ProgressReporter::finish() {
   if (interactive_) std::printf("\n");
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();

@@ -64,8 +64,12 @@ std::string decode_tokens(const std::vector<int32_t>& tokens, int64_t vocab_size
   std::string out;
   for (int32_t t : tokens) {
     if (vocab_size == 256) {
+      // One log line: a newline shows as "\n", other unprintable bytes as '?'.
       const char c = static_cast<char>(t);
-      out += (c == '\n' || (c >= 32 && c < 127)) ? c : '?';
+      if (c == '\n')
+        out += "\\n";
+      else
+        out += (c >= 32 && c < 127) ? c : '?';
     } else {
       if (!out.empty()) out += ' ';
       out += std::to_string(t);

@@ -176,7 +176,10 @@ void Trainer::run() {
       metrics->write(m);
       progress->step(m);
     }
-    if (s_.sample_every > 0 && m.step % s_.sample_every == 0) print_sample(m.step);
+    if (s_.sample_every > 0 && m.step % s_.sample_every == 0) {
+      if (progress) progress->clear_line();
+      print_sample(m.step);
+    }
   }
   if (rank0) progress->finish();
   export_final();

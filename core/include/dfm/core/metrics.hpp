@@ -41,6 +41,9 @@ class ProgressReporter {
   // Live line when `interactive` (stdout is a terminal and [log] progress is on).
   ProgressReporter(int64_t total_steps, int64_t log_every, bool interactive);
   void step(const StepMetrics& m);
+  // Clears the live line so a log line written next starts on an empty line
+  // (the live line comes back with the next step).
+  void clear_line();
   // Ends the live line; prints a summary.
   void finish();
 

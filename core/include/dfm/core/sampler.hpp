@@ -25,7 +25,8 @@ std::vector<int32_t> sample_tokens(ComputeBackend& backend, GptModel& model, con
 // The prompt text as token ids: bytes for a byte vocabulary (256), otherwise
 // whitespace-separated ids ("50256 464 3290"); a prompt with no ids gives {0}.
 std::vector<int32_t> encode_prompt(const std::string& prompt, int64_t vocab_size);
-// Printable text for a byte vocabulary, space-separated ids otherwise.
+// Printable one-line text for a byte vocabulary (newline as "\n"),
+// space-separated ids otherwise.
 std::string decode_tokens(const std::vector<int32_t>& tokens, int64_t vocab_size);
 
 }  // namespace dfm
