@@ -16,6 +16,10 @@ using Result = dfm::test::CommandResult;
 
 Result run(const std::string& args) { return dfm::test::run_bin(args); }
 
+Result run_in(const fs::path& dir, const std::string& args) {
+  return dfm::test::run_bin(args, dir.string());
+}
+
 fs::path scratch(const std::string& name) {
   const fs::path dir = fs::path(DFM_TEST_BINARY_DIR) / "tmp" / "cli" / name;
   fs::remove_all(dir);
@@ -56,6 +60,31 @@ TEST(DfmRun, ConfigErrorsExitWithCode2AndNameTheKey) {
   const Result missing = run("dfm-run " + (dir / "nope.toml").string());
   EXPECT_EQ(missing.exit_code, 2) << missing.output;
   EXPECT_NE(missing.output.find("nope.toml"), std::string::npos) << missing.output;
+}
+
+// Every broken config of tests/data/configs, through the real program: exit
+// code 2 and each message its "# expect:" lines name (with "# set:" overrides
+// and "# world-size:" as the file asks).
+TEST(DfmRun, EveryBrokenConfigExitsWith2AndItsMessages) {
+  const fs::path dir = fs::path(DFM_TEST_SOURCE_DIR) / "tests" / "data" / "configs";
+  int checked = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() != ".toml") continue;
+    std::ifstream in(entry.path());
+    std::string args = "--dry-run", world = "1";
+    std::vector<std::string> expected;
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("# set: ", 0) == 0) args += " --set '" + line.substr(7) + "'";
+      if (line.rfind("# world-size: ", 0) == 0) world = line.substr(14);
+      if (line.rfind("# expect: ", 0) == 0) expected.push_back(line.substr(10));
+    }
+    // Run from the folder so messages name the file as the expectations do.
+    const Result r = run_in(dir, "dfm-run " + args + " --world-size " + world + " " + entry.path().filename().string());
+    EXPECT_EQ(r.exit_code, 2) << entry.path() << "\n" << r.output;
+    for (const auto& e : expected) EXPECT_NE(r.output.find(e), std::string::npos) << entry.path() << ": " << e << "\n" << r.output;
+    ++checked;
+  }
+  EXPECT_GE(checked, 30);
 }
 
 TEST(DfmRun, UsageErrorsExitWithCode2) {

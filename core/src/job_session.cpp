@@ -87,6 +87,22 @@ JobSession::JobSession(const Config& config, const JobPlan& plan, HostContext& h
   runtime_.strategy_memory_peak = [this] { return host_.plugin_memory_peak(); };
   runtime_.reset_strategy_memory_peak = [this] { host_.reset_memory_peak(); };
   runtime_.take_strategy_metrics = [this] { return host_.take_metrics(); };
+  if (store_) runtime_.exchange = [this](const std::string& tag, const std::string& mine) { return exchange(tag, mine); };
+}
+
+// Each rank sets "exchange/<tag>/<rank>" and reads everyone's. The wait is
+// long because ranks reach a checkpoint's second exchange only once their
+// files are written; a rank that dies is reported by the launcher long before.
+std::vector<std::string> JobSession::exchange(const std::string& tag, const std::string& mine) {
+  constexpr std::chrono::minutes kExchangeTimeout{30};
+  const std::string prefix = "exchange/" + tag + "/";
+  store_->set(prefix + std::to_string(rank_), std::vector<uint8_t>(mine.begin(), mine.end()));
+  std::vector<std::string> all;
+  for (int64_t r = 0; r < plan_.layout.world; ++r) {
+    const auto bytes = store_->get(prefix + std::to_string(r), kExchangeTimeout);
+    all.emplace_back(bytes.begin(), bytes.end());
+  }
+  return all;
 }
 
 JobSession::~JobSession() {

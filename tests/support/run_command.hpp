@@ -15,8 +15,10 @@ struct CommandResult {
   std::string output;  // stdout and stderr
 };
 
-inline CommandResult run_bin(const std::string& args) {
-  const std::string command = std::string(DFM_TEST_BIN_DIR) + "/" + args + " 2>&1";
+// `args` starts with the program's name in bin/; `workdir` is where it runs.
+inline CommandResult run_bin(const std::string& args, const std::string& workdir = "") {
+  const std::string cd = workdir.empty() ? "" : "cd '" + workdir + "' && ";
+  const std::string command = cd + std::string(DFM_TEST_BIN_DIR) + "/" + args + " 2>&1";
   CommandResult r;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return r;

@@ -1,13 +1,13 @@
 // Internals of the "cpu" compute backend shared by its source files: the
-// context, argument checks, and the kernel functions that plugin.cpp puts in
+// context, its argument checker, and the kernel functions that plugin.cpp puts in
 // the dfm_compute_v1 table. Nothing here crosses the ABI.
 #ifndef DFM_PLUGINS_COMPUTE_CPU_CPU_BACKEND_HPP
 #define DFM_PLUGINS_COMPUTE_CPU_CPU_BACKEND_HPP
 
 #include <cstdint>
-#include <string>
 
 #include "dfm/compute.h"
+#include "dfm/compute_checks.hpp"
 #include "dfm/sdk.hpp"
 
 namespace dfm::cpu {
@@ -32,28 +32,19 @@ struct Context {
 // region costs a few microseconds, more than such a loop.
 constexpr int64_t kParallelThreshold = 1 << 15;
 
-// Checks a kernel's arguments; every failure is DFM_ERR_INVALID_ARGUMENT with
-// one line naming the kernel and the argument ("cpu.add: 'out' is NULL ...").
-class Args {
+// The checks of one kernel call (dfm/compute_checks.hpp), with the context
+// they run in. Failures read "cpu.add: 'out' is NULL ...".
+class Args : public sdk::KernelArgs {
  public:
-  Args(const char* kernel, void* ctx);
+  Args(const char* kernel, void* ctx)
+      : KernelArgs("cpu", kernel), ctx_(static_cast<const Context*>(require_context(ctx))) {}
 
   const Context& context() const { return *ctx_; }
   int threads() const { return ctx_->threads; }
   // Threads for a loop of `work` elements: 1 below kParallelThreshold.
   int threads_for(int64_t work) const { return work < kParallelThreshold ? 1 : ctx_->threads; }
 
-  void non_negative(const char* name, int64_t value) const;
-  void positive(const char* name, int64_t value) const;
-  // `value` >= `minimum`, where `minimum` is what `meaning` says ("heads * head_dim").
-  void at_least(const char* name, int64_t value, int64_t minimum, const char* meaning) const;
-  // `pointer` may be NULL only when it addresses nothing (`count` == 0).
-  void pointer(const char* name, const void* pointer, int64_t count) const;
-  void struct_size(const char* name, size_t given, size_t required) const;
-  [[noreturn]] void fail(const std::string& what) const;
-
  private:
-  const char* kernel_;
   const Context* ctx_;
 };
 

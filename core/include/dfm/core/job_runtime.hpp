@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dfm/core/param_placement.hpp"
 
@@ -26,6 +27,13 @@ struct JobRuntime {
   std::function<void()> reset_strategy_memory_peak = [] {};
   // Step metrics strategies reported (name -> value), cleared by the call.
   std::function<std::map<std::string, double>()> take_strategy_metrics = [] { return std::map<std::string, double>{}; };
+
+  // Every rank's `mine`, indexed by rank: an all-gather of small strings over
+  // the whole world through the rendezvous store, which also waits for every
+  // rank (a barrier). `tag` names one exchange and is never reused in a job.
+  // Checkpoints use it to agree on a folder and to collect each rank's files.
+  std::function<std::vector<std::string>(const std::string& tag, const std::string& mine)> exchange =
+      [](const std::string&, const std::string& mine) { return std::vector<std::string>{mine}; };
 
   bool is_rank0() const { return rank == 0; }
 

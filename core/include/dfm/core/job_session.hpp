@@ -49,6 +49,7 @@ class JobSession {
   dfm_group_info group_info(dfm_group_kind kind) const;
   std::map<std::string, uint64_t> bytes_sent() const;
   void sum_over_dp(double* values, size_t count);
+  std::vector<std::string> exchange(const std::string& tag, const std::string& mine);
 
   const JobPlan& plan_;
   HostContext& host_;

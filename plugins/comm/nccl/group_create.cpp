@@ -1,0 +1,105 @@
+// Checking the group description and joining the NCCL communicator: the
+// member at index 0 makes the unique id and publishes it in the rendezvous
+// store under "<group>/nccl_id"; the others read it from there. The
+// communicator is non-blocking (config.blocking = 0) so that joining, like
+// every operation, gives up at the group's timeout instead of hanging.
+#include <cstring>
+
+#include "dfm/sdk.hpp"
+#include "group.hpp"
+#include "status_checks.hpp"
+
+namespace dfm::nccl_comm {
+namespace {
+
+Membership membership_of(const dfm_comm_group_desc& desc) {
+  auto invalid = [&](const std::string& what) {
+    const std::string name = desc.struct_size >= DFM_COMM_GROUP_DESC_V1_SIZE && desc.group_name ? desc.group_name : "?";
+    return sdk::Error(DFM_ERR_INVALID_ARGUMENT, "nccl group '" + name + "': " + what);
+  };
+  if (desc.struct_size < DFM_COMM_GROUP_DESC_V1_SIZE)
+    throw invalid("group description has struct_size " + std::to_string(desc.struct_size) + ", expected at least " +
+                  std::to_string(DFM_COMM_GROUP_DESC_V1_SIZE));
+  if (!desc.group_name || !*desc.group_name) throw invalid("group_name is empty");
+  if (desc.size < 1 || !desc.ranks) throw invalid("size must be >= 1 with a ranks array, got " + std::to_string(desc.size));
+  if (desc.size > INT32_MAX) throw invalid("size " + std::to_string(desc.size) + " exceeds NCCL's int ranks");
+  if (desc.my_index < 0 || desc.my_index >= desc.size)
+    throw invalid("my_index " + std::to_string(desc.my_index) + " is outside 0.." + std::to_string(desc.size - 1));
+  if (desc.timeout_ms <= 0) throw invalid("timeout_ms must be > 0, got " + std::to_string(desc.timeout_ms));
+  if (desc.size > 1 && (!desc.rendezvous || desc.rendezvous->struct_size < DFM_COMM_RENDEZVOUS_V1_SIZE ||
+                        !desc.rendezvous->set || !desc.rendezvous->get))
+    throw invalid("a group of " + std::to_string(desc.size) + " ranks needs a rendezvous store with set and get");
+  Membership m;
+  m.name = desc.group_name;
+  m.ranks.assign(desc.ranks, desc.ranks + desc.size);
+  m.my_index = desc.my_index;
+  m.timeout = std::chrono::milliseconds(desc.timeout_ms);
+  return m;
+}
+
+// The id of the member at index 0: made here, or read from the store.
+ncclUniqueId exchange_id(const Membership& m, const dfm_comm_rendezvous* rendezvous) {
+  ncclUniqueId id{};
+  const std::string key = m.name + "/nccl_id";
+  if (m.my_index == 0) {
+    const ncclResult_t made = ncclGetUniqueId(&id);
+    if (made != ncclSuccess)
+      throw sdk::Error(DFM_ERR_RUNTIME, m.describe() + ": ncclGetUniqueId failed: " + nccl_reason(made, nullptr));
+    if (m.size() > 1 && rendezvous->set(rendezvous->store, key.c_str(), &id, sizeof id) != DFM_OK)
+      throw sdk::Error(DFM_ERR_RUNTIME, m.describe() + ": the rendezvous store refused to set key '" + key + "'");
+    return id;
+  }
+  size_t size = 0;
+  const dfm_status got = rendezvous->get(rendezvous->store, key.c_str(), &id, sizeof id, &size, m.timeout.count());
+  if (got == DFM_ERR_TIMEOUT)
+    throw sdk::Error(DFM_ERR_TIMEOUT, m.describe() + ": the NCCL id of rank " + std::to_string(m.ranks[0]) +
+                                          " (key '" + key + "') did not appear within " +
+                                          std::to_string(m.timeout.count()) + " ms");
+  if (got != DFM_OK)
+    throw sdk::Error(DFM_ERR_RUNTIME, m.describe() + ": the rendezvous store failed to get key '" + key + "'");
+  if (size != sizeof id)
+    throw sdk::Error(DFM_ERR_RUNTIME, m.describe() + ": key '" + key + "' holds " + std::to_string(size) +
+                                          " bytes, expected an NCCL id of " + std::to_string(sizeof id));
+  return id;
+}
+
+}  // namespace
+
+std::shared_ptr<Group> Group::create(const dfm_comm_group_desc& desc) {
+  std::shared_ptr<Group> group(new Group(membership_of(desc)));
+  group->connect(desc);
+  return group;
+}
+
+void Group::connect(const dfm_comm_group_desc& desc) {
+  const std::string& who = membership_.describe();
+  // The device is the one current on the calling thread: the compute
+  // backend's (its create made it current), as LOCAL_RANK chose it.
+  check_cuda(cudaGetDevice(&device_), who, "cudaGetDevice");
+  const ncclUniqueId id = exchange_id(membership_, desc.rendezvous);
+
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  config.commName = membership_.name.c_str();
+  const auto deadline = Clock::now() + membership_.timeout;
+  const ncclResult_t started = ncclCommInitRankConfig(&comm_, static_cast<int>(membership_.size()), id,
+                                                      static_cast<int>(membership_.my_index), &config);
+  const ncclResult_t joined = comm_ ? settle_locked(started, deadline) : started;
+  if (joined != ncclSuccess) {
+    const std::string reason = nccl_reason(joined, comm_);
+    if (comm_) ncclCommAbort(comm_);
+    comm_ = nullptr;
+    if (joined == ncclInProgress)
+      throw sdk::Error(DFM_ERR_TIMEOUT, who + ": the " + std::to_string(membership_.size()) +
+                                            " members did not all join the NCCL communicator within " +
+                                            std::to_string(membership_.timeout.count()) +
+                                            " ms (NCCL cannot tell which ranks are missing)");
+    throw sdk::Error(DFM_ERR_RUNTIME, who + ": ncclCommInitRankConfig failed: " + reason);
+  }
+  check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), who, "cudaStreamCreateWithFlags");
+  check_cuda(cudaMallocAsync(&barrier_scratch_, sizeof(float), stream_), who, "cudaMallocAsync");
+  check_cuda(cudaMemsetAsync(barrier_scratch_, 0, sizeof(float), stream_), who, "cudaMemsetAsync");
+  watchdog_ = std::thread([this] { watch(); });
+}
+
+}  // namespace dfm::nccl_comm
