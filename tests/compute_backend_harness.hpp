@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <random>
 #include <stdexcept>
@@ -134,6 +135,17 @@ inline void expect_close(const std::vector<float>& actual, const std::vector<dou
     }
   }
   EXPECT_EQ(failures, 0u) << what << ": elements out of tolerance";
+}
+
+// Every slot of a backend's v1 table is offered: walks it as an array of function pointers.
+inline void expect_every_slot_offered(const dfm_compute_v1& api) {
+  const auto* first = reinterpret_cast<const char*>(&api.create);
+  const auto* end = reinterpret_cast<const char*>(&api) + DFM_COMPUTE_V1_SIZE;
+  for (const char* slot = first; slot < end; slot += sizeof(void (*)())) {
+    void (*fn)() = nullptr;
+    std::memcpy(&fn, slot, sizeof fn);
+    EXPECT_NE(fn, nullptr) << "slot at byte " << (slot - reinterpret_cast<const char*>(&api));
+  }
 }
 
 // Fixture of the kernel tests: the cpu backend and a one-thread context.

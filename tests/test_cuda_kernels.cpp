@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <memory>
@@ -22,6 +21,7 @@
 #include "support/test_paths.hpp"
 #include "attention_cases.hpp"
 #include "compute_backend_harness.hpp"
+#include "matmul_cases.hpp"
 #include "dfm/core/host_services.hpp"
 #include "dfm/core/plugin_registry.hpp"
 
@@ -133,14 +133,7 @@ TEST(CudaPlugin, LoadsAndSaysWhetherItCanRun) {
   EXPECT_STREQ(d.name, "cuda");
   const auto& api = *static_cast<const dfm_compute_v1*>(d.table);
   ASSERT_GE(api.struct_size, DFM_COMPUTE_V1_SIZE);
-  // Every slot of the v1 table is offered: walk it as an array of function pointers.
-  const auto* first = reinterpret_cast<const char*>(&api.create);
-  const auto* end = reinterpret_cast<const char*>(&api) + DFM_COMPUTE_V1_SIZE;
-  for (const char* slot = first; slot < end; slot += sizeof(void (*)())) {
-    void (*fn)() = nullptr;
-    std::memcpy(&fn, slot, sizeof fn);
-    EXPECT_NE(fn, nullptr) << "slot at byte " << (slot - reinterpret_cast<const char*>(&api));
-  }
+  expect_every_slot_offered(api);
   if (!p.cuda->available) {
     // One line with CUDA's own reason, as --list-plugins shows it.
     EXPECT_EQ(p.cuda->unavailable_reason.rfind("no CUDA device: ", 0), 0u) << p.cuda->unavailable_reason;
@@ -149,49 +142,14 @@ TEST(CudaPlugin, LoadsAndSaysWhetherItCanRun) {
   }
 }
 
-struct MatmulCase {
-  int64_t m, n, k;
-  int trans_a, trans_b;
-  float alpha, beta;
-  int64_t batch;
-  int64_t pad;  // extra elements per row of A, B and C (leading dimensions > the minimum)
-};
-
 TEST_F(CudaKernels, MatmulMatchesCpu) {
-  const MatmulCase cases[] = {
-      {1, 1, 1, 0, 0, 1.0f, 0.0f, 1, 0},        {3, 17, 5, 0, 0, 1.0f, 0.0f, 1, 0},
-      {17, 3, 65, 1, 0, 1.0f, 1.0f, 1, 0},      {65, 130, 17, 0, 1, 0.5f, 0.0f, 1, 3},
-      {130, 65, 3, 1, 1, -1.0f, 0.25f, 1, 1},   {64, 768, 64, 0, 1, 1.0f, 1.0f, 3, 0},
-      {17, 17, 130, 1, 1, 2.0f, 0.0f, 2, 5},    {5, 7, 0, 0, 0, 1.0f, 0.5f, 2, 0},
-      {5, 7, 0, 0, 0, 1.0f, 0.0f, 1, 1},        {0, 7, 3, 0, 0, 1.0f, 0.0f, 1, 0},
-      {33, 1, 300, 0, 0, 1.0f, 1.0f, 1, 0},     {256, 130, 512, 1, 0, 1.0f, 1.0f, 2, 0},
-  };
   uint64_t seed = 1;
-  for (const MatmulCase& c : cases) {
-    SCOPED_TRACE(::testing::Message() << "m " << c.m << " n " << c.n << " k " << c.k << " ta " << c.trans_a
-                                      << " tb " << c.trans_b << " alpha " << c.alpha << " beta " << c.beta
-                                      << " batch " << c.batch << " pad " << c.pad);
-    dfm_matmul_desc d{};
-    d.struct_size = sizeof d;
-    d.trans_a = c.trans_a;
-    d.trans_b = c.trans_b;
-    d.m = c.m;
-    d.n = c.n;
-    d.k = c.k;
-    d.alpha = c.alpha;
-    d.beta = c.beta;
-    d.batch = c.batch;
-    const int64_t a_rows = c.trans_a ? c.k : c.m, a_cols = c.trans_a ? c.m : c.k;
-    const int64_t b_rows = c.trans_b ? c.n : c.k, b_cols = c.trans_b ? c.k : c.n;
-    d.lda = std::max<int64_t>(1, a_cols + c.pad);
-    d.ldb = std::max<int64_t>(1, b_cols + c.pad);
-    d.ldc = std::max<int64_t>(1, c.n + c.pad);
-    d.stride_a = a_rows * d.lda;
-    d.stride_b = b_rows * d.ldb;
-    d.stride_c = c.m * d.ldc;
-    const auto a = floats(static_cast<size_t>(std::max<int64_t>(1, d.stride_a * c.batch)), seed++);
-    const auto b = floats(static_cast<size_t>(std::max<int64_t>(1, d.stride_b * c.batch)), seed++);
-    auto c0 = random_floats(static_cast<size_t>(std::max<int64_t>(1, d.stride_c * c.batch)), seed++);
+  for (const MatmulCase& c : kMatmulCases) {
+    SCOPED_TRACE(describe_matmul(c));
+    const dfm_matmul_desc d = make_matmul_desc(c);
+    const auto a = floats(matrices_elements(d.stride_a, c.batch), seed++);
+    const auto b = floats(matrices_elements(d.stride_b, c.batch), seed++);
+    auto c0 = random_floats(matrices_elements(d.stride_c, c.batch), seed++);
     if (c.beta == 0.0f) std::fill(c0.begin(), c0.end(), kNaN);  // beta = 0 must ignore C, NaNs included
     const auto out = twin(c0);
     ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {

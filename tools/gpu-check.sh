@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs dfm's GPU checks on a machine with an NVIDIA GPU, from the relocatable
 # bundle (packaging/make-bundle.sh) and this source tree's configs/:
-#   1. the cuda kernels against the cpu kernels (test_cuda_kernels);
+#   1. the cuda kernels against the cpu kernels (test_cuda_kernels), and the
+#      nccl comm plugin on groups of one GPU (test_nccl);
 #   2. GPT training on cuda fp32 against cpu: per-step loss over 20 steps;
 #   3. the exported model against Hugging Face transformers (if torch is there);
 #   4. throughput of GPT-2 124M and 350M shapes at seq_len 1024.
@@ -18,19 +19,28 @@ note() { summary+=("$(printf '%-34s %s' "$1" "$2")"); }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$bundle/bin/dfm-run" --list-plugins
 
+# Runs a GoogleTest program of the bundle and notes PASS, SKIPPED or FAIL.
+gtest_step() {  # label program
+  local label=$1 program=$2
+  "$bundle/bin/$program" --gtest_brief=1 >"$work/$program.log" 2>&1
+  local rc=$? passed skipped
+  passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$work/$program.log")
+  skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$work/$program.log")
+  if ((rc != 0)); then
+    note "$label" "FAIL"
+  elif [[ -n $skipped ]]; then
+    note "$label" "SKIPPED ($skipped cases: no usable GPU)"
+  else
+    note "$label" "PASS (${passed:-0} cases)"
+  fi
+  tail -n 30 "$work/$program.log"
+}
+
 echo "== 1. cuda kernels vs cpu"
-"$bundle/bin/test_cuda_kernels" --gtest_brief=1 >"$work/kernels.log" 2>&1
-kernels_rc=$?
-passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$work/kernels.log")
-skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$work/kernels.log")
-if ((kernels_rc != 0)); then
-  note "kernel differential test" "FAIL"
-elif [[ -n $skipped ]]; then
-  note "kernel differential test" "SKIPPED ($skipped cases: no usable GPU)"
-else
-  note "kernel differential test" "PASS (${passed:-0} cases)"
-fi
-tail -n 30 "$work/kernels.log"
+gtest_step "kernel differential test" test_cuda_kernels
+
+echo "== 1b. nccl comm plugin, groups of one GPU"
+gtest_step "nccl comm plugin test" test_nccl
 
 echo "== 2. GPT fp32: cuda vs cpu, 20 steps"
 run_job() {  # backend out_dir [extra --set ...]

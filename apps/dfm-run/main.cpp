@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "dfm/core/checkpoint.hpp"
 #include "dfm/core/compute_backend.hpp"
 #include "dfm/core/config.hpp"
 #include "dfm/core/host_services.hpp"
@@ -110,6 +111,9 @@ int run(const Options& o, int argc, char** argv) {
     launch.stop_timeout = std::chrono::seconds(o.stop_timeout_s);
     return dfm::launch_local(launch);
   }
+  // A worker turns SIGTERM into "save a checkpoint and stop" (checkpoint.hpp);
+  // blocked here, before any thread exists, so every thread inherits it.
+  dfm::block_stop_signal();
   const dfm::LaunchEnv env = dfm::detect_launch_env(dfm::current_environment());
   dfm::init_logging(argv[0], env.rank, o.verbosity);
   dfm::HostContext host;

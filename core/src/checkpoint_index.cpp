@@ -12,7 +12,7 @@
 namespace dfm {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;  // keeps the file's order for dfm-ckpt info
 
 class IndexError : public std::runtime_error {
  public:
@@ -155,14 +155,14 @@ CheckpointPiece parse_piece(const Reader& r, const json& p, const std::string& p
   return piece;
 }
 
-json layout_json(const CheckpointLayout& l) {
+nlohmann::ordered_json layout_json(const CheckpointLayout& l) {
   json ranks = json::array();
   for (const auto& units : l.rank_units) {
     json u = json::array();
     for (const auto& [offset, numel] : units) u.push_back({offset, numel});
     ranks.push_back(u);
   }
-  return {{"world", l.world}, {"dp", l.dp}, {"rank_units", ranks}};
+  return nlohmann::ordered_json{{"world", l.world}, {"dp", l.dp}, {"rank_units", ranks}};
 }
 
 }  // namespace

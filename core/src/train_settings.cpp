@@ -38,6 +38,10 @@ TrainSettings read_train_settings(const Config& c) {
   s.sample_tokens = c.get_int("sample.tokens");
   s.sample_prompt = c.get_string("sample.prompt");
   s.sample_temperature = c.get_float("sample.temperature");
+  s.checkpoint_dir = c.get_string("checkpoint.dir");
+  s.checkpoint_every = c.get_int("checkpoint.every");
+  s.checkpoint_keep = c.get_int("checkpoint.keep");
+  s.checkpoint_resume = c.get_string("checkpoint.resume");
   return s;
 }
 

@@ -5,8 +5,12 @@
 
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <numeric>
 
+#include <nlohmann/json.hpp>
+
+#include "dfm/core/checkpoint.hpp"
 #include "dfm/core/hf_export.hpp"
 #include "dfm/core/sampler.hpp"
 
@@ -80,10 +84,15 @@ StepResult Trainer::train_step(int64_t step) {
     model_.backward(inputs_.data(), positions_.data(), &info);
   }
   runtime_.placement->finish_gradients(info);
-  runtime_.sum_over_dp(&loss_sum, 1);
+  // The stop request rides on the loss reduction, so every rank sees the
+  // same answer at the same step (SIGTERM reaches ranks at different times).
+  // With dp the whole world today; pipeline stages will need a world-wide sum.
+  double reduced[2] = {loss_sum, stop_signal_pending() ? 1.0 : 0.0};
+  runtime_.sum_over_dp(reduced, 2);
 
   StepResult r;
-  r.loss = loss_sum / tokens;
+  r.loss = reduced[0] / tokens;
+  r.stop_requested = reduced[1] > 0;
   r.grad_norm = std::sqrt(runtime_.placement->reduce_grad_sum_squares(optimizer_.local_grad_sum_squares(params_)));
   r.lr = s_.lr.at(step + 1);
   optimizer_.step(params_, r.lr, step + 1, clip_coefficient(r.grad_norm, s_.adamw.max_norm));
@@ -144,6 +153,64 @@ StepMetrics Trainer::step_metrics(int64_t step, const StepResult& r, double seco
   return m;
 }
 
+std::filesystem::path Trainer::checkpoint_dir() const {
+  return s_.checkpoint_dir.empty() ? s_.out_dir / "checkpoints" : s_.checkpoint_dir;
+}
+
+// Rank 0 picks the checkpoint (and clears interrupted saves) and tells the
+// others, so every rank loads the same one; each rank then reads its shards.
+int64_t Trainer::resume() {
+  namespace fs = std::filesystem;
+  nlohmann::json choice = {{"path", ""}, {"error", ""}};
+  if (runtime_.is_rank0()) {
+    try {
+      if (const int64_t n = remove_incomplete_checkpoints(checkpoint_dir()); n > 0)
+        LOG(INFO) << "removed " << n << " interrupted checkpoint save(s) from " << checkpoint_dir().string();
+      if (const auto source = resume_source(s_.checkpoint_resume, checkpoint_dir())) choice["path"] = source->string();
+    } catch (const std::exception& e) {
+      choice["error"] = e.what();
+    }
+  }
+  choice = nlohmann::json::parse(runtime_.exchange("resume", choice.dump()).front());
+  if (choice["error"] != "") throw std::runtime_error(choice["error"].get<std::string>());
+  if (choice["path"] == "") return 0;
+  const fs::path path = choice["path"].get<std::string>();
+  const TrainerState st = load_checkpoint({backend_, params_, runtime_, s_.shape}, path);
+  // The data order and the schedule are functions of (seed, step, global
+  // batch): a checkpoint only continues the same run.
+  const std::string where = (path / "index.json").string() + ": ";
+  if (st.seed != s_.seed || st.global_batch != s_.global_batch)
+    throw std::runtime_error(where + "written with job.seed " + std::to_string(st.seed) + " and train.global_batch " +
+                             std::to_string(st.global_batch) + "; this job has " + std::to_string(s_.seed) + " and " +
+                             std::to_string(s_.global_batch) + " (resume = \"never\" starts afresh)");
+  if (st.data_position != st.step * st.global_batch || st.lr_step != st.step || st.adam_step != st.step)
+    throw std::runtime_error(where + "trainer state is inconsistent (data_position, lr_step and adam_step must follow step)");
+  for (const dfm_unit& u : params_.units()) runtime_.placement->on_unit(u.index, DFM_UNIT_PARAMS_UPDATED, nullptr);
+  if (runtime_.is_rank0()) {
+    LOG(INFO) << "resumed from " << path.string() << " at step " << st.step;
+    // metrics.jsonl restarts with this launch; the lines of the steps the
+    // checkpoint covers are kept beside it.
+    const fs::path metrics = s_.out_dir / "metrics.jsonl";
+    if (fs::exists(metrics)) {
+      std::ifstream in(metrics);
+      std::ofstream kept(s_.out_dir / ("metrics.until-step-" + std::to_string(st.step) + ".jsonl"));
+      for (std::string line; std::getline(in, line);)
+        if (nlohmann::json::accept(line) && nlohmann::json::parse(line).value("step", int64_t{0}) <= st.step) kept << line << "\n";
+    }
+  }
+  return st.step;
+}
+
+std::filesystem::path Trainer::save_checkpoint_after(int64_t steps_done) {
+  const TrainerState state{steps_done, steps_done * s_.global_batch, steps_done, steps_done, s_.seed, s_.global_batch};
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto path = save_checkpoint({backend_, params_, runtime_, s_.shape}, checkpoint_dir(), state, s_.checkpoint_keep);
+  if (runtime_.is_rank0())
+    LOG(INFO) << "saved checkpoint " << path.string() << " in "
+              << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s";
+  return path;
+}
+
 void Trainer::run() {
   const bool rank0 = runtime_.is_rank0();
   if (rank0) {
@@ -158,13 +225,14 @@ void Trainer::run() {
     if (rank0) LOG(INFO) << "train.steps = 0: wrote the initial weights to " << (s_.out_dir / "final").string();
     return;
   }
+  const int64_t first_step = resume();
   std::unique_ptr<MetricsWriter> metrics;
   std::unique_ptr<ProgressReporter> progress;
   if (rank0) {
     metrics = std::make_unique<MetricsWriter>(s_.out_dir / "metrics.jsonl");
     progress = std::make_unique<ProgressReporter>(s_.steps, s_.log_every, s_.progress && isatty(STDOUT_FILENO));
   }
-  for (int64_t step = 0; step < s_.steps; ++step) {
+  for (int64_t step = first_step; step < s_.steps; ++step) {
     runtime_.reset_strategy_memory_peak();
     runtime_.take_strategy_metrics();  // what sampling or the export reported is not this step's
     const auto bytes_before = runtime_.bytes_sent();
@@ -179,6 +247,15 @@ void Trainer::run() {
     if (s_.sample_every > 0 && m.step % s_.sample_every == 0) {
       if (progress) progress->clear_line();
       print_sample(m.step);
+    }
+    const bool periodic = s_.checkpoint_every > 0 && m.step % s_.checkpoint_every == 0;
+    if (!periodic && !r.stop_requested) continue;
+    if (progress) progress->clear_line();
+    const auto saved = save_checkpoint_after(m.step);
+    if (r.stop_requested) {
+      if (rank0) LOG(INFO) << "SIGTERM: stopped after step " << m.step << " and saved " << saved.string()
+                           << "; the next launch resumes from it";
+      return;
     }
   }
   if (rank0) progress->finish();

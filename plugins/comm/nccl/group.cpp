@@ -39,13 +39,16 @@ void Group::launch_locked(const std::vector<std::shared_ptr<Operation>>& ops, co
     return;
   }
   const ncclResult_t result = settle_locked(enqueue(), first.deadline);
-  if (result == ncclInProgress)
-    return fail_all_locked(&first, DFM_ERR_TIMEOUT, timeout_message(first), first.label + " timed out");
   if (result != ncclSuccess) {
-    const std::string message = membership_.describe() + ": " + first.label + " could not be issued: NCCL reports " +
-                                nccl_reason(result, comm_);
-    for (const auto& op : ops) op->finish(DFM_ERR_RUNTIME, message);
-    return fail_all_locked(nullptr, DFM_ERR_RUNTIME, message, first.label + " failed");
+    if (result == ncclInProgress)
+      fail_all_locked(&first, DFM_ERR_TIMEOUT, timeout_message(first), first.label + " timed out");
+    else
+      ops.front()->finish(DFM_ERR_RUNTIME, membership_.describe() + ": " + first.label +
+                                               " could not be issued: NCCL reports " + nccl_reason(result, comm_));
+    fail_all_locked(nullptr, DFM_ERR_RUNTIME, "", first.label + " failed");
+    // The rest of a group call are in neither queue yet.
+    for (const auto& op : ops) op->finish(DFM_ERR_RUNTIME, unusable_message(*op));
+    return;
   }
   for (const auto& op : ops) {
     try {

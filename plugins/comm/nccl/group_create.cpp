@@ -84,6 +84,7 @@ void Group::connect(const dfm_comm_group_desc& desc) {
   const auto deadline = Clock::now() + membership_.timeout;
   const ncclResult_t started = ncclCommInitRankConfig(&comm_, static_cast<int>(membership_.size()), id,
                                                       static_cast<int>(membership_.my_index), &config);
+  // No other thread knows the group yet: settling needs no lock here.
   const ncclResult_t joined = comm_ ? settle_locked(started, deadline) : started;
   if (joined != ncclSuccess) {
     const std::string reason = nccl_reason(joined, comm_);

@@ -1,10 +1,9 @@
-// Shared by attention_forward.cpp and attention_backward.cpp: the checked shape
-// of one attention block, where each row lives, and which keys a query sees.
+// Shared by attention_forward.cpp and attention_backward.cpp: the shape of one
+// attention block, where each row lives, and which keys a query sees.
 #ifndef DFM_PLUGINS_COMPUTE_CPU_ATTENTION_HPP
 #define DFM_PLUGINS_COMPUTE_CPU_ATTENTION_HPP
 
 #include <algorithm>
-#include <cmath>
 
 #include "cpu_backend.hpp"
 #include "vector_math.hpp"
@@ -62,20 +61,8 @@ struct AttentionShape {
   }
 };
 
-inline AttentionShape attention_shape(const Args& args, const dfm_attention_desc* desc) {
-  if (desc == nullptr) args.fail("'desc' is NULL");
-  args.struct_size("desc", desc->struct_size, DFM_ATTENTION_DESC_V1_SIZE);
-  const dfm_attention_desc& d = *desc;
-  args.non_negative("batch", d.batch);
-  args.positive("heads", d.heads);
-  args.positive("head_dim", d.head_dim);
-  args.non_negative("q_len", d.q_len);
-  args.non_negative("kv_len", d.kv_len);
-  const int64_t width = d.heads * d.head_dim;
-  args.at_least("q_token_stride", d.q_token_stride, width, "heads * head_dim");
-  args.at_least("kv_token_stride", d.kv_token_stride, width, "heads * head_dim");
-  args.at_least("o_token_stride", d.o_token_stride, width, "heads * head_dim");
-  if (!std::isfinite(d.scale)) args.fail("'scale' is not finite");
+// The shape of a descriptor that sdk::validate_attention_forward/backward accepted.
+inline AttentionShape attention_shape(const dfm_attention_desc& d) {
   return AttentionShape{d.batch,          d.heads,          d.head_dim,       d.q_len,  d.kv_len,
                         d.q_token_stride, d.kv_token_stride, d.o_token_stride, d.q_pos0, d.kv_pos0,
                         d.causal != 0,    d.scale};

@@ -168,18 +168,8 @@ dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const f
                               float* dk, float* dv) {
   return sdk::guard([&] {
     const Args args("attention_backward", ctx);
-    const AttentionShape a = attention_shape(args, desc);
-    const int64_t q_rows = a.batch * a.q_len;
-    const int64_t kv_rows = a.batch * a.kv_len;
-    args.pointer("q", q, q_rows);
-    args.pointer("k", k, kv_rows);
-    args.pointer("v", v, kv_rows);
-    args.pointer("out", out, q_rows);
-    args.pointer("dout", dout, q_rows);
-    args.pointer("lse", lse, q_rows);
-    args.pointer("dq", dq, q_rows);
-    args.pointer("dk", dk, kv_rows);
-    args.pointer("dv", dv, kv_rows);
+    const AttentionShape a =
+        attention_shape(sdk::validate_attention_backward(args, desc, q, k, v, out, dout, lse, dq, dk, dv));
 
     const int64_t pairs = a.batch * a.heads;
     const int threads = args.threads_for(pairs * a.q_len * std::max<int64_t>(a.kv_len, 1) * a.head_dim);

@@ -10,6 +10,7 @@
 // out = sum e^(s - lse) v over the earlier keys and sum e^(s - lse) = 1.
 #include <omp.h>
 
+#include <cmath>
 #include <limits>
 #include <vector>
 
@@ -129,12 +130,7 @@ dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const fl
                              const float* v, float* out, float* lse, int32_t accumulate) {
   return sdk::guard([&] {
     const Args args("attention_forward", ctx);
-    const AttentionShape a = attention_shape(args, desc);
-    args.pointer("q", q, a.batch * a.q_len);
-    args.pointer("k", k, a.batch * a.kv_len);
-    args.pointer("v", v, a.batch * a.kv_len);
-    args.pointer("out", out, a.batch * a.q_len);
-    args.pointer("lse", lse, a.batch * a.q_len);
+    const AttentionShape a = attention_shape(sdk::validate_attention_forward(args, desc, q, k, v, out, lse));
 
     const int64_t query_tiles = (a.q_len + kQueryTile - 1) / kQueryTile;
     const int64_t tasks = a.batch * a.heads * query_tiles;

@@ -37,16 +37,8 @@ dfm_status softmax_cross_entropy(void* ctx, float* logits, const int32_t* target
                                  int64_t vocab, int64_t ld, float grad_scale) {
   return sdk::guard([&] {
     const Args args("softmax_cross_entropy", ctx);
-    args.non_negative("rows", rows);
-    args.positive("vocab", vocab);
-    args.at_least("ld", ld, vocab, "vocab");
-    args.pointer("logits", logits, rows * ld);
-    args.pointer("targets", targets, rows);
-    args.pointer("losses", losses, rows);
-    for (int64_t r = 0; r < rows; ++r)
-      if (targets[r] >= vocab)
-        args.fail("targets[" + std::to_string(r) + "] is " + std::to_string(targets[r]) + ", expected < vocab = " +
-                  std::to_string(vocab) + " (or < 0 to ignore the row)");
+    sdk::validate_softmax_cross_entropy(args, logits, targets, losses, rows, vocab, ld);
+    sdk::validate_targets_in_host_memory(args, targets, rows, vocab);
 #pragma omp parallel for num_threads(args.threads_for(rows * vocab))
     for (int64_t r = 0; r < rows; ++r) {
       float* row = logits + r * ld;

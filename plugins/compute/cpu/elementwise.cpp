@@ -12,20 +12,12 @@ namespace {
 // sum's order never depends on the thread count (columns are independent).
 constexpr int64_t kColumnBlock = 64;
 
-void check_rows(const Args& args, int64_t rows, int64_t dim) {
-  args.non_negative("rows", rows);
-  args.non_negative("dim", dim);
-}
-
 }  // namespace
 
 dfm_status add(void* ctx, float* out, const float* a, const float* b, int64_t count) {
   return sdk::guard([&] {
     const Args args("add", ctx);
-    args.non_negative("count", count);
-    args.pointer("out", out, count);
-    args.pointer("a", a, count);
-    args.pointer("b", b, count);
+    sdk::validate_add(args, out, a, b, count);
     // out may alias a or b: element i reads only index i before writing it.
 #pragma omp parallel for simd num_threads(args.threads_for(count))
     for (int64_t i = 0; i < count; ++i) out[i] = a[i] + b[i];
@@ -35,8 +27,7 @@ dfm_status add(void* ctx, float* out, const float* a, const float* b, int64_t co
 dfm_status scale(void* ctx, float* x, float alpha, int64_t count) {
   return sdk::guard([&] {
     const Args args("scale", ctx);
-    args.non_negative("count", count);
-    args.pointer("x", x, count);
+    sdk::validate_scale(args, x, count);
 #pragma omp parallel for simd num_threads(args.threads_for(count))
     for (int64_t i = 0; i < count; ++i) x[i] *= alpha;
   });
@@ -45,9 +36,7 @@ dfm_status scale(void* ctx, float* x, float alpha, int64_t count) {
 dfm_status bias_add(void* ctx, float* out, const float* bias, int64_t rows, int64_t dim) {
   return sdk::guard([&] {
     const Args args("bias_add", ctx);
-    check_rows(args, rows, dim);
-    args.pointer("out", out, rows * dim);
-    args.pointer("bias", bias, rows > 0 ? dim : 0);
+    sdk::validate_bias_add(args, out, bias, rows, dim);
 #pragma omp parallel for num_threads(args.threads_for(rows * dim))
     for (int64_t r = 0; r < rows; ++r) {
       float* __restrict row = out + r * dim;
@@ -61,9 +50,7 @@ dfm_status bias_add(void* ctx, float* out, const float* bias, int64_t rows, int6
 dfm_status bias_backward(void* ctx, float* dbias, const float* dout, int64_t rows, int64_t dim) {
   return sdk::guard([&] {
     const Args args("bias_backward", ctx);
-    check_rows(args, rows, dim);
-    args.pointer("dbias", dbias, dim);
-    args.pointer("dout", dout, rows * dim);
+    sdk::validate_bias_backward(args, dbias, dout, rows, dim);
     const int64_t blocks = (dim + kColumnBlock - 1) / kColumnBlock;
 #pragma omp parallel for num_threads(args.threads_for(rows * dim))
     for (int64_t block = 0; block < blocks; ++block) {
@@ -83,9 +70,7 @@ dfm_status bias_backward(void* ctx, float* dbias, const float* dout, int64_t row
 dfm_status gelu_forward(void* ctx, float* out, const float* in, int64_t count) {
   return sdk::guard([&] {
     const Args args("gelu_forward", ctx);
-    args.non_negative("count", count);
-    args.pointer("out", out, count);
-    args.pointer("in", in, count);
+    sdk::validate_gelu_forward(args, out, in, count);
 #pragma omp parallel for simd num_threads(args.threads_for(count))
     for (int64_t i = 0; i < count; ++i) out[i] = gelu_vec(in[i]);
   });
@@ -94,10 +79,7 @@ dfm_status gelu_forward(void* ctx, float* out, const float* in, int64_t count) {
 dfm_status gelu_backward(void* ctx, float* din, const float* in, const float* dout, int64_t count) {
   return sdk::guard([&] {
     const Args args("gelu_backward", ctx);
-    args.non_negative("count", count);
-    args.pointer("din", din, count);
-    args.pointer("in", in, count);
-    args.pointer("dout", dout, count);
+    sdk::validate_gelu_backward(args, din, in, dout, count);
 #pragma omp parallel for simd num_threads(args.threads_for(count))
     for (int64_t i = 0; i < count; ++i) din[i] = dout[i] * gelu_grad_vec(in[i]);
   });

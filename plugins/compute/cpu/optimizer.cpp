@@ -22,14 +22,7 @@ dfm_status adamw_update(void* ctx, float* param, const float* grad, float* m, fl
                         float beta1, float beta2, float eps, float weight_decay, int64_t step, float grad_scale) {
   return sdk::guard([&] {
     const Args args("adamw_update", ctx);
-    args.non_negative("count", count);
-    args.positive("step", step);
-    args.pointer("param", param, count);
-    args.pointer("grad", grad, count);
-    args.pointer("m", m, count);
-    args.pointer("v", v, count);
-    if (!(beta1 >= 0.0f && beta1 < 1.0f)) args.fail("'beta1' is " + std::to_string(beta1) + ", expected in [0, 1)");
-    if (!(beta2 >= 0.0f && beta2 < 1.0f)) args.fail("'beta2' is " + std::to_string(beta2) + ", expected in [0, 1)");
+    sdk::validate_adamw_update(args, param, grad, m, v, count, beta1, beta2, step);
     const float decay = 1.0f - lr * weight_decay;
     const float correction1 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step)));
     const float correction2 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step)));
@@ -50,9 +43,7 @@ dfm_status adamw_update(void* ctx, float* param, const float* grad, float* m, fl
 dfm_status sum_squares(void* ctx, const float* x, int64_t count, float* out, int32_t accumulate) {
   return sdk::guard([&] {
     const Args args("sum_squares", ctx);
-    args.non_negative("count", count);
-    args.pointer("x", x, count);
-    if (out == nullptr) args.fail("'out' is NULL");
+    sdk::validate_sum_squares(args, x, count, out);
     const int64_t chunks = (count + kSumChunk - 1) / kSumChunk;
     std::vector<double> partial(static_cast<size_t>(chunks));
 #pragma omp parallel for num_threads(args.threads_for(count))

@@ -1,5 +1,5 @@
-// Shared by attention_forward.cu and attention_backward.cu: the checked shape
-// of one attention block, where each row lives, which keys a query sees, and
+// Shared by attention_forward.cu and attention_backward.cu: the shape of one
+// attention block, where each row lives, which keys a query sees, and
 // the shared-memory tiles the kernels stream keys and queries through.
 //
 // The kernels are fp32 and simple rather than fast (the bf16 path will use
@@ -10,7 +10,6 @@
 #ifndef DFM_PLUGINS_COMPUTE_CUDA_ATTENTION_CUH
 #define DFM_PLUGINS_COMPUTE_CUDA_ATTENTION_CUH
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -58,20 +57,9 @@ struct AttentionShape {
   }
 };
 
-inline AttentionShape attention_shape(const Args& args, const dfm_attention_desc* desc) {
-  if (desc == nullptr) args.fail("'desc' is NULL");
-  args.struct_size("desc", desc->struct_size, DFM_ATTENTION_DESC_V1_SIZE);
-  const dfm_attention_desc& d = *desc;
-  args.non_negative("batch", d.batch);
-  args.positive("heads", d.heads);
-  args.positive("head_dim", d.head_dim);
-  args.non_negative("q_len", d.q_len);
-  args.non_negative("kv_len", d.kv_len);
-  const int64_t width = d.heads * d.head_dim;
-  args.at_least("q_token_stride", d.q_token_stride, width, "heads * head_dim");
-  args.at_least("kv_token_stride", d.kv_token_stride, width, "heads * head_dim");
-  args.at_least("o_token_stride", d.o_token_stride, width, "heads * head_dim");
-  if (!std::isfinite(d.scale)) args.fail("'scale' is not finite");
+// The shape of a descriptor that sdk::validate_attention_forward/backward
+// accepted, refusing a head_dim these kernels do not take.
+inline AttentionShape attention_shape(const Args& args, const dfm_attention_desc& d) {
   if (d.head_dim > kMaxHeadDim)
     args.unsupported("'head_dim' is " + std::to_string(d.head_dim) + ", the fp32 attention kernel takes at most " +
                      std::to_string(kMaxHeadDim));

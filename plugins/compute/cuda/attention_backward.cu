@@ -191,20 +191,10 @@ dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const f
                               float* dk, float* dv) {
   return sdk::guard([&] {
     const Args args("attention_backward", ctx);
-    const AttentionShape a = attention_shape(args, desc);
-    const int64_t q_rows = a.batch * a.q_len;
-    const int64_t kv_rows = a.batch * a.kv_len;
-    args.pointer("q", q, q_rows);
-    args.pointer("k", k, kv_rows);
-    args.pointer("v", v, kv_rows);
-    args.pointer("out", out, q_rows);
-    args.pointer("dout", dout, q_rows);
-    args.pointer("lse", lse, q_rows);
-    args.pointer("dq", dq, q_rows);
-    args.pointer("dk", dk, kv_rows);
-    args.pointer("dv", dv, kv_rows);
+    const AttentionShape a =
+        attention_shape(args, sdk::validate_attention_backward(args, desc, q, k, v, out, dout, lse, dq, dk, dv));
     // With no queries or no keys every gradient term is 0: nothing to add.
-    if (q_rows == 0 || kv_rows == 0) return;
+    if (a.batch * a.q_len == 0 || a.batch * a.kv_len == 0) return;
 
     const unsigned dkdv_blocks = attention_blocks(args, a, (a.kv_len + kKeyTile - 1) / kKeyTile);
     const size_t dkdv_shared = dkdv_shared_bytes(a.head_dim);

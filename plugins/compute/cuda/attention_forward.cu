@@ -109,12 +109,7 @@ dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const fl
                              const float* v, float* out, float* lse, int32_t accumulate) {
   return sdk::guard([&] {
     const Args args("attention_forward", ctx);
-    const AttentionShape a = attention_shape(args, desc);
-    args.pointer("q", q, a.batch * a.q_len);
-    args.pointer("k", k, a.batch * a.kv_len);
-    args.pointer("v", v, a.batch * a.kv_len);
-    args.pointer("out", out, a.batch * a.q_len);
-    args.pointer("lse", lse, a.batch * a.q_len);
+    const AttentionShape a = attention_shape(args, sdk::validate_attention_forward(args, desc, q, k, v, out, lse));
     const unsigned blocks = attention_blocks(args, a, (a.q_len + kQueryTile - 1) / kQueryTile);
     if (blocks == 0) return;
     const size_t shared = forward_shared_bytes(a.head_dim);

@@ -1,4 +1,4 @@
-// Context lifetime, argument checks and CUDA error reporting.
+// Context lifetime and CUDA error reporting.
 #include <algorithm>
 #include <memory>
 
@@ -6,14 +6,6 @@
 
 namespace dfm::cuda {
 namespace {
-
-// Messages are built with += : GCC 12 warns wrongly (-Wrestrict) on "'" + std::string(...).
-std::string quoted(const char* name) {
-  std::string text = "'";
-  text += name;
-  text += "'";
-  return text;
-}
 
 // One grid-stride loop needs no more blocks than this to fill any current GPU.
 constexpr int64_t kMaxGrid = 1 << 16;
@@ -29,55 +21,23 @@ Context::~Context() {
   if (stream != nullptr) cudaStreamDestroy(stream);
 }
 
-Args::Args(const char* kernel, void* ctx) : kernel_(kernel), ctx_(static_cast<Context*>(ctx)) {
-  if (ctx_ == nullptr) fail("the context is NULL (call create first)");
+Args::Args(const char* kernel, void* ctx)
+    : KernelArgs("cuda", kernel), ctx_(static_cast<Context*>(require_context(ctx))) {
   // The calling thread may not be the one that made the context.
   cuda(cudaSetDevice(ctx_->device), "cudaSetDevice");
-}
-
-void Args::non_negative(const char* name, int64_t value) const {
-  if (value < 0) fail(quoted(name) + " is " + std::to_string(value) + ", expected >= 0");
-}
-
-void Args::positive(const char* name, int64_t value) const {
-  if (value <= 0) fail(quoted(name) + " is " + std::to_string(value) + ", expected >= 1");
-}
-
-void Args::at_least(const char* name, int64_t value, int64_t minimum, const char* meaning) const {
-  if (value < minimum)
-    fail(quoted(name) + " is " + std::to_string(value) + ", expected >= " + meaning + " = " + std::to_string(minimum));
-}
-
-void Args::pointer(const char* name, const void* pointer, int64_t count) const {
-  if (pointer == nullptr && count > 0)
-    fail(quoted(name) + " is NULL but addresses " + std::to_string(count) + " elements");
-}
-
-void Args::struct_size(const char* name, size_t given, size_t required) const {
-  if (given < required)
-    fail(quoted(name) + " has struct_size " + std::to_string(given) + ", expected >= " + std::to_string(required) +
-         " (set it to sizeof the struct)");
-}
-
-void Args::fail(const std::string& what) const {
-  throw sdk::Error(DFM_ERR_INVALID_ARGUMENT, std::string("cuda.") + kernel_ + ": " + what);
-}
-
-void Args::unsupported(const std::string& what) const {
-  throw sdk::Error(DFM_ERR_UNSUPPORTED, std::string("cuda.") + kernel_ + ": " + what);
 }
 
 void Args::cuda(cudaError_t status, const char* call) const {
   if (status == cudaSuccess) return;
   cudaGetLastError();  // clears a non-sticky error so the next call does not see it again
   const dfm_status code = status == cudaErrorMemoryAllocation ? DFM_ERR_OUT_OF_MEMORY : DFM_ERR_RUNTIME;
-  throw sdk::Error(code, std::string("cuda.") + kernel_ + ": " + call + " failed: " + cudaGetErrorString(status));
+  fail(code, std::string(call) + " failed: " + cudaGetErrorString(status));
 }
 
 void Args::blas(cublasStatus_t status, const char* call) const {
   if (status == CUBLAS_STATUS_SUCCESS) return;
   const dfm_status code = status == CUBLAS_STATUS_ALLOC_FAILED ? DFM_ERR_OUT_OF_MEMORY : DFM_ERR_RUNTIME;
-  throw sdk::Error(code, std::string("cuda.") + kernel_ + ": " + call + " failed: " + cublasGetStatusString(status));
+  fail(code, std::string(call) + " failed: " + cublasGetStatusString(status));
 }
 
 unsigned grid_for(int64_t count, int threads) {
@@ -86,23 +46,15 @@ unsigned grid_for(int64_t count, int threads) {
 
 dfm_status create(const dfm_compute_options* options, void** ctx) {
   return sdk::guard([&] {
-    if (ctx == nullptr) throw sdk::Error(DFM_ERR_INVALID_ARGUMENT, "cuda.create: 'ctx' is NULL");
-    int64_t device = 0;
-    if (options != nullptr) {
-      if (options->struct_size < DFM_COMPUTE_OPTIONS_V1_SIZE)
-        throw sdk::Error(DFM_ERR_INVALID_ARGUMENT,
-                         "cuda.create: 'options' has struct_size " + std::to_string(options->struct_size) +
-                             ", expected >= " + std::to_string(DFM_COMPUTE_OPTIONS_V1_SIZE));
-      device = options->device_index;
-    }
+    const sdk::KernelArgs checks("cuda", "create");
+    const int64_t device = sdk::validate_create(checks, options, ctx).device_index;
     int devices = 0;
     const cudaError_t counted = cudaGetDeviceCount(&devices);
     if (counted != cudaSuccess)
-      throw sdk::Error(DFM_ERR_UNAVAILABLE, std::string("cuda.create: no CUDA device: ") + cudaGetErrorString(counted));
+      checks.fail(DFM_ERR_UNAVAILABLE, std::string("no CUDA device: ") + cudaGetErrorString(counted));
     if (device < 0 || device >= devices)
-      throw sdk::Error(DFM_ERR_INVALID_ARGUMENT, "cuda.create: 'device_index' is " + std::to_string(device) +
-                                                     ", expected 0 .. " + std::to_string(devices - 1) +
-                                                     " (the CUDA devices this process sees)");
+      checks.fail("'device_index' is " + std::to_string(device) + ", expected 0 .. " + std::to_string(devices - 1) +
+                  " (the CUDA devices this process sees)");
 
     auto context = std::make_unique<Context>();
     context->device = static_cast<int>(device);
@@ -145,10 +97,9 @@ dfm_status synchronize(void* ctx) {
     if (bad.row_plus_one == 0) return;
     args.cuda(cudaMemsetAsync(context.bad_target, 0, sizeof bad, context.stream), "cudaMemsetAsync");
     throw sdk::Error(DFM_ERR_INVALID_ARGUMENT,
-                     "cuda.softmax_cross_entropy (found at synchronize): targets[" +
-                         std::to_string(bad.row_plus_one - 1) + "] is " + std::to_string(bad.target) +
-                         ", expected < vocab = " + std::to_string(bad.vocab) +
-                         " (or < 0 to ignore the row); that row's loss is NaN and its gradient 0");
+                     "cuda.softmax_cross_entropy (found at synchronize): " +
+                         sdk::target_out_of_range(static_cast<int64_t>(bad.row_plus_one - 1), bad.target, bad.vocab) +
+                         "; that row's loss is NaN and its gradient 0");
   });
 }
 

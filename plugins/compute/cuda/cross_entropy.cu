@@ -55,12 +55,7 @@ dfm_status softmax_cross_entropy(void* ctx, float* logits, const int32_t* target
                                  int64_t vocab, int64_t ld, float grad_scale) {
   return sdk::guard([&] {
     const Args args("softmax_cross_entropy", ctx);
-    args.non_negative("rows", rows);
-    args.positive("vocab", vocab);
-    args.at_least("ld", ld, vocab, "vocab");
-    args.pointer("logits", logits, rows * ld);
-    args.pointer("targets", targets, rows);
-    args.pointer("losses", losses, rows);
+    sdk::validate_softmax_cross_entropy(args, logits, targets, losses, rows, vocab, ld);
     if (rows == 0) return;
     if (rows > 0x7fffffff) args.unsupported("'rows' is " + std::to_string(rows) + ", at most 2^31 - 1 (one block per row)");
     // Targets live on the device: one >= vocab is found by the kernel and reported at synchronize.

@@ -1,5 +1,5 @@
 // Internals of the "cuda" compute backend shared by its source files: the
-// context, argument and CUDA error checks, and the kernel functions that
+// context, its argument and CUDA error checker, and the kernel functions that
 // plugin.cpp puts in the dfm_compute_v1 table. Nothing here crosses the ABI.
 //
 // Every kernel is issued on the context's one stream and returns before it
@@ -11,9 +11,9 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <string>
 
 #include "dfm/compute.h"
+#include "dfm/compute_checks.hpp"
 #include "dfm/sdk.hpp"
 
 namespace dfm::cuda {
@@ -46,27 +46,16 @@ struct Context {
   Context& operator=(const Context&) = delete;
 };
 
-// Checks a kernel's arguments and CUDA's answers. Invalid arguments are
-// DFM_ERR_INVALID_ARGUMENT with one line naming the kernel and the argument
-// ("cuda.add: 'out' is NULL ..."); CUDA failures name the kernel, the CUDA
-// call and CUDA's own message. Making one also makes the context's device
-// current on the calling thread.
-class Args {
+// The checks of one kernel call (dfm/compute_checks.hpp: invalid arguments
+// read "cuda.add: 'out' is NULL ..."), plus CUDA's answers: CUDA failures name
+// the kernel, the CUDA call and CUDA's own message. Making one also makes the
+// context's device current on the calling thread.
+class Args : public sdk::KernelArgs {
  public:
   Args(const char* kernel, void* ctx);
 
   Context& context() const { return *ctx_; }
   cudaStream_t stream() const { return ctx_->stream; }
-
-  void non_negative(const char* name, int64_t value) const;
-  void positive(const char* name, int64_t value) const;
-  // `value` >= `minimum`, where `minimum` is what `meaning` says ("heads * head_dim").
-  void at_least(const char* name, int64_t value, int64_t minimum, const char* meaning) const;
-  // `pointer` may be NULL only when it addresses nothing (`count` == 0).
-  void pointer(const char* name, const void* pointer, int64_t count) const;
-  void struct_size(const char* name, size_t given, size_t required) const;
-  [[noreturn]] void fail(const std::string& what) const;
-  [[noreturn]] void unsupported(const std::string& what) const;
 
   // Throws unless `status` is cudaSuccess; `call` names what returned it.
   void cuda(cudaError_t status, const char* call) const;
@@ -75,7 +64,6 @@ class Args {
   void blas(cublasStatus_t status, const char* call) const;
 
  private:
-  const char* kernel_;
   Context* ctx_;
 };
 

@@ -41,23 +41,13 @@ __global__ void embedding_backward_kernel(float* dtable, const float* dout, cons
   }
 }
 
-void check(const Args& args, int64_t count, int64_t table_rows, int64_t row_offset, int64_t dim) {
-  args.non_negative("count", count);
-  args.non_negative("table_rows", table_rows);
-  args.non_negative("row_offset", row_offset);
-  args.non_negative("dim", dim);
-}
-
 }  // namespace
 
 dfm_status embedding_forward(void* ctx, float* out, const int32_t* ids, int64_t count, const float* table,
                              int64_t table_rows, int64_t row_offset, int64_t dim, int32_t accumulate) {
   return sdk::guard([&] {
     const Args args("embedding_forward", ctx);
-    check(args, count, table_rows, row_offset, dim);
-    args.pointer("out", out, count * dim);
-    args.pointer("ids", ids, count);
-    args.pointer("table", table, table_rows * dim);
+    sdk::validate_embedding_forward(args, out, ids, count, table, table_rows, row_offset, dim);
     if (count * dim == 0) return;
     embedding_forward_kernel<<<grid_for(count * dim, kBlockThreads), kBlockThreads, 0, args.stream()>>>(
         out, ids, count, table, table_rows, row_offset, dim, accumulate);
@@ -69,10 +59,7 @@ dfm_status embedding_backward(void* ctx, float* dtable, const float* dout, const
                               int64_t table_rows, int64_t row_offset, int64_t dim) {
   return sdk::guard([&] {
     const Args args("embedding_backward", ctx);
-    check(args, count, table_rows, row_offset, dim);
-    args.pointer("dtable", dtable, table_rows * dim);
-    args.pointer("dout", dout, count * dim);
-    args.pointer("ids", ids, count);
+    sdk::validate_embedding_backward(args, dtable, dout, ids, count, table_rows, row_offset, dim);
     if (count * dim == 0) return;
     embedding_backward_kernel<<<grid_for(count * dim, kBlockThreads), kBlockThreads, 0, args.stream()>>>(
         dtable, dout, ids, count, table_rows, row_offset, dim);

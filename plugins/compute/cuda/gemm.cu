@@ -3,34 +3,11 @@
 // dimension ldx) is the column-major X^T with the same leading dimension. So
 // the row-major C = op(A) op(B) is computed as the column-major
 // C^T = op(B)^T op(A)^T: operands swapped, m and n swapped, transposes kept.
-#include <algorithm>
-
 #include "cuda_backend.hpp"
 #include "device_math.cuh"
 
 namespace dfm::cuda {
 namespace {
-
-void check(const Args& args, const dfm_matmul_desc& d) {
-  args.non_negative("m", d.m);
-  args.non_negative("n", d.n);
-  args.non_negative("k", d.k);
-  args.positive("batch", d.batch);
-  // Row-major: a row of the stored A is k long (m long when transposed).
-  const int64_t a_cols = d.trans_a ? d.m : d.k;
-  const int64_t b_cols = d.trans_b ? d.k : d.n;
-  args.at_least("lda", d.lda, std::max<int64_t>(1, a_cols), d.trans_a ? "m (A is transposed)" : "k");
-  args.at_least("ldb", d.ldb, std::max<int64_t>(1, b_cols), d.trans_b ? "k (B is transposed)" : "n");
-  args.at_least("ldc", d.ldc, std::max<int64_t>(1, d.n), "n");
-  if (d.batch > 1) {
-    args.non_negative("stride_a", d.stride_a);
-    args.non_negative("stride_b", d.stride_b);
-    args.non_negative("stride_c", d.stride_c);
-  }
-  args.pointer("a", d.a, d.m * d.k);
-  args.pointer("b", d.b, d.k * d.n);
-  args.pointer("c", d.c, d.m * d.n);
-}
 
 // k = 0: op(A) op(B) is empty and C = beta C, with beta = 0 writing zeros
 // whatever C held (NaNs included), as BLAS does.
@@ -51,10 +28,7 @@ __global__ void scale_matrices_kernel(float* c, int64_t m, int64_t n, int64_t ld
 dfm_status matmul(void* ctx, const dfm_matmul_desc* desc) {
   return sdk::guard([&] {
     const Args args("matmul", ctx);
-    if (desc == nullptr) args.fail("'desc' is NULL");
-    args.struct_size("desc", desc->struct_size, DFM_MATMUL_DESC_V1_SIZE);
-    const dfm_matmul_desc& d = *desc;
-    check(args, d);
+    const dfm_matmul_desc& d = sdk::validate_matmul(args, desc);
     if (d.m == 0 || d.n == 0) return;
     // Strides mean nothing for a single matrix (and are not checked then).
     const bool batched = d.batch > 1;

@@ -74,11 +74,6 @@ struct WeightGradTerm {
   }
 };
 
-void check_shape(const Args& args, int64_t rows, int64_t dim) {
-  args.non_negative("rows", rows);
-  args.non_negative("dim", dim);
-}
-
 unsigned row_blocks(int64_t rows) { return static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
 
 }  // namespace
@@ -87,15 +82,7 @@ dfm_status layernorm_forward(void* ctx, float* out, float* mean, float* rstd, co
                              const float* bias, int64_t rows, int64_t dim, float eps) {
   return sdk::guard([&] {
     const Args args("layernorm_forward", ctx);
-    check_shape(args, rows, dim);
-    if (dim == 0 && rows > 0) args.fail("'dim' is 0, expected >= 1 (a row needs elements to normalise)");
-    if (!(eps >= 0.0f)) args.fail("'eps' is " + std::to_string(eps) + ", expected >= 0");
-    args.pointer("out", out, rows * dim);
-    args.pointer("mean", mean, rows);
-    args.pointer("rstd", rstd, rows);
-    args.pointer("in", in, rows * dim);
-    args.pointer("weight", weight, rows > 0 ? dim : 0);
-    args.pointer("bias", bias, rows > 0 ? dim : 0);
+    sdk::validate_layernorm_forward(args, out, mean, rstd, in, weight, bias, rows, dim, eps);
     if (rows == 0) return;
     layernorm_forward_kernel<<<row_blocks(rows), kBlockThreads, 0, args.stream()>>>(out, mean, rstd, in, weight, bias,
                                                                                      rows, dim, eps);
@@ -108,15 +95,7 @@ dfm_status layernorm_backward(void* ctx, float* din, float* dweight, float* dbia
                               int64_t rows, int64_t dim) {
   return sdk::guard([&] {
     const Args args("layernorm_backward", ctx);
-    check_shape(args, rows, dim);
-    args.pointer("din", din, rows * dim);
-    args.pointer("dweight", dweight, dim);
-    args.pointer("dbias", dbias, dim);
-    args.pointer("dout", dout, rows * dim);
-    args.pointer("in", in, rows * dim);
-    args.pointer("weight", weight, dim);
-    args.pointer("mean", mean, rows);
-    args.pointer("rstd", rstd, rows);
+    sdk::validate_layernorm_backward(args, din, dweight, dbias, dout, in, weight, mean, rstd, rows, dim);
     if (rows * dim == 0) return;
     layernorm_backward_input_kernel<<<row_blocks(rows), kBlockThreads, 0, args.stream()>>>(din, dout, in, weight,
                                                                                             mean, rstd, rows, dim);

@@ -26,14 +26,14 @@ cudaMemcpyKind to_cuda(dfm_copy_kind kind) {
 dfm_status alloc(void* ctx, size_t bytes, void** ptr) {
   return sdk::guard([&] {
     const Args args("alloc", ctx);
-    if (ptr == nullptr) args.fail("'ptr' is NULL");
+    sdk::validate_alloc(args, ptr);
     // cudaMalloc(0) gives NULL; the contract wants a valid unique pointer.
     void* memory = nullptr;
     const cudaError_t status = cudaMalloc(&memory, bytes == 0 ? 256 : bytes);
     if (status == cudaErrorMemoryAllocation) {
       cudaGetLastError();
-      throw sdk::Error(DFM_ERR_OUT_OF_MEMORY, "cuda.alloc: cannot allocate " + std::to_string(bytes) +
-                                                  " bytes on device " + std::to_string(args.context().device));
+      args.fail(DFM_ERR_OUT_OF_MEMORY,
+                "cannot allocate " + std::to_string(bytes) + " bytes on device " + std::to_string(args.context().device));
     }
     args.cuda(status, "cudaMalloc");
     *ptr = memory;
@@ -52,10 +52,7 @@ void free(void* ctx, void* ptr) {
 dfm_status copy(void* ctx, void* dst, const void* src, size_t bytes, dfm_copy_kind kind) {
   return sdk::guard([&] {
     const Args args("copy", ctx);
-    if (kind != DFM_COPY_HOST_TO_DEVICE && kind != DFM_COPY_DEVICE_TO_HOST && kind != DFM_COPY_DEVICE_TO_DEVICE)
-      args.fail("'kind' is " + std::to_string(static_cast<int>(kind)) + ", expected a dfm_copy_kind");
-    args.pointer("dst", dst, static_cast<int64_t>(bytes));
-    args.pointer("src", src, static_cast<int64_t>(bytes));
+    sdk::validate_copy(args, dst, src, bytes, kind);
     if (bytes == 0 || dst == src) return;
     args.cuda(cudaMemcpyAsync(dst, src, bytes, to_cuda(kind), args.stream()), "cudaMemcpyAsync");
     if (kind != DFM_COPY_DEVICE_TO_DEVICE)
@@ -66,8 +63,7 @@ dfm_status copy(void* ctx, void* dst, const void* src, size_t bytes, dfm_copy_ki
 dfm_status fill(void* ctx, float* dst, float value, int64_t count) {
   return sdk::guard([&] {
     const Args args("fill", ctx);
-    args.non_negative("count", count);
-    args.pointer("dst", dst, count);
+    sdk::validate_fill(args, dst, count);
     if (count == 0) return;
     fill_kernel<<<grid_for(count, kBlockThreads), kBlockThreads, 0, args.stream()>>>(dst, value, count);
     args.launched();

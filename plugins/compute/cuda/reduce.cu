@@ -27,9 +27,7 @@ __global__ void sum_squares_final_kernel(const double* partials, float* out, int
 dfm_status sum_squares(void* ctx, const float* x, int64_t count, float* out, int32_t accumulate) {
   return sdk::guard([&] {
     const Args args("sum_squares", ctx);
-    args.non_negative("count", count);
-    args.pointer("x", x, count);
-    if (out == nullptr) args.fail("'out' is NULL");
+    sdk::validate_sum_squares(args, x, count, out);
     double* partials = args.context().sum_partials;
     // The partial kernel runs even for count = 0: it writes the zeros the final kernel adds.
     sum_squares_partial_kernel<<<kSumSquaresBlocks, kBlockThreads, 0, args.stream()>>>(x, count, partials);

@@ -20,9 +20,10 @@
 //   "mybackend.add: 'out' is NULL but addresses 4 elements"
 //   "mybackend.scale: 'count' is -1, expected >= 0"
 //
-// There is one validate_<slot> per slot of dfm_compute_v1 (create and memory
-// included). Each takes the slot's arguments, minus ctx and minus those it
-// does not check, in the slot's order. What every one of them enforces:
+// There is one validate_<slot> for every slot of dfm_compute_v1 that takes
+// arguments (all but destroy, free and synchronize). Each takes the slot's
+// arguments, minus ctx and minus those it does not check, in the slot's
+// order; those given a descriptor return it. What all of them enforce:
 //   - sizes and counts are >= 0; a pointer may be NULL only when it addresses
 //     nothing (its element count is 0);
 //   - descriptors are not NULL and have struct_size >= their V1 size;
@@ -91,6 +92,13 @@ class KernelArgs {
       fail(quoted(name) + " has struct_size " + std::to_string(given) + ", expected >= " + std::to_string(required) +
            " (set it to sizeof the struct)");
   }
+  // A descriptor argument: not NULL, struct_size >= `v1_size`. Returns *desc.
+  template <typename Desc>
+  const Desc& descriptor(const char* name, const Desc* desc, size_t v1_size) const {
+    not_null(name, desc);
+    struct_size(name, desc->struct_size, v1_size);
+    return *desc;
+  }
 
   // Throws Error(status, "backend.kernel: what").
   [[noreturn]] void fail(dfm_status status, const std::string& what) const {
@@ -154,9 +162,7 @@ inline void validate_fill(const KernelArgs& args, const float* dst, int64_t coun
 // B's n, k when transposed; C's n), and >= 1; strides >= 0 when batch > 1
 // (a single matrix's strides are not read). Returns *desc.
 inline const dfm_matmul_desc& validate_matmul(const KernelArgs& args, const dfm_matmul_desc* desc) {
-  if (desc == nullptr) args.fail("'desc' is NULL");
-  args.struct_size("desc", desc->struct_size, DFM_MATMUL_DESC_V1_SIZE);
-  const dfm_matmul_desc& d = *desc;
+  const dfm_matmul_desc& d = args.descriptor("desc", desc, DFM_MATMUL_DESC_V1_SIZE);
   args.non_negative("m", d.m);
   args.non_negative("n", d.n);
   args.non_negative("k", d.k);
@@ -287,9 +293,7 @@ inline void validate_layernorm_backward(const KernelArgs& args, const float* din
 // heads, head_dim >= 1; every token stride >= heads * head_dim; scale finite.
 // Positions and causal take any value. Returns *desc.
 inline const dfm_attention_desc& validate_attention_desc(const KernelArgs& args, const dfm_attention_desc* desc) {
-  if (desc == nullptr) args.fail("'desc' is NULL");
-  args.struct_size("desc", desc->struct_size, DFM_ATTENTION_DESC_V1_SIZE);
-  const dfm_attention_desc& d = *desc;
+  const dfm_attention_desc& d = args.descriptor("desc", desc, DFM_ATTENTION_DESC_V1_SIZE);
   args.non_negative("batch", d.batch);
   args.positive("heads", d.heads);
   args.positive("head_dim", d.head_dim);

@@ -30,6 +30,11 @@ struct TrainSettings {
   int64_t sample_every = 0, sample_tokens = 64;
   std::string sample_prompt;
   double sample_temperature = 1.0;
+  // [checkpoint] (docs/checkpoints.md): an empty dir means <out_dir>/checkpoints;
+  // every = 0 saves only when SIGTERM asks the job to stop.
+  std::filesystem::path checkpoint_dir;
+  int64_t checkpoint_every = 0, checkpoint_keep = 3;
+  std::string checkpoint_resume = "auto";
 };
 
 TrainSettings read_train_settings(const Config& config);

@@ -22,6 +22,7 @@ struct StepResult {
   double loss = 0;       // mean over every token of the global batch
   double grad_norm = 0;  // before clipping
   double lr = 0;
+  bool stop_requested = false;  // some rank received SIGTERM before this step's reduction
 };
 
 // Every rank runs the same loop on its own rows of each global batch (the dp
@@ -33,7 +34,9 @@ class Trainer {
 
   // The whole job: `steps` optimizer steps with metrics and progress, then
   // <out_dir>/final/{model.safetensors, config.json}. steps = 0 exports the
-  // initial weights.
+  // initial weights. Resumes from a checkpoint as [checkpoint] resume says,
+  // saves every [checkpoint] every steps, and on SIGTERM saves after the
+  // current step and returns without the final export.
   void run();
 
   // One optimizer step (0-based `step`); exposed for tests.
@@ -47,6 +50,10 @@ class Trainer {
   void load_micro_batch(int64_t step, int64_t micro);
   void print_sample(int64_t step);
   void export_final();
+  // Checkpoints (checkpoint.hpp): resume() returns the first step to run.
+  std::filesystem::path checkpoint_dir() const;
+  int64_t resume();
+  std::filesystem::path save_checkpoint_after(int64_t steps_done);
   StepMetrics step_metrics(int64_t step, const StepResult& r, double seconds,
                            const std::map<std::string, uint64_t>& bytes_before);
 

@@ -1,0 +1,307 @@
+// Faults end to end with the real dfm-run on a tiny model (issue 4): a worker
+// killed mid-step, a rank that never joins, a rank with the wrong job secret, and
+// workers that fail at start. The expected lines are the ones docs/launching.md
+// promises. Every process a test starts dies with the test (PR_SET_PDEATHSIG) and
+// an alarm bounds each test, so a failing test can neither hang CTest nor leave a
+// job training in the background.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr unsigned kTestDeadlineS = 30;  // far above any test's expected time (< 10 s)
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+size_t count_lines_matching(const std::string& text, const std::regex& re) {
+  size_t n = 0;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) n += std::regex_search(line, re) ? 1 : 0;
+  return n;
+}
+
+// A TCP port on loopback that nobody listens on right now (the kernel's pick for port 0).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    throw std::runtime_error(std::string("free_port: ") + std::strerror(errno));
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// The tiny job every test runs: dfm-run's arguments after the program name.
+std::vector<std::string> tiny_job(const fs::path& out_dir, int64_t steps, int64_t micro_batch) {
+  std::vector<std::string> args{std::string(DFM_TEST_SOURCE_DIR) + "/configs/default.toml"};
+  for (const std::string& set : std::vector<std::string>{
+           "model.n_layer=2", "model.d_model=32", "model.n_head=2", "model.seq_len=32", "backend.threads=1",
+        "sample.every=0", "train.global_batch=16", "train.steps=" + std::to_string(steps),
+        "train.micro_batch=" + std::to_string(micro_batch), "job.out_dir=" + out_dir.string()}) {
+    args.push_back("--set");
+    args.push_back(set);
+  }
+  return args;
+}
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::path(DFM_TEST_BINARY_DIR) / "tmp" / "faults" / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// Variables through which a launcher tells a process its rank (docs/launching.md):
+// cleared in every child, so only what a test sets decides its rank.
+bool is_launcher_variable(const std::string& name) {
+  for (const char* v : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                        "DFM_JOB_SECRET", "TORCHELASTIC_USE_AGENT_STORE"})
+    if (name == v) return true;
+  return name.rfind("SLURM_", 0) == 0 || name.rfind("OMPI_", 0) == 0;
+}
+
+// One dfm-run process started by a test, stdout and stderr into one file, in its
+// own process group. The destructor kills what is left (a test that failed).
+class Process {
+ public:
+  Process(const std::vector<std::string>& args, const std::vector<std::string>& env, fs::path output)
+      : output_(std::move(output)) {
+    std::vector<std::string> argv_s{std::string(DFM_TEST_BIN_DIR) + "/dfm-run"};
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+    if (pid_ == 0) exec_child(argv, env);
+  }
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  ~Process() {
+    if (status_) return;
+    ::kill(-pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+
+  pid_t pid() const { return pid_; }
+  std::string output() const { return read_file(output_); }
+
+  // The wait status once it exited, or nullopt if it still runs after `limit`.
+  std::optional<int> wait_for(Clock::duration limit) {
+    const auto deadline = Clock::now() + limit;
+    while (!status_ && Clock::now() < deadline) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) status_ = status;
+      else std::this_thread::sleep_for(10ms);
+    }
+    return status_;
+  }
+
+ private:
+  [[noreturn]] void exec_child(std::vector<char*>& argv, const std::vector<std::string>& env) {
+    ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    std::vector<std::string> to_clear;
+    for (char** e = environ; *e; ++e) {
+      const std::string entry(*e);
+      const std::string name = entry.substr(0, entry.find('='));
+      if (is_launcher_variable(name)) to_clear.push_back(name);
+    }
+    for (const auto& name : to_clear) ::unsetenv(name.c_str());
+    for (const auto& kv : env) ::putenv(const_cast<char*>(kv.c_str()));
+    if (!std::freopen(output_.c_str(), "w", stdout) || ::dup2(STDOUT_FILENO, STDERR_FILENO) < 0) ::_exit(126);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+
+  fs::path output_;
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+};
+
+// Exit code as a shell reports it (128 + signal when killed); -1 while running.
+int exit_code(const std::optional<int>& status) {
+  if (!status) return -1;
+  return WIFEXITED(*status) ? WEXITSTATUS(*status) : 128 + WTERMSIG(*status);
+}
+
+// Children of `parent`, from the ppid field of every /proc/<pid>/stat.
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string stat = read_file(entry.path() / "stat");
+    const size_t paren = stat.rfind(')');  // the command name may hold spaces and parentheses
+    if (paren == std::string::npos) continue;
+    std::istringstream rest(stat.substr(paren + 1));
+    char state = 0;
+    pid_t ppid = 0;
+    if (rest >> state >> ppid && ppid == parent) out.push_back(pid_t(std::stol(name)));
+  }
+  return out;
+}
+
+std::optional<std::string> env_value(pid_t pid, const std::string& name) {
+  const std::string environ_text = read_file(fs::path("/proc") / std::to_string(pid) / "environ");
+  std::istringstream in(environ_text);
+  for (std::string kv; std::getline(in, kv, '\0');)
+    if (kv.rfind(name + "=", 0) == 0) return kv.substr(name.size() + 1);
+  return std::nullopt;
+}
+
+// True once neither `pid` nor anything in its process group exists (waits up to
+// a second, for init to reap what the launcher left as orphans).
+bool gone(pid_t pid) {
+  const auto deadline = Clock::now() + 1s;
+  for (;;) {
+    errno = 0;
+    const bool none = ::kill(pid, 0) == -1 && errno == ESRCH && ::kill(-pid, 0) == -1 && errno == ESRCH;
+    if (none || Clock::now() > deadline) return none;
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+size_t metrics_lines(const fs::path& dir) {
+  const std::string text = read_file(dir / "metrics.jsonl");
+  return size_t(std::count(text.begin(), text.end(), '\n'));
+}
+
+// Environment of one rank of a 2-rank job started by hand, as a launcher would.
+std::vector<std::string> rank_env(int rank, int port, const std::string& secret) {
+  return {"RANK=" + std::to_string(rank), "WORLD_SIZE=2", "LOCAL_RANK=" + std::to_string(rank),
+          "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(port), "DFM_JOB_SECRET=" + secret};
+}
+
+class Faults : public ::testing::Test {
+ protected:
+  void SetUp() override { ::alarm(kTestDeadlineS); }
+  void TearDown() override { ::alarm(0); }
+};
+
+TEST_F(Faults, KilledWorkerStopsTheJobAndIsNamed) {
+  constexpr int kStopTimeoutS = 5;
+  const fs::path dir = fresh_dir("killed-worker");
+  std::vector<std::string> args{"--nproc-per-node", "2", "--stop-timeout", std::to_string(kStopTimeoutS)};
+  const auto job = tiny_job(dir, 100000, 8);  // trains far longer than the test lasts
+  args.insert(args.end(), job.begin(), job.end());
+  Process launcher(args, {}, dir / "launcher.txt");
+
+  // Mid-training: rank 0 has written at least one step.
+  const auto start = Clock::now();
+  while (metrics_lines(dir) == 0 && !launcher.wait_for(0s)) {
+    ASSERT_LT(Clock::now() - start, 15s) << "no step within 15 s:\n" << launcher.output();
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_FALSE(launcher.wait_for(0s)) << "the launcher ended before the fault:\n" << launcher.output();
+
+  const std::vector<pid_t> workers = children_of(launcher.pid());
+  ASSERT_EQ(workers.size(), 2u) << launcher.output();
+  pid_t rank1 = -1;
+  for (pid_t w : workers)
+    if (env_value(w, "RANK") == "1") rank1 = w;
+  ASSERT_NE(rank1, -1) << "no worker has RANK=1 in its environment";
+  ASSERT_EQ(::kill(rank1, SIGKILL), 0);
+  const auto killed_at = Clock::now();
+
+  const auto status = launcher.wait_for(std::chrono::seconds(kStopTimeoutS + 3));
+  ASSERT_TRUE(status) << "the launcher still runs " << kStopTimeoutS + 3 << " s after the fault";
+  EXPECT_LT(Clock::now() - killed_at, std::chrono::seconds(kStopTimeoutS + 3));
+  EXPECT_EQ(exit_code(status), 128 + SIGKILL);  // the failed worker's code, as docs/launching.md says
+  const std::string out = launcher.output();
+  EXPECT_EQ(count_lines_matching(out, std::regex(R"(^dfm-run: rank 1 was killed by signal 9\b)")), 1u) << out;
+  EXPECT_EQ(count_lines_matching(out, std::regex(R"(^dfm-run: )")), 1u) << out;  // one line, no other
+  for (pid_t w : workers) EXPECT_TRUE(gone(w)) << "worker " << w << " (or its process group) is still there";
+}
+
+TEST_F(Faults, RankThatNeverJoinsFailsTheRendezvousNamingIt) {
+  const fs::path dir = fresh_dir("never-joins");
+  auto args = tiny_job(dir, 3, 8);
+  args.insert(args.end(), {"--set", "backend.comm_timeout_s=2"});
+  const auto start = Clock::now();
+  Process rank0(args, rank_env(0, free_port(), "x"), dir / "rank0.txt");
+
+  const auto status = rank0.wait_for(8s);
+  ASSERT_TRUE(status) << "rank 0 still waits 8 s after start with comm_timeout_s = 2";
+  EXPECT_GE(Clock::now() - start, 2s);  // it did wait for the timeout
+  EXPECT_EQ(exit_code(status), 1);
+  const std::string out = rank0.output();
+  EXPECT_EQ(count_lines_matching(out, std::regex(R"(rendezvous: rank 1 of 2 did not join within 2 s)")), 1u) << out;
+}
+
+TEST_F(Faults, RankWithWrongSecretIsRefused) {
+  const fs::path dir = fresh_dir("wrong-secret");
+  auto args = tiny_job(dir, 3, 8);
+  args.insert(args.end(), {"--set", "backend.comm_timeout_s=2"});
+  const int port = free_port();
+  Process rank0(args, rank_env(0, port, "right-secret"), dir / "rank0.txt");
+  Process rank1(args, rank_env(1, port, "wrong-secret"), dir / "rank1.txt");
+
+  // Rank 1 retries until rank 0's store is up, then is refused; rank 0 waits out its timeout.
+  const auto status1 = rank1.wait_for(8s), status0 = rank0.wait_for(8s);
+  ASSERT_TRUE(status1) << "rank 1 still runs 8 s after start";
+  ASSERT_TRUE(status0) << "rank 0 still runs 8 s after start";
+  EXPECT_NE(exit_code(status1), 0);
+  EXPECT_NE(exit_code(status0), 0);
+  const std::string out0 = rank0.output(), out1 = rank1.output();
+  EXPECT_EQ(count_lines_matching(out1, std::regex(R"(rendezvous: the store at 127\.0\.0\.1:\d+ refused this process: )"
+                                                  R"(wrong job secret)")),
+            1u)
+      << out1;
+  EXPECT_EQ(count_lines_matching(out0, std::regex(R"(rendezvous: refused a connection from 127\.0\.0\.1:\d+: )"
+                                                  R"(wrong job secret)")),
+            1u)
+      << out0;
+  EXPECT_EQ(count_lines_matching(out0, std::regex(R"(rendezvous: rank 1 of 2 did not join)")), 1u) << out0;
+}
+
+TEST_F(Faults, WorkersFailingAtStartEndTheJobAtOnce) {
+  const fs::path dir = fresh_dir("fail-at-start");
+  // global_batch 16 does not split into dp 2 x micro_batch 16: every worker stops
+  // before the rendezvous with a configuration error (exit code 2).
+  std::vector<std::string> args{"--nproc-per-node", "2"};
+  const auto job = tiny_job(dir, 3, 16);
+  args.insert(args.end(), job.begin(), job.end());
+  Process launcher(args, {}, dir / "launcher.txt");
+
+  const auto status = launcher.wait_for(8s);
+  ASSERT_TRUE(status) << "the launcher still runs 8 s after start:\n" << launcher.output();
+  EXPECT_EQ(exit_code(status), 2);
+  const std::string out = launcher.output();
+  EXPECT_EQ(count_lines_matching(out, std::regex(R"(^dfm-run: rank [01] exited with code 2\b)")), 1u) << out;
+  // The other worker may be stopped before it prints its own line.
+  EXPECT_GE(count_lines_matching(out, std::regex(R"(train\.global_batch: 16 sequences do not split)")), 1u) << out;
+  EXPECT_FALSE(fs::exists(dir / "metrics.jsonl"));
+}
+
+}  // namespace

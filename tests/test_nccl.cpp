@@ -1,0 +1,336 @@
+// The "nccl" comm plugin on this machine's GPU, with device buffers of the
+// "cuda" compute plugin and its context passed as compute_ctx, as dfm-run does.
+//
+// NCCL refuses two ranks of one communicator on the same GPU, and the GPU
+// test machine has one, so everything here runs groups of one member, still
+// through NCCL: the collectives' results equal their input (sum and max of
+// one term, a gather of one piece), which the out-of-place ones must write
+// over a sentinel; the ring formulas give 0 bytes for n = 1. A collective
+// that times out needs a member that does not join, so the watchdog cannot
+// be tested here; joining can: a group of two whose second member never
+// comes, and a member whose NCCL id is never published.
+//
+// Without a CUDA device (or driver) the plugin's init says so and every GPU
+// case reports SKIPPED with that reason; the plugin must still load.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "compute_backend_harness.hpp"
+#include "dfm/comm.h"
+#include "dfm/core/host_services.hpp"
+#include "dfm/core/plugin_registry.hpp"
+#include "support/file_rendezvous.hpp"
+#include "support/test_paths.hpp"
+
+namespace dfm::test {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// NCCL_UNIQUE_ID_BYTES in nccl.h: the size of the id rank 0 publishes.
+constexpr size_t kNcclIdBytes = 128;
+
+// The cuda compute and nccl comm plugins, loaded once per process through the
+// core's registry, which runs each plugin's init as dfm-run does.
+struct Plugins {
+  HostContext host;
+  PluginRegistry registry{host};
+  const LoadedPlugin* cuda = nullptr;
+  const LoadedPlugin* nccl = nullptr;
+
+  static Plugins& get() {
+    static Plugins* const plugins = [] {
+      auto* p = new Plugins;
+      const std::filesystem::path dir(plugin_dir());
+      p->registry.load_file(dir / "libdfm_compute_cuda.so");
+      p->registry.load_file(dir / "libdfm_comm_nccl.so");
+      p->cuda = p->registry.find(DFM_PLUGIN_COMPUTE, "cuda");
+      p->nccl = p->registry.find(DFM_PLUGIN_COMM, "nccl");
+      return p;
+    }();
+    return *plugins;
+  }
+
+  std::string refusals() const {
+    std::string text;
+    for (const RefusedPlugin& r : registry.refused()) text += r.path.string() + ": " + r.reason + "\n";
+    return text;
+  }
+};
+
+const dfm_comm_v1& comm() { return *static_cast<const dfm_comm_v1*>(Plugins::get().nccl->descriptor->table); }
+std::string comm_error() { return Plugins::get().nccl->descriptor->last_error(); }
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// Exact in float, different at every index of a period longer than the small counts.
+std::vector<float> values(int64_t count, float offset) {
+  std::vector<float> v(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) v[static_cast<size_t>(i)] = offset + 0.25f * static_cast<float>(i % 97);
+  return v;
+}
+
+class NcclOneGpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Plugins& p = Plugins::get();
+    ASSERT_NE(p.cuda, nullptr) << p.refusals();
+    ASSERT_NE(p.nccl, nullptr) << p.refusals();
+    if (!p.nccl->available) GTEST_SKIP() << "nccl backend: " << p.nccl->unavailable_reason;
+    ASSERT_TRUE(p.cuda->available) << "the nccl plugin sees a GPU but the cuda plugin does not: "
+                                   << p.cuda->unavailable_reason;
+    // A hang inside NCCL must not hold the GPU machine: the process ends (and
+    // the test fails) after a minute, far beyond any case here.
+    ::alarm(60);
+    backend_.descriptor = p.cuda->descriptor;
+    backend_.api = static_cast<const dfm_compute_v1*>(p.cuda->descriptor->table);
+    device_ = std::make_unique<Device>(backend_);
+    dir_ = std::filesystem::temp_directory_path() /
+           ("dfm-nccl-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    store_ = std::make_unique<FileRendezvous>(dir_);
+  }
+  void TearDown() override {
+    ::alarm(0);
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  // group_create with this test's store and GPU context; the handle is in *group.
+  dfm_status create(const std::string& name, const std::vector<int64_t>& ranks, int64_t my_index, int64_t timeout_ms,
+                    void** group) const {
+    dfm_comm_group_desc desc{};
+    desc.struct_size = sizeof desc;
+    desc.group_name = name.c_str();
+    desc.ranks = ranks.data();
+    desc.size = static_cast<int64_t>(ranks.size());
+    desc.my_index = my_index;
+    desc.rendezvous = store_->table();
+    desc.timeout_ms = timeout_ms;
+    desc.compute_ctx = device_->ctx();
+    return comm().group_create(&desc, group);
+  }
+
+  // A group of one: global rank 7, through NCCL.
+  void* solo(const std::string& name) const {
+    void* group = nullptr;
+    EXPECT_EQ(create(name, {7}, 0, 10000, &group), DFM_OK) << comm_error();
+    return group;
+  }
+
+  Buffer<float> buffer(const std::vector<float>& host) const { return Buffer<float>(*device_, host); }
+  const FileRendezvous& store() const { return *store_; }
+
+ private:
+  ComputeBackend backend_;
+  std::unique_ptr<Device> device_;
+  std::filesystem::path dir_;
+  std::unique_ptr<FileRendezvous> store_;
+};
+
+// Issues through `issue(&work)`, waits for the work and frees it: the wait's status (or the issue's refusal).
+template <typename Issue>
+dfm_status run(Issue&& issue, std::string* message = nullptr) {
+  void* work = nullptr;
+  dfm_status status = issue(&work);
+  if (status == DFM_OK) {
+    status = comm().work_wait(work, -1);
+    if (message) *message = comm_error();
+    comm().work_free(work);
+  } else if (message) {
+    *message = comm_error();
+  }
+  return status;
+}
+
+TEST(NcclPlugin, LoadsAndSaysWhetherItCanRun) {
+  Plugins& p = Plugins::get();
+  ASSERT_NE(p.nccl, nullptr) << p.refusals();
+  const dfm_plugin_descriptor& d = *p.nccl->descriptor;
+  EXPECT_EQ(d.kind, DFM_PLUGIN_COMM);
+  EXPECT_STREQ(d.name, "nccl");
+  const auto& api = *static_cast<const dfm_comm_v1*>(d.table);
+  ASSERT_GE(api.struct_size, DFM_COMM_V1_SIZE);
+  // Every slot of the v1 table is offered: walk it as an array of function pointers.
+  const auto* first = reinterpret_cast<const char*>(&api.group_create);
+  const auto* end = reinterpret_cast<const char*>(&api) + DFM_COMM_V1_SIZE;
+  for (const char* slot = first; slot < end; slot += sizeof(void (*)())) {
+    void (*fn)() = nullptr;
+    std::memcpy(&fn, slot, sizeof fn);
+    EXPECT_NE(fn, nullptr) << "slot at byte " << (slot - reinterpret_cast<const char*>(&api));
+  }
+  if (!p.nccl->available) {
+    // One line with CUDA's own reason, as --list-plugins shows it.
+    EXPECT_EQ(p.nccl->unavailable_reason.rfind("no CUDA device: ", 0), 0u) << p.nccl->unavailable_reason;
+    EXPECT_GT(p.nccl->unavailable_reason.size(), std::string("no CUDA device: ").size());
+    EXPECT_EQ(p.nccl->unavailable_reason.find('\n'), std::string::npos);
+  }
+}
+
+TEST_F(NcclOneGpu, CollectivesOfAGroupOfOneRunThroughNccl) {
+  void* g = solo("world");
+  ASSERT_NE(g, nullptr);
+  const dfm_comm_v1& api = comm();
+  for (int64_t count : {1, 7, 100003}) {
+    const std::string at = " of " + std::to_string(count);
+    const std::vector<float> input = values(count, -3.0f), sentinel(static_cast<size_t>(count), -1.0f);
+    ASSERT_NE(input, sentinel);
+
+    auto sum = buffer(input), max = buffer(input);
+    ASSERT_EQ(run([&](void** w) { return api.all_reduce(g, sum.data(), count, DFM_REDUCE_SUM, w); }), DFM_OK)
+        << comm_error();
+    ASSERT_EQ(run([&](void** w) { return api.all_reduce(g, max.data(), count, DFM_REDUCE_MAX, w); }), DFM_OK)
+        << comm_error();
+    EXPECT_EQ(sum.read(), input) << "all_reduce sum" << at;
+    EXPECT_EQ(max.read(), input) << "all_reduce max" << at;
+
+    auto in = buffer(input), scattered = buffer(sentinel), gathered = buffer(sentinel);
+    ASSERT_EQ(run([&](void** w) { return api.reduce_scatter(g, in.data(), scattered.data(), count, w); }), DFM_OK)
+        << comm_error();
+    ASSERT_EQ(run([&](void** w) { return api.all_gather(g, in.data(), gathered.data(), count, w); }), DFM_OK)
+        << comm_error();
+    EXPECT_EQ(scattered.read(), input) << "reduce_scatter" << at;
+    EXPECT_EQ(gathered.read(), input) << "all_gather" << at;
+    EXPECT_EQ(in.read(), input) << "the collectives changed their input" << at;
+
+    auto root = buffer(input);
+    ASSERT_EQ(run([&](void** w) { return api.broadcast(g, root.data(), count, 0, w); }), DFM_OK) << comm_error();
+    EXPECT_EQ(root.read(), input) << "broadcast" << at;
+  }
+  ASSERT_EQ(run([&](void** w) { return api.barrier(g, w); }), DFM_OK) << comm_error();
+  EXPECT_EQ(api.bytes_sent(g), 0u) << "every ring formula has the factor n - 1 = 0";
+  api.group_destroy(g);
+}
+
+TEST_F(NcclOneGpu, SendAndRecvToItselfPairInOneNcclGroupCall) {
+  void* g = solo("self");
+  ASSERT_NE(g, nullptr);
+  const dfm_comm_v1& api = comm();
+  const int64_t count = 4099;
+  const std::vector<float> message = values(count, 2.5f), sentinel(static_cast<size_t>(count), -1.0f);
+  // Both orders: recv first, then send first. The work handles are waited for after both were issued.
+  for (bool recv_first : {true, false}) {
+    auto src = buffer(message), dst = buffer(sentinel);
+    void* sent = nullptr;
+    void* received = nullptr;
+    auto issue_send = [&] { ASSERT_EQ(api.send(g, src.data(), count, 0, 9, &sent), DFM_OK) << comm_error(); };
+    auto issue_recv = [&] { ASSERT_EQ(api.recv(g, dst.data(), count, 0, 9, &received), DFM_OK) << comm_error(); };
+    recv_first ? issue_recv() : issue_send();
+    recv_first ? issue_send() : issue_recv();
+    EXPECT_EQ(api.work_wait(sent, -1), DFM_OK) << comm_error();
+    EXPECT_EQ(api.work_wait(received, -1), DFM_OK) << comm_error();
+    api.work_free(sent);
+    api.work_free(received);
+    EXPECT_EQ(dst.read(), message) << (recv_first ? "recv issued first" : "send issued first");
+  }
+  EXPECT_EQ(api.bytes_sent(g), 0u) << "a message to this rank does not leave it";
+
+  // A send to itself waited for before its recv was issued cannot run (NCCL would hang): it fails at once.
+  auto src = buffer(message);
+  std::string error;
+  EXPECT_EQ(run([&](void** w) { return api.send(g, src.data(), count, 0, 3, w); }, &error), DFM_ERR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(error, "nccl group 'self' (rank 7): send #5 to rank 7 (tag 3) has no matching recv from this rank"))
+      << error;
+  api.group_destroy(g);
+}
+
+TEST_F(NcclOneGpu, ArgumentsOutsideTheContractAreRefusedWithOneLine) {
+  void* g = solo("tp/7");
+  ASSERT_NE(g, nullptr);
+  const dfm_comm_v1& api = comm();
+  auto buf = buffer(values(4, 0.0f));
+  float* p = buf.data();
+  const std::vector<std::pair<std::function<dfm_status(void**)>, std::string>> cases = {
+      {[&](void** w) { return api.send(g, p, 4, 1, 0, w); }, "send peer 1 is outside 0..0"},
+      {[&](void** w) { return api.recv(g, p, 4, 0, -1, w); }, "recv tag -1 is outside 0..2^32-1"},
+      {[&](void** w) { return api.send(g, p, 4, 0, int64_t{1} << 32, w); }, "send tag 4294967296 is outside 0..2^32-1"},
+      {[&](void** w) { return api.broadcast(g, p, 4, 1, w); }, "broadcast root 1 is outside 0..0"},
+      {[&](void** w) { return api.all_reduce(g, p, -1, DFM_REDUCE_SUM, w); }, "all_reduce count must be >= 0, got -1"},
+      {[&](void** w) { return api.all_reduce(g, p, 4, static_cast<dfm_reduce_op>(7), w); }, "all_reduce op 7 is neither"},
+      {[&](void** w) { return api.all_gather(g, nullptr, p, 4, w); }, "all_gather input is NULL"},
+  };
+  for (const auto& [issue, part] : cases) {
+    void* w = &w;  // must come back NULL
+    EXPECT_EQ(issue(&w), DFM_ERR_INVALID_ARGUMENT) << part;
+    EXPECT_EQ(w, nullptr) << part;
+    const std::string error = comm_error();
+    EXPECT_TRUE(contains(error, "nccl group 'tp/7' (rank 7): " + part)) << error;
+    EXPECT_EQ(error.find('\n'), std::string::npos) << error;
+  }
+  api.group_destroy(g);
+}
+
+TEST_F(NcclOneGpu, GroupCreationTimesOutWhenTheSecondMemberNeverJoins) {
+  const auto start = Clock::now();
+  void* g = nullptr;
+  EXPECT_EQ(create("pair", {0, 1}, 0, 1500, &g), DFM_ERR_TIMEOUT);
+  const std::string error = comm_error();
+  const double waited = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_EQ(g, nullptr);
+  EXPECT_GT(waited, 1.4) << error;
+  EXPECT_LT(waited, 10.0) << error;
+  for (const char* part : {"nccl group 'pair' (rank 0)", "did not all join", "1500 ms"})
+    EXPECT_TRUE(contains(error, part)) << "lacks '" << part << "': " << error;
+  EXPECT_EQ(error.find('\n'), std::string::npos);
+  // Member 0 published its NCCL id for the others.
+  std::vector<char> id(4 * kNcclIdBytes);
+  size_t size = 0;
+  ASSERT_EQ(store().table()->get(store().table()->store, "pair/nccl_id", id.data(), id.size(), &size, 0), DFM_OK);
+  EXPECT_EQ(size, kNcclIdBytes);
+}
+
+TEST_F(NcclOneGpu, GroupCreationTimesOutNamingTheKeyWhenTheIdNeverAppears) {
+  void* g = nullptr;
+  EXPECT_EQ(create("lonely", {4, 9}, 1, 800, &g), DFM_ERR_TIMEOUT);
+  EXPECT_TRUE(contains(comm_error(), "nccl group 'lonely' (rank 9): the NCCL id of rank 4 (key 'lonely/nccl_id') "
+                                     "did not appear within 800 ms"))
+      << comm_error();
+  EXPECT_EQ(g, nullptr);
+}
+
+TEST_F(NcclOneGpu, AbortFailsLaterOperationsAtOnceAndDestroyReturns) {
+  void* g = solo("doomed");
+  ASSERT_NE(g, nullptr);
+  const dfm_comm_v1& api = comm();
+  auto buf = buffer(values(1000, 1.0f));
+  ASSERT_EQ(run([&](void** w) { return api.all_reduce(g, buf.data(), 1000, DFM_REDUCE_SUM, w); }), DFM_OK)
+      << comm_error();
+  api.abort(g);
+  std::string error;
+  EXPECT_EQ(run([&](void** w) { return api.all_reduce(g, buf.data(), 1000, DFM_REDUCE_SUM, w); }, &error),
+            DFM_ERR_RUNTIME);
+  EXPECT_TRUE(contains(error, "nccl group 'doomed' (rank 7): all_reduce #2") &&
+              contains(error, "abort was called on this group"))
+      << error;
+  EXPECT_EQ(run([&](void** w) { return api.send(g, buf.data(), 1000, 0, 0, w); }, &error), DFM_ERR_RUNTIME);
+  EXPECT_TRUE(contains(error, "send #1 to rank 7 (tag 0)")) << error;
+  const auto start = Clock::now();
+  api.group_destroy(g);
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 2.0);
+}
+
+TEST_F(NcclOneGpu, WorkIssuedBeforeGroupDestroyCompletesAndStaysValid) {
+  void* g = solo("brief");
+  ASSERT_NE(g, nullptr);
+  const dfm_comm_v1& api = comm();
+  const int64_t count = 1 << 20;
+  const std::vector<float> input = values(count, 0.5f);
+  auto in = buffer(input), out = buffer(std::vector<float>(static_cast<size_t>(count), -1.0f));
+  void* work = nullptr;
+  ASSERT_EQ(api.all_gather(g, in.data(), out.data(), count, &work), DFM_OK) << comm_error();
+  api.group_destroy(g);  // lets the all_gather finish first
+  EXPECT_EQ(api.work_wait(work, 0), DFM_OK) << comm_error();
+  api.work_free(work);
+  EXPECT_EQ(out.read(), input);
+}
+
+}  // namespace
+}  // namespace dfm::test
