@@ -66,6 +66,14 @@ void write_job(const fs::path& file, const Shape& s) {
       << "[log]\nevery = 1000\n[sample]\nevery = 0\n";
 }
 
+// `text` between `mark`s: in single quotes for the shell (the paths here are the
+// bench's own), in double quotes as a TOML string for --set.
+std::string quoted(const std::string& text, char mark = '\'') {
+  std::string q(1, mark);
+  q.append(text).push_back(mark);
+  return q;
+}
+
 struct Layout {
   std::string name;
   int64_t nproc, threads;
@@ -81,14 +89,16 @@ RunFigures run_layout(const fs::path& dfm_run, const fs::path& job, const fs::pa
                       const Shape& s) {
   fs::remove_all(dir);
   fs::create_directories(dir);
-  std::string cmd = "'" + dfm_run.string() + "'";
-  if (l.nproc > 1) cmd += " --nproc-per-node " + std::to_string(l.nproc);
-  cmd += " '" + job.string() + "' --set job.out_dir='\"" + dir.string() + "\"'";
-  cmd += " --set backend.threads=" + std::to_string(l.threads);
-  cmd += " --set train.micro_batch=" + std::to_string(s.batch / l.nproc);
-  if (!l.sharding.empty()) cmd += " --set strategy.fsdp2.sharding='\"" + l.sharding + "\"'";
+  std::string cmd = quoted(dfm_run.string());
+  const auto word = [&cmd](const std::string& w) { cmd.append(1, ' ').append(w); };
+  if (l.nproc > 1) word("--nproc-per-node " + std::to_string(l.nproc));
+  word(quoted(job.string()));
+  word("--set job.out_dir=" + quoted(quoted(dir.string(), '"')));
+  word("--set backend.threads=" + std::to_string(l.threads));
+  word("--set train.micro_batch=" + std::to_string(s.batch / l.nproc));
+  if (!l.sharding.empty()) word("--set strategy.fsdp2.sharding=" + quoted(quoted(l.sharding, '"')));
   const fs::path log = dir / "output.txt";
-  cmd += " > '" + log.string() + "' 2>&1";
+  word("> " + quoted(log.string()) + " 2>&1");
   if (std::system(cmd.c_str()) != 0) {
     std::fprintf(stderr, "bench_dp_scaling: %s failed; its output is in %s\n", l.name.c_str(), log.c_str());
     std::exit(1);

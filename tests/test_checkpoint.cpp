@@ -145,6 +145,8 @@ struct Damage {
   std::string file, message;  // the error names `file` (inside the step folder) and says `message`
 };
 
+void PrintTo(const Damage& d, std::ostream* os) { *os << d.name; }
+
 class DamagedCheckpoint : public ::testing::TestWithParam<Damage> {};
 
 TEST_P(DamagedCheckpoint, LoadFailsWithOneLineNamingTheFileAndChangesNothing) {

@@ -41,6 +41,8 @@ struct Layout {
 const Layout kSingle{"single", 1, ""}, kFull4{"full4", 4, "full"}, kFull2{"full2", 2, "full"},
     kGradOp2{"grad_op2", 2, "grad_op"}, kNone2{"none2", 2, "none"};
 
+void PrintTo(const Layout& l, std::ostream* os) { *os << l.name; }
+
 std::string job_args(const fs::path& out, const Layout& layout, int64_t steps = kSteps) {
   std::string a = std::string(DFM_TEST_SOURCE_DIR) + "/configs/default.toml --set train.steps=" + std::to_string(steps) +
                   " --set model.n_layer=2 --set model.n_head=2 --set model.d_model=32 --set model.seq_len=32" +

@@ -11,11 +11,12 @@
 #include <map>
 #include <tuple>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "dfm/core/gpt_params.hpp"
-#include "dfm/core/safetensors.hpp"
-#include "support/run_command.hpp"
+#include "support/training_runs.hpp"
 
 namespace dfm {
 namespace {
@@ -26,30 +27,18 @@ constexpr int64_t kSteps = 20, kGlobalBatch = 16;
 const GptShape kShape{2, 2, 32, 256, 32, 1e-5f};
 
 std::string job_args(const fs::path& out, int64_t micro_batch) {
-  return std::string(DFM_TEST_SOURCE_DIR) + "/configs/default.toml --set train.steps=" + std::to_string(kSteps) +
-         " --set model.n_layer=2 --set model.n_head=2 --set model.d_model=32 --set model.seq_len=32" +
-         " --set train.global_batch=" + std::to_string(kGlobalBatch) + " --set train.micro_batch=" +
-         std::to_string(micro_batch) + " --set train.warmup_steps=2 --set sample.every=0 --set backend.threads=1" +
-         " --set backend.comm_timeout_s=60 --set job.out_dir=" + out.string();
+  return test::tiny_job(out, kSteps, kGlobalBatch, micro_batch);
 }
 
-fs::path out_dir(const std::string& name) {
-  const fs::path dir = fs::path(DFM_TEST_BINARY_DIR) / "tmp" / "fsdp2" / name;
-  fs::remove_all(dir);
-  return dir;
-}
+fs::path out_dir(const std::string& name) { return test::fresh_dir("fsdp2", name); }
 
-std::vector<nlohmann::json> read_metrics(const fs::path& dir) {
-  std::vector<nlohmann::json> lines;
-  std::ifstream in(dir / "metrics.jsonl");
-  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
+using test::read_metrics;
 
-// The single-process run every layout is compared with (made once).
+// The single-process run every layout is compared with (made once per test
+// process: CTest runs cases in parallel, each in its own process).
 const fs::path& reference() {
   static const fs::path dir = [] {
-    const fs::path d = out_dir("reference");
+    const fs::path d = out_dir("reference-" + std::to_string(getpid()));
     const auto r = test::run_bin("dfm-run " + job_args(d, kGlobalBatch));
     if (r.exit_code != 0) throw std::runtime_error("reference run failed:\n" + r.output);
     return d;
@@ -69,29 +58,7 @@ TEST_P(Fsdp2Equivalence, LossesAndFinalWeightsMatchOneProcess) {
                                " --set strategy.fsdp2.sharding=\\\"" + sharding + "\\\"");
   ASSERT_EQ(r.exit_code, 0) << r.output;
 
-  const auto ref = read_metrics(reference()), got = read_metrics(dir);
-  ASSERT_EQ(got.size(), ref.size());
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double a = ref[i]["loss"], b = got[i]["loss"];
-    EXPECT_NEAR(b, a, 1e-5 * a) << "step " << i + 1;
-    const double na = ref[i]["grad_norm"], nb = got[i]["grad_norm"];
-    EXPECT_NEAR(nb, na, 1e-4 * na) << "grad_norm, step " << i + 1;
-  }
-
-  // The export of a sharded run is the whole model: same names, shapes, values.
-  const auto want = read_safetensors(reference() / "final" / "model.safetensors");
-  const auto have = read_safetensors(dir / "final" / "model.safetensors");
-  ASSERT_EQ(have.size(), want.size());
-  for (size_t t = 0; t < want.size(); ++t) {
-    ASSERT_EQ(have[t].name, want[t].name);
-    ASSERT_EQ(have[t].shape, want[t].shape);
-    double max_diff = 0, max_abs = 0;
-    for (size_t i = 0; i < want[t].data.size(); ++i) {
-      max_diff = std::max(max_diff, static_cast<double>(std::abs(have[t].data[i] - want[t].data[i])));
-      max_abs = std::max(max_abs, static_cast<double>(std::abs(want[t].data[i])));
-    }
-    EXPECT_LE(max_diff, 1e-5 * std::max(max_abs, 1.0)) << want[t].name;
-  }
+  test::expect_same_training(reference(), dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, Fsdp2Equivalence,

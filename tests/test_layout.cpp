@@ -96,7 +96,8 @@ TEST(ResolveChain, DefaultIsEveryAxisAboveOneInApplicationOrder) {
       {1, 1, 8, 1, {"fsdp2"}},
       {4, 2, 8, 2, {"pp", "tp", "cp", "fsdp2"}},
       {8, 1, 1, 8, {"pp", "tp"}},
-      {2, 4, 1, 1, {"tp", "cp"}},
+      {2, 4, 1, 1, {"tp", "cp", "fsdp2"}},  // cp ranks reduce their gradients through fsdp2
+      {1, 2, 1, 1, {"cp", "fsdp2"}},
       {1, 1, 4, 2, {"pp", "fsdp2"}},
   };
   const Config config = Config::parse("", "job.toml");

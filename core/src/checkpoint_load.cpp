@@ -37,9 +37,15 @@ CheckpointReader::CheckpointReader(fs::path step_dir) : dir_(std::move(step_dir)
   }
 }
 
+const SafetensorsHeader& CheckpointReader::header(const std::string& file) const {
+  auto it = headers_.find(file);
+  if (it == headers_.end()) it = headers_.emplace(file, read_safetensors_header(dir_ / file)).first;
+  return it->second;
+}
+
 std::vector<float> CheckpointReader::read_piece(const CheckpointPiece& piece) const {
   const fs::path path = dir_ / piece.file;
-  const SafetensorsHeader header = read_safetensors_header(path);
+  const SafetensorsHeader& header = this->header(piece.file);
   const SafetensorsEntry* e = header.find(piece.key);
   const int64_t count = piece.end - piece.begin;
   if (!e) throw std::runtime_error(path.string() + ": no tensor '" + piece.key + "' although index.json lists it there");

@@ -103,7 +103,8 @@ const std::vector<KeySpec>& Config::core_schema() {
       // [strategy]
       {.key = "strategy.chain", .type = T::StringArray,
        .doc = "Strategy plugins in application order, e.g. [\"pp\", \"tp\", \"cp\", \"fsdp2\"]. Omitted: the "
-              "first-party plugin of every axis of size > 1, in the order pp, tp, cp, then fsdp2 for dp."},
+              "first-party plugin of every axis of size > 1, in the order pp, tp, cp, then fsdp2 for dp "
+              "(and for cp: its gradients are reduced over dp x cp)."},
 
       // [fsdp]
       {.key = "fsdp.tp_size", .type = T::Int, .default_toml = "1",
@@ -122,7 +123,7 @@ const std::vector<KeySpec>& Config::core_schema() {
       {.key = "checkpoint.dir", .type = T::String, .default_toml = "\"\"",
        .doc = "Checkpoint folder; empty means `<out_dir>/checkpoints`."},
       {.key = "checkpoint.every", .type = T::Int, .default_toml = "0",
-       .doc = "Save a checkpoint every N steps; 0 saves none.", .min = 0},
+       .doc = "Save a checkpoint every N steps; 0 saves only when SIGTERM stops the job.", .min = 0},
       {.key = "checkpoint.keep", .type = T::Int, .default_toml = "3",
        .doc = "How many of the newest checkpoints are kept; older ones are deleted.", .min = 1},
       {.key = "checkpoint.resume", .type = T::String, .default_toml = "\"auto\"",

@@ -7,11 +7,12 @@
 namespace dfm {
 
 GptModel::GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& placement, const GptShape& shape,
-                   int64_t max_batch)
+                   int64_t max_batch, SequenceSplit* sequence)
     : backend_(backend),
       k_(backend.table()),
       params_(params),
       placement_(placement),
+      sequence_(sequence),
       shape_(shape),
       max_rows_(max_batch * shape.seq_len) {
   const int64_t R = max_rows_, C = shape.d_model, H = shape.n_head;
@@ -128,8 +129,11 @@ void GptModel::forward(const int32_t* tokens, const int32_t* positions, int64_t 
                                         w.ln1_w, w.ln1_b, rows_, C, shape_.ln_eps), "layernorm");
     linear_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, C, 3 * C);
     const float* qkv = a.qkv.data();
-    backend_.check(k_.attention_forward(ctx, &attn, qkv, qkv + C, qkv + 2 * C, a.attn.data(), a.lse.data(), 0),
-                   "attention");
+    if (sequence_ && step)
+      sequence_->attention_forward(attn, qkv, qkv + C, qkv + 2 * C, a.attn.data(), a.lse.data());
+    else
+      backend_.check(k_.attention_forward(ctx, &attn, qkv, qkv + C, qkv + 2 * C, a.attn.data(), a.lse.data(), 0),
+                     "attention");
     linear_forward(d_ln_.data(), a.attn.data(), w.attn_proj_w, w.attn_proj_b, C, C);  // d_ln_ as scratch
     backend_.check(k_.add(ctx, a.residual_mid.data(), a.residual_in.data(), d_ln_.data(), rows_ * C), "residual");
 
@@ -191,8 +195,13 @@ void GptModel::backward(const int32_t* tokens, const int32_t* positions, const d
     backend_.fill(d_qkv_.data(), 0.0f, rows_ * 3 * C);
     const float* qkv = a.qkv.data();
     float* dqkv = d_qkv_.data();
-    backend_.check(k_.attention_backward(ctx, &attn, qkv, qkv + C, qkv + 2 * C, a.attn.data(), d_attn_.data(),
-                                         a.lse.data(), dqkv, dqkv + C, dqkv + 2 * C), "attention_backward");
+    if (sequence_ && step)
+      sequence_->attention_backward(attn, qkv, qkv + C, qkv + 2 * C, a.attn.data(), d_attn_.data(), a.lse.data(), dqkv,
+                                    dqkv + C, dqkv + 2 * C);
+    else
+      backend_.check(k_.attention_backward(ctx, &attn, qkv, qkv + C, qkv + 2 * C, a.attn.data(), d_attn_.data(),
+                                           a.lse.data(), dqkv, dqkv + C, dqkv + 2 * C),
+                     "attention_backward");
     linear_backward(d_ln_.data(), g.qkv_w, g.qkv_b, dqkv, a.ln1.data(), w.qkv_w, C, 3 * C);
     backend_.check(k_.layernorm_backward(ctx, d_res, g.ln1_w, g.ln1_b, d_ln_.data(), a.residual_in.data(), w.ln1_w,
                                          a.ln1_mean.data(), a.ln1_rstd.data(), rows_, C), "layernorm_backward");

@@ -28,8 +28,13 @@ struct HostState {
   // Plugin device memory, for the memory metrics. Plugins may allocate from
   // their own threads (prefetch), hence the lock.
   std::mutex memory_mutex;
-  std::unordered_map<void*, size_t> allocations;
+  struct Allocation {
+    size_t bytes;
+    std::string plugin;
+  };
+  std::unordered_map<void*, Allocation> allocations;
   int64_t memory_bytes = 0, memory_peak = 0;
+  std::map<std::string, int64_t> plugin_bytes, plugin_peak;  // per plugin, same meaning
   std::map<std::string, double> metrics;  // guarded by memory_mutex too
 };
 
@@ -121,10 +126,14 @@ dfm_status alloc(void* host, size_t bytes, void** ptr) noexcept {
   if (ptr == nullptr || state.execution.compute == nullptr) return DFM_ERR_INVALID_ARGUMENT;
   try {
     *ptr = state.execution.compute->alloc(bytes);
+    const std::string& plugin = record_of(host).name;
     std::lock_guard lock(state.memory_mutex);
-    state.allocations[*ptr] = bytes;
+    state.allocations[*ptr] = {bytes, plugin};
     state.memory_bytes += static_cast<int64_t>(bytes);
     state.memory_peak = std::max(state.memory_peak, state.memory_bytes);
+    int64_t& mine = state.plugin_bytes[plugin];
+    mine += static_cast<int64_t>(bytes);
+    state.plugin_peak[plugin] = std::max(state.plugin_peak[plugin], mine);
     return DFM_OK;
   } catch (...) {
     return DFM_ERR_OUT_OF_MEMORY;
@@ -138,7 +147,8 @@ void free_memory(void* host, void* ptr) noexcept {
     std::lock_guard lock(state.memory_mutex);
     const auto it = state.allocations.find(ptr);
     if (it == state.allocations.end()) return;  // not ours: never free what we did not hand out
-    state.memory_bytes -= static_cast<int64_t>(it->second);
+    state.memory_bytes -= static_cast<int64_t>(it->second.bytes);
+    state.plugin_bytes[it->second.plugin] -= static_cast<int64_t>(it->second.bytes);
     state.allocations.erase(it);
   }
   state.execution.compute->free(ptr);
@@ -231,9 +241,15 @@ int64_t HostContext::plugin_memory_peak() const {
   return impl_->state.memory_peak;
 }
 
+std::map<std::string, int64_t> HostContext::plugin_memory_peaks() const {
+  std::lock_guard lock(impl_->state.memory_mutex);
+  return impl_->state.plugin_peak;
+}
+
 void HostContext::reset_memory_peak() {
   std::lock_guard lock(impl_->state.memory_mutex);
   impl_->state.memory_peak = impl_->state.memory_bytes;
+  impl_->state.plugin_peak = impl_->state.plugin_bytes;
 }
 
 std::map<std::string, double> HostContext::take_metrics() {

@@ -1,5 +1,7 @@
 #include "dfm/core/job_planner.hpp"
 
+#include <algorithm>
+
 #include "dfm/core/config.hpp"
 #include "dfm/core/host_services.hpp"
 #include "dfm/core/param_placement.hpp"
@@ -101,15 +103,21 @@ std::string describe_plugins(const JobPlan& plan) {
 
 std::string execution_blocker(const JobPlan& plan) {
   for (const LoadedPlugin* p : plan.strategies)
-    if (!can_execute(*p->strategy()))
+    if (!can_run(*p->strategy()))
       return "strategy '" + p->name + "' (" + p->path.string() +
              ") cannot run yet: it declares and checks its options but its execution slots are empty "
              "(strategy.h). Use --dry-run to check this layout.";
-  int placing = 0;
-  for (const LoadedPlugin* p : plan.strategies) placing += can_execute(*p->strategy()) ? 1 : 0;
-  if (placing > 1)
-    return "the chain holds " + std::to_string(placing) +
-           " strategies that place parameters; this version composes one (fsdp2 with tp/cp/pp arrives with them)";
+  int placing = 0, splitting = 0;
+  for (const LoadedPlugin* p : plan.strategies) {
+    placing += places_parameters(*p->strategy()) ? 1 : 0;
+    splitting += splits_sequence(*p->strategy()) ? 1 : 0;
+  }
+  if (placing > 1 || splitting > 1)
+    return "the chain holds " + std::to_string(std::max(placing, splitting)) +
+           " strategies of the same role (placing parameters or splitting the sequence); a job runs one of each";
+  if (splitting > 0 && placing == 0 && plan.layout.cp > 1)
+    return "cp splits the sequence but no strategy reduces the gradients over the cp ranks: add fsdp2 to "
+           "strategy.chain";
   return "";
 }
 

@@ -81,10 +81,13 @@ JobSession::JobSession(const Config& config, const JobPlan& plan, HostContext& h
   runtime_.world = plan.layout.world;
   runtime_.dp_rank = coords[DFM_AXIS_DP];
   runtime_.dp_size = plan.layout.dp;
+  runtime_.cp_size = plan.layout.cp;
   runtime_.placement = placement_.get();
-  runtime_.sum_over_dp = [this](double* values, size_t count) { sum_over_dp(values, count); };
+  runtime_.sequence = sequence_.get();
+  runtime_.sum_over_data_ranks = [this](double* values, size_t count) { sum_over_data_ranks(values, count); };
   runtime_.bytes_sent = [this] { return bytes_sent(); };
   runtime_.strategy_memory_peak = [this] { return host_.plugin_memory_peak(); };
+  runtime_.strategy_memory_peaks = [this] { return host_.plugin_memory_peaks(); };
   runtime_.reset_strategy_memory_peak = [this] { host_.reset_memory_peak(); };
   runtime_.take_strategy_metrics = [this] { return host_.take_metrics(); };
   if (store_) runtime_.exchange = [this](const std::string& tag, const std::string& mine) { return exchange(tag, mine); };
@@ -109,6 +112,7 @@ JobSession::~JobSession() {
   // Strategies first (they hold buffers and pending collectives), then the
   // groups, then the store; the backend goes last with its memory.
   placement_.reset();
+  sequence_.reset();
   for (auto it = strategies_.rbegin(); it != strategies_.rend(); ++it)
     if (it->plugin->strategy()->destroy) it->plugin->strategy()->destroy(it->instance);
   for (Group& g : groups_)
@@ -158,22 +162,21 @@ void JobSession::create_strategies(const Config& config) {
   std::vector<const char*> names;
   for (const auto& n : plan_.chain) names.push_back(n.c_str());
   const dfm_job_shape shape = make_job_shape(config, plan_.layout, names);
-  const LoadedPlugin* placing = nullptr;
   for (const LoadedPlugin* p : plan_.strategies) {
     void* instance = nullptr;
     if (p->strategy()->create && p->strategy()->create(&shape, &instance) != DFM_OK)
       throw std::runtime_error(rank_error(rank_, "strategy '" + p->name + "' failed to start: " +
                                                      p->descriptor->last_error()));
     strategies_.push_back({p, instance});
-    if (can_execute(*p->strategy())) placing = p;
+    if (places_parameters(*p->strategy())) placement_ = std::make_unique<StrategyPlacement>(*p, instance);
+    if (splits_sequence(*p->strategy())) sequence_ = std::make_unique<StrategySequenceSplit>(*p, instance);
   }
-  if (placing)
-    placement_ = std::make_unique<StrategyPlacement>(*placing, strategies_.back().instance);
-  else
-    placement_ = std::make_unique<LocalPlacement>();
+  if (!placement_) placement_ = std::make_unique<LocalPlacement>();
 }
 
 dfm_group_info JobSession::group_info(dfm_group_kind kind) const {
+  // Without cp the data ranks (dp x cp) are the dp group (host.h).
+  if (kind == DFM_GROUP_DP_CP && plan_.layout.cp == 1) kind = DFM_GROUP_DP;
   dfm_group_info info{};
   info.struct_size = sizeof info;
   info.size = 1;
@@ -193,8 +196,8 @@ std::map<std::string, uint64_t> JobSession::bytes_sent() const {
   return out;
 }
 
-void JobSession::sum_over_dp(double* values, size_t count) {
-  const dfm_group_info dp = group_info(DFM_GROUP_DP);
+void JobSession::sum_over_data_ranks(double* values, size_t count) {
+  const dfm_group_info dp = group_info(DFM_GROUP_DP_CP);
   if (dp.size == 1 || count == 0) return;
   if (count > 16) throw std::logic_error("sum_over_dp: at most 16 values");
   std::vector<float> host(values, values + count);
@@ -204,7 +207,7 @@ void JobSession::sum_over_dp(double* values, size_t count) {
   if (status == DFM_OK) status = comm_->work_wait(work, -1);
   if (work) comm_->work_free(work);
   if (status != DFM_OK)
-    throw std::runtime_error(rank_error(rank_, std::string("all-reduce of the loss over dp failed: ") +
+    throw std::runtime_error(rank_error(rank_, std::string("all-reduce of the loss over the data ranks failed: ") +
                                                    plan_.comm->descriptor->last_error()));
   backend_->download(host.data(), scalar_scratch_->data(), count * sizeof(float));
   for (size_t i = 0; i < count; ++i) values[i] = host[i];

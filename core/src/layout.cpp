@@ -84,7 +84,9 @@ std::vector<std::string> resolve_chain(const Config& config, const Layout& layou
   if (layout.pp > 1) chain.push_back("pp");
   if (layout.tp > 1) chain.push_back("tp");
   if (layout.cp > 1) chain.push_back("cp");
-  if (layout.dp > 1) chain.push_back("fsdp2");
+  // fsdp2 also runs when only cp is split: cp ranks hold the same weights and
+  // see other tokens, so their gradients are reduced over dp x cp together.
+  if (layout.dp * layout.cp > 1) chain.push_back("fsdp2");
   return chain;
 }
 

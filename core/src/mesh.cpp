@@ -71,7 +71,10 @@ std::vector<ProcessGroup> Mesh::groups_of(int64_t rank) const {
   for (int axis = 0; axis < DFM_AXIS_COUNT; ++axis) {
     if (sizes_[axis] > 1) add(axis_name(static_cast<dfm_axis>(axis)), group_members(rank, {static_cast<dfm_axis>(axis)}));
   }
-  if (sizes_[DFM_AXIS_DP] > 1 && sizes_[DFM_AXIS_CP] > 1) add("dp_cp", group_members(rank, {DFM_AXIS_CP, DFM_AXIS_DP}));
+  // The gradient group of context parallel, its own communicator even when dp
+  // is 1 (then it has the cp group's members): the ring's point-to-point
+  // traffic and the gradient collectives never share a communicator.
+  if (sizes_[DFM_AXIS_CP] > 1) add("dp_cp", group_members(rank, {DFM_AXIS_CP, DFM_AXIS_DP}));
   if (sizes_[DFM_AXIS_PP] > 1) {
     const Coords c = coords(rank);
     const int64_t last = sizes_[DFM_AXIS_PP] - 1;

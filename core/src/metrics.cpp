@@ -26,7 +26,8 @@ void MetricsWriter::write(const StepMetrics& m) {
        {{"param_bytes", m.param_bytes},
         {"grad_bytes", m.grad_bytes},
         {"optimizer_bytes", m.optimizer_bytes},
-        {"gathered_peak_bytes", m.gathered_peak_bytes}}},
+        {"gathered_peak_bytes", m.gathered_peak_bytes},
+        {"strategy_peak_bytes", m.strategy_peak_bytes}}},
       {"comm_bytes", m.comm_bytes},
       {"strategy", m.strategy},
   };

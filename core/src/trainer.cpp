@@ -26,19 +26,32 @@ Trainer::Trainer(const TrainSettings& settings, ComputeBackend& backend, JobRunt
       runtime_(std::move(runtime)),
       rank_batch_(settings.global_batch / runtime_.dp_size),
       params_(backend, settings.shape, *runtime_.placement),
-      model_(backend, params_, *runtime_.placement, settings.shape, settings.micro_batch),
+      model_(backend, params_, *runtime_.placement, settings.shape, settings.micro_batch, runtime_.sequence),
       optimizer_(backend, settings.adamw),
       stream_(make_stream()),
-      host_inputs_(static_cast<size_t>(settings.micro_batch * settings.shape.seq_len)),
+      local_positions_(local_positions(settings.shape.seq_len, runtime_)),
+      local_tokens_(static_cast<int64_t>(local_positions_.size())),
+      host_inputs_(static_cast<size_t>(settings.micro_batch * local_tokens_)),
       host_targets_(host_inputs_.size()),
+      window_inputs_(static_cast<size_t>(settings.shape.seq_len)),
+      window_targets_(window_inputs_.size()),
       inputs_(backend, static_cast<int64_t>(host_inputs_.size())),
       targets_(backend, static_cast<int64_t>(host_inputs_.size())),
       positions_(backend, static_cast<int64_t>(host_inputs_.size())) {
   params_.initialise(s_.seed);
   for (const dfm_unit& u : params_.units()) runtime_.placement->on_unit(u.index, DFM_UNIT_PARAMS_UPDATED, nullptr);
+  // Every sequence of a micro-batch has this rank's tokens at their true positions.
   std::vector<int32_t> positions(host_inputs_.size());
-  for (size_t i = 0; i < positions.size(); ++i) positions[i] = static_cast<int32_t>(i % static_cast<size_t>(s_.shape.seq_len));
+  for (size_t i = 0; i < positions.size(); ++i)
+    positions[i] = static_cast<int32_t>(local_positions_[i % local_positions_.size()]);
   positions_.upload(positions);
+}
+
+std::vector<int64_t> Trainer::local_positions(int64_t seq_len, const JobRuntime& runtime) {
+  if (runtime.sequence) return runtime.sequence->positions(seq_len, seq_len / runtime.cp_size);
+  std::vector<int64_t> all(static_cast<size_t>(seq_len));
+  std::iota(all.begin(), all.end(), int64_t{0});
+  return all;
 }
 
 std::unique_ptr<TokenStream> Trainer::make_stream() const {
@@ -51,13 +64,16 @@ std::unique_ptr<TokenStream> Trainer::make_stream() const {
 
 // Rows dp_rank * rank_batch .. of the global batch, micro_batch at a time:
 // the same windows in the same order as one process would see them.
+// With a sequence split (cp), the rank keeps its own tokens of each window.
 void Trainer::load_micro_batch(int64_t step, int64_t micro) {
-  const int64_t T = s_.shape.seq_len;
   for (int64_t j = 0; j < s_.micro_batch; ++j) {
     const int64_t window = step * s_.global_batch + runtime_.dp_rank * rank_batch_ + micro * s_.micro_batch + j;
-    const auto offset = static_cast<size_t>(j * T);
-    stream_->window(window, std::span(host_inputs_).subspan(offset, static_cast<size_t>(T)),
-                    std::span(host_targets_).subspan(offset, static_cast<size_t>(T)));
+    stream_->window(window, window_inputs_, window_targets_);
+    for (int64_t t = 0; t < local_tokens_; ++t) {
+      const auto at = static_cast<size_t>(local_positions_[static_cast<size_t>(t)]);
+      host_inputs_[static_cast<size_t>(j * local_tokens_ + t)] = window_inputs_[at];
+      host_targets_[static_cast<size_t>(j * local_tokens_ + t)] = window_targets_[at];
+    }
   }
   inputs_.upload(host_inputs_);
   targets_.upload(host_targets_);
@@ -72,12 +88,12 @@ StepResult Trainer::train_step(int64_t step) {
   const double tokens = static_cast<double>(s_.global_batch * T);
   params_.zero_grad_shards();
   double loss_sum = 0;
-  std::vector<float> losses(static_cast<size_t>(s_.micro_batch * T));
+  std::vector<float> losses(host_targets_.size());
   dfm_step_info info{sizeof(dfm_step_info), step, 0, micro_steps};
   for (int64_t micro = 0; micro < micro_steps; ++micro) {
     info.micro_batch = micro;
     load_micro_batch(step, micro);
-    model_.forward(inputs_.data(), positions_.data(), s_.micro_batch, T, &info);
+    model_.forward(inputs_.data(), positions_.data(), s_.micro_batch, local_tokens_, &info);
     const float* device_losses = model_.loss(targets_.data(), static_cast<float>(1.0 / tokens));
     backend_.download(losses.data(), device_losses, losses.size() * sizeof(float));
     loss_sum += std::accumulate(losses.begin(), losses.end(), 0.0);
@@ -86,9 +102,9 @@ StepResult Trainer::train_step(int64_t step) {
   runtime_.placement->finish_gradients(info);
   // The stop request rides on the loss reduction, so every rank sees the
   // same answer at the same step (SIGTERM reaches ranks at different times).
-  // With dp the whole world today; pipeline stages will need a world-wide sum.
+  // Over dp x cp, the whole world today; pipeline stages will need a world-wide sum.
   double reduced[2] = {loss_sum, stop_signal_pending() ? 1.0 : 0.0};
-  runtime_.sum_over_dp(reduced, 2);
+  runtime_.sum_over_data_ranks(reduced, 2);
 
   StepResult r;
   r.loss = reduced[0] / tokens;
@@ -145,6 +161,7 @@ StepMetrics Trainer::step_metrics(int64_t step, const StepResult& r, double seco
   m.grad_bytes = params_.shard_bytes();
   m.optimizer_bytes = 2 * params_.shard_bytes();
   m.gathered_peak_bytes = runtime_.strategy_memory_peak();
+  m.strategy_peak_bytes = runtime_.strategy_memory_peaks();
   for (const auto& [axis, total] : runtime_.bytes_sent()) {
     const auto before = bytes_before.find(axis);
     m.comm_bytes[axis] = total - (before == bytes_before.end() ? 0 : before->second);

@@ -4,14 +4,16 @@
 // chunks and rank i holds chunks i and 2cp-1-i, so every rank does the same
 // causal-attention work (the zig-zag layout of Megatron-LM / torchtitan).
 //
-// ABI 1.0 carries declaration and validation; execution hooks arrive in a
-// later minor (strategy.h). The plugin is built against the SDK alone.
+// This file is the plugin's face to the host (descriptor, options, checks,
+// and the sequence slots of strategy.h); ring_attention.hpp holds the ring.
+// The plugin is built against the SDK alone.
 #include <cstdint>
 #include <iterator>
 #include <string>
 
 #include "dfm/sdk.hpp"
 #include "dfm/strategy.h"
+#include "ring_attention.hpp"
 
 namespace {
 
@@ -58,17 +60,67 @@ dfm_status validate(const dfm_job_shape* job) {
   });
 }
 
+// ---- execution: one RingAttention per job ----
+
+using dfm::cp::RingAttention;
+
+RingAttention& ring(void* instance) {
+  if (!instance) throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "no cp instance (create was not called)");
+  return *static_cast<RingAttention*>(instance);
+}
+
+dfm_status create(const dfm_job_shape* job, void** instance) {
+  return dfm::sdk::guard([&] {
+    *instance = new RingAttention(*host.services(), host.get_bool(host.own_key("load_balance")), job->seq_len);
+  });
+}
+
+// Says how much causal work this rank did, so the balance across ranks can be read from the logs.
+void destroy(void* instance) {
+  auto* r = static_cast<RingAttention*>(instance);
+  if (!r) return;
+  host.log(DFM_LOG_INFO, "cp: this rank computed " + std::to_string(r->pairs_computed()) +
+                             " query-key pairs of attention (the causal work)");
+  delete r;
+}
+
+dfm_status sequence_positions(void* instance, int64_t seq_len, int64_t* positions, int64_t count) {
+  return dfm::sdk::guard([&] {
+    int64_t filled = 0;
+    for (const auto& chunk : ring(instance).my_chunks())
+      for (int64_t i = 0; i < chunk.length && filled < count; ++i) positions[filled++] = chunk.position + i;
+    if (filled != count)
+      throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "cp: asked for " + std::to_string(count) + " positions of " +
+                                                          std::to_string(seq_len) + " tokens; this rank holds " +
+                                                          std::to_string(filled));
+  });
+}
+
+dfm_status attention_forward(void* instance, const dfm_attention_desc* local, const float* q, const float* k,
+                             const float* v, float* out, float* lse) {
+  return dfm::sdk::guard([&] { ring(instance).forward(*local, q, k, v, out, lse); });
+}
+
+dfm_status attention_backward(void* instance, const dfm_attention_desc* local, const float* q, const float* k,
+                              const float* v, const float* out, const float* dout, const float* lse, float* dq,
+                              float* dk, float* dv) {
+  return dfm::sdk::guard([&] { ring(instance).backward(*local, q, k, v, out, dout, lse, dq, dk, dv); });
+}
+
 const dfm_strategy_v1 kStrategy = {
     sizeof(dfm_strategy_v1), DFM_AXIS_CP, kOptions, std::size(kOptions), validate,
-    // Execution arrives with the cp issue: until then the host refuses to run
-    // a job that needs this strategy, naming it (strategy.h).
-    nullptr,  // create
-    nullptr,  // destroy
+    create,
+    destroy,
+    // cp places no parameters: the placement strategy (fsdp2) shards them and
+    // reduces their gradients over the data and context ranks together.
     nullptr,  // plan_unit
     nullptr,  // bind_units
     nullptr,  // on_unit
     nullptr,  // finish_gradients
     nullptr,  // reduce_grad_sum_squares
+    sequence_positions,
+    attention_forward,
+    attention_backward,
 };
 
 const dfm_plugin_descriptor kDescriptor = {

@@ -21,8 +21,8 @@ Engine::Engine(const dfm_host_services& host, Sharding sharding, bool reshard_af
   if (host.struct_size < DFM_HOST_SERVICES_V1_EXECUTION_SIZE || !host.compute || !host.get_group)
     throw Error(DFM_ERR_UNSUPPORTED, "the host gives no execution services (compute, groups)");
   dp_.struct_size = sizeof dp_;
-  if (host.get_group(host.host, DFM_GROUP_DP, &dp_) != DFM_OK)
-    throw Error(DFM_ERR_RUNTIME, "the host has no dp process group");
+  if (host.get_group(host.host, DFM_GROUP_DP_CP, &dp_) != DFM_OK)
+    throw Error(DFM_ERR_RUNTIME, "the host has no data-parallel (dp x cp) process group");
   if (dp_.size > 1 && (!host.comm || !dp_.group))
     throw Error(DFM_ERR_UNSUPPORTED, "dp is " + std::to_string(dp_.size) + " but the host gives no comm backend");
 }
@@ -92,7 +92,7 @@ void Engine::check_compute(dfm_status status, const char* what) const {
 
 void Engine::check_comm(dfm_status status, const char* what, int32_t index) const {
   if (status != DFM_OK)
-    throw Error(status, std::string(what) + " of unit " + std::to_string(index) + " on the dp group: " +
+    throw Error(status, std::string(what) + " of unit " + std::to_string(index) + " on the data-parallel group: " +
                             (host_.comm_last_error ? host_.comm_last_error() : "comm failed"));
 }
 
@@ -109,7 +109,7 @@ void Engine::wait(Pending& p, const char* what, int32_t index) {
   host_.comm->work_free(p.work);
   p.work = nullptr;
   if (status != DFM_OK)
-    throw Error(status, std::string(what) + " of unit " + std::to_string(index) + " on the dp group: " + message);
+    throw Error(status, std::string(what) + " of unit " + std::to_string(index) + " on the data-parallel group: " + message);
 }
 
 // ---- parameters ----

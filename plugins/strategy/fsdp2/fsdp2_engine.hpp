@@ -1,6 +1,8 @@
 // The execution side of the fsdp2 strategy: where each unit's parameters,
-// gradients and optimizer state live on the dp axis, and the collectives that
-// move them (strategy.h describes the unit events it reacts to).
+// gradients and optimizer state live on the data-parallel ranks, and the
+// collectives that move them (strategy.h describes the unit events it reacts
+// to). The data-parallel ranks are dp x cp (DFM_GROUP_DP_CP): context-parallel
+// ranks hold the same weights and see other tokens, so n below is dp * cp.
 //
 //   sharding   stored per rank              collectives per step (Ψ = parameter bytes, n = dp)
 //   "full"     1/n of params, grads, Adam   all-gather before each unit's forward and backward,

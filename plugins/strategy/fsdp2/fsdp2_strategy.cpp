@@ -115,6 +115,9 @@ const dfm_strategy_v1 kStrategy = {
     on_unit,
     finish_gradients,
     reduce_grad_sum_squares,
+    nullptr,  // sequence_positions: fsdp2 splits the batch, not the sequence
+    nullptr,  // attention_forward
+    nullptr,  // attention_backward
 };
 
 const dfm_plugin_descriptor kDescriptor = {

@@ -87,6 +87,9 @@ const dfm_strategy_v1 kStrategy = {
     nullptr,  // on_unit
     nullptr,  // finish_gradients
     nullptr,  // reduce_grad_sum_squares
+    nullptr,  // sequence_positions
+    nullptr,  // attention_forward
+    nullptr,  // attention_backward
 };
 
 const dfm_plugin_descriptor kDescriptor = {

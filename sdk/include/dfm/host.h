@@ -67,7 +67,10 @@ typedef enum dfm_group_kind {
   DFM_GROUP_CP = 1,
   DFM_GROUP_DP = 2,
   DFM_GROUP_PP = 3,
-  DFM_GROUP_DP_CP = 4,   /* gradient reduction over data and context parallel ranks */
+  DFM_GROUP_DP_CP = 4,   /* the ranks that see the same weights but other tokens
+                          * (data x context parallel): gradients are reduced
+                          * over it. Equals the dp group when cp is 1, the cp
+                          * group when dp is 1. */
   DFM_GROUP_PP_ENDS = 5  /* first and last pipeline stage (tied embedding) */
 } dfm_group_kind;
 

@@ -32,6 +32,12 @@
  * alone. The execution slots may be NULL: such a strategy declares and checks
  * itself but cannot run yet, and the host refuses to start a job that needs it,
  * naming it.
+ *
+ * A strategy that splits the sequence (context parallel) fills the sequence
+ * slots instead: which token positions this rank processes, and the attention
+ * over the whole sequence from those tokens (ring attention passes K/V blocks
+ * around the axis). Its weight gradients are reduced by the placement
+ * strategy over the data and context ranks together (DFM_GROUP_DP_CP).
  */
 #ifndef DFM_STRATEGY_H
 #define DFM_STRATEGY_H
@@ -161,12 +167,36 @@ typedef struct dfm_strategy_v1 {
   /* *sum (host memory) holds this rank's sum of squares over its grad_shards;
    * make it the sum over the whole model, counting every element once. */
   dfm_status (*reduce_grad_sum_squares)(void* instance, double* sum);
+
+  /* ---- sequence execution (all NULL for a strategy that does not split the
+   * sequence; context parallel on the cp axis fills them) ---- */
+
+  /* The global positions, in local order, of the `count` tokens of every
+   * sequence this rank processes (count = seq_len / cp size). The core feeds
+   * these tokens, with their true positions, to the model; the loss is still
+   * the mean over every token of the global batch. */
+  dfm_status (*sequence_positions)(void* instance, int64_t seq_len, int64_t* positions, int64_t count);
+  /* Causal attention of this rank's tokens over the whole sequence, in place
+   * of the compute backend's attention. `local` describes the local tensors
+   * (q_len = kv_len = local tokens; positions are the strategy's own). `lse`
+   * holds batch * heads * local tokens floats, owned by the core; its layout
+   * is the strategy's (only its attention_backward reads it). Called by every
+   * rank of the axis in the same order (it communicates). */
+  dfm_status (*attention_forward)(void* instance, const dfm_attention_desc* local, const float* q,
+                                  const float* k, const float* v, float* out, float* lse);
+  /* Gradients of the above: dq, dk, dv += (local layouts, as q, k, v). */
+  dfm_status (*attention_backward)(void* instance, const dfm_attention_desc* local, const float* q,
+                                   const float* k, const float* v, const float* out, const float* dout,
+                                   const float* lse, float* dq, float* dk, float* dv);
 } dfm_strategy_v1;
 
-/* A table must reach `destroy`; it can execute when it also reaches the
- * execution slots and none of them is NULL. */
+/* A table must reach `destroy`. It places parameters when it reaches the
+ * execution slots and none of them is NULL; it splits the sequence when it
+ * reaches the sequence slots and none of them is NULL. A strategy that does
+ * neither cannot run yet. */
 #define DFM_STRATEGY_V1_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, destroy)
 #define DFM_STRATEGY_V1_EXECUTION_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, reduce_grad_sum_squares)
+#define DFM_STRATEGY_V1_SEQUENCE_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, attention_backward)
 
 #ifdef __cplusplus
 }

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +28,7 @@
 #include "dfm/core/compute_backend.hpp"
 #include "dfm/core/gpt_params.hpp"
 #include "dfm/core/job_runtime.hpp"
+#include "dfm/core/safetensors.hpp"
 
 namespace dfm {
 
@@ -67,8 +69,10 @@ class CheckpointReader {
 
  private:
   std::vector<float> read_piece(const CheckpointPiece& piece) const;
+  const SafetensorsHeader& header(const std::string& file) const;
   std::filesystem::path dir_;
   CheckpointIndex index_;
+  mutable std::map<std::string, SafetensorsHeader> headers_;  // parsed once per file
 };
 
 // The newest complete checkpoint (step-<N> with an index.json) in `dir`.

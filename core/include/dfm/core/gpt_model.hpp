@@ -22,8 +22,11 @@ namespace dfm {
 class GptModel {
  public:
   // Activations are sized for up to max_batch sequences of shape.seq_len tokens.
+  // `sequence`, when given, runs attention during training steps (context
+  // parallel: each rank holds some tokens of every sequence); forward-only
+  // passes (sampling) hold whole sequences and use the backend's kernel.
   GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& placement, const GptShape& shape,
-           int64_t max_batch);
+           int64_t max_batch, SequenceSplit* sequence = nullptr);
 
   // tokens and positions: device int32 [batch * tokens]. tokens <= seq_len.
   // `step` is passed to the placement's events (NULL for a forward-only pass).
@@ -72,6 +75,7 @@ class GptModel {
   const dfm_compute_v1& k_;
   GptParams& params_;
   ParamPlacement& placement_;
+  SequenceSplit* sequence_;
   GptShape shape_;
   int64_t max_rows_;
   int64_t batch_ = 0, tokens_ = 0, rows_ = 0;  // of the current micro-batch

@@ -53,6 +53,7 @@ class HostContext {
   // its peak since reset_memory_peak (for the memory metrics).
   int64_t plugin_memory_bytes() const;
   int64_t plugin_memory_peak() const;
+  std::map<std::string, int64_t> plugin_memory_peaks() const;  // the same, per plugin
   void reset_memory_peak();
   // Step metrics plugins added with add_metric ("fsdp2.comm_wait_ms" -> value),
   // returned and cleared.

@@ -16,14 +16,19 @@ namespace dfm {
 
 struct JobRuntime {
   int64_t rank = 0, world = 1;
-  int64_t dp_rank = 0, dp_size = 1;
+  int64_t dp_rank = 0, dp_size = 1, cp_size = 1;
   ParamPlacement* placement = nullptr;
-  // Sums `count` doubles over the data-parallel group, in place.
-  std::function<void(double* values, size_t count)> sum_over_dp = [](double*, size_t) {};
+  // The strategy that splits every sequence across the cp ranks, or null
+  // (each rank then holds whole sequences).
+  SequenceSplit* sequence = nullptr;
+  // Sums `count` doubles, in place, over the ranks that hold the same weights
+  // but other tokens (data x context parallel): the loss of a step.
+  std::function<void(double* values, size_t count)> sum_over_data_ranks = [](double*, size_t) {};
   // Bytes this rank has sent so far, per mesh axis ("dp", "tp", ...).
   std::function<std::map<std::string, uint64_t>()> bytes_sent = [] { return std::map<std::string, uint64_t>{}; };
   // Peak device bytes strategies held through the host services since the last reset.
   std::function<int64_t()> strategy_memory_peak = [] { return int64_t{0}; };
+  std::function<std::map<std::string, int64_t>()> strategy_memory_peaks = [] { return std::map<std::string, int64_t>{}; };
   std::function<void()> reset_strategy_memory_peak = [] {};
   // Step metrics strategies reported (name -> value), cleared by the call.
   std::function<std::map<std::string, double>()> take_strategy_metrics = [] { return std::map<std::string, double>{}; };

@@ -48,7 +48,7 @@ class JobSession {
   void create_strategies(const Config& config);
   dfm_group_info group_info(dfm_group_kind kind) const;
   std::map<std::string, uint64_t> bytes_sent() const;
-  void sum_over_dp(double* values, size_t count);
+  void sum_over_data_ranks(double* values, size_t count);
   std::vector<std::string> exchange(const std::string& tag, const std::string& mine);
 
   const JobPlan& plan_;
@@ -62,6 +62,7 @@ class JobSession {
   std::vector<Group> groups_;
   std::vector<Strategy> strategies_;
   std::unique_ptr<ParamPlacement> placement_;
+  std::unique_ptr<SequenceSplit> sequence_;
   std::unique_ptr<DeviceBuffer<float>> scalar_scratch_;
   JobRuntime runtime_;
 };

@@ -34,7 +34,7 @@ Layout resolve_layout(const Config& config, int64_t world_size, std::vector<std:
 
 // [strategy] chain when the file or --set gives a valid one; otherwise the
 // default: the first-party plugin of every axis of size > 1 in application
-// order, "pp", "tp", "cp", then "fsdp2" when dp > 1 (DESIGN §4: pp decides
+// order, "pp", "tp", "cp", then "fsdp2" when dp x cp > 1 (DESIGN §4: pp decides
 // which blocks a rank builds, tp and cp shape them, fsdp2 shards the rest).
 std::vector<std::string> resolve_chain(const Config& config, const Layout& layout);
 

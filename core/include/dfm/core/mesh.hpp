@@ -40,7 +40,7 @@ class Mesh {
   std::vector<int64_t> group_members(int64_t rank, const std::vector<dfm_axis>& axes) const;
 
   // Every group a rank belongs to: one per axis of size > 1, "dp_cp" (gradient
-  // reduction over data and context parallel ranks) when both are > 1, and
+  // reduction over data and context parallel ranks) when cp > 1, and
   // "pp_ends" (first and last pipeline stage, for the tied embedding) when pp > 1.
   std::vector<ProcessGroup> groups_of(int64_t rank) const;
 

@@ -20,6 +20,7 @@ struct StepMetrics {
   // AdamW moments, and the peak of parameters/gradients a strategy held
   // materialised (gathered) during the step.
   int64_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0, gathered_peak_bytes = 0;
+  std::map<std::string, int64_t> strategy_peak_bytes;  // the peak per strategy plugin
   // Bytes this rank sent during the step, per mesh axis.
   std::map<std::string, uint64_t> comm_bytes;
   // What strategies reported for the step ("fsdp2.comm_wait_ms", ...).

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "dfm/compute.h"
 #include "dfm/strategy.h"
 
 namespace dfm {
@@ -61,7 +62,43 @@ class StrategyPlacement final : public ParamPlacement {
   void* instance_;
 };
 
-// True when the strategy's table reaches the execution slots and none is NULL.
-bool can_execute(const dfm_strategy_v1& table);
+// The strategy places parameters: its table reaches the execution slots and none is NULL.
+bool places_parameters(const dfm_strategy_v1& table);
+// The strategy splits the sequence: its table reaches the sequence slots and none is NULL.
+bool splits_sequence(const dfm_strategy_v1& table);
+// It can run: it does one of the two.
+inline bool can_run(const dfm_strategy_v1& table) { return places_parameters(table) || splits_sequence(table); }
+
+// Who runs attention and which tokens of each sequence this rank holds: the
+// whole sequence locally (no sequence strategy), or a strategy's split (cp).
+class SequenceSplit {
+ public:
+  virtual ~SequenceSplit() = default;
+  // Global positions, in local order, of this rank's `count` tokens of a sequence.
+  virtual std::vector<int64_t> positions(int64_t seq_len, int64_t count) = 0;
+  virtual void attention_forward(const dfm_attention_desc& local, const float* q, const float* k, const float* v,
+                                 float* out, float* lse) = 0;
+  virtual void attention_backward(const dfm_attention_desc& local, const float* q, const float* k, const float* v,
+                                  const float* out, const float* dout, const float* lse, float* dq, float* dk,
+                                  float* dv) = 0;
+};
+
+// A strategy's sequence slots, with failures as std::runtime_error naming it.
+class StrategySequenceSplit final : public SequenceSplit {
+ public:
+  StrategySequenceSplit(const LoadedPlugin& plugin, void* instance);
+  std::vector<int64_t> positions(int64_t seq_len, int64_t count) override;
+  void attention_forward(const dfm_attention_desc& local, const float* q, const float* k, const float* v, float* out,
+                         float* lse) override;
+  void attention_backward(const dfm_attention_desc& local, const float* q, const float* k, const float* v,
+                          const float* out, const float* dout, const float* lse, float* dq, float* dk,
+                          float* dv) override;
+
+ private:
+  void check(dfm_status status, const char* slot) const;
+  const LoadedPlugin& plugin_;
+  const dfm_strategy_v1& table_;
+  void* instance_;
+};
 
 }  // namespace dfm

@@ -65,7 +65,12 @@ class Trainer {
   GptModel model_;
   AdamW optimizer_;
   std::unique_ptr<TokenStream> stream_;
-  std::vector<int32_t> host_inputs_, host_targets_;
+  // Global positions of this rank's tokens of each sequence (all of them without cp).
+  static std::vector<int64_t> local_positions(int64_t seq_len, const JobRuntime& runtime);
+  std::vector<int64_t> local_positions_;
+  int64_t local_tokens_;
+  std::vector<int32_t> host_inputs_, host_targets_;      // this rank's tokens of a micro-batch
+  std::vector<int32_t> window_inputs_, window_targets_;  // one whole window
   DeviceBuffer<int32_t> inputs_, targets_, positions_;
 };
 

@@ -1,0 +1,145 @@
+// The gloo comm plugin when one group carries collectives and point-to-point
+// traffic at the same time, as fsdp2 (collectives queued on the group's
+// worker) and cp (ring send/recv from the caller's thread) do when they share
+// a group: comm.h lets a group's operations be issued concurrently, so every
+// result must still be exact. Values are chosen so that float sums are exact.
+#include <string>
+#include <vector>
+
+#include "support/forked_ranks.hpp"
+#include "support/gloo_test.hpp"
+
+namespace dfm::test {
+namespace {
+
+constexpr int64_t kTimeoutMs = 20000;
+constexpr int kIterations = 200;
+
+// Distinct per iteration (so a message from another iteration shows), still
+// exact when summed over 4 ranks: quarters below 2^11.
+float collective_value(int iteration, int rank, int64_t i) {
+  return value(rank, i) + 8.0f * static_cast<float>(iteration % 64);
+}
+// A ring message can never be mistaken for a collective's piece (negative).
+float ring_value(int iteration, int rank, int64_t i) { return -1.0f - collective_value(iteration, rank, i); }
+
+// Small and ~1 MB messages, so that both the socket's fast path and writes
+// that finish on gloo's device thread meet the other thread's traffic.
+int64_t count_for(int iteration, int which) {
+  const int64_t small = 5 + (iteration * 3 + which) % 17;
+  return (iteration + which) % 4 == 0 ? (1 << 18) + which : small;
+}
+
+// One iteration's buffers and works on one rank.
+struct Round {
+  int iteration, rank, world;
+  std::vector<float> gather_in, gather_out, scatter_in, scatter_out, reduce_buf, ring_out, ring_in;
+  std::vector<void*> works;
+
+  Round(int iteration_, int rank_, int world_) : iteration(iteration_), rank(rank_), world(world_) {
+    const int64_t g = count_for(iteration, 0), s = count_for(iteration, 1), r = count_for(iteration, 2),
+                  p = count_for(iteration, 3);
+    fill(gather_in, g, collective_value);
+    gather_out.assign(static_cast<size_t>(g * world), -1.0f);
+    fill(scatter_in, s * world, collective_value);
+    scatter_out.assign(static_cast<size_t>(s), -1.0f);
+    fill(reduce_buf, r, collective_value);
+    fill(ring_out, p, ring_value);
+    ring_in.assign(static_cast<size_t>(p), 0.0f);
+  }
+
+  void fill(std::vector<float>& buf, int64_t count, float (*f)(int, int, int64_t)) const {
+    buf.resize(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) buf[static_cast<size_t>(i)] = f(iteration, rank, i);
+  }
+  int64_t size_of(const std::vector<float>& buf) const { return static_cast<int64_t>(buf.size()); }
+
+  void issue_collectives(void* group) {
+    void* w = nullptr;
+    issued(gloo(), gloo().api->all_gather(group, gather_in.data(), gather_out.data(), size_of(gather_in), &w),
+           "all_gather");
+    works.push_back(w);
+    issued(gloo(), gloo().api->reduce_scatter(group, scatter_in.data(), scatter_out.data(), size_of(scatter_out), &w),
+           "reduce_scatter");
+    works.push_back(w);
+    issued(gloo(), gloo().api->all_reduce(group, reduce_buf.data(), size_of(reduce_buf), DFM_REDUCE_SUM, &w),
+           "all_reduce");
+    works.push_back(w);
+  }
+
+  // Send to the next rank, receive from the previous; the tag is the iteration.
+  void issue_ring(void* group) {
+    void* w = nullptr;
+    issued(gloo(), gloo().api->send(group, ring_out.data(), size_of(ring_out), (rank + 1) % world, iteration, &w),
+           "ring send");
+    works.push_back(w);
+    issued(gloo(), gloo().api->recv(group, ring_in.data(), size_of(ring_in), (rank + world - 1) % world, iteration, &w),
+           "ring recv");
+    works.push_back(w);
+  }
+
+  void wait_all() {
+    for (void* w : works) wait_ok(gloo(), w, "iteration " + std::to_string(iteration));
+    works.clear();
+  }
+
+  void check() const {
+    const std::string where = "iteration " + std::to_string(iteration) + " rank " + std::to_string(rank) + ": ";
+    const int prev = (rank + world - 1) % world;
+    for (int64_t i = 0; i < size_of(ring_in); ++i)
+      require(ring_in[static_cast<size_t>(i)] == ring_value(iteration, prev, i),
+              where + "ring recv of " + std::to_string(ring_in.size()) + " at " + std::to_string(i) + ": got " +
+                  std::to_string(ring_in[static_cast<size_t>(i)]) + ", expected " +
+                  std::to_string(ring_value(iteration, prev, i)));
+    const int64_t g = size_of(gather_in);
+    for (int r = 0; r < world; ++r)
+      for (int64_t i = 0; i < g; ++i)
+        require(gather_out[static_cast<size_t>(r * g + i)] == collective_value(iteration, r, i),
+                where + "all_gather of " + std::to_string(g) + ": piece of rank " + std::to_string(r) + " at " +
+                    std::to_string(i) + ": got " + std::to_string(gather_out[static_cast<size_t>(r * g + i)]));
+    const int64_t s = size_of(scatter_out);
+    for (int64_t i = 0; i < s; ++i) {
+      float want = 0;
+      for (int r = 0; r < world; ++r) want += collective_value(iteration, r, rank * s + i);
+      require(scatter_out[static_cast<size_t>(i)] == want,
+              where + "reduce_scatter of " + std::to_string(s) + " at " + std::to_string(i) + ": got " +
+                  std::to_string(scatter_out[static_cast<size_t>(i)]) + ", expected " + std::to_string(want));
+    }
+    for (int64_t i = 0; i < size_of(reduce_buf); ++i) {
+      float want = 0;
+      for (int r = 0; r < world; ++r) want += collective_value(iteration, r, i);
+      require(reduce_buf[static_cast<size_t>(i)] == want,
+              where + "all_reduce of " + std::to_string(reduce_buf.size()) + " at " + std::to_string(i) + ": got " +
+                  std::to_string(reduce_buf[static_cast<size_t>(i)]) + ", expected " + std::to_string(want));
+    }
+  }
+};
+
+TEST_F(GlooTest, CollectivesAndRingExchangeOnOneGroupAtOnceStayExact) {
+  for (int world : {2, 4}) {
+    FileRendezvous store(store_dir("world" + std::to_string(world)));
+    const auto failures = run_ranks(
+        world,
+        [&](int rank) {
+          TestGroup g(gloo(), store, "shared", world_ranks(world), rank, kTimeoutMs);
+          for (int iteration = 0; iteration < kIterations; ++iteration) {
+            Round round(iteration, rank, world);
+            // Both orders: collectives queued first, or the ring posted first.
+            if (iteration % 2 == 0) {
+              round.issue_collectives(g.handle());
+              round.issue_ring(g.handle());
+            } else {
+              round.issue_ring(g.handle());
+              round.issue_collectives(g.handle());
+            }
+            round.wait_all();
+            round.check();
+          }
+        },
+        std::chrono::seconds(240));
+    EXPECT_EQ(failures, std::vector<std::string>{}) << "world " << world;
+  }
+}
+
+}  // namespace
+}  // namespace dfm::test
