@@ -3,6 +3,7 @@
 // worker) and cp (ring send/recv from the caller's thread) do when they share
 // a group: comm.h lets a group's operations be issued concurrently, so every
 // result must still be exact. Values are chosen so that float sums are exact.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -83,14 +84,21 @@ struct Round {
     works.clear();
   }
 
-  void check() const {
-    const std::string where = "iteration " + std::to_string(iteration) + " rank " + std::to_string(rank) + ": ";
+  std::string where() const {
+    return "iteration " + std::to_string(iteration) + " rank " + std::to_string(rank) + ": ";
+  }
+
+  void check_ring() const {
     const int prev = (rank + world - 1) % world;
     for (int64_t i = 0; i < size_of(ring_in); ++i)
       require(ring_in[static_cast<size_t>(i)] == ring_value(iteration, prev, i),
-              where + "ring recv of " + std::to_string(ring_in.size()) + " at " + std::to_string(i) + ": got " +
+              where() + "ring recv of " + std::to_string(ring_in.size()) + " at " + std::to_string(i) + ": got " +
                   std::to_string(ring_in[static_cast<size_t>(i)]) + ", expected " +
                   std::to_string(ring_value(iteration, prev, i)));
+  }
+
+  void check_collectives() const {
+    const std::string where = this->where();
     const int64_t g = size_of(gather_in);
     for (int r = 0; r < world; ++r)
       for (int64_t i = 0; i < g; ++i)
@@ -133,12 +141,44 @@ TEST_F(GlooTest, CollectivesAndRingExchangeOnOneGroupAtOnceStayExact) {
               round.issue_collectives(g.handle());
             }
             round.wait_all();
-            round.check();
+            round.check_ring();
+            round.check_collectives();
           }
         },
         std::chrono::seconds(240));
     EXPECT_EQ(failures, std::vector<std::string>{}) << "world " << world;
   }
+}
+
+// A large message from rank 1 to rank 0 fills that connection while both
+// reduce-scatter: an algorithm that reuses memory it sent from before the
+// send left this rank would then put different data on the wire than it
+// computed with. Every message of rank 1 queues behind the large one here.
+TEST_F(GlooTest, ReduceScatterBehindALargeSendStaysExact) {
+  FileRendezvous store(store_dir("behind"));
+  const auto failures = run_ranks(
+      2,
+      [&](int rank) {
+        TestGroup g(gloo(), store, "shared", world_ranks(2), rank, kTimeoutMs);
+        const int64_t large = 1 << 22;  // 16 MB: several times what the sockets buffer
+        std::vector<float> message(static_cast<size_t>(large));
+        for (int iteration = 0; iteration < 20; ++iteration) {
+          Round round(iteration, rank, 2);
+          if (rank == 1) std::fill(message.begin(), message.end(), ring_value(iteration, 1, 0));
+          void* w = nullptr;
+          if (rank == 1)
+            issued(gloo(), gloo().api->send(g.handle(), message.data(), large, 0, 1000 + iteration, &w), "large send");
+          else
+            issued(gloo(), gloo().api->recv(g.handle(), message.data(), large, 1, 1000 + iteration, &w), "large recv");
+          round.works.push_back(w);
+          round.issue_collectives(g.handle());
+          round.wait_all();
+          round.check_collectives();
+          require(rank == 1 || message.front() == ring_value(iteration, 1, 0), "large message");
+        }
+      },
+      std::chrono::seconds(240));
+  EXPECT_EQ(failures, std::vector<std::string>{});
 }
 
 }  // namespace
