@@ -177,8 +177,9 @@ int main(int argc, char** argv) {
     });
     const double step = med(l.name, &RunFigures::step_ms), wait = med(l.name, &RunFigures::comm_wait_ms);
     const double bytes = med(l.name, &RunFigures::dp_bytes);
-    std::printf("| %s | %.1f (%.1f-%.1f) | %.2f | %.1f | %.1f%% | %.2f | %.2f |\n", l.name.c_str(), step, lo->step_ms,
-                hi->step_ms, step / baseline_ms, wait, 100 * wait / step, bytes / 1e6, bytes / psi);
+    std::printf("| %s | %.1f (%.1f-%.1f) | %.2f |", l.name.c_str(), step, lo->step_ms, hi->step_ms, step / baseline_ms);
+    if (l.nproc == 1) std::printf(" - | - | - | - |\n");  // nothing to communicate
+    else std::printf(" %.1f | %.1f%% | %.2f | %.2f |\n", wait, 100 * wait / step, bytes / 1e6, bytes / psi);
   }
   return 0;
 }

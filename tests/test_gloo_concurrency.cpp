@@ -24,11 +24,17 @@ float collective_value(int iteration, int rank, int64_t i) {
 // A ring message can never be mistaken for a collective's piece (negative).
 float ring_value(int iteration, int rank, int64_t i) { return -1.0f - collective_value(iteration, rank, i); }
 
-// Small and ~1 MB messages, so that both the socket's fast path and writes
-// that finish on gloo's device thread meet the other thread's traffic.
+// What each buffer of an iteration is: 0 all_gather, 1 reduce_scatter, 2 all_reduce, 3 ring.
+enum Which { kGather = 0, kScatter = 1, kReduce = 2, kRing = 3 };
+
+// Small and ~1 MB collectives; small and 16 MB ring messages. 16 MB is more
+// than the loopback socket buffers hold (8 MB at most here), so the ring's
+// send stays in gloo's transmit queue for that connection while the
+// collectives run, and their messages to that peer queue behind it.
 int64_t count_for(int iteration, int which) {
   const int64_t small = 5 + (iteration * 3 + which) % 17;
-  return (iteration + which) % 4 == 0 ? (1 << 18) + which : small;
+  if ((iteration + which) % 4 != 0) return small;
+  return which == kRing ? (int64_t{1} << 22) + 1 : (int64_t{1} << 18) + which;
 }
 
 // One iteration's buffers and works on one rank.
@@ -38,8 +44,8 @@ struct Round {
   std::vector<void*> works;
 
   Round(int iteration_, int rank_, int world_) : iteration(iteration_), rank(rank_), world(world_) {
-    const int64_t g = count_for(iteration, 0), s = count_for(iteration, 1), r = count_for(iteration, 2),
-                  p = count_for(iteration, 3);
+    const int64_t g = count_for(iteration, kGather), s = count_for(iteration, kScatter),
+                  r = count_for(iteration, kReduce), p = count_for(iteration, kRing);
     fill(gather_in, g, collective_value);
     gather_out.assign(static_cast<size_t>(g * world), -1.0f);
     fill(scatter_in, s * world, collective_value);
@@ -55,14 +61,22 @@ struct Round {
   }
   int64_t size_of(const std::vector<float>& buf) const { return static_cast<int64_t>(buf.size()); }
 
+  // The three collectives, each of them first in turn (the first one meets
+  // the ring's traffic most directly).
   void issue_collectives(void* group) {
+    for (int k = 0; k < 3; ++k) {
+      switch ((iteration + k) % 3) {
+        case kGather: issue_all_gather(group); break;
+        case kScatter: issue_reduce_scatter(group); break;
+        case kReduce: issue_all_reduce(group); break;
+      }
+    }
+  }
+
+  void issue_all_gather(void* group) {
     void* w = nullptr;
     issued(gloo(), gloo().api->all_gather(group, gather_in.data(), gather_out.data(), size_of(gather_in), &w),
            "all_gather");
-    works.push_back(w);
-    issue_reduce_scatter(group);
-    issued(gloo(), gloo().api->all_reduce(group, reduce_buf.data(), size_of(reduce_buf), DFM_REDUCE_SUM, &w),
-           "all_reduce");
     works.push_back(w);
   }
 
@@ -73,14 +87,25 @@ struct Round {
     works.push_back(w);
   }
 
-  // Send to the next rank, receive from the previous; the tag is the iteration.
+  void issue_all_reduce(void* group) {
+    void* w = nullptr;
+    issued(gloo(), gloo().api->all_reduce(group, reduce_buf.data(), size_of(reduce_buf), DFM_REDUCE_SUM, &w),
+           "all_reduce");
+    works.push_back(w);
+  }
+
+  // The ring runs forward (send to the next rank, receive from the previous)
+  // for 4 iterations, then backward for 4, so that every connection carries
+  // a large message in some iteration; the tag is the iteration.
+  int step() const { return (iteration / 4) % 2 == 0 ? 1 : world - 1; }
+  int ring_source() const { return (rank + world - step()) % world; }
+
   void issue_ring(void* group) {
     void* w = nullptr;
-    issued(gloo(), gloo().api->send(group, ring_out.data(), size_of(ring_out), (rank + 1) % world, iteration, &w),
+    issued(gloo(), gloo().api->send(group, ring_out.data(), size_of(ring_out), (rank + step()) % world, iteration, &w),
            "ring send");
     works.push_back(w);
-    issued(gloo(), gloo().api->recv(group, ring_in.data(), size_of(ring_in), (rank + world - 1) % world, iteration, &w),
-           "ring recv");
+    issued(gloo(), gloo().api->recv(group, ring_in.data(), size_of(ring_in), ring_source(), iteration, &w), "ring recv");
     works.push_back(w);
   }
 
@@ -94,12 +119,12 @@ struct Round {
   }
 
   void check_ring() const {
-    const int prev = (rank + world - 1) % world;
+    const int source = ring_source();
     for (int64_t i = 0; i < size_of(ring_in); ++i)
-      require(ring_in[static_cast<size_t>(i)] == ring_value(iteration, prev, i),
+      require(ring_in[static_cast<size_t>(i)] == ring_value(iteration, source, i),
               where() + "ring recv of " + std::to_string(ring_in.size()) + " at " + std::to_string(i) + ": got " +
                   std::to_string(ring_in[static_cast<size_t>(i)]) + ", expected " +
-                  std::to_string(ring_value(iteration, prev, i)));
+                  std::to_string(ring_value(iteration, source, i)));
   }
 
   void check_collectives() const {

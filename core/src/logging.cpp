@@ -1,6 +1,7 @@
 #include "dfm/core/logging.hpp"
 
 #include <glog/logging.h>
+#include <unistd.h>
 
 #include <iomanip>
 #include <string>
@@ -21,7 +22,7 @@ void rank_prefix(std::ostream& s, const google::LogMessageInfo& l, void*) {
 void init_logging(const char* argv0, int64_t rank, int verbosity) {
   g_rank = rank;
   FLAGS_logtostderr = true;
-  FLAGS_colorlogtostderr = true;
+  FLAGS_colorlogtostderr = isatty(STDERR_FILENO) != 0;  // no escape codes in pipes and files
   if (verbosity > FLAGS_v) FLAGS_v = verbosity;
   if (!google::IsGoogleLoggingInitialized()) google::InitGoogleLogging(argv0, &rank_prefix, nullptr);
 }

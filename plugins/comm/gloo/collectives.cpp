@@ -1,6 +1,6 @@
 // The collectives, each one of gloo's own algorithms:
 //   all_reduce      gloo::allreduce, ring (reduce-scatter then all-gather around the ring)
-//   reduce_scatter  gloo::ReduceScatterHalvingDoubling (see planned_reduce_scatter.hpp)
+//   reduce_scatter  ring, on unbound buffers (ring_reduce_scatter.hpp says why not gloo's)
 //   all_gather      gloo::allgather, ring
 //   broadcast       gloo::broadcast, binomial tree rooted at `root`
 //   barrier         gloo::barrier
@@ -11,8 +11,7 @@
 //                   rounds segments to whole elements, so other counts send a
 //                   few elements more or less (n = 4, 3,000,001 floats: +-22
 //                   bytes of 18 MB)
-//   reduce_scatter  (n-1)/n * B for n = 2^k, + B/n on ranks whose bit-reversed
-//                   index differs from their own; other n: planned_reduce_scatter.hpp
+//   reduce_scatter  (n-1)/n * B
 //   all_gather      (n-1) * B
 //   broadcast       B times the number of children of this rank in the
 //                   binomial tree: with v = (rank - root) mod n, one child for
@@ -20,9 +19,7 @@
 //   barrier         0 (gloo's barrier sends empty messages)
 // The counting itself is exact (counting_buffer.hpp); these formulas are what
 // the tests check it against.
-#include <climits>
 #include <cstring>
-#include <vector>
 
 #include <gloo/allgather.h>
 #include <gloo/allreduce.h>
@@ -33,7 +30,7 @@
 #include "counting_buffer.hpp"
 #include "dfm/sdk.hpp"
 #include "group.hpp"
-#include "planned_reduce_scatter.hpp"
+#include "ring_reduce_scatter.hpp"
 
 namespace dfm::gloo_comm {
 namespace {
@@ -72,26 +69,13 @@ std::shared_ptr<Operation> Group::all_reduce(float* buf, int64_t count, dfm_redu
 std::shared_ptr<Operation> Group::reduce_scatter(const float* in, float* out, int64_t count) {
   check_buffer(membership_, "reduce_scatter", in, count, "input");
   check_buffer(membership_, "reduce_scatter", out, count, "output");
-  const int64_t total = count * membership_.size();
-  // The algorithm counts elements in an int.
-  if (count > 0 && total > INT_MAX)
-    throw sdk::Error(DFM_ERR_INVALID_ARGUMENT, membership_.describe() + ": reduce_scatter input of " +
-                                                   std::to_string(total) + " elements exceeds gloo's limit of " +
-                                                   std::to_string(INT_MAX));
-  return submit("reduce_scatter", [this, in, out, count, total](uint32_t) {
+  return submit("reduce_scatter", [this, in, out, count](uint32_t tag) {
     if (count == 0) return;
     if (!context_) {
       std::memmove(out, in, static_cast<size_t>(count) * sizeof(float));
       return;
     }
-    // Gloo reduces in place over the whole input and leaves this rank's
-    // piece at the front; the input is the caller's and stays untouched.
-    std::vector<float> scratch(in, in + total);
-    PlannedReduceScatter algorithm(context_, {scratch.data()}, static_cast<int>(total),
-                                   std::vector<int>(static_cast<size_t>(membership_.size()), static_cast<int>(count)));
-    bytes_sent_ += algorithm.payload_bytes();
-    algorithm.run();
-    std::memcpy(out, scratch.data(), static_cast<size_t>(count) * sizeof(float));
+    ring_reduce_scatter(context_, in, out, static_cast<size_t>(count), tag, membership_.timeout, bytes_sent_);
   });
 }
 
