@@ -193,6 +193,14 @@ int Supervisor::finish() const {
     return exit_code_of(w.status);
   }
   if (interrupted_by_) {
+    // Workers that exit 0 on SIGTERM finished their step and saved (Slurm's
+    // preemption notice): the job stopped as asked, which is a success.
+    bool all_clean = killed == 0;
+    for (const auto& w : workers_) all_clean = all_clean && WIFEXITED(w.status) && WEXITSTATUS(w.status) == 0;
+    if (interrupted_by_ == SIGTERM && all_clean) {
+      print_line("dfm-run: received SIGTERM; every worker finished its step and exited cleanly");
+      return 0;
+    }
     print_line(std::string("dfm-run: received SIG") + ::sigabbrev_np(interrupted_by_) + "; stopped " +
                workers(stopped_) + kill_note);
     return 128 + interrupted_by_;
