@@ -42,6 +42,9 @@ gtest_step "kernel differential test" test_cuda_kernels
 echo "== 1b. nccl comm plugin, groups of one GPU"
 gtest_step "nccl comm plugin test" test_nccl
 
+echo "== 1c. GPT training, cuda vs cpu backend (CTest's GPU equivalence test)"
+gtest_step "GPT cuda vs cpu test" test_gpt_cuda
+
 echo "== 2. GPT fp32: cuda vs cpu, 20 steps"
 run_job() {  # backend out_dir [extra --set ...]
   local backend=$1 out=$2
