@@ -56,6 +56,22 @@ TEST(LaunchEnv, TorchrunAgentStoreHoldsMasterPort) {
   EXPECT_EQ(detect_launch_env(env).master_port, 29501);
 }
 
+TEST(LaunchEnv, RanksOnThisMachineShareItsCores) {
+  EXPECT_EQ(detect_launch_env({{"HOME", "/root"}}).local_world, 1);
+  const Env torchrun{{"RANK", "1"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "4"},
+                     {"MASTER_ADDR", "h"}, {"MASTER_PORT", "29500"}, {"DFM_JOB_SECRET", "s"}};
+  EXPECT_EQ(detect_launch_env(torchrun).local_world, 4);
+  const Env slurm{{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "6"}, {"SLURM_LOCALID", "1"}, {"SLURM_JOB_NODELIST", "n[1-2]"},
+                  {"SLURM_JOB_ID", "7"}, {"SLURM_TASKS_PER_NODE", "3(x2)"}};
+  EXPECT_EQ(detect_launch_env(slurm).local_world, 3);
+  const Env mpi{{"OMPI_COMM_WORLD_RANK", "0"}, {"OMPI_COMM_WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_LOCAL_RANK", "0"},
+                {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "1"}, {"DFM_JOB_SECRET", "s"}};
+  EXPECT_EQ(detect_launch_env(mpi).local_world, 2);
+  Env bad = torchrun;
+  bad["LOCAL_WORLD_SIZE"] = "zero";
+  EXPECT_THROW(detect_launch_env(bad), std::invalid_argument);
+}
+
 TEST(LaunchEnv, Slurm) {
   const Env env{{"SLURM_PROCID", "6"},       {"SLURM_NTASKS", "8"},
                 {"SLURM_LOCALID", "2"},      {"SLURM_JOB_NODELIST", "gpu-[009-010]x,gpu-011x"},

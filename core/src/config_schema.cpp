@@ -95,7 +95,7 @@ const std::vector<KeySpec>& Config::core_schema() {
       {.key = "backend.precision", .type = T::String, .default_toml = "\"fp32\"",
        .doc = "Arithmetic precision of the compute backend.", .choices = {"fp32", "bf16"}},
       {.key = "backend.threads", .type = T::Int, .default_toml = "0",
-       .doc = "CPU threads per process; 0 means all the cores this process may use.", .min = 0},
+       .doc = "CPU threads per process; 0 means the cores this process may use, shared evenly by the ranks on its machine.", .min = 0},
       {.key = "backend.comm_timeout_s", .type = T::Float, .default_toml = "300.0",
        .doc = "Seconds a collective may wait for its peers before the job stops with a timeout.", .min = 0,
        .min_exclusive = true},

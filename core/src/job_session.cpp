@@ -1,7 +1,9 @@
 #include "dfm/core/job_session.hpp"
 
 #include <glog/logging.h>
+#include <sched.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
@@ -52,6 +54,17 @@ dfm_group_kind kind_of(const std::string& group_name) {
 
 std::string rank_error(int64_t rank, const std::string& what) { return "rank " + std::to_string(rank) + ": " + what; }
 
+// [backend] threads = 0 means the cores this process may use; ranks that share
+// a machine share them (as torchrun's one thread per worker avoids, but
+// without giving up the cores when a machine runs fewer ranks than it has).
+int64_t threads_for_rank(int64_t configured, int64_t local_world) {
+  if (configured > 0 || local_world <= 1) return configured;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const int64_t cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  return std::max<int64_t>(1, cores / local_world);
+}
+
 }  // namespace
 
 JobSession::JobSession(const Config& config, const JobPlan& plan, HostContext& host, const LaunchEnv& env,
@@ -62,7 +75,7 @@ JobSession::JobSession(const Config& config, const JobPlan& plan, HostContext& h
                                                    " ranks but the layout needs " + std::to_string(plan.layout.world)));
   host_.set_rank(rank_);
   const auto timeout_ms = static_cast<int64_t>(config.get_float("backend.comm_timeout_s") * 1000);
-  backend_ = std::make_unique<ComputeBackend>(*plan.compute, threads, env.local_rank);
+  backend_ = std::make_unique<ComputeBackend>(*plan.compute, threads_for_rank(threads, env.local_world), env.local_rank);
   scalar_scratch_ = std::make_unique<DeviceBuffer<float>>(*backend_, 16);
   if (plan.layout.world > 1) {
     connect(env, timeout_ms);

@@ -134,6 +134,20 @@ void read_secret(const Env& env, LaunchEnv& out) {
   }
 }
 
+// The ranks on this machine, from the first of `names` that is set; a value
+// like Slurm's "4(x2),3" counts its leading number.
+void read_local_world(const Env& env, std::initializer_list<const char*> names, LaunchEnv& out) {
+  for (const char* name : names) {
+    const std::string* text = find(env, name);
+    if (text == nullptr) continue;
+    const std::string leading = text->substr(0, text->find_first_not_of("0123456789"));
+    int64_t value = 0;
+    if (!parse_int(leading, value) || value < 1) bad_value(name, *text, "a positive number of ranks on this machine");
+    out.local_world = value;
+    return;
+  }
+}
+
 }  // namespace
 
 LaunchEnv detect_launch_env(const Env& env) {
@@ -141,14 +155,17 @@ LaunchEnv detect_launch_env(const Env& env) {
   if (find(env, "RANK") != nullptr || find(env, "WORLD_SIZE") != nullptr) {
     out.source = "torchrun";
     read_ranks(env, {"RANK", "WORLD_SIZE", "LOCAL_RANK"}, "a torchrun-style", out);
+    read_local_world(env, {"LOCAL_WORLD_SIZE"}, out);
     read_master(env, out);
     avoid_torchrun_agent_store(env, out);
   } else if (find(env, "SLURM_PROCID") != nullptr) {
     out.source = "slurm";
     read_slurm(env, out);
+    read_local_world(env, {"SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE"}, out);
   } else if (find(env, "OMPI_COMM_WORLD_RANK") != nullptr) {
     out.source = "openmpi";
     read_ranks(env, {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"}, "an Open MPI", out);
+    read_local_world(env, {"OMPI_COMM_WORLD_LOCAL_SIZE"}, out);
     read_master(env, out);
   }
   read_secret(env, out);

@@ -17,6 +17,10 @@ struct LaunchEnv {
   uint16_t master_port = 0;               // port of the rendezvous store
   std::string secret;                     // per-job secret every store connection proves
   std::string source = "none";            // "torchrun" | "slurm" | "openmpi" | "none"
+  // Ranks on this machine (LOCAL_WORLD_SIZE, OMPI_COMM_WORLD_LOCAL_SIZE, the
+  // first count of SLURM_TASKS_PER_NODE; 1 when the launcher does not say):
+  // they share its cores.
+  int64_t local_world = 1;
 };
 
 // A pure function of `env` (tests pass a map). The first launcher found wins:
