@@ -110,24 +110,10 @@ int broadcast_children(int world, int rank, int root) {
   return by_virtual_rank[static_cast<size_t>(world)][static_cast<size_t>(v)];
 }
 
-// Elements rank `rank` sends in gloo's halving-doubling reduce-scatter of
-// `count` elements per rank, worked out by hand from gloo/reduce_scatter.h:
-//   n = 2: half of the 2c input.
-//   n = 4: 2c then c in the halving steps (3c); ranks 1 and 2 hold each
-//          other's piece afterwards (bit reversal) and send it over (+c).
-//   n = 3: ranks 0 and 1 form a block of 2 and rank 2 a block of 1, with
-//          h = ceil(3c/2): rank 2 sends all 3c to the pair; rank 0 sends
-//          3c-h in the halving step and h-c of rank 1's piece; rank 1 sends
-//          h and then rank 2's piece, c.
-uint64_t reduce_scatter_elements(int world, int rank, uint64_t c) {
-  const uint64_t h = (3 * c + 1) / 2;
-  switch (world) {
-    case 2: return c;
-    case 3: return rank == 0 ? (3 * c - h) + (h - c) : rank == 1 ? h + c : 3 * c;
-    case 4: return 3 * c + ((rank == 1 || rank == 2) ? c : 0);
-  }
-  return 0;
-}
+// Elements every rank sends in the plugin's ring reduce-scatter of `count`
+// elements per rank (ring_reduce_scatter.hpp): one piece of count to the
+// next rank in each of the n-1 steps.
+uint64_t reduce_scatter_elements(int world, uint64_t c) { return static_cast<uint64_t>(world - 1) * c; }
 
 TEST_F(GlooTest, BytesSentFollowTheAlgorithmsVolumes) {
   for (int world = 2; world <= 4; ++world) {
@@ -158,7 +144,7 @@ TEST_F(GlooTest, BytesSentFollowTheAlgorithmsVolumes) {
       expect_delta(before, (n - 1) * 5 * 4, "ring all_gather");
       before = g.bytes_sent();
       check_reduce_scatter(g, rank, world, 6);
-      expect_delta(before, reduce_scatter_elements(world, rank, 6) * 4, "halving-doubling reduce_scatter");
+      expect_delta(before, reduce_scatter_elements(world, 6) * 4, "ring reduce_scatter");
       before = g.bytes_sent();
       check_broadcasts(g, rank, world, 9);  // once from every root
       uint64_t children = 0;
