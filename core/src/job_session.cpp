@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 
 #include "dfm/core/config.hpp"
 #include "dfm/core/host_services.hpp"
@@ -130,9 +131,26 @@ JobSession::~JobSession() {
     if (it->plugin->strategy()->destroy) it->plugin->strategy()->destroy(it->instance);
   for (Group& g : groups_)
     if (g.handle) comm_->group_destroy(g.handle);
+  leave_world();
   store_.reset();
   server_.reset();
   scalar_scratch_.reset();
+}
+
+// Rank 0 serves the store: it stops serving only when every rank has said it
+// is done with it, so no rank loses the store in the middle of a request.
+void JobSession::leave_world() noexcept {
+  if (!store_) return;
+  try {
+    store_->add("dfm/left", 1);
+    if (rank_ == 0) {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (store_->add("dfm/left", 0) < plan_.layout.world && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  } catch (const std::exception& e) {
+    LOG(WARNING) << "rank " << rank_ << ": leaving the rendezvous store: " << e.what();
+  }
 }
 
 void JobSession::connect(const LaunchEnv& env, int64_t timeout_ms) {

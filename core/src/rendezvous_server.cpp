@@ -113,9 +113,12 @@ StoreServer::~StoreServer() {
     impl_->stopping = true;
   }
   impl_->data_changed.notify_all();
-  // shutdown() wakes threads blocked in recv/send; the fds are closed only
-  // after their thread is joined, so a number is never closed twice or reused under a thread.
-  for (auto& c : impl_->connections) ::shutdown(c->fd, SHUT_RDWR);
+  // Shutting the read side wakes threads blocked in recv; a thread still
+  // answering a request finishes writing its (small) reply, so a client whose
+  // last request was accepted gets its answer even as the store goes away.
+  // The fds are closed only after their thread is joined, so a number is never
+  // closed twice or reused under a thread.
+  for (auto& c : impl_->connections) ::shutdown(c->fd, SHUT_RD);
   for (auto& c : impl_->connections) {
     c->thread.join();
     ::close(c->fd);

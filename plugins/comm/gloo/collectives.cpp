@@ -37,21 +37,10 @@ namespace {
 
 using ReduceFn = void (*)(void*, const void*, const void*, size_t);
 
-void check_buffer(const Membership& m, const char* op, const void* buf, int64_t count, const char* name) {
-  if (count < 0)
-    throw sdk::Error(DFM_ERR_INVALID_ARGUMENT, m.describe() + ": " + op + " count must be >= 0, got " + std::to_string(count));
-  if (count > 0 && !buf)
-    throw sdk::Error(DFM_ERR_INVALID_ARGUMENT, m.describe() + ": " + op + " " + name + " is NULL");
-}
-
 }  // namespace
 
 std::shared_ptr<Operation> Group::all_reduce(float* buf, int64_t count, dfm_reduce_op op) {
-  check_buffer(membership_, "all_reduce", buf, count, "buffer");
-  if (op != DFM_REDUCE_SUM && op != DFM_REDUCE_MAX)
-    throw sdk::Error(DFM_ERR_INVALID_ARGUMENT,
-                     membership_.describe() + ": all_reduce op " + std::to_string(static_cast<int>(op)) +
-                         " is neither DFM_REDUCE_SUM nor DFM_REDUCE_MAX");
+  sdk::validate_all_reduce(membership_, buf, count, op);
   const ReduceFn reduce = op == DFM_REDUCE_SUM ? static_cast<ReduceFn>(&gloo::sum<float>)
                                                : static_cast<ReduceFn>(&gloo::max<float>);
   return submit("all_reduce", [this, buf, count, reduce](uint32_t tag) {
@@ -67,8 +56,7 @@ std::shared_ptr<Operation> Group::all_reduce(float* buf, int64_t count, dfm_redu
 }
 
 std::shared_ptr<Operation> Group::reduce_scatter(const float* in, float* out, int64_t count) {
-  check_buffer(membership_, "reduce_scatter", in, count, "input");
-  check_buffer(membership_, "reduce_scatter", out, count, "output");
+  sdk::validate_reduce_scatter(membership_, in, out, count);
   return submit("reduce_scatter", [this, in, out, count](uint32_t tag) {
     if (count == 0) return;
     if (!context_) {
@@ -80,8 +68,7 @@ std::shared_ptr<Operation> Group::reduce_scatter(const float* in, float* out, in
 }
 
 std::shared_ptr<Operation> Group::all_gather(const float* in, float* out, int64_t count) {
-  check_buffer(membership_, "all_gather", in, count, "input");
-  check_buffer(membership_, "all_gather", out, count, "output");
+  sdk::validate_all_gather(membership_, in, out, count);
   return submit("all_gather", [this, in, out, count](uint32_t tag) {
     if (count == 0) return;
     const auto n = static_cast<size_t>(count);
@@ -101,10 +88,7 @@ std::shared_ptr<Operation> Group::all_gather(const float* in, float* out, int64_
 }
 
 std::shared_ptr<Operation> Group::broadcast(float* buf, int64_t count, int64_t root) {
-  check_buffer(membership_, "broadcast", buf, count, "buffer");
-  if (root < 0 || root >= membership_.size())
-    throw sdk::Error(DFM_ERR_INVALID_ARGUMENT, membership_.describe() + ": broadcast root " + std::to_string(root) +
-                                                   " is outside 0.." + std::to_string(membership_.size() - 1));
+  sdk::validate_broadcast(membership_, buf, count, root);
   return submit("broadcast", [this, buf, count, root](uint32_t tag) {
     if (!context_ || count == 0) return;
     gloo::BroadcastOptions opts(context_);

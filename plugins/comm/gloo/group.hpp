@@ -47,6 +47,7 @@ namespace dfm::gloo_comm {
 
 class Group : public std::enable_shared_from_this<Group> {
  public:
+  static constexpr const char* kBackend = "gloo";  // names it in every message
   // Connects to every member (group_create.cpp); throws sdk::Error.
   static std::shared_ptr<Group> create(const dfm_comm_group_desc& desc);
   ~Group();

@@ -39,15 +39,7 @@ std::shared_ptr<Operation> Group::recv(float* buf, int64_t count, int64_t peer, 
 
 std::shared_ptr<Operation> Group::post(bool is_send, float* buf, int64_t count, int64_t peer, int64_t tag) {
   const char* name = is_send ? "send" : "recv";
-  auto invalid = [&](const std::string& what) {
-    return sdk::Error(DFM_ERR_INVALID_ARGUMENT, membership_.describe() + ": " + name + " " + what);
-  };
-  if (peer < 0 || peer >= membership_.size() || peer == membership_.my_index)
-    throw invalid("peer " + std::to_string(peer) + " is not another member's index (0.." +
-                  std::to_string(membership_.size() - 1) + ", this rank is " + std::to_string(membership_.my_index) + ")");
-  if (tag < 0 || tag > UINT32_MAX) throw invalid("tag " + std::to_string(tag) + " is outside 0..2^32-1");
-  if (count < 0) throw invalid("count must be >= 0, got " + std::to_string(count));
-  if (count > 0 && !buf) throw invalid("buffer is NULL");
+  sdk::validate_message(membership_, name, buf, count, peer, tag, sdk::MessagesToSelf::refused);
 
   std::unique_lock<std::mutex> lock(p2p_mutex_);
   const int64_t peer_rank = membership_.ranks[peer];

@@ -22,13 +22,6 @@
 namespace dfm::nccl_comm {
 namespace {
 
-void check_buffer(const Membership& m, const char* op, const void* buf, int64_t count, const char* name) {
-  if (count < 0)
-    throw sdk::Error(DFM_ERR_INVALID_ARGUMENT, m.describe() + ": " + op + " count must be >= 0, got " + std::to_string(count));
-  if (count > 0 && !buf)
-    throw sdk::Error(DFM_ERR_INVALID_ARGUMENT, m.describe() + ": " + op + " " + name + " is NULL");
-}
-
 uint64_t ring_all_reduce_bytes(int64_t n, int64_t count) {
   return static_cast<uint64_t>(2 * (n - 1) * count * static_cast<int64_t>(sizeof(float)) / n);
 }
@@ -50,11 +43,7 @@ std::shared_ptr<Operation> Group::collective(const char* name, uint64_t bytes, c
 }
 
 std::shared_ptr<Operation> Group::all_reduce(float* buf, int64_t count, dfm_reduce_op op) {
-  check_buffer(membership_, "all_reduce", buf, count, "buffer");
-  if (op != DFM_REDUCE_SUM && op != DFM_REDUCE_MAX)
-    throw sdk::Error(DFM_ERR_INVALID_ARGUMENT,
-                     membership_.describe() + ": all_reduce op " + std::to_string(static_cast<int>(op)) +
-                         " is neither DFM_REDUCE_SUM nor DFM_REDUCE_MAX");
+  sdk::validate_all_reduce(membership_, buf, count, op);
   const ncclRedOp_t reduce = op == DFM_REDUCE_SUM ? ncclSum : ncclMax;
   return collective("all_reduce", ring_all_reduce_bytes(membership_.size(), count), [=, this] {
     return ncclAllReduce(buf, buf, static_cast<size_t>(count), ncclFloat32, reduce, comm_, stream_);
@@ -62,8 +51,7 @@ std::shared_ptr<Operation> Group::all_reduce(float* buf, int64_t count, dfm_redu
 }
 
 std::shared_ptr<Operation> Group::reduce_scatter(const float* in, float* out, int64_t count) {
-  check_buffer(membership_, "reduce_scatter", in, count, "input");
-  check_buffer(membership_, "reduce_scatter", out, count, "output");
+  sdk::validate_reduce_scatter(membership_, in, out, count);
   const auto bytes = static_cast<uint64_t>((membership_.size() - 1) * count) * sizeof(float);
   return collective("reduce_scatter", bytes, [=, this] {
     return ncclReduceScatter(in, out, static_cast<size_t>(count), ncclFloat32, ncclSum, comm_, stream_);
@@ -71,8 +59,7 @@ std::shared_ptr<Operation> Group::reduce_scatter(const float* in, float* out, in
 }
 
 std::shared_ptr<Operation> Group::all_gather(const float* in, float* out, int64_t count) {
-  check_buffer(membership_, "all_gather", in, count, "input");
-  check_buffer(membership_, "all_gather", out, count, "output");
+  sdk::validate_all_gather(membership_, in, out, count);
   const auto bytes = static_cast<uint64_t>((membership_.size() - 1) * count) * sizeof(float);
   return collective("all_gather", bytes, [=, this] {
     return ncclAllGather(in, out, static_cast<size_t>(count), ncclFloat32, comm_, stream_);
@@ -80,10 +67,7 @@ std::shared_ptr<Operation> Group::all_gather(const float* in, float* out, int64_
 }
 
 std::shared_ptr<Operation> Group::broadcast(float* buf, int64_t count, int64_t root) {
-  check_buffer(membership_, "broadcast", buf, count, "buffer");
-  if (root < 0 || root >= membership_.size())
-    throw sdk::Error(DFM_ERR_INVALID_ARGUMENT, membership_.describe() + ": broadcast root " + std::to_string(root) +
-                                                   " is outside 0.." + std::to_string(membership_.size() - 1));
+  sdk::validate_broadcast(membership_, buf, count, root);
   const int64_t n = membership_.size();
   const auto bytes = static_cast<uint64_t>((n - 1) * count * static_cast<int64_t>(sizeof(float)) / n);
   return collective("broadcast", bytes, [=, this] {

@@ -44,13 +44,16 @@
 #include <vector>
 
 #include "dfm/comm.h"
-#include "membership.hpp"
+#include "dfm/comm_checks.hpp"
 #include "operation.hpp"
 
 namespace dfm::nccl_comm {
 
+using Membership = sdk::CommMembership;
+
 class Group {
  public:
+  static constexpr const char* kBackend = "nccl";  // names it in every message
   // Joins the communicator (group_create.cpp); throws sdk::Error.
   static std::shared_ptr<Group> create(const dfm_comm_group_desc& desc);
   ~Group();

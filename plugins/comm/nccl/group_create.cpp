@@ -12,31 +12,6 @@
 namespace dfm::nccl_comm {
 namespace {
 
-Membership membership_of(const dfm_comm_group_desc& desc) {
-  auto invalid = [&](const std::string& what) {
-    const std::string name = desc.struct_size >= DFM_COMM_GROUP_DESC_V1_SIZE && desc.group_name ? desc.group_name : "?";
-    return sdk::Error(DFM_ERR_INVALID_ARGUMENT, "nccl group '" + name + "': " + what);
-  };
-  if (desc.struct_size < DFM_COMM_GROUP_DESC_V1_SIZE)
-    throw invalid("group description has struct_size " + std::to_string(desc.struct_size) + ", expected at least " +
-                  std::to_string(DFM_COMM_GROUP_DESC_V1_SIZE));
-  if (!desc.group_name || !*desc.group_name) throw invalid("group_name is empty");
-  if (desc.size < 1 || !desc.ranks) throw invalid("size must be >= 1 with a ranks array, got " + std::to_string(desc.size));
-  if (desc.size > INT32_MAX) throw invalid("size " + std::to_string(desc.size) + " exceeds NCCL's int ranks");
-  if (desc.my_index < 0 || desc.my_index >= desc.size)
-    throw invalid("my_index " + std::to_string(desc.my_index) + " is outside 0.." + std::to_string(desc.size - 1));
-  if (desc.timeout_ms <= 0) throw invalid("timeout_ms must be > 0, got " + std::to_string(desc.timeout_ms));
-  if (desc.size > 1 && (!desc.rendezvous || desc.rendezvous->struct_size < DFM_COMM_RENDEZVOUS_V1_SIZE ||
-                        !desc.rendezvous->set || !desc.rendezvous->get))
-    throw invalid("a group of " + std::to_string(desc.size) + " ranks needs a rendezvous store with set and get");
-  Membership m;
-  m.name = desc.group_name;
-  m.ranks.assign(desc.ranks, desc.ranks + desc.size);
-  m.my_index = desc.my_index;
-  m.timeout = std::chrono::milliseconds(desc.timeout_ms);
-  return m;
-}
-
 // The id of the member at index 0: made here, or read from the store.
 ncclUniqueId exchange_id(const Membership& m, const dfm_comm_rendezvous* rendezvous) {
   ncclUniqueId id{};
@@ -66,7 +41,8 @@ ncclUniqueId exchange_id(const Membership& m, const dfm_comm_rendezvous* rendezv
 }  // namespace
 
 std::shared_ptr<Group> Group::create(const dfm_comm_group_desc& desc) {
-  std::shared_ptr<Group> group(new Group(membership_of(desc)));
+  // NCCL's ranks are ints.
+  std::shared_ptr<Group> group(new Group(sdk::validate_group_desc(kBackend, desc, INT32_MAX)));
   group->connect(desc);
   return group;
 }

@@ -35,14 +35,7 @@ std::shared_ptr<Operation> Group::recv(float* buf, int64_t count, int64_t peer, 
 
 std::shared_ptr<Operation> Group::post(bool is_send, float* buf, int64_t count, int64_t peer, int64_t tag) {
   const char* name = is_send ? "send" : "recv";
-  auto invalid = [&](const std::string& what) {
-    return sdk::Error(DFM_ERR_INVALID_ARGUMENT, membership_.describe() + ": " + name + " " + what);
-  };
-  if (peer < 0 || peer >= membership_.size())
-    throw invalid("peer " + std::to_string(peer) + " is outside 0.." + std::to_string(membership_.size() - 1));
-  if (tag < 0 || tag > UINT32_MAX) throw invalid("tag " + std::to_string(tag) + " is outside 0..2^32-1");
-  if (count < 0) throw invalid("count must be >= 0, got " + std::to_string(count));
-  if (count > 0 && !buf) throw invalid("buffer is NULL");
+  sdk::validate_message(membership_, name, buf, count, peer, tag, sdk::MessagesToSelf::allowed);
 
   bool exchange = false;
   std::shared_ptr<Operation> op;

@@ -44,6 +44,7 @@ class JobSession {
     void* instance;
   };
   void connect(const LaunchEnv& env, int64_t timeout_ms);
+  void leave_world() noexcept;
   void create_groups(int64_t timeout_ms);
   void create_strategies(const Config& config);
   dfm_group_info group_info(dfm_group_kind kind) const;
