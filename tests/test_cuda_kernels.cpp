@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "support/plugin_refusals.hpp"
 #include "support/test_paths.hpp"
 #include "attention_cases.hpp"
 #include "compute_backend_harness.hpp"
@@ -54,12 +55,7 @@ struct Plugins {
     return *plugins;
   }
 
-  // Why plugins were refused, for failure messages.
-  std::string refusals() const {
-    std::string text;
-    for (const RefusedPlugin& r : registry.refused()) text += r.path.string() + ": " + r.reason + "\n";
-    return text;
-  }
+  std::string refusals() const { return test::refusals(registry); }
 
  private:
   static test::ComputeBackend backend_of(const LoadedPlugin& plugin) {

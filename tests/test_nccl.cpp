@@ -29,6 +29,7 @@
 #include "dfm/core/host_services.hpp"
 #include "dfm/core/plugin_registry.hpp"
 #include "support/file_rendezvous.hpp"
+#include "support/plugin_refusals.hpp"
 #include "support/test_paths.hpp"
 
 namespace dfm::test {
@@ -60,11 +61,7 @@ struct Plugins {
     return *plugins;
   }
 
-  std::string refusals() const {
-    std::string text;
-    for (const RefusedPlugin& r : registry.refused()) text += r.path.string() + ": " + r.reason + "\n";
-    return text;
-  }
+  std::string refusals() const { return test::refusals(registry); }
 };
 
 const dfm_comm_v1& comm() { return *static_cast<const dfm_comm_v1*>(Plugins::get().nccl->descriptor->table); }

@@ -14,7 +14,9 @@ GptModel::GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& p
       placement_(placement),
       sequence_(sequence),
       shape_(shape),
-      max_rows_(max_batch * shape.seq_len) {
+      max_rows_(max_batch * shape.seq_len),
+      root_{&params.info("wte.weight"), &params.info("wpe.weight"), &params.info("ln_f.weight"),
+            &params.info("ln_f.bias")} {
   const int64_t R = max_rows_, C = shape.d_model, H = shape.n_head;
   auto buf = [&](int64_t n) { return DeviceBuffer<float>(backend, n); };
   for (int64_t l = 0; l < shape.n_layer; ++l) {
@@ -42,12 +44,12 @@ GptModel::GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& p
 
 GptModel::LayerWeights GptModel::weights_of(int64_t layer, bool grads) const {
   const auto& m = layer_params_[static_cast<size_t>(layer)];
-  auto at = [&](size_t i) { return grads ? params_.grad(*m[i]) : params_.param(*m[i]); };
-  return {at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7), at(8), at(9), at(10), at(11)};
+  auto member = [&](size_t i) { return at(*m[i], grads); };
+  return {member(0), member(1), member(2),  member(3),  member(4),  member(5),
+          member(6), member(7), member(8),  member(9),  member(10), member(11)};
 }
 
-float* GptModel::root(const char* name, bool grad) const {
-  const ParamInfo& info = params_.info(name);
+float* GptModel::at(const ParamInfo& info, bool grad) const {
   return grad ? params_.grad(info) : params_.param(info);
 }
 
@@ -113,8 +115,8 @@ void GptModel::forward(const int32_t* tokens, const int32_t* positions, int64_t 
 
   placement_.on_unit(0, DFM_UNIT_FORWARD_BEGIN, step);
   float* x = layers_.empty() ? residual_out_.data() : layers_[0].residual_in.data();
-  backend_.check(k_.embedding_forward(ctx, x, tokens, rows_, root("wte.weight", false), V, 0, C, 0), "embedding");
-  backend_.check(k_.embedding_forward(ctx, x, positions, rows_, root("wpe.weight", false), shape_.seq_len, 0, C, 1),
+  backend_.check(k_.embedding_forward(ctx, x, tokens, rows_, at(*root_.wte, false), V, 0, C, 0), "embedding");
+  backend_.check(k_.embedding_forward(ctx, x, positions, rows_, at(*root_.wpe, false), shape_.seq_len, 0, C, 1),
                  "position embedding");
 
   const dfm_attention_desc attn = attention_desc();
@@ -147,10 +149,10 @@ void GptModel::forward(const int32_t* tokens, const int32_t* positions, int64_t 
   }
 
   backend_.check(k_.layernorm_forward(ctx, lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), residual_out_.data(),
-                                      root("ln_f.weight", false), root("ln_f.bias", false), rows_, C, shape_.ln_eps),
+                                      at(*root_.ln_f_weight, false), at(*root_.ln_f_bias, false), rows_, C, shape_.ln_eps),
                  "layernorm");
   // The LM head is tied to the token embedding: logits = lnf @ wte^T.
-  matmul(false, true, rows_, V, C, lnf_.data(), C, root("wte.weight", false), C, 0.0f, logits_.data(), V);
+  matmul(false, true, rows_, V, C, lnf_.data(), C, at(*root_.wte, false), C, 0.0f, logits_.data(), V);
   placement_.on_unit(0, DFM_UNIT_FORWARD_END, step);
 }
 
@@ -169,11 +171,11 @@ void GptModel::backward(const int32_t* tokens, const int32_t* positions, const d
 
   placement_.on_unit(0, DFM_UNIT_BACKWARD_BEGIN, step);
   // Tied head: d(lnf) = dlogits @ wte; d(wte) += dlogits^T @ lnf.
-  matmul(false, false, rows_, C, V, dlogits, V, root("wte.weight", false), C, 0.0f, d_ln_.data(), C);
-  matmul(true, false, V, C, rows_, dlogits, V, lnf_.data(), C, 1.0f, root("wte.weight", true), C);
+  matmul(false, false, rows_, C, V, dlogits, V, at(*root_.wte, false), C, 0.0f, d_ln_.data(), C);
+  matmul(true, false, V, C, rows_, dlogits, V, lnf_.data(), C, 1.0f, at(*root_.wte, true), C);
   backend_.fill(d_res, 0.0f, rows_ * C);
-  backend_.check(k_.layernorm_backward(ctx, d_res, root("ln_f.weight", true), root("ln_f.bias", true), d_ln_.data(),
-                                       residual_out_.data(), root("ln_f.weight", false), lnf_mean_.data(),
+  backend_.check(k_.layernorm_backward(ctx, d_res, at(*root_.ln_f_weight, true), at(*root_.ln_f_bias, true), d_ln_.data(),
+                                       residual_out_.data(), at(*root_.ln_f_weight, false), lnf_mean_.data(),
                                        lnf_rstd_.data(), rows_, C), "layernorm_backward");
 
   const dfm_attention_desc attn = attention_desc();
@@ -208,9 +210,9 @@ void GptModel::backward(const int32_t* tokens, const int32_t* positions, const d
     placement_.on_unit(unit, DFM_UNIT_BACKWARD_END, step);
   }
 
-  backend_.check(k_.embedding_backward(ctx, root("wte.weight", true), d_res, tokens, rows_, V, 0, C),
+  backend_.check(k_.embedding_backward(ctx, at(*root_.wte, true), d_res, tokens, rows_, V, 0, C),
                  "embedding_backward");
-  backend_.check(k_.embedding_backward(ctx, root("wpe.weight", true), d_res, positions, rows_, shape_.seq_len, 0, C),
+  backend_.check(k_.embedding_backward(ctx, at(*root_.wpe, true), d_res, positions, rows_, shape_.seq_len, 0, C),
                  "embedding_backward");
   placement_.on_unit(0, DFM_UNIT_BACKWARD_END, step);
 }

@@ -19,6 +19,7 @@ std::vector<int32_t> sample_tokens(ComputeBackend& backend, GptModel& model, con
   for (int64_t i = 0; i < shape.seq_len; ++i) pos[static_cast<size_t>(i)] = static_cast<int32_t>(i);
   positions.upload(pos);
   std::vector<float> last(static_cast<size_t>(V));
+  std::vector<double> p(static_cast<size_t>(V));
 
   for (int64_t n = 0; n < request.new_tokens; ++n) {
     const int64_t T = std::min<int64_t>(static_cast<int64_t>(context.size()), shape.seq_len);
@@ -27,7 +28,6 @@ std::vector<int32_t> sample_tokens(ComputeBackend& backend, GptModel& model, con
     backend.download(last.data(), model.logits() + (T - 1) * V, static_cast<size_t>(V) * sizeof(float));
     // softmax(logits / temperature), then inverse-CDF sampling.
     const double max_logit = *std::max_element(last.begin(), last.end());
-    std::vector<double> p(static_cast<size_t>(V));
     double total = 0;
     for (int64_t j = 0; j < V; ++j)
       total += p[static_cast<size_t>(j)] = std::exp((last[static_cast<size_t>(j)] - max_logit) / request.temperature);

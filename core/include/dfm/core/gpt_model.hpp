@@ -60,7 +60,8 @@ class GptModel {
 
   // The block's parameters (or gradients) where its unit is materialised now.
   LayerWeights weights_of(int64_t layer, bool grads) const;
-  float* root(const char* name, bool grad) const;
+  // A parameter (or its gradient) where its unit is materialised now.
+  float* at(const ParamInfo& info, bool grad) const;
   dfm_attention_desc attention_desc() const;
 
   // out = in @ w + b for rows x in_dim times [in_dim, out_dim].
@@ -78,6 +79,9 @@ class GptModel {
   SequenceSplit* sequence_;
   GptShape shape_;
   int64_t max_rows_;
+  struct RootParams {  // the root unit's parameters, looked up once
+    const ParamInfo *wte, *wpe, *ln_f_weight, *ln_f_bias;
+  } root_;
   int64_t batch_ = 0, tokens_ = 0, rows_ = 0;  // of the current micro-batch
 
   std::vector<std::vector<const ParamInfo*>> layer_params_;  // per block, in LayerWeights order
