@@ -118,7 +118,7 @@ int run(int argc, char** argv) {
     params.zero_grad_shards();
     model.forward(d_tokens.data(), d_positions.data(), batch, shape.seq_len);
     model.loss(d_targets.data(), 1.0f / static_cast<float>(rows));
-    model.backward(d_tokens.data(), d_positions.data());
+    model.backward(d_tokens.data());
     const double norm = std::sqrt(adamw.local_grad_sum_squares(params));
     adamw.step(params, 1e-4, s + 1, dfm::clip_coefficient(norm, 1.0));
     backend.synchronize();

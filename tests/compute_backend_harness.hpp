@@ -137,10 +137,10 @@ inline void expect_close(const std::vector<float>& actual, const std::vector<dou
   EXPECT_EQ(failures, 0u) << what << ": elements out of tolerance";
 }
 
-// Every slot of a backend's v1 table is offered: walks it as an array of function pointers.
+// Every slot of a backend's v1.1 table is offered: walks it as an array of function pointers.
 inline void expect_every_slot_offered(const dfm_compute_v1& api) {
   const auto* first = reinterpret_cast<const char*>(&api.create);
-  const auto* end = reinterpret_cast<const char*>(&api) + DFM_COMPUTE_V1_SIZE;
+  const auto* end = reinterpret_cast<const char*>(&api) + DFM_COMPUTE_V1_1_SIZE;
   for (const char* slot = first; slot < end; slot += sizeof(void (*)())) {
     void (*fn)() = nullptr;
     std::memcpy(&fn, slot, sizeof fn);

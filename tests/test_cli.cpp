@@ -6,6 +6,7 @@
 #include <fstream>
 #include <regex>
 
+#include "dfm/abi.h"
 #include "support/run_command.hpp"
 
 namespace {
@@ -94,13 +95,15 @@ TEST(DfmRun, UsageErrorsExitWithCode2) {
   EXPECT_EQ(run("dfm-run --nproc-per-node 0 " + kDefault).exit_code, 2);
   EXPECT_EQ(run("dfm-run --nproc-per-node 2 --dry-run " + kDefault).exit_code, 2);
   EXPECT_EQ(run("dfm-run --help").exit_code, 0);
-  EXPECT_NE(run("dfm-run --version").output.find("ABI 1.0"), std::string::npos);
+  EXPECT_NE(run("dfm-run --version").output.find("ABI " + std::to_string(DFM_ABI_MAJOR) + "." +
+                                                 std::to_string(DFM_ABI_MINOR)),
+            std::string::npos);
 }
 
 TEST(DfmRun, ARunThatNeedsAStrategyStopsAtStartNamingIt) {
-  const Result r = run("dfm-run " + kDefault + " --set 'strategy.chain=[\"tp\"]'");
+  const Result r = run("dfm-run " + kDefault + " --set 'strategy.chain=[\"pp\"]'");
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("strategy 'tp'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("strategy 'pp'"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("cannot run yet"), std::string::npos) << r.output;
 }
 

@@ -4,6 +4,7 @@
 // length of each sum, so every bound below scales with it.
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <numeric>
 
@@ -299,6 +300,79 @@ TEST_F(CpuKernels, CrossEntropyMatchesLogSoftmax) {
     // log of a 50257-term double sum: ~1e-6 relative on a loss of ~10.
     expect_close(losses.read(), expected_loss, 1e-5, 1e-6, "loss");
     expect_close(dlogits.read(), expected_grad, 1e-7, 1e-5, "gradient");
+  }
+}
+
+// The vocabulary-parallel phases over `slices` devices' slices of each row
+// (the last slice padded past the vocabulary), with the reductions between
+// them done here, against the whole row's log-softmax.
+TEST_F(CpuKernels, VocabParallelCrossEntropyMatchesLogSoftmax) {
+  struct Case {
+    int64_t rows, vocab, slices;
+  };
+  for (const Case& c : {Case{1, 2, 2}, Case{4, 17, 2}, Case{5, 130, 4}, Case{3, 257, 3}, Case{2, 50257, 2}}) {
+    SCOPED_TRACE(::testing::Message() << c.rows << " x " << c.vocab << " over " << c.slices);
+    const int64_t width = (c.vocab + c.slices - 1) / c.slices, ld = width + 1;  // one padding column per row
+    const auto logits = random_floats(c.rows * c.vocab, 420, -8.0f, 8.0f);
+    std::vector<int32_t> targets(c.rows);
+    for (int64_t r = 0; r < c.rows; ++r) targets[r] = static_cast<int32_t>((r * 7919 + 3) % c.vocab);
+    if (c.rows > 1) targets[1] = -1;  // ignored row
+    const float grad_scale = 0.5f;
+
+    Buffer<int32_t> dtargets(device, targets);
+    std::deque<Buffer<float>> slice_logits;  // Buffer cannot move
+    std::vector<int64_t> valid;
+    for (int64_t s = 0; s < c.slices; ++s) {
+      valid.push_back(std::min(width, c.vocab - s * width));
+      std::vector<float> part(c.rows * ld, kNaN);  // columns past the valid ones must come back 0
+      for (int64_t r = 0; r < c.rows; ++r)
+        for (int64_t j = 0; j < valid[s]; ++j) part[r * ld + j] = logits[r * c.vocab + s * width + j];
+      slice_logits.emplace_back(device, part);
+    }
+    // Phase 1, then the MAX reduction.
+    std::vector<float> row_max(c.rows, -std::numeric_limits<float>::infinity());
+    for (int64_t s = 0; s < c.slices; ++s) {
+      Buffer<float> mine(device, std::vector<float>(c.rows, kNaN));
+      DFM_ASSERT_OK(device, api.cross_entropy_max(ctx(), slice_logits[s].data(), c.rows, valid[s], ld, mine.data()));
+      const auto values = mine.read();
+      for (int64_t r = 0; r < c.rows; ++r) row_max[r] = std::max(row_max[r], values[r]);
+    }
+    // Phase 2, then the SUM reduction.
+    Buffer<float> dmax(device, row_max);
+    std::vector<float> sums(2 * c.rows, 0.0f);
+    for (int64_t s = 0; s < c.slices; ++s) {
+      Buffer<float> mine(device, std::vector<float>(2 * c.rows, kNaN));
+      DFM_ASSERT_OK(device, api.cross_entropy_sums(ctx(), slice_logits[s].data(), dtargets.data(), dmax.data(),
+                                                   c.rows, valid[s], ld, s * width, mine.data()));
+      const auto values = mine.read();
+      for (int64_t i = 0; i < 2 * c.rows; ++i) sums[i] += values[i];
+    }
+    // Phase 3 on every slice: the same losses everywhere, each slice's part of the gradient.
+    Buffer<float> dsums(device, sums);
+    ref::Vec expected_loss(c.rows, 0.0);
+    for (int64_t r = 0; r < c.rows; ++r)
+      if (targets[r] >= 0)
+        expected_loss[r] = ref::cross_entropy(ref::Vec(logits.begin() + r * c.vocab, logits.begin() + (r + 1) * c.vocab).data(),
+                                              c.vocab, targets[r]);
+    for (int64_t s = 0; s < c.slices; ++s) {
+      SCOPED_TRACE(::testing::Message() << "slice " << s);
+      Buffer<float> losses(device, std::vector<float>(c.rows, kNaN));
+      DFM_ASSERT_OK(device, api.cross_entropy_finish(ctx(), slice_logits[s].data(), dtargets.data(), dmax.data(),
+                                                     dsums.data(), losses.data(), c.rows, valid[s], ld, s * width,
+                                                     grad_scale));
+      expect_close(losses.read(), expected_loss, 1e-5, 1e-6, "loss");
+      ref::Vec expected_grad(c.rows * ld, 0.0);
+      for (int64_t r = 0; r < c.rows; ++r) {
+        if (targets[r] < 0) continue;
+        const double lse = expected_loss[r] + logits[r * c.vocab + targets[r]];
+        for (int64_t j = 0; j < valid[s]; ++j) {
+          const int64_t column = s * width + j;
+          expected_grad[r * ld + j] =
+              grad_scale * (std::exp(logits[r * c.vocab + column] - lse) - (column == targets[r] ? 1.0 : 0.0));
+        }
+      }
+      expect_close(slice_logits[s].read(), expected_grad, 1e-7, 1e-5, "gradient");
+    }
   }
 }
 

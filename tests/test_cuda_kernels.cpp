@@ -443,6 +443,39 @@ TEST_F(CudaKernels, CrossEntropyMatchesCpu) {
   }
 }
 
+// The vocabulary-parallel phases on one slice of a padded vocabulary: each
+// phase's output against the cpu backend's, fed the same inputs.
+TEST_F(CudaKernels, VocabParallelCrossEntropyPhasesMatchCpu) {
+  const int64_t rows = 9, vocab = 1000, ld = 1003, offset = 2000;  // columns 2000..2999 of a larger vocabulary
+  const auto logits = twin(random_floats(rows * ld, 430, -8.0f, 8.0f));
+  std::vector<int32_t> targets(rows);
+  for (int64_t r = 0; r < rows; ++r)  // some in this slice, some elsewhere, one ignored
+    targets[r] = r == 4 ? -1 : static_cast<int32_t>(offset - 500 + r * 211);
+  const auto dtargets = twin(targets);
+  const auto row_max = twin(std::vector<float>(rows, kNaN));
+  ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {
+    return api.cross_entropy_max(ctx, logits.at(s), rows, vocab, ld, row_max.at(s));
+  }));
+  expect_same(row_max, 0.0, 0.0, "row max");
+  // A larger max from another slice, as the all-reduce would bring.
+  std::vector<float> global_max = random_floats(rows, 431, 8.0f, 9.0f);
+  const auto max_in = twin(global_max);
+  const auto sums = twin(std::vector<float>(2 * rows, kNaN));
+  ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {
+    return api.cross_entropy_sums(ctx, logits.at(s), dtargets.at(s), max_in.at(s), rows, vocab, ld, offset, sums.at(s));
+  }));
+  expect_same(sums, 1e-6, 1e-6, "sums");
+  std::vector<float> global_sums = random_floats(2 * rows, 432, 1.0f, 50.0f);
+  const auto sums_in = twin(global_sums);
+  const auto losses = twin(std::vector<float>(rows, kNaN));
+  ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {
+    return api.cross_entropy_finish(ctx, logits.at(s), dtargets.at(s), max_in.at(s), sums_in.at(s), losses.at(s), rows,
+                                    vocab, ld, offset, 0.5f);
+  }));
+  expect_same(losses, 1e-6, 1e-6, "losses");
+  expect_same(logits, 1e-7, 1e-5, "gradient");
+}
+
 TEST_F(CudaKernels, CrossEntropyReportsABadTargetAtSynchronize) {
   const int64_t rows = 3, vocab = 65;
   Buffer<float> logits(gpu(), random_floats(rows * vocab, 410));

@@ -181,6 +181,15 @@ TEST_F(Strategies, TpRefusesHeadsAndWidthThatDoNotDivide) {
   EXPECT_EQ(errors()[1], "job.toml:4:1: model.d_model: 772 channels do not divide by tp_size 5");
 }
 
+TEST_F(Strategies, TpRefusesAVocabularyThatLeavesASliceEmpty) {
+  // 5 tokens over tp 4: slices of 2 rows hold tokens 0-1, 2-3, 4 and nothing.
+  EXPECT_EQ(validate("tp", kModel, {.tp = 4, .vocab_size = 5}), DFM_ERR_CONFIG);
+  ASSERT_EQ(errors().size(), 1u);
+  EXPECT_EQ(errors()[0], "job.toml:1:2: model.vocab_size: 5 tokens leave the last of tp_size 4 vocabulary slices (2 rows each) "
+                         "empty; use a larger vocabulary or a smaller tp");
+  EXPECT_EQ(validate("tp", kModel, {.tp = 4, .vocab_size = 7}), DFM_OK) << "slices of 2, 2, 2 and 1 tokens";
+}
+
 TEST_F(Strategies, TpSequenceParallelNeedsTheSequenceToDivide) {
   const std::string off = std::string(kModel) + "[strategy.tp]\nsequence_parallel = false\n";
   EXPECT_EQ(validate("tp", off, {.tp = 4, .seq_len = 1022}), DFM_OK) << "without SP the sequence is not split";

@@ -73,7 +73,7 @@ std::vector<Part> owned_parts(GptParams& params, const std::vector<std::vector<R
     for (const Range& owned : subtract(shard_range(u), lower))
       for (const ParamInfo& info : params.infos()) {
         if (info.unit != u.index) continue;
-        const int64_t b = std::max(owned.first, info.offset), e = std::min(owned.second, info.offset + info.count());
+        const int64_t b = std::max(owned.first, info.offset), e = std::min(owned.second, info.offset + info.local_count());
         if (b < e) parts.push_back({&info, u.index, b, e});
       }
   }

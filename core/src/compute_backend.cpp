@@ -47,6 +47,10 @@ void ComputeBackend::upload(void* device_dst, const void* host_src, size_t bytes
   check(table_->copy(ctx_, device_dst, host_src, bytes, DFM_COPY_HOST_TO_DEVICE), "copy to device");
 }
 
+void ComputeBackend::copy(void* device_dst, const void* device_src, size_t bytes) {
+  check(table_->copy(ctx_, device_dst, device_src, bytes, DFM_COPY_DEVICE_TO_DEVICE), "copy on the device");
+}
+
 void ComputeBackend::download(void* host_dst, const void* device_src, size_t bytes) {
   check(table_->copy(ctx_, host_dst, device_src, bytes, DFM_COPY_DEVICE_TO_HOST), "copy to host");
   synchronize();

@@ -1,5 +1,6 @@
 #include "dfm/core/gpt_model.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -7,17 +8,30 @@
 namespace dfm {
 
 GptModel::GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& placement, const GptShape& shape,
-                   int64_t max_batch, SequenceSplit* sequence)
+                   int64_t max_batch, SequenceSplit* sequence, const TensorSplit* tensor)
     : backend_(backend),
       k_(backend.table()),
       params_(params),
       placement_(placement),
       sequence_(sequence),
+      tensor_(TensorSplit::or_none(tensor)),
       shape_(shape),
       max_rows_(max_batch * shape.seq_len),
       root_{&params.info("wte.weight"), &params.info("wpe.weight"), &params.info("ln_f.weight"),
             &params.info("ln_f.bias")} {
-  const int64_t R = max_rows_, C = shape.d_model, H = shape.n_head;
+  const int64_t slices = tensor_.size(), C = shape.d_model, V = shape.vocab_size;
+  local_c_ = C / slices;
+  local_fc_ = 4 * C / slices;
+  local_vocab_ = vocab_rows_per_slice(V, tensor_.size());
+  vocab_offset_ = tensor_.rank() * local_vocab_;
+  valid_vocab_ = std::min(local_vocab_, V - vocab_offset_);
+  if (tensor_.split() && k_.struct_size < DFM_COMPUTE_V1_1_SIZE)
+    throw std::runtime_error("the compute backend has no vocabulary-parallel loss (compute.h, ABI 1.1), which "
+                             "tensor parallel needs; rebuild it against this SDK");
+  const int64_t R = max_rows_, H = shape.n_head / slices;
+  // Outside the regions a sequence-parallel training pass holds R / tp rows;
+  // forward-only passes (sampling, one sequence) hold whole sequences.
+  const int64_t outside = tensor_.sequence_parallel() ? std::max(R / slices, shape.seq_len) : R;
   auto buf = [&](int64_t n) { return DeviceBuffer<float>(backend, n); };
   for (int64_t l = 0; l < shape.n_layer; ++l) {
     std::vector<const ParamInfo*> members;
@@ -26,20 +40,31 @@ GptModel::GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& p
                                "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"})
       members.push_back(&params.info(GptParams::layer_name(l, suffix)));
     layer_params_.push_back(std::move(members));
-    layers_.push_back({buf(R * C), buf(R * C), buf(R), buf(R), buf(R * 3 * C), buf(R * C), buf(max_batch * H * shape.seq_len),
-                       buf(R * C), buf(R * C), buf(R), buf(R), buf(R * 4 * C), buf(R * 4 * C)});
+    layers_.push_back({buf(outside * C), buf(R * C), buf(outside), buf(outside), buf(R * 3 * local_c_),
+                       buf(R * local_c_), buf(max_batch * H * shape.seq_len), buf(outside * C), buf(R * C),
+                       buf(outside), buf(outside), buf(R * local_fc_), buf(R * local_fc_)});
   }
-  residual_out_ = buf(R * C);
+  residual_out_ = buf(outside * C);
   lnf_ = buf(R * C);
-  lnf_mean_ = buf(R);
-  lnf_rstd_ = buf(R);
-  logits_ = buf(R * shape.vocab_size);
+  lnf_mean_ = buf(outside);
+  lnf_rstd_ = buf(outside);
+  logits_ = buf(R * local_vocab_);
   losses_ = buf(R);
-  d_residual_ = buf(R * C);
+  if (tensor_.split()) {
+    row_max_ = buf(R);
+    row_sums_ = buf(2 * R);
+  }
+  if (tensor_.sequence_parallel()) {
+    outside_positions_ = DeviceBuffer<int32_t>(backend, outside);
+    outside_scratch_ = buf(outside * C);
+    d_outside_ = buf(outside * C);
+  }
+  inside_scratch_ = buf(R * C);
+  d_residual_ = buf(outside * C);
   d_ln_ = buf(R * C);
-  d_qkv_ = buf(R * 3 * C);
-  d_attn_ = buf(R * C);
-  d_fc_ = buf(R * 4 * C);
+  d_qkv_ = buf(R * 3 * local_c_);
+  d_attn_ = buf(R * local_c_);
+  d_fc_ = buf(R * local_fc_);
 }
 
 GptModel::LayerWeights GptModel::weights_of(int64_t layer, bool grads) const {
@@ -57,11 +82,11 @@ dfm_attention_desc GptModel::attention_desc() const {
   dfm_attention_desc d{};
   d.struct_size = sizeof d;
   d.batch = batch_;
-  d.heads = shape_.n_head;
+  d.heads = shape_.n_head / tensor_.size();  // this rank's heads
   d.head_dim = shape_.head_dim();
   d.q_len = d.kv_len = tokens_;
-  d.q_token_stride = d.kv_token_stride = 3 * shape_.d_model;  // read Q, K, V in place from the fused QKV
-  d.o_token_stride = shape_.d_model;
+  d.q_token_stride = d.kv_token_stride = 3 * local_c_;  // read Q, K, V in place from the fused QKV
+  d.o_token_stride = local_c_;
   d.q_pos0 = d.kv_pos0 = 0;
   d.causal = 1;
   d.scale = 1.0f / std::sqrt(static_cast<float>(shape_.head_dim()));
@@ -92,14 +117,59 @@ void GptModel::matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
 void GptModel::linear_forward(float* out, const float* in, const float* w, const float* b, int64_t in_dim,
                               int64_t out_dim) {
   matmul(false, false, rows_, out_dim, in_dim, in, in_dim, w, out_dim, 0.0f, out, out_dim);
-  backend_.check(k_.bias_add(backend_.ctx(), out, b, rows_, out_dim), "bias_add");
+  if (b) backend_.check(k_.bias_add(backend_.ctx(), out, b, rows_, out_dim), "bias_add");
 }
 
 void GptModel::linear_backward(float* din, float* dw, float* db, const float* dout, const float* in, const float* w,
                                int64_t in_dim, int64_t out_dim) {
   matmul(false, true, rows_, in_dim, out_dim, dout, out_dim, w, out_dim, 0.0f, din, in_dim);
   matmul(true, false, in_dim, out_dim, rows_, in, in_dim, dout, out_dim, 1.0f, dw, out_dim);
-  backend_.check(k_.bias_backward(backend_.ctx(), db, dout, rows_, out_dim), "bias_backward");
+  if (db) backend_.check(k_.bias_backward(backend_.ctx(), db, dout, rows_, out_dim), "bias_backward");
+}
+
+float* GptModel::edge(dfm_region_edge e, float* in, float* other_side, int64_t width) {
+  const dfm_region_desc d{sizeof(dfm_region_desc), batch_, tokens_, width, sequence_split_ ? 1 : 0};
+  float* out = sequence_split_ ? other_side : in;
+  tensor_.region(e, d, in, out);
+  return out;
+}
+
+void GptModel::select_outside_positions(const int32_t* positions) {
+  positions_outside_ = positions;
+  if (!sequence_split_) return;
+  const int64_t share = tokens_ / tensor_.size();
+  for (int64_t b = 0; b < batch_; ++b)
+    backend_.copy(outside_positions_.data() + b * share, positions + b * tokens_ + tensor_.rank() * share,
+                  static_cast<size_t>(share) * sizeof(int32_t));
+  positions_outside_ = outside_positions_.data();
+}
+
+// Each slice looks the tokens up in its vocabulary rows (the others give 0);
+// leaving the region sums the slices (Megatron's vocabulary-parallel embedding).
+void GptModel::embed(const int32_t* tokens, float* x) {
+  const int64_t C = shape_.d_model;
+  float* partial = sequence_split_ ? inside_scratch_.data() : x;
+  backend_.check(k_.embedding_forward(backend_.ctx(), partial, tokens, rows_, at(*root_.wte, false), local_vocab_,
+                                      vocab_offset_, C, 0), "embedding");
+  edge(DFM_REGION_EXIT_FORWARD, partial, x, C);
+}
+
+void GptModel::layernorm_into_region(const float* x, const float* w, const float* b, float* mean, float* rstd,
+                                     float* inside) {
+  const int64_t C = shape_.d_model;
+  float* normed = sequence_split_ ? outside_scratch_.data() : inside;
+  backend_.check(k_.layernorm_forward(backend_.ctx(), normed, mean, rstd, x, w, b, outside_rows_, C, shape_.ln_eps),
+                 "layernorm");
+  edge(DFM_REGION_ENTER_FORWARD, normed, inside, C);
+}
+
+// A row-parallel linear's partial sums leave the region; its bias is added
+// once, after the reduction.
+float* GptModel::leave_region(float* partial, const float* bias) {
+  const int64_t C = shape_.d_model;
+  float* out = edge(DFM_REGION_EXIT_FORWARD, partial, outside_scratch_.data(), C);
+  backend_.check(k_.bias_add(backend_.ctx(), out, bias, outside_rows_, C), "bias_add");
+  return out;
 }
 
 void GptModel::forward(const int32_t* tokens, const int32_t* positions, int64_t batch, int64_t tokens_per_seq,
@@ -110,16 +180,26 @@ void GptModel::forward(const int32_t* tokens, const int32_t* positions, int64_t 
   batch_ = batch;
   tokens_ = tokens_per_seq;
   rows_ = batch * tokens_per_seq;
+  // Training passes split the sequence outside the regions (sequence
+  // parallel); forward-only passes of any length keep it whole.
+  sequence_split_ = tensor_.sequence_parallel() && step != nullptr;
+  if (sequence_split_ && tokens_ % tensor_.size() != 0)
+    throw std::invalid_argument("GptModel::forward: " + std::to_string(tokens_) +
+                                " tokens per sequence do not divide by the tensor-parallel size " +
+                                std::to_string(tensor_.size()) + " (sequence parallel)");
+  outside_rows_ = sequence_split_ ? rows_ / tensor_.size() : rows_;
+  select_outside_positions(positions);
   void* ctx = backend_.ctx();
-  const int64_t C = shape_.d_model, V = shape_.vocab_size;
+  const int64_t C = shape_.d_model;
 
   placement_.on_unit(0, DFM_UNIT_FORWARD_BEGIN, step);
   float* x = layers_.empty() ? residual_out_.data() : layers_[0].residual_in.data();
-  backend_.check(k_.embedding_forward(ctx, x, tokens, rows_, at(*root_.wte, false), V, 0, C, 0), "embedding");
-  backend_.check(k_.embedding_forward(ctx, x, positions, rows_, at(*root_.wpe, false), shape_.seq_len, 0, C, 1),
-                 "position embedding");
+  embed(tokens, x);
+  backend_.check(k_.embedding_forward(ctx, x, positions_outside_, outside_rows_, at(*root_.wpe, false), shape_.seq_len,
+                                      0, C, 1), "position embedding");
 
   const dfm_attention_desc attn = attention_desc();
+  const int64_t Cl = local_c_;
   for (size_t l = 0; l < layers_.size(); ++l) {
     const auto unit = static_cast<int32_t>(l + 1);
     placement_.on_unit(unit, DFM_UNIT_FORWARD_BEGIN, step);
@@ -127,56 +207,94 @@ void GptModel::forward(const int32_t* tokens, const int32_t* positions, int64_t 
     const LayerWeights w = weights_of(static_cast<int64_t>(l), false);
     float* block_out = l + 1 < layers_.size() ? layers_[l + 1].residual_in.data() : residual_out_.data();
 
-    backend_.check(k_.layernorm_forward(ctx, a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), a.residual_in.data(),
-                                        w.ln1_w, w.ln1_b, rows_, C, shape_.ln_eps), "layernorm");
-    linear_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, C, 3 * C);
+    // Attention: column-parallel QKV (this rank's heads), row-parallel projection.
+    layernorm_into_region(a.residual_in.data(), w.ln1_w, w.ln1_b, a.ln1_mean.data(), a.ln1_rstd.data(), a.ln1.data());
+    linear_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, C, 3 * Cl);
     const float* qkv = a.qkv.data();
     if (sequence_ && step)
-      sequence_->attention_forward(attn, qkv, qkv + C, qkv + 2 * C, a.attn.data(), a.lse.data());
+      sequence_->attention_forward(attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), a.lse.data());
     else
-      backend_.check(k_.attention_forward(ctx, &attn, qkv, qkv + C, qkv + 2 * C, a.attn.data(), a.lse.data(), 0),
+      backend_.check(k_.attention_forward(ctx, &attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), a.lse.data(), 0),
                      "attention");
-    linear_forward(d_ln_.data(), a.attn.data(), w.attn_proj_w, w.attn_proj_b, C, C);  // d_ln_ as scratch
-    backend_.check(k_.add(ctx, a.residual_mid.data(), a.residual_in.data(), d_ln_.data(), rows_ * C), "residual");
+    linear_forward(inside_scratch_.data(), a.attn.data(), w.attn_proj_w, nullptr, Cl, C);
+    const float* attn_out = leave_region(inside_scratch_.data(), w.attn_proj_b);
+    backend_.check(k_.add(ctx, a.residual_mid.data(), a.residual_in.data(), attn_out, outside_rows_ * C), "residual");
 
-    backend_.check(k_.layernorm_forward(ctx, a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.residual_mid.data(),
-                                        w.ln2_w, w.ln2_b, rows_, C, shape_.ln_eps), "layernorm");
-    linear_forward(a.fc_pre.data(), a.ln2.data(), w.fc_w, w.fc_b, C, 4 * C);
-    backend_.check(k_.gelu_forward(ctx, a.fc_act.data(), a.fc_pre.data(), rows_ * 4 * C), "gelu");
-    linear_forward(d_ln_.data(), a.fc_act.data(), w.fc_proj_w, w.fc_proj_b, 4 * C, C);
-    backend_.check(k_.add(ctx, block_out, a.residual_mid.data(), d_ln_.data(), rows_ * C), "residual");
+    // MLP: column-parallel first linear, row-parallel second.
+    layernorm_into_region(a.residual_mid.data(), w.ln2_w, w.ln2_b, a.ln2_mean.data(), a.ln2_rstd.data(), a.ln2.data());
+    linear_forward(a.fc_pre.data(), a.ln2.data(), w.fc_w, w.fc_b, C, local_fc_);
+    backend_.check(k_.gelu_forward(ctx, a.fc_act.data(), a.fc_pre.data(), rows_ * local_fc_), "gelu");
+    linear_forward(inside_scratch_.data(), a.fc_act.data(), w.fc_proj_w, nullptr, local_fc_, C);
+    const float* mlp_out = leave_region(inside_scratch_.data(), w.fc_proj_b);
+    backend_.check(k_.add(ctx, block_out, a.residual_mid.data(), mlp_out, outside_rows_ * C), "residual");
     placement_.on_unit(unit, DFM_UNIT_FORWARD_END, step);
   }
 
-  backend_.check(k_.layernorm_forward(ctx, lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), residual_out_.data(),
-                                      at(*root_.ln_f_weight, false), at(*root_.ln_f_bias, false), rows_, C, shape_.ln_eps),
-                 "layernorm");
-  // The LM head is tied to the token embedding: logits = lnf @ wte^T.
-  matmul(false, true, rows_, V, C, lnf_.data(), C, at(*root_.wte, false), C, 0.0f, logits_.data(), V);
+  layernorm_into_region(residual_out_.data(), at(*root_.ln_f_weight, false), at(*root_.ln_f_bias, false),
+                        lnf_mean_.data(), lnf_rstd_.data(), lnf_.data());
+  // The LM head is tied to the token embedding: logits = lnf @ wte^T, this
+  // rank's vocabulary rows only (the whole logits never exist on one rank).
+  matmul(false, true, rows_, local_vocab_, C, lnf_.data(), C, at(*root_.wte, false), C, 0.0f, logits_.data(),
+         local_vocab_);
   placement_.on_unit(0, DFM_UNIT_FORWARD_END, step);
 }
 
 const float* GptModel::loss(const int32_t* targets, float grad_scale) {
-  const int64_t V = shape_.vocab_size;
-  backend_.check(k_.softmax_cross_entropy(backend_.ctx(), logits_.data(), targets, losses_.data(), rows_, V, V, grad_scale),
-                 "softmax_cross_entropy");
+  if (tensor_.split())
+    vocab_parallel_loss(targets, grad_scale);
+  else
+    backend_.check(k_.softmax_cross_entropy(backend_.ctx(), logits_.data(), targets, losses_.data(), rows_,
+                                            shape_.vocab_size, shape_.vocab_size, grad_scale),
+                   "softmax_cross_entropy");
   return losses_.data();
 }
 
-void GptModel::backward(const int32_t* tokens, const int32_t* positions, const dfm_step_info* step) {
+// compute.h's three phases with the row statistics reduced over the slices:
+// 2 all-reduces of rows_ and 2 x rows_ floats, whatever the vocabulary size.
+void GptModel::vocab_parallel_loss(const int32_t* targets, float grad_scale) {
   void* ctx = backend_.ctx();
-  const int64_t C = shape_.d_model, V = shape_.vocab_size;
+  float* logits = logits_.data();
+  backend_.check(k_.cross_entropy_max(ctx, logits, rows_, valid_vocab_, local_vocab_, row_max_.data()),
+                 "cross_entropy_max");
+  tensor_.all_reduce(row_max_.data(), rows_, DFM_REDUCE_MAX);
+  backend_.check(k_.cross_entropy_sums(ctx, logits, targets, row_max_.data(), rows_, valid_vocab_, local_vocab_,
+                                       vocab_offset_, row_sums_.data()), "cross_entropy_sums");
+  tensor_.all_reduce(row_sums_.data(), 2 * rows_, DFM_REDUCE_SUM);
+  backend_.check(k_.cross_entropy_finish(ctx, logits, targets, row_max_.data(), row_sums_.data(), losses_.data(), rows_,
+                                         valid_vocab_, local_vocab_, vocab_offset_, grad_scale),
+                 "cross_entropy_finish");
+}
+
+void GptModel::row_logits(int64_t row, float* out) {
+  const int64_t V = shape_.vocab_size;
+  if (!tensor_.split()) {
+    backend_.download(out, logits_.data() + row * V, static_cast<size_t>(V) * sizeof(float));
+    return;
+  }
+  // The slices in order hold the vocabulary and then the padding.
+  DeviceBuffer<float> whole(backend_, tensor_.size() * local_vocab_);
+  tensor_.all_gather(logits_.data() + row * local_vocab_, whole.data(), local_vocab_);
+  backend_.download(out, whole.data(), static_cast<size_t>(V) * sizeof(float));
+}
+
+void GptModel::backward(const int32_t* tokens, const dfm_step_info* step) {
+  void* ctx = backend_.ctx();
+  const int64_t C = shape_.d_model, Cl = local_c_, Fl = local_fc_, Vl = local_vocab_;
   const float* dlogits = logits_.data();
   float* d_res = d_residual_.data();
+  float* d_inside = inside_scratch_.data();
 
   placement_.on_unit(0, DFM_UNIT_BACKWARD_BEGIN, step);
-  // Tied head: d(lnf) = dlogits @ wte; d(wte) += dlogits^T @ lnf.
-  matmul(false, false, rows_, C, V, dlogits, V, at(*root_.wte, false), C, 0.0f, d_ln_.data(), C);
-  matmul(true, false, V, C, rows_, dlogits, V, lnf_.data(), C, 1.0f, at(*root_.wte, true), C);
-  backend_.fill(d_res, 0.0f, rows_ * C);
-  backend_.check(k_.layernorm_backward(ctx, d_res, at(*root_.ln_f_weight, true), at(*root_.ln_f_bias, true), d_ln_.data(),
+  // Tied head over this rank's vocabulary rows: d(lnf) = dlogits @ wte (a
+  // partial sum over the slices, completed where the region is entered);
+  // d(wte) += dlogits^T @ lnf.
+  matmul(false, false, rows_, C, Vl, dlogits, Vl, at(*root_.wte, false), C, 0.0f, d_ln_.data(), C);
+  matmul(true, false, Vl, C, rows_, dlogits, Vl, lnf_.data(), C, 1.0f, at(*root_.wte, true), C);
+  const float* d_lnf = edge(DFM_REGION_ENTER_BACKWARD, d_ln_.data(), d_outside_.data(), C);
+  backend_.fill(d_res, 0.0f, outside_rows_ * C);
+  backend_.check(k_.layernorm_backward(ctx, d_res, at(*root_.ln_f_weight, true), at(*root_.ln_f_bias, true), d_lnf,
                                        residual_out_.data(), at(*root_.ln_f_weight, false), lnf_mean_.data(),
-                                       lnf_rstd_.data(), rows_, C), "layernorm_backward");
+                                       lnf_rstd_.data(), outside_rows_, C), "layernorm_backward");
 
   const dfm_attention_desc attn = attention_desc();
   for (size_t i = layers_.size(); i-- > 0;) {
@@ -185,34 +303,41 @@ void GptModel::backward(const int32_t* tokens, const int32_t* positions, const d
     LayerActivations& a = layers_[i];
     const LayerWeights w = weights_of(static_cast<int64_t>(i), false);
     const LayerWeights g = weights_of(static_cast<int64_t>(i), true);
-    // d_res holds dLoss/d(block output). MLP branch:
-    linear_backward(d_fc_.data(), g.fc_proj_w, g.fc_proj_b, d_res, a.fc_act.data(), w.fc_proj_w, 4 * C, C);
-    backend_.check(k_.gelu_backward(ctx, d_fc_.data(), a.fc_pre.data(), d_fc_.data(), rows_ * 4 * C), "gelu_backward");
-    linear_backward(d_ln_.data(), g.fc_w, g.fc_b, d_fc_.data(), a.ln2.data(), w.fc_w, C, 4 * C);
+    // d_res holds dLoss/d(block output), outside rows. MLP branch:
+    backend_.check(k_.bias_backward(ctx, g.fc_proj_b, d_res, outside_rows_, C), "bias_backward");
+    const float* d_mlp_out = edge(DFM_REGION_EXIT_BACKWARD, d_res, d_inside, C);
+    linear_backward(d_fc_.data(), g.fc_proj_w, nullptr, d_mlp_out, a.fc_act.data(), w.fc_proj_w, Fl, C);
+    backend_.check(k_.gelu_backward(ctx, d_fc_.data(), a.fc_pre.data(), d_fc_.data(), rows_ * Fl), "gelu_backward");
+    linear_backward(d_ln_.data(), g.fc_w, g.fc_b, d_fc_.data(), a.ln2.data(), w.fc_w, C, Fl);
+    const float* d_ln2 = edge(DFM_REGION_ENTER_BACKWARD, d_ln_.data(), d_outside_.data(), C);
     // The residual passes d_res through; the LayerNorm adds its part (kernels accumulate into din).
-    backend_.check(k_.layernorm_backward(ctx, d_res, g.ln2_w, g.ln2_b, d_ln_.data(), a.residual_mid.data(), w.ln2_w,
-                                         a.ln2_mean.data(), a.ln2_rstd.data(), rows_, C), "layernorm_backward");
+    backend_.check(k_.layernorm_backward(ctx, d_res, g.ln2_w, g.ln2_b, d_ln2, a.residual_mid.data(), w.ln2_w,
+                                         a.ln2_mean.data(), a.ln2_rstd.data(), outside_rows_, C), "layernorm_backward");
     // Attention branch:
-    linear_backward(d_attn_.data(), g.attn_proj_w, g.attn_proj_b, d_res, a.attn.data(), w.attn_proj_w, C, C);
-    backend_.fill(d_qkv_.data(), 0.0f, rows_ * 3 * C);
+    backend_.check(k_.bias_backward(ctx, g.attn_proj_b, d_res, outside_rows_, C), "bias_backward");
+    const float* d_attn_out = edge(DFM_REGION_EXIT_BACKWARD, d_res, d_inside, C);
+    linear_backward(d_attn_.data(), g.attn_proj_w, nullptr, d_attn_out, a.attn.data(), w.attn_proj_w, Cl, C);
+    backend_.fill(d_qkv_.data(), 0.0f, rows_ * 3 * Cl);
     const float* qkv = a.qkv.data();
     float* dqkv = d_qkv_.data();
     if (sequence_ && step)
-      sequence_->attention_backward(attn, qkv, qkv + C, qkv + 2 * C, a.attn.data(), d_attn_.data(), a.lse.data(), dqkv,
-                                    dqkv + C, dqkv + 2 * C);
+      sequence_->attention_backward(attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), d_attn_.data(), a.lse.data(),
+                                    dqkv, dqkv + Cl, dqkv + 2 * Cl);
     else
-      backend_.check(k_.attention_backward(ctx, &attn, qkv, qkv + C, qkv + 2 * C, a.attn.data(), d_attn_.data(),
-                                           a.lse.data(), dqkv, dqkv + C, dqkv + 2 * C),
+      backend_.check(k_.attention_backward(ctx, &attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), d_attn_.data(),
+                                           a.lse.data(), dqkv, dqkv + Cl, dqkv + 2 * Cl),
                      "attention_backward");
-    linear_backward(d_ln_.data(), g.qkv_w, g.qkv_b, dqkv, a.ln1.data(), w.qkv_w, C, 3 * C);
-    backend_.check(k_.layernorm_backward(ctx, d_res, g.ln1_w, g.ln1_b, d_ln_.data(), a.residual_in.data(), w.ln1_w,
-                                         a.ln1_mean.data(), a.ln1_rstd.data(), rows_, C), "layernorm_backward");
+    linear_backward(d_ln_.data(), g.qkv_w, g.qkv_b, dqkv, a.ln1.data(), w.qkv_w, C, 3 * Cl);
+    const float* d_ln1 = edge(DFM_REGION_ENTER_BACKWARD, d_ln_.data(), d_outside_.data(), C);
+    backend_.check(k_.layernorm_backward(ctx, d_res, g.ln1_w, g.ln1_b, d_ln1, a.residual_in.data(), w.ln1_w,
+                                         a.ln1_mean.data(), a.ln1_rstd.data(), outside_rows_, C), "layernorm_backward");
     placement_.on_unit(unit, DFM_UNIT_BACKWARD_END, step);
   }
 
-  backend_.check(k_.embedding_backward(ctx, at(*root_.wte, true), d_res, tokens, rows_, V, 0, C),
-                 "embedding_backward");
-  backend_.check(k_.embedding_backward(ctx, at(*root_.wpe, true), d_res, positions, rows_, shape_.seq_len, 0, C),
+  backend_.check(k_.embedding_backward(ctx, at(*root_.wpe, true), d_res, positions_outside_, outside_rows_,
+                                       shape_.seq_len, 0, C), "embedding_backward");
+  const float* d_embedded = edge(DFM_REGION_EXIT_BACKWARD, d_res, d_inside, C);
+  backend_.check(k_.embedding_backward(ctx, at(*root_.wte, true), d_embedded, tokens, rows_, Vl, vocab_offset_, C),
                  "embedding_backward");
   placement_.on_unit(0, DFM_UNIT_BACKWARD_END, step);
 }

@@ -98,6 +98,7 @@ JobSession::JobSession(const Config& config, const JobPlan& plan, HostContext& h
   runtime_.cp_size = plan.layout.cp;
   runtime_.placement = placement_.get();
   runtime_.sequence = sequence_.get();
+  runtime_.tensor = tensor_.get();
   runtime_.sum_over_data_ranks = [this](double* values, size_t count) { sum_over_data_ranks(values, count); };
   runtime_.bytes_sent = [this] { return bytes_sent(); };
   runtime_.strategy_memory_peak = [this] { return host_.plugin_memory_peak(); };
@@ -127,6 +128,7 @@ JobSession::~JobSession() {
   // groups, then the store; the backend goes last with its memory.
   placement_.reset();
   sequence_.reset();
+  tensor_.reset();
   for (auto it = strategies_.rbegin(); it != strategies_.rend(); ++it)
     if (it->plugin->strategy()->destroy) it->plugin->strategy()->destroy(it->instance);
   for (Group& g : groups_)
@@ -201,6 +203,7 @@ void JobSession::create_strategies(const Config& config) {
     strategies_.push_back({p, instance});
     if (places_parameters(*p->strategy())) placement_ = std::make_unique<StrategyPlacement>(*p, instance);
     if (splits_sequence(*p->strategy())) sequence_ = std::make_unique<StrategySequenceSplit>(*p, instance);
+    if (splits_tensors(*p->strategy())) tensor_ = std::make_unique<TensorSplit>(*p, instance);
   }
   if (!placement_) placement_ = std::make_unique<LocalPlacement>();
 }

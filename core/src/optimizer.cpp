@@ -31,11 +31,14 @@ double clip_coefficient(double grad_norm, double max_norm) {
 AdamW::AdamW(ComputeBackend& backend, const AdamWSettings& settings)
     : backend_(backend), settings_(settings), norm_scratch_(backend, 1) {}
 
-double AdamW::local_grad_sum_squares(GptParams& params) {
-  for (const dfm_unit& u : params.units()) {
-    const int64_t valid = std::clamp<int64_t>(u.numel - u.shard_offset, 0, u.shard_numel);
-    backend_.check(backend_.table().sum_squares(backend_.ctx(), u.grad_shard, valid, norm_scratch_.data(),
-                                                u.index == 0 ? 0 : 1),
+double AdamW::local_grad_sum_squares(GptParams& params, bool count_replicated) {
+  backend_.fill(norm_scratch_.data(), 0.0f, 1);
+  for (const ParamInfo& info : params.infos()) {
+    const auto [begin, end] = params.shard_range(info);
+    if (begin >= end || (info.cut == TensorCut::Replicated && !count_replicated)) continue;
+    const dfm_unit& u = params.unit(info.unit);
+    backend_.check(backend_.table().sum_squares(backend_.ctx(), u.grad_shard + (begin - u.shard_offset), end - begin,
+                                                norm_scratch_.data(), 1),
                    "sum_squares");
   }
   return static_cast<double>(norm_scratch_.download()[0]);
@@ -44,8 +47,7 @@ double AdamW::local_grad_sum_squares(GptParams& params) {
 void AdamW::step(GptParams& params, double lr, int64_t step, double grad_scale) {
   for (const ParamInfo& info : params.infos()) {
     const dfm_unit& u = params.unit(info.unit);
-    const int64_t begin = std::max(u.shard_offset, info.offset);
-    const int64_t end = std::min(u.shard_offset + u.shard_numel, info.offset + info.count());
+    const auto [begin, end] = params.shard_range(info);
     if (begin >= end) continue;  // this parameter has no element in our shard
     const int64_t o = begin - u.shard_offset;
     backend_.check(backend_.table().adamw_update(

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "dfm/core/plugin_registry.hpp"
+#include "dfm/core/tensor_split.hpp"
 
 namespace dfm {
 
@@ -15,6 +16,8 @@ bool splits_sequence(const dfm_strategy_v1& t) {
   return t.struct_size >= DFM_STRATEGY_V1_SEQUENCE_SIZE && t.sequence_positions && t.attention_forward &&
          t.attention_backward;
 }
+
+bool can_run(const dfm_strategy_v1& t) { return places_parameters(t) || splits_sequence(t) || splits_tensors(t); }
 
 StrategyPlacement::StrategyPlacement(const LoadedPlugin& plugin, void* instance)
     : plugin_(plugin), table_(*plugin.strategy()), instance_(instance) {

@@ -25,7 +25,7 @@ std::vector<int32_t> sample_tokens(ComputeBackend& backend, GptModel& model, con
     const int64_t T = std::min<int64_t>(static_cast<int64_t>(context.size()), shape.seq_len);
     backend.upload(tokens.data(), context.data() + context.size() - static_cast<size_t>(T), static_cast<size_t>(T) * 4);
     model.forward(tokens.data(), positions.data(), 1, T);
-    backend.download(last.data(), model.logits() + (T - 1) * V, static_cast<size_t>(V) * sizeof(float));
+    model.row_logits(T - 1, last.data());
     // softmax(logits / temperature), then inverse-CDF sampling.
     const double max_logit = *std::max_element(last.begin(), last.end());
     double total = 0;

@@ -25,8 +25,10 @@ Trainer::Trainer(const TrainSettings& settings, ComputeBackend& backend, JobRunt
       backend_(backend),
       runtime_(std::move(runtime)),
       rank_batch_(settings.global_batch / runtime_.dp_size),
-      params_(backend, settings.shape, *runtime_.placement),
-      model_(backend, params_, *runtime_.placement, settings.shape, settings.micro_batch, runtime_.sequence),
+      params_(backend, settings.shape, *runtime_.placement, TensorSplit::or_none(runtime_.tensor).rank(),
+              TensorSplit::or_none(runtime_.tensor).size()),
+      model_(backend, params_, *runtime_.placement, settings.shape, settings.micro_batch, runtime_.sequence,
+             runtime_.tensor),
       optimizer_(backend, settings.adamw),
       stream_(make_stream()),
       local_positions_(local_positions(settings.shape.seq_len, runtime_)),
@@ -97,9 +99,10 @@ StepResult Trainer::train_step(int64_t step) {
     const float* device_losses = model_.loss(targets_.data(), static_cast<float>(1.0 / tokens));
     backend_.download(losses.data(), device_losses, losses.size() * sizeof(float));
     loss_sum += std::accumulate(losses.begin(), losses.end(), 0.0);
-    model_.backward(inputs_.data(), positions_.data(), &info);
+    model_.backward(inputs_.data(), &info);
   }
   runtime_.placement->finish_gradients(info);
+  reduce_replicated_gradients();
   // The stop request rides on the loss reduction, so every rank sees the
   // same answer at the same step (SIGTERM reaches ranks at different times).
   // Over dp x cp, the whole world today; pipeline stages will need a world-wide sum.
@@ -109,11 +112,54 @@ StepResult Trainer::train_step(int64_t step) {
   StepResult r;
   r.loss = reduced[0] / tokens;
   r.stop_requested = reduced[1] > 0;
-  r.grad_norm = std::sqrt(runtime_.placement->reduce_grad_sum_squares(optimizer_.local_grad_sum_squares(params_)));
+  r.grad_norm = std::sqrt(global_grad_sum_squares());
   r.lr = s_.lr.at(step + 1);
   optimizer_.step(params_, r.lr, step + 1, clip_coefficient(r.grad_norm, s_.adamw.max_norm));
   for (const dfm_unit& u : params_.units()) runtime_.placement->on_unit(u.index, DFM_UNIT_PARAMS_UPDATED, nullptr);
   return r;
+}
+
+// Sequence parallel leaves each tensor slice its own tokens' part of the
+// replicated parameters' gradients (LayerNorms, wpe, row-parallel biases);
+// the strategy completes them, for the whole model in one call.
+void Trainer::reduce_replicated_gradients() {
+  const TensorSplit& tensor = TensorSplit::or_none(runtime_.tensor);
+  if (!tensor.split()) return;
+  std::vector<std::pair<float*, int64_t>> parts;
+  int64_t total = 0;
+  for (const ParamInfo& info : params_.infos()) {
+    const auto [begin, end] = params_.shard_range(info);
+    if (info.cut != TensorCut::Replicated || begin >= end) continue;
+    const dfm_unit& u = params_.unit(info.unit);
+    parts.emplace_back(u.grad_shard + (begin - u.shard_offset), end - begin);
+    total += end - begin;
+  }
+  if (replicated_scratch_.count() < total) replicated_scratch_ = DeviceBuffer<float>(backend_, total);
+  int64_t at = 0;
+  for (const auto& [grad, count] : parts) {
+    backend_.copy(replicated_scratch_.data() + at, grad, static_cast<size_t>(count) * sizeof(float));
+    at += count;
+  }
+  tensor.reduce_replicated_gradients(replicated_scratch_.data(), total);
+  at = 0;
+  for (const auto& [grad, count] : parts) {
+    backend_.copy(grad, replicated_scratch_.data() + at, static_cast<size_t>(count) * sizeof(float));
+    at += count;
+  }
+}
+
+// Every element of the model once: the placement sums its shards, the
+// tensor slices their slices (the replicated parameters counted by slice 0).
+double Trainer::global_grad_sum_squares() {
+  const TensorSplit& tensor = TensorSplit::or_none(runtime_.tensor);
+  double sum = runtime_.placement->reduce_grad_sum_squares(
+      optimizer_.local_grad_sum_squares(params_, tensor.rank() == 0));
+  if (!tensor.split()) return sum;
+  DeviceBuffer<float> value(backend_, 1);
+  const float local = static_cast<float>(sum);
+  value.upload(std::span<const float>(&local, 1));
+  tensor.all_reduce(value.data(), 1, DFM_REDUCE_SUM);
+  return static_cast<double>(value.download()[0]);
 }
 
 // Every rank samples (the forward may gather sharded parameters, a collective);
@@ -127,16 +173,35 @@ void Trainer::print_sample(int64_t step) {
               << decode_tokens(generated, s_.shape.vocab_size);
 }
 
-// Every rank takes part in gathering the units; rank 0 writes the files.
+// Every rank takes part in gathering the units (and, under a tensor split,
+// every slice of them); rank 0 assembles the whole tensors and writes the files.
 void Trainer::export_final() {
+  const TensorSplit& tensor = TensorSplit::or_none(runtime_.tensor);
+  const int32_t slices = tensor.size();
+  std::vector<std::vector<ParamInfo>> slice_infos;  // each slice's parameter list, in the same order
+  for (int32_t slice = 0; slice < slices; ++slice) slice_infos.push_back(gpt_param_infos(s_.shape, slice, slices));
   HfExportWriter writer(s_.shape);
   for (const dfm_unit& u : params_.units()) {
     runtime_.placement->on_unit(u.index, DFM_UNIT_GATHER, nullptr);
+    DeviceBuffer<float> gathered;
+    const float* all_slices = u.full_param;  // [slices, numel]
+    if (tensor.split()) {
+      gathered = DeviceBuffer<float>(backend_, slices * u.numel);
+      tensor.all_gather(u.full_param, gathered.data(), u.numel);
+      all_slices = gathered.data();
+    }
     if (runtime_.is_rank0()) {
-      std::vector<float> full(static_cast<size_t>(u.numel));
-      backend_.download(full.data(), u.full_param, full.size() * sizeof(float));
-      for (const ParamInfo& info : params_.infos())
-        if (info.unit == u.index) writer.add(info, full.data() + info.offset);
+      std::vector<float> host(static_cast<size_t>(slices * u.numel));
+      backend_.download(host.data(), all_slices, host.size() * sizeof(float));
+      for (size_t p = 0; p < params_.infos().size(); ++p) {
+        const ParamInfo& info = params_.infos()[p];
+        if (info.unit != u.index) continue;
+        std::vector<float> whole(static_cast<size_t>(info.count()));
+        for (int32_t slice = 0; slice < slices; ++slice)
+          scatter_slice(slice_infos[static_cast<size_t>(slice)][p], host.data() + slice * u.numel + info.offset,
+                        whole.data());
+        writer.add(info, whole.data());
+      }
     }
     runtime_.placement->on_unit(u.index, DFM_UNIT_RELEASE, nullptr);
   }

@@ -94,6 +94,14 @@ dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const f
 dfm_status softmax_cross_entropy(void* ctx, float* logits, const int32_t* targets, float* losses, int64_t rows,
                                  int64_t vocab, int64_t ld, float grad_scale);
 
+// ---- vocabulary-parallel loss (vocab_parallel_loss.cpp) ----
+dfm_status cross_entropy_max(void* ctx, const float* logits, int64_t rows, int64_t vocab, int64_t ld, float* row_max);
+dfm_status cross_entropy_sums(void* ctx, const float* logits, const int32_t* targets, const float* row_max,
+                              int64_t rows, int64_t vocab, int64_t ld, int64_t vocab_offset, float* sums);
+dfm_status cross_entropy_finish(void* ctx, float* logits, const int32_t* targets, const float* row_max,
+                                const float* sums, float* losses, int64_t rows, int64_t vocab, int64_t ld,
+                                int64_t vocab_offset, float grad_scale);
+
 // ---- optimizer (optimizer.cpp) ----
 dfm_status adamw_update(void* ctx, float* param, const float* grad, float* m, float* v, int64_t count, float lr,
                         float beta1, float beta2, float eps, float weight_decay, int64_t step, float grad_scale);

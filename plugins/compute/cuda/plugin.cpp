@@ -20,7 +20,7 @@ dfm_status init(const dfm_host_services* /*host*/) {
 }
 
 const dfm_compute_v1 kTable = {
-    DFM_COMPUTE_V1_SIZE,
+    sizeof(dfm_compute_v1),
     create,
     destroy,
     synchronize,
@@ -44,6 +44,9 @@ const dfm_compute_v1 kTable = {
     softmax_cross_entropy,
     adamw_update,
     sum_squares,
+    cross_entropy_max,
+    cross_entropy_sums,
+    cross_entropy_finish,
 };
 
 const dfm_plugin_descriptor kDescriptor = {

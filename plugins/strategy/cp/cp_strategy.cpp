@@ -121,6 +121,11 @@ const dfm_strategy_v1 kStrategy = {
     sequence_positions,
     attention_forward,
     attention_backward,
+    nullptr,  // tensor_layout
+    nullptr,  // region
+    nullptr,  // tensor_all_reduce
+    nullptr,  // tensor_all_gather
+    nullptr,  // reduce_replicated_gradients
 };
 
 const dfm_plugin_descriptor kDescriptor = {

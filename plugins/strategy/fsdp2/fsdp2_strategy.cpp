@@ -118,6 +118,11 @@ const dfm_strategy_v1 kStrategy = {
     nullptr,  // sequence_positions: fsdp2 splits the batch, not the sequence
     nullptr,  // attention_forward
     nullptr,  // attention_backward
+    nullptr,  // tensor_layout
+    nullptr,  // region
+    nullptr,  // tensor_all_reduce
+    nullptr,  // tensor_all_gather
+    nullptr,  // reduce_replicated_gradients
 };
 
 const dfm_plugin_descriptor kDescriptor = {

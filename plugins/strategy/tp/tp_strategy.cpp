@@ -4,14 +4,18 @@
 // the tensor-parallel regions are split along the sequence as well.
 // The vocabulary need not divide by tp: the embedding is padded.
 //
-// ABI 1.0 carries declaration and validation; execution hooks arrive in a
-// later minor (strategy.h). The plugin is built against the SDK alone.
+// This file is the plugin's face to the host (descriptor, options, checks,
+// and the tensor slots of strategy.h, ABI 1.1); tensor_regions.hpp holds the
+// communication. The core slices the parameters as strategy.h describes; the
+// plugin says which slice this rank holds and moves the activations at the
+// regions' edges. The plugin is built against the SDK alone.
 #include <cstdint>
 #include <iterator>
 #include <string>
 
 #include "dfm/sdk.hpp"
 #include "dfm/strategy.h"
+#include "tensor_regions.hpp"
 
 namespace {
 
@@ -71,17 +75,71 @@ dfm_status validate(const dfm_job_shape* job) {
                         std::to_string(job->d_model) + " channels do not divide by tp_size " + tp_text);
       ok = false;
     }
+    // The vocabulary is padded to a multiple of tp; every slice must still
+    // hold real rows (the loss needs at least one column per slice).
+    const int64_t rows = (job->vocab_size + tp - 1) / tp;
+    if (rows * (tp - 1) >= job->vocab_size) {
+      host.config_error("model.vocab_size", std::to_string(job->vocab_size) + " tokens leave the last of tp_size " +
+                                                tp_text + " vocabulary slices (" + std::to_string(rows) +
+                                                " rows each) empty; use a larger vocabulary or a smaller tp");
+      ok = false;
+    }
     if (tp > 1 && host.get_bool(host.own_key("sequence_parallel"))) check_sequence_parallel(*job, ok);
     return ok ? DFM_OK : DFM_ERR_CONFIG;
   });
 }
 
+// ---- execution: one TensorRegions per job ----
+
+using dfm::tp::TensorRegions;
+
+TensorRegions& regions(void* instance) {
+  if (!instance) throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "no tp instance (create was not called)");
+  return *static_cast<TensorRegions*>(instance);
+}
+
+dfm_status create(const dfm_job_shape*, void** instance) {
+  return dfm::sdk::guard(
+      [&] { *instance = new TensorRegions(*host.services(), host.get_bool(host.own_key("sequence_parallel"))); });
+}
+
+void destroy(void* instance) { delete static_cast<TensorRegions*>(instance); }
+
+dfm_status tensor_layout(void* instance, dfm_tensor_layout* layout) {
+  return dfm::sdk::guard([&] {
+    if (!layout || layout->struct_size < DFM_TENSOR_LAYOUT_V1_SIZE)
+      throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "tp: tensor_layout needs a dfm_tensor_layout");
+    const size_t caller_size = layout->struct_size;
+    *layout = regions(instance).layout();
+    layout->struct_size = caller_size;
+  });
+}
+
+dfm_status region(void* instance, dfm_region_edge edge, const dfm_region_desc* desc, const float* in, float* out) {
+  return dfm::sdk::guard([&] {
+    if (!desc) throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "tp: region without a desc");
+    regions(instance).region(edge, *desc, in, out);
+  });
+}
+
+dfm_status tensor_all_reduce(void* instance, float* data, int64_t count, dfm_reduce_op op) {
+  return dfm::sdk::guard([&] { regions(instance).all_reduce(data, count, op); });
+}
+
+dfm_status tensor_all_gather(void* instance, const float* in, float* out, int64_t count) {
+  return dfm::sdk::guard([&] { regions(instance).all_gather(in, out, count); });
+}
+
+dfm_status reduce_replicated_gradients(void* instance, float* grad, int64_t count) {
+  return dfm::sdk::guard([&] { regions(instance).reduce_replicated_gradients(grad, count); });
+}
+
 const dfm_strategy_v1 kStrategy = {
     sizeof(dfm_strategy_v1), DFM_AXIS_TP, kOptions, std::size(kOptions), validate,
-    // Execution arrives with the tp issue: until then the host refuses to run
-    // a job that needs this strategy, naming it (strategy.h).
-    nullptr,  // create
-    nullptr,  // destroy
+    create,
+    destroy,
+    // tp places no parameters (the core slices them; fsdp2 shards the slices
+    // on the dp axis) and splits no attention (cp does).
     nullptr,  // plan_unit
     nullptr,  // bind_units
     nullptr,  // on_unit
@@ -90,6 +148,11 @@ const dfm_strategy_v1 kStrategy = {
     nullptr,  // sequence_positions
     nullptr,  // attention_forward
     nullptr,  // attention_backward
+    tensor_layout,
+    region,
+    tensor_all_reduce,
+    tensor_all_gather,
+    reduce_replicated_gradients,
 };
 
 const dfm_plugin_descriptor kDescriptor = {

@@ -185,9 +185,39 @@ typedef struct dfm_compute_v1 {
   /* *out (= or += when accumulate) sum of x[i]^2, summed in double precision.
    * `out` points to one float in device memory. */
   dfm_status (*sum_squares)(void* ctx, const float* x, int64_t count, float* out, int32_t accumulate);
+
+  /* ---- ABI 1.1: vocabulary-parallel loss ----
+   * Cross entropy when each device holds a slice of the vocabulary (Megatron-LM,
+   * Shoeybi et al. 2019, §3): this device has columns vocab_offset ..
+   * vocab_offset + vocab - 1 of every row's logits (row stride ld >= vocab;
+   * columns vocab..ld-1 are padding). The full row never exists on one device:
+   * the caller reduces the statistics over the devices between the phases.
+   *   1. cross_entropy_max:    row_max[r] = max of the row's local logits
+   *                            -> caller: all-reduce MAX over the devices
+   *   2. cross_entropy_sums:   sums[2r]   = sum_j exp(logits[r, j] - row_max[r])
+   *                            sums[2r+1] = logits[r, targets[r] - vocab_offset] when
+   *                                         the target is in this slice, else 0
+   *                            -> caller: all-reduce SUM over the devices
+   *   3. cross_entropy_finish: losses[r] = log(sums[2r]) + row_max[r] - sums[2r+1], and
+   *                            in place, logits become grad_scale * (p - [j == target])
+   *                            for the local columns, 0 in the padding.
+   * With one device holding the whole vocabulary (vocab_offset 0) the three
+   * phases equal softmax_cross_entropy. Rows with target < 0 are ignored
+   * (loss 0, gradient 0); targets outside the slice belong to another device.
+   * A table whose struct_size stops before these slots cannot run tensor
+   * parallel jobs (the host says so). */
+  dfm_status (*cross_entropy_max)(void* ctx, const float* logits, int64_t rows, int64_t vocab, int64_t ld,
+                                  float* row_max);
+  dfm_status (*cross_entropy_sums)(void* ctx, const float* logits, const int32_t* targets, const float* row_max,
+                                   int64_t rows, int64_t vocab, int64_t ld, int64_t vocab_offset, float* sums);
+  dfm_status (*cross_entropy_finish)(void* ctx, float* logits, const int32_t* targets, const float* row_max,
+                                     const float* sums, float* losses, int64_t rows, int64_t vocab, int64_t ld,
+                                     int64_t vocab_offset, float grad_scale);
 } dfm_compute_v1;
 
 #define DFM_COMPUTE_V1_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, sum_squares)
+/* Reaches the vocabulary-parallel loss (ABI 1.1). */
+#define DFM_COMPUTE_V1_1_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, cross_entropy_finish)
 
 #ifdef __cplusplus
 }

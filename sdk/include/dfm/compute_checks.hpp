@@ -371,6 +371,31 @@ inline void validate_targets_in_host_memory(const KernelArgs& args, const int32_
     if (targets[r] >= vocab) args.fail(target_out_of_range(r, targets[r], vocab));
 }
 
+// The vocabulary-parallel loss phases: rows >= 0, vocab >= 1, ld >= vocab,
+// vocab_offset >= 0, and every buffer sized for its phase (compute.h).
+inline void validate_cross_entropy_slice(const KernelArgs& args, const float* logits, int64_t rows, int64_t vocab,
+                                         int64_t ld, int64_t vocab_offset, const float* row_max) {
+  args.non_negative("rows", rows);
+  args.positive("vocab", vocab);
+  args.at_least("ld", ld, vocab, "vocab");
+  args.non_negative("vocab_offset", vocab_offset);
+  args.pointer("logits", logits, rows * ld);
+  args.pointer("row_max", row_max, rows);
+}
+inline void validate_cross_entropy_sums(const KernelArgs& args, const float* logits, const int32_t* targets,
+                                        const float* row_max, int64_t rows, int64_t vocab, int64_t ld,
+                                        int64_t vocab_offset, const float* sums) {
+  validate_cross_entropy_slice(args, logits, rows, vocab, ld, vocab_offset, row_max);
+  args.pointer("targets", targets, rows);
+  args.pointer("sums", sums, 2 * rows);
+}
+inline void validate_cross_entropy_finish(const KernelArgs& args, const float* logits, const int32_t* targets,
+                                          const float* row_max, const float* sums, const float* losses, int64_t rows,
+                                          int64_t vocab, int64_t ld, int64_t vocab_offset) {
+  validate_cross_entropy_sums(args, logits, targets, row_max, rows, vocab, ld, vocab_offset, sums);
+  args.pointer("losses", losses, rows);
+}
+
 // ---- optimizer ----
 
 // adamw_update: count >= 0, step >= 1 (it counts from 1), beta1 and beta2 in [0, 1).

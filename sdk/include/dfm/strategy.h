@@ -38,6 +38,26 @@
  * over the whole sequence from those tokens (ring attention passes K/V blocks
  * around the axis). Its weight gradients are reduced by the placement
  * strategy over the data and context ranks together (DFM_GROUP_DP_CP).
+ *
+ * A strategy that splits tensors (tensor parallel, ABI 1.1) fills the tensor
+ * slots. The core marks what is split and where the split regions begin and
+ * end; the strategy says how many slices there are and which one this rank
+ * holds, and does every collective at a region's edge:
+ *   - parameters: the fused QKV and the first MLP linear are split by output
+ *     columns (column-parallel; QKV per head, so Q, K and V each keep whole
+ *     heads), the attention and MLP output projections by input rows
+ *     (row-parallel), the token embedding by vocabulary rows (padded up to a
+ *     multiple of the slice count with zero rows that never reach the loss or
+ *     an export); LayerNorms, position embeddings and row-parallel biases are
+ *     replicated (the biases are added once, after the reduction);
+ *   - activations: a region is entered before a column-parallel linear (or the
+ *     head) and left after a row-parallel one (or the embedding lookup); the
+ *     four edges are Megatron's f and g (Shoeybi et al. 2019) or, with sequence
+ *     parallel, their all-gather / reduce-scatter forms (Korthikanti et al. 2022);
+ *   - the vocabulary-parallel loss reduces each row's softmax statistics over
+ *     the slices (tensor_all_reduce, compute.h's cross_entropy_* phases).
+ * Units then hold this rank's slices, so a placement strategy (fsdp2) shards
+ * the already tensor-split parameters.
  */
 #ifndef DFM_STRATEGY_H
 #define DFM_STRATEGY_H
@@ -121,6 +141,42 @@ typedef struct dfm_step_info {
 
 #define DFM_STEP_INFO_V1_SIZE DFM_STRUCT_SIZE(dfm_step_info, micro_batches)
 
+/* How a tensor strategy cuts this rank's parameters and activations (ABI 1.1). */
+typedef struct dfm_tensor_layout {
+  size_t struct_size;
+  int32_t rank;    /* this rank's slice of every split dimension, 0..size-1 */
+  int32_t size;    /* slices per split dimension */
+  /* Outside the regions, each rank holds tokens rank*T/size .. (rank+1)*T/size - 1
+   * of every sequence's T tokens (sequence parallel) instead of all of them. */
+  int32_t sequence_parallel;
+} dfm_tensor_layout;
+
+#define DFM_TENSOR_LAYOUT_V1_SIZE DFM_STRUCT_SIZE(dfm_tensor_layout, sequence_parallel)
+
+/* The four edges of a tensor-parallel region (forward and backward of its
+ * entry and of its exit). */
+typedef enum dfm_region_edge {
+  DFM_REGION_ENTER_FORWARD = 0,  /* f: identity; sequence parallel: all-gather the tokens */
+  DFM_REGION_ENTER_BACKWARD = 1, /* f's gradient: all-reduce; sequence parallel: reduce-scatter the tokens */
+  DFM_REGION_EXIT_FORWARD = 2,   /* g: all-reduce; sequence parallel: reduce-scatter the tokens */
+  DFM_REGION_EXIT_BACKWARD = 3   /* g's gradient: identity; sequence parallel: all-gather the tokens */
+} dfm_region_edge;
+
+/* The activations crossing an edge: `sequences` sequences of `tokens` tokens
+ * each inside the region (row-major [sequences, tokens, width], device
+ * memory). Outside the region a rank holds the same shape, or, when
+ * sequence_split is set, its tokens/size of each sequence
+ * ([sequences, tokens/size, width]). The core sets sequence_split to the
+ * layout's sequence_parallel for training passes and to 0 for forward-only
+ * passes of any length (sampling). */
+typedef struct dfm_region_desc {
+  size_t struct_size;
+  int64_t sequences, tokens, width;
+  int32_t sequence_split;
+} dfm_region_desc;
+
+#define DFM_REGION_DESC_V1_SIZE DFM_STRUCT_SIZE(dfm_region_desc, sequence_split)
+
 typedef struct dfm_strategy_v1 {
   size_t struct_size;
 
@@ -188,15 +244,40 @@ typedef struct dfm_strategy_v1 {
   dfm_status (*attention_backward)(void* instance, const dfm_attention_desc* local, const float* q,
                                    const float* k, const float* v, const float* out, const float* dout,
                                    const float* lse, float* dq, float* dk, float* dv);
+
+  /* ---- tensor execution (ABI 1.1; all NULL for a strategy that does not
+   * split tensors; tensor parallel on the tp axis fills them) ---- */
+
+  /* This rank's slice (see dfm_tensor_layout). The same for the whole job. */
+  dfm_status (*tensor_layout)(void* instance, dfm_tensor_layout* layout);
+  /* One edge of a region: `in` (the side the data comes from) -> `out`. In
+   * place (in == out) when the two sides have the same shape. Called by every
+   * rank of the axis in the same order (it communicates). */
+  dfm_status (*region)(void* instance, dfm_region_edge edge, const dfm_region_desc* desc, const float* in,
+                       float* out);
+  /* data = op(data over the ranks of the axis), `count` device floats, in
+   * place: the vocabulary-parallel loss statistics and the gradient norm. */
+  dfm_status (*tensor_all_reduce)(void* instance, float* data, int64_t count, dfm_reduce_op op);
+  /* out (size * count device floats) = every rank's `in` in slice order:
+   * assembling whole tensors for an export, whole logits for sampling. */
+  dfm_status (*tensor_all_gather)(void* instance, const float* in, float* out, int64_t count);
+  /* `grad` (count device floats) is a step's gradient of replicated
+   * parameters (LayerNorms, position embeddings, row-parallel biases) as
+   * this rank computed it; make it the gradient of the whole model. With
+   * sequence parallel each rank saw only its tokens, so the ranks sum their
+   * parts; without it every rank already holds the whole gradient. */
+  dfm_status (*reduce_replicated_gradients)(void* instance, float* grad, int64_t count);
 } dfm_strategy_v1;
 
 /* A table must reach `destroy`. It places parameters when it reaches the
  * execution slots and none of them is NULL; it splits the sequence when it
- * reaches the sequence slots and none of them is NULL. A strategy that does
- * neither cannot run yet. */
+ * reaches the sequence slots and none of them is NULL; it splits tensors when
+ * it reaches the tensor slots and none of them is NULL. A strategy that does
+ * none of these cannot run yet. */
 #define DFM_STRATEGY_V1_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, destroy)
 #define DFM_STRATEGY_V1_EXECUTION_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, reduce_grad_sum_squares)
 #define DFM_STRATEGY_V1_SEQUENCE_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, attention_backward)
+#define DFM_STRATEGY_V1_TENSOR_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, reduce_replicated_gradients)
 
 #ifdef __cplusplus
 }

@@ -38,6 +38,7 @@ class ComputeBackend {
   void synchronize();
   void upload(void* device_dst, const void* host_src, size_t bytes);
   void download(void* host_dst, const void* device_src, size_t bytes);
+  void copy(void* device_dst, const void* device_src, size_t bytes);
   void fill(float* dst, float value, int64_t count);
 
  private:

@@ -8,6 +8,13 @@
 // full_grad so micro-batches add up. Around each unit it tells the parameter
 // placement (strategy.h's event order), which materialises the unit's
 // parameters and reduces its gradients.
+//
+// Tensor parallel (strategy.h's tensor slots) is written into the same code:
+// this rank computes with its slices of the weights (whole heads of the
+// attention, a band of the MLP, a band of the vocabulary) and marks where a
+// tensor-parallel region begins and ends; the TensorSplit does the
+// communication at those edges. Without a split every edge is a no-op in
+// place and the code is the plain single-device model.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +23,7 @@
 #include "dfm/core/compute_backend.hpp"
 #include "dfm/core/gpt_params.hpp"
 #include "dfm/core/param_placement.hpp"
+#include "dfm/core/tensor_split.hpp"
 
 namespace dfm {
 
@@ -25,8 +33,9 @@ class GptModel {
   // `sequence`, when given, runs attention during training steps (context
   // parallel: each rank holds some tokens of every sequence); forward-only
   // passes (sampling) hold whole sequences and use the backend's kernel.
+  // `tensor`, when given, is the tensor split `params` were sliced for.
   GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& placement, const GptShape& shape,
-           int64_t max_batch, SequenceSplit* sequence = nullptr);
+           int64_t max_batch, SequenceSplit* sequence = nullptr, const TensorSplit* tensor = nullptr);
 
   // tokens and positions: device int32 [batch * tokens]. tokens <= seq_len.
   // `step` is passed to the placement's events (NULL for a forward-only pass).
@@ -34,13 +43,15 @@ class GptModel {
                const dfm_step_info* step = nullptr);
   // Per-token cross entropy of the last forward against targets (device int32);
   // the logits become grad_scale * dLoss/dlogits. Returns the device buffer of
-  // per-token losses.
+  // per-token losses (every tensor slice holds all of them).
   const float* loss(const int32_t* targets, float grad_scale);
-  // Accumulates dLoss/dparams into the units' full_grad (needs forward and loss first).
-  void backward(const int32_t* tokens, const int32_t* positions, const dfm_step_info* step = nullptr);
+  // Accumulates dLoss/dparams into the units' full_grad (needs forward and
+  // loss first; `tokens` are the forward's, whose positions it kept).
+  void backward(const int32_t* tokens, const dfm_step_info* step = nullptr);
 
-  // [batch * tokens, vocab] after forward (before loss).
-  const float* logits() const { return logits_.data(); }
+  // The whole vocabulary's logits of `row` of the last forward (before loss),
+  // into host memory (vocab_size floats). Collective under a tensor split.
+  void row_logits(int64_t row, float* out);
   const GptShape& shape() const { return shape_; }
 
  private:
@@ -48,14 +59,18 @@ class GptModel {
     float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *attn_proj_w, *attn_proj_b;
     float *ln2_w, *ln2_b, *fc_w, *fc_b, *fc_proj_w, *fc_proj_b;
   };
+  // "outside" rows are this rank's tokens outside the tensor-parallel regions
+  // (all of them, or its sequence-parallel share); "inside" rows are all of them.
   struct LayerActivations {
-    DeviceBuffer<float> residual_in;  // [BT, C] the stream entering the block
-    DeviceBuffer<float> ln1, ln1_mean, ln1_rstd;
-    DeviceBuffer<float> qkv;          // [BT, 3C]
-    DeviceBuffer<float> attn, lse;    // [BT, C], [B, H, T]
-    DeviceBuffer<float> residual_mid; // [BT, C] after the attention residual
-    DeviceBuffer<float> ln2, ln2_mean, ln2_rstd;
-    DeviceBuffer<float> fc_pre, fc_act;  // [BT, 4C]
+    DeviceBuffer<float> residual_in;  // [outside, C] the stream entering the block
+    DeviceBuffer<float> ln1;          // [inside, C]
+    DeviceBuffer<float> ln1_mean, ln1_rstd;  // [outside]
+    DeviceBuffer<float> qkv;          // [inside, 3C/tp]: this rank's heads of Q, K, V
+    DeviceBuffer<float> attn, lse;    // [inside, C/tp], [B, H/tp, T]
+    DeviceBuffer<float> residual_mid; // [outside, C] after the attention residual
+    DeviceBuffer<float> ln2;          // [inside, C]
+    DeviceBuffer<float> ln2_mean, ln2_rstd;
+    DeviceBuffer<float> fc_pre, fc_act;  // [inside, 4C/tp]
   };
 
   // The block's parameters (or gradients) where its unit is materialised now.
@@ -64,9 +79,22 @@ class GptModel {
   float* at(const ParamInfo& info, bool grad) const;
   dfm_attention_desc attention_desc() const;
 
-  // out = in @ w + b for rows x in_dim times [in_dim, out_dim].
+  // One region edge from `in`: in place when both sides have the same rows
+  // (no sequence parallel), else into `other_side`. Returns where the result is.
+  float* edge(dfm_region_edge e, float* in, float* other_side, int64_t width);
+  // The embedding lookup (a region exit: each slice adds its vocabulary rows).
+  void embed(const int32_t* tokens, float* x);
+  // x (outside rows) -> LayerNorm -> entered into the region as `inside` (all rows).
+  void layernorm_into_region(const float* x, const float* w, const float* b, float* mean, float* rstd, float* inside);
+  // partial (inside rows, C) -> left the region -> + bias; returns the outside rows.
+  float* leave_region(float* partial, const float* bias);
+  void vocab_parallel_loss(const int32_t* targets, float grad_scale);
+  // Gathers this rank's positions outside the regions (its sequence-parallel share).
+  void select_outside_positions(const int32_t* positions);
+
+  // out = in @ w for rows x in_dim times [in_dim, out_dim] (+ b when given).
   void linear_forward(float* out, const float* in, const float* w, const float* b, int64_t in_dim, int64_t out_dim);
-  // din = dout @ w^T; dw += in^T @ dout; db += colsum(dout).
+  // din = dout @ w^T; dw += in^T @ dout; db += colsum(dout) when db is given.
   void linear_backward(float* din, float* dw, float* db, const float* dout, const float* in, const float* w,
                        int64_t in_dim, int64_t out_dim);
   void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
@@ -77,17 +105,28 @@ class GptModel {
   GptParams& params_;
   ParamPlacement& placement_;
   SequenceSplit* sequence_;
+  const TensorSplit& tensor_;
   GptShape shape_;
   int64_t max_rows_;
+  // This rank's slice sizes: channels of its heads, MLP columns, vocabulary rows and where they start.
+  int64_t local_c_, local_fc_, local_vocab_, vocab_offset_, valid_vocab_;
   struct RootParams {  // the root unit's parameters, looked up once
     const ParamInfo *wte, *wpe, *ln_f_weight, *ln_f_bias;
   } root_;
-  int64_t batch_ = 0, tokens_ = 0, rows_ = 0;  // of the current micro-batch
+  // Of the current micro-batch: rows inside the regions, tokens per sequence
+  // inside, rows outside, and whether the sequence is split outside.
+  int64_t batch_ = 0, tokens_ = 0, rows_ = 0, outside_rows_ = 0;
+  bool sequence_split_ = false;
 
   std::vector<std::vector<const ParamInfo*>> layer_params_;  // per block, in LayerWeights order
   std::vector<LayerActivations> layers_;
   DeviceBuffer<float> residual_out_, lnf_, lnf_mean_, lnf_rstd_, logits_, losses_;
-  // backward scratch
+  DeviceBuffer<float> row_max_, row_sums_;                   // vocabulary-parallel loss statistics
+  DeviceBuffer<int32_t> outside_positions_;
+  const int32_t* positions_outside_ = nullptr;               // of the current micro-batch
+  // scratch: inside rows (partial sums before a region exit, gradients after a
+  // region's backward exit) and outside rows (sequence-parallel shares).
+  DeviceBuffer<float> inside_scratch_, outside_scratch_, d_outside_;
   DeviceBuffer<float> d_residual_, d_ln_, d_qkv_, d_attn_, d_fc_;
 };
 

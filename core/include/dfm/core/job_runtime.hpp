@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dfm/core/param_placement.hpp"
+#include "dfm/core/tensor_split.hpp"
 
 namespace dfm {
 
@@ -21,8 +22,12 @@ struct JobRuntime {
   // The strategy that splits every sequence across the cp ranks, or null
   // (each rank then holds whole sequences).
   SequenceSplit* sequence = nullptr;
+  // The strategy that splits tensors across the tp ranks, or null (every
+  // rank then holds whole tensors).
+  const TensorSplit* tensor = nullptr;
   // Sums `count` doubles, in place, over the ranks that hold the same weights
-  // but other tokens (data x context parallel): the loss of a step.
+  // but other tokens (data x context parallel): the loss of a step. Tensor
+  // slices are not summed: each holds the whole loss.
   std::function<void(double* values, size_t count)> sum_over_data_ranks = [](double*, size_t) {};
   // Bytes this rank has sent so far, per mesh axis ("dp", "tp", ...).
   std::function<std::map<std::string, uint64_t>()> bytes_sent = [] { return std::map<std::string, uint64_t>{}; };

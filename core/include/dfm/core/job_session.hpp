@@ -64,6 +64,7 @@ class JobSession {
   std::vector<Strategy> strategies_;
   std::unique_ptr<ParamPlacement> placement_;
   std::unique_ptr<SequenceSplit> sequence_;
+  std::unique_ptr<TensorSplit> tensor_;
   std::unique_ptr<DeviceBuffer<float>> scalar_scratch_;
   JobRuntime runtime_;
 };

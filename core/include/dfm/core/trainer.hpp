@@ -47,6 +47,8 @@ class Trainer {
 
  private:
   std::unique_ptr<TokenStream> make_stream() const;
+  void reduce_replicated_gradients();
+  double global_grad_sum_squares();
   void load_micro_batch(int64_t step, int64_t micro);
   void print_sample(int64_t step);
   void export_final();
@@ -72,6 +74,7 @@ class Trainer {
   std::vector<int32_t> host_inputs_, host_targets_;      // this rank's tokens of a micro-batch
   std::vector<int32_t> window_inputs_, window_targets_;  // one whole window
   DeviceBuffer<int32_t> inputs_, targets_, positions_;
+  DeviceBuffer<float> replicated_scratch_;  // the replicated gradients, packed for one reduction
 };
 
 }  // namespace dfm
