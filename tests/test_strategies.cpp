@@ -302,7 +302,7 @@ TEST_F(Strategies, PpVirtualStagesMustBePositive) {
 
 TEST_F(Strategies, PpVirtualStagesMustDivideEachStage) {
   const std::string toml = std::string(kModel) + "[strategy.pp]\nvirtual_stages = 2\n";
-  EXPECT_EQ(validate("pp", toml, {.pp = 3, .n_layer = 12}), DFM_OK);  // 4 layers per stage
+  EXPECT_EQ(validate("pp", toml, {.pp = 3, .n_layer = 12, .global_batch = 12}), DFM_OK);  // 4 layers per stage
   EXPECT_EQ(validate("pp", toml, {.pp = 4, .n_layer = 12}), DFM_ERR_CONFIG);  // 3 per stage
   ASSERT_EQ(errors().size(), 4u);
   for (size_t stage = 0; stage < 4; ++stage)
@@ -311,12 +311,46 @@ TEST_F(Strategies, PpVirtualStagesMustDivideEachStage) {
 
   const std::string uneven =
       std::string(kModel) + "[strategy.pp]\nvirtual_stages = 2\nlayers_per_stage = [4, 3, 5]\n";
-  EXPECT_EQ(validate("pp", uneven, {.pp = 3, .n_layer = 12}), DFM_ERR_CONFIG);
+  EXPECT_EQ(validate("pp", uneven, {.pp = 3, .n_layer = 12, .global_batch = 12}), DFM_ERR_CONFIG);
   ASSERT_EQ(errors().size(), 2u);
   EXPECT_EQ(errors()[0],
             "job.toml:7:1: strategy.pp.virtual_stages: stage 1 has 3 layers, which do not split into 2 virtual stages");
   EXPECT_EQ(errors()[1],
             "job.toml:7:1: strategy.pp.virtual_stages: stage 2 has 5 layers, which do not split into 2 virtual stages");
+}
+
+// Interleaved 1F1B takes the step's micro-batches (global_batch / (dp x
+// micro_batch)) in groups of pp; plain 1F1B takes any count.
+TEST_F(Strategies, PpInterleavingNeedsTheMicroBatchesInGroupsOfPp) {
+  const std::string toml = std::string(kModel) + "[strategy.pp]\nvirtual_stages = 2\n";
+  // 16 / (2 x 1) = 8 micro-batches: two groups of 4.
+  EXPECT_EQ(validate("pp", toml, {.dp = 2, .pp = 4, .n_layer = 16, .global_batch = 16}), DFM_OK);
+  EXPECT_TRUE(errors().empty()) << errors().front();
+  // 12 / (2 x 1) = 6 micro-batches.
+  EXPECT_EQ(validate("pp", toml, {.dp = 2, .pp = 4, .n_layer = 16, .global_batch = 12}), DFM_ERR_CONFIG);
+  ASSERT_EQ(errors().size(), 1u);
+  EXPECT_EQ(errors()[0],
+            "job.toml:7:1: strategy.pp.virtual_stages: interleaved 1F1B (virtual_stages 2) needs the micro-batch count "
+            "to divide by pp_size 4, got 6 = train.global_batch 12 / (dp 2 x train.micro_batch 1)");
+  // 24 / (2 x 2) = 6 micro-batches again, with micro-batches of 2.
+  EXPECT_EQ(validate("pp", toml, {.dp = 2, .pp = 4, .n_layer = 16, .global_batch = 24, .micro_batch = 2}),
+            DFM_ERR_CONFIG);
+  ASSERT_EQ(errors().size(), 1u);
+  EXPECT_EQ(errors()[0],
+            "job.toml:7:1: strategy.pp.virtual_stages: interleaved 1F1B (virtual_stages 2) needs the micro-batch count "
+            "to divide by pp_size 4, got 6 = train.global_batch 24 / (dp 2 x train.micro_batch 2)");
+  // Without interleaving, 6 micro-batches over 4 stages are fine.
+  EXPECT_EQ(validate("pp", kModel, {.dp = 2, .pp = 4, .n_layer = 16, .global_batch = 12}), DFM_OK);
+  EXPECT_TRUE(errors().empty()) << errors().front();
+}
+
+TEST_F(Strategies, PpInterleavingNeedsAPipeline) {
+  const std::string toml = std::string(kModel) + "[strategy.pp]\nvirtual_stages = 2\n";
+  EXPECT_EQ(validate("pp", toml, {.pp = 1, .n_layer = 12}), DFM_ERR_CONFIG);
+  ASSERT_EQ(errors().size(), 1u);
+  EXPECT_EQ(errors()[0],
+            "job.toml:7:1: strategy.pp.virtual_stages: 2 virtual stages need pp_size 2 or more; with pp_size 1 there "
+            "is no pipeline to interleave");
 }
 
 }  // namespace

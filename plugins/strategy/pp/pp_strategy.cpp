@@ -12,6 +12,7 @@
 
 #include "dfm/sdk.hpp"
 #include "dfm/strategy.h"
+#include "pipeline_schedule.hpp"
 
 namespace {
 
@@ -62,6 +63,29 @@ std::vector<int64_t> stage_layers(const dfm_job_shape& job) {
   return ok ? given : std::vector<int64_t>{};
 }
 
+// Whether the schedule has a shape for this job (interleaving needs a
+// pipeline, and takes the step's micro-batches in groups of pp); reports why
+// not. A batch that does not split into whole micro-batches is reported by the
+// core and fsdp2.
+bool schedule_exists(const dfm_job_shape& job, int64_t virtual_stages) {
+  const std::string key = host.own_key("virtual_stages");
+  const int64_t pp = job.axis_size[DFM_AXIS_PP], dp = job.axis_size[DFM_AXIS_DP];
+  if (virtual_stages > 1 && pp < 2) {
+    host.config_error(key, std::to_string(virtual_stages) + " virtual stages need pp_size 2 or more; with pp_size " +
+                               std::to_string(pp) + " there is no pipeline to interleave");
+    return false;
+  }
+  const int64_t per_step = dp * job.micro_batch;
+  if (per_step <= 0 || job.global_batch % per_step != 0) return true;
+  const int64_t micro_batches = job.global_batch / per_step;
+  const std::string problem = dfm::pp::schedule_shape_error(static_cast<int32_t>(pp), static_cast<int32_t>(micro_batches),
+                                                            static_cast<int32_t>(virtual_stages));
+  if (problem.empty()) return true;
+  host.config_error(key, problem + " = train.global_batch " + std::to_string(job.global_batch) + " / (dp " +
+                             std::to_string(dp) + " x train.micro_batch " + std::to_string(job.micro_batch) + ")");
+  return false;
+}
+
 dfm_status validate(const dfm_job_shape* job) {
   return dfm::sdk::guard([&] {
     if (!host.attached()) throw dfm::sdk::Error(DFM_ERR_RUNTIME, "validate called before init");
@@ -83,7 +107,7 @@ dfm_status validate(const dfm_job_shape* job) {
         ok = false;
       }
     }
-    return ok ? DFM_OK : DFM_ERR_CONFIG;
+    return schedule_exists(*job, virtual_stages) && ok ? DFM_OK : DFM_ERR_CONFIG;
   });
 }
 
