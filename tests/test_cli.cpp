@@ -100,10 +100,13 @@ TEST(DfmRun, UsageErrorsExitWithCode2) {
             std::string::npos);
 }
 
+// A strategy that declares and checks itself but has no execution slots (the
+// loader tests' "good" plugin on the dp axis) cannot run a job.
 TEST(DfmRun, ARunThatNeedsAStrategyStopsAtStartNamingIt) {
-  const Result r = run("dfm-run " + kDefault + " --set 'strategy.chain=[\"pp\"]'");
+  const Result r = run("dfm-run " + kDefault + " --plugin-dir " + std::string(DFM_TEST_PLUGIN_CASES_DIR) +
+                       "/good --set 'strategy.chain=[\"good\"]'");
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("strategy 'pp'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("strategy 'good'"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("cannot run yet"), std::string::npos) << r.output;
 }
 

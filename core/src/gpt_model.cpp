@@ -8,7 +8,7 @@
 namespace dfm {
 
 GptModel::GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& placement, const GptShape& shape,
-                   int64_t max_batch, SequenceSplit* sequence, const TensorSplit* tensor)
+                   int64_t max_batch, SequenceSplit* sequence, const TensorSplit* tensor, ModelLayout layout)
     : backend_(backend),
       k_(backend.table()),
       params_(params),
@@ -16,6 +16,7 @@ GptModel::GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& p
       sequence_(sequence),
       tensor_(TensorSplit::or_none(tensor)),
       shape_(shape),
+      layout_(layout.chunks.empty() ? ModelLayout::whole(shape.n_layer) : std::move(layout)),
       max_rows_(max_batch * shape.seq_len),
       root_{&params.info("wte.weight"), &params.info("wpe.weight"), &params.info("ln_f.weight"),
             &params.info("ln_f.bias")} {
@@ -28,11 +29,10 @@ GptModel::GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& p
   if (tensor_.split() && k_.struct_size < DFM_COMPUTE_V1_1_SIZE)
     throw std::runtime_error("the compute backend has no vocabulary-parallel loss (compute.h, ABI 1.1), which "
                              "tensor parallel needs; rebuild it against this SDK");
-  const int64_t R = max_rows_, H = shape.n_head / slices;
   // Outside the regions a sequence-parallel training pass holds R / tp rows;
   // forward-only passes (sampling, one sequence) hold whole sequences.
-  const int64_t outside = tensor_.sequence_parallel() ? std::max(R / slices, shape.seq_len) : R;
-  auto buf = [&](int64_t n) { return DeviceBuffer<float>(backend, n); };
+  const int64_t R = max_rows_;
+  outside_capacity_ = tensor_.sequence_parallel() ? std::max(R / slices, shape.seq_len) : R;
   for (int64_t l = 0; l < shape.n_layer; ++l) {
     std::vector<const ParamInfo*> members;
     for (const char* suffix : {"ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
@@ -40,32 +40,75 @@ GptModel::GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& p
                                "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"})
       members.push_back(&params.info(GptParams::layer_name(l, suffix)));
     layer_params_.push_back(std::move(members));
-    layers_.push_back({buf(outside * C), buf(R * C), buf(outside), buf(outside), buf(R * 3 * local_c_),
-                       buf(R * local_c_), buf(max_batch * H * shape.seq_len), buf(outside * C), buf(R * C),
-                       buf(outside), buf(outside), buf(R * local_fc_), buf(R * local_fc_)});
   }
-  residual_out_ = buf(outside * C);
-  lnf_ = buf(R * C);
-  lnf_mean_ = buf(outside);
-  lnf_rstd_ = buf(outside);
-  logits_ = buf(R * local_vocab_);
-  losses_ = buf(R);
+  if (layout_.slots.size() != layout_.chunks.size())
+    throw std::invalid_argument("GptModel: a slot count for each of the layout's chunks");
+  for (size_t c = 0; c < layout_.chunks.size(); ++c) {
+    auto& chunk_slots = slots_.emplace_back();
+    for (int64_t s = 0; s < layout_.slots[c]; ++s) chunk_slots.push_back(make_slot(layout_.chunks[c], max_batch));
+  }
+  auto buf = [&](int64_t n) { return DeviceBuffer<float>(backend, n); };
   if (tensor_.split()) {
     row_max_ = buf(R);
     row_sums_ = buf(2 * R);
   }
   if (tensor_.sequence_parallel()) {
-    outside_positions_ = DeviceBuffer<int32_t>(backend, outside);
-    outside_scratch_ = buf(outside * C);
-    d_outside_ = buf(outside * C);
+    outside_positions_ = DeviceBuffer<int32_t>(backend, outside_capacity_);
+    outside_scratch_ = buf(outside_capacity_ * C);
+    d_outside_ = buf(outside_capacity_ * C);
   }
   inside_scratch_ = buf(R * C);
-  d_residual_ = buf(outside * C);
   d_ln_ = buf(R * C);
   d_qkv_ = buf(R * 3 * local_c_);
   d_attn_ = buf(R * local_c_);
   d_fc_ = buf(R * local_fc_);
 }
+
+GptModel::SlotActivations GptModel::make_slot(const ModelChunk& chunk, int64_t max_batch) {
+  const int64_t R = max_rows_, O = outside_capacity_, C = shape_.d_model;
+  const int64_t heads = shape_.n_head / tensor_.size();
+  auto buf = [&](int64_t n) {
+    activation_bytes_ += n * static_cast<int64_t>(sizeof(float));
+    return DeviceBuffer<float>(backend_, n);
+  };
+  SlotActivations a;
+  for (int64_t l = 0; l < chunk.layers; ++l)
+    a.layers.push_back({buf(O * C), buf(R * C), buf(O), buf(O), buf(R * 3 * local_c_), buf(R * local_c_),
+                        buf(max_batch * heads * shape_.seq_len), buf(O * C), buf(R * C), buf(O), buf(O),
+                        buf(R * local_fc_), buf(R * local_fc_)});
+  a.output = buf(O * C);
+  a.output_grad = buf(O * C);
+  if (chunk.head) {
+    a.lnf = buf(R * C);
+    a.lnf_mean = buf(O);
+    a.lnf_rstd = buf(O);
+    a.logits = buf(R * local_vocab_);
+    a.losses = buf(R);
+  }
+  return a;
+}
+
+GptModel::SlotActivations& GptModel::slot_of(int32_t chunk, int32_t slot) {
+  if (chunk < 0 || static_cast<size_t>(chunk) >= slots_.size() || slot < 0 ||
+      static_cast<size_t>(slot) >= slots_[static_cast<size_t>(chunk)].size())
+    throw std::out_of_range("GptModel: no activation slot " + std::to_string(slot) + " of chunk " +
+                            std::to_string(chunk));
+  return slots_[static_cast<size_t>(chunk)][static_cast<size_t>(slot)];
+}
+
+float* GptModel::chunk_input(int32_t chunk, int32_t slot) {
+  SlotActivations& a = slot_of(chunk, slot);
+  return a.layers.empty() ? a.output.data() : a.layers.front().residual_in.data();
+}
+int64_t GptModel::boundary_count(int64_t batch, int64_t tokens_per_seq) const {
+  const int64_t rows = batch * tokens_per_seq;
+  return (tensor_.sequence_parallel() ? rows / tensor_.size() : rows) * shape_.d_model;
+}
+
+float* GptModel::chunk_output(int32_t chunk, int32_t slot) { return slot_of(chunk, slot).output.data(); }
+float* GptModel::chunk_output_gradient(int32_t chunk, int32_t slot) { return slot_of(chunk, slot).output_grad.data(); }
+// The running gradient ends as the gradient of the chunk's input.
+float* GptModel::chunk_input_gradient(int32_t chunk, int32_t slot) { return slot_of(chunk, slot).output_grad.data(); }
 
 GptModel::LayerWeights GptModel::weights_of(int64_t layer, bool grads) const {
   const auto& m = layer_params_[static_cast<size_t>(layer)];
@@ -172,8 +215,7 @@ float* GptModel::leave_region(float* partial, const float* bias) {
   return out;
 }
 
-void GptModel::forward(const int32_t* tokens, const int32_t* positions, int64_t batch, int64_t tokens_per_seq,
-                       const dfm_step_info* step) {
+void GptModel::set_micro_batch(int64_t batch, int64_t tokens_per_seq, const dfm_step_info* step) {
   if (tokens_per_seq < 1 || tokens_per_seq > shape_.seq_len || batch * tokens_per_seq > max_rows_)
     throw std::invalid_argument("GptModel::forward: batch " + std::to_string(batch) + " x " +
                                 std::to_string(tokens_per_seq) + " tokens exceeds the activations' size");
@@ -188,158 +230,202 @@ void GptModel::forward(const int32_t* tokens, const int32_t* positions, int64_t 
                                 " tokens per sequence do not divide by the tensor-parallel size " +
                                 std::to_string(tensor_.size()) + " (sequence parallel)");
   outside_rows_ = sequence_split_ ? rows_ / tensor_.size() : rows_;
-  select_outside_positions(positions);
-  void* ctx = backend_.ctx();
-  const int64_t C = shape_.d_model;
-
-  placement_.on_unit(0, DFM_UNIT_FORWARD_BEGIN, step);
-  float* x = layers_.empty() ? residual_out_.data() : layers_[0].residual_in.data();
-  embed(tokens, x);
-  backend_.check(k_.embedding_forward(ctx, x, positions_outside_, outside_rows_, at(*root_.wpe, false), shape_.seq_len,
-                                      0, C, 1), "position embedding");
-
-  const dfm_attention_desc attn = attention_desc();
-  const int64_t Cl = local_c_;
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    const auto unit = static_cast<int32_t>(l + 1);
-    placement_.on_unit(unit, DFM_UNIT_FORWARD_BEGIN, step);
-    LayerActivations& a = layers_[l];
-    const LayerWeights w = weights_of(static_cast<int64_t>(l), false);
-    float* block_out = l + 1 < layers_.size() ? layers_[l + 1].residual_in.data() : residual_out_.data();
-
-    // Attention: column-parallel QKV (this rank's heads), row-parallel projection.
-    layernorm_into_region(a.residual_in.data(), w.ln1_w, w.ln1_b, a.ln1_mean.data(), a.ln1_rstd.data(), a.ln1.data());
-    linear_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, C, 3 * Cl);
-    const float* qkv = a.qkv.data();
-    if (sequence_ && step)
-      sequence_->attention_forward(attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), a.lse.data());
-    else
-      backend_.check(k_.attention_forward(ctx, &attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), a.lse.data(), 0),
-                     "attention");
-    linear_forward(inside_scratch_.data(), a.attn.data(), w.attn_proj_w, nullptr, Cl, C);
-    const float* attn_out = leave_region(inside_scratch_.data(), w.attn_proj_b);
-    backend_.check(k_.add(ctx, a.residual_mid.data(), a.residual_in.data(), attn_out, outside_rows_ * C), "residual");
-
-    // MLP: column-parallel first linear, row-parallel second.
-    layernorm_into_region(a.residual_mid.data(), w.ln2_w, w.ln2_b, a.ln2_mean.data(), a.ln2_rstd.data(), a.ln2.data());
-    linear_forward(a.fc_pre.data(), a.ln2.data(), w.fc_w, w.fc_b, C, local_fc_);
-    backend_.check(k_.gelu_forward(ctx, a.fc_act.data(), a.fc_pre.data(), rows_ * local_fc_), "gelu");
-    linear_forward(inside_scratch_.data(), a.fc_act.data(), w.fc_proj_w, nullptr, local_fc_, C);
-    const float* mlp_out = leave_region(inside_scratch_.data(), w.fc_proj_b);
-    backend_.check(k_.add(ctx, block_out, a.residual_mid.data(), mlp_out, outside_rows_ * C), "residual");
-    placement_.on_unit(unit, DFM_UNIT_FORWARD_END, step);
-  }
-
-  layernorm_into_region(residual_out_.data(), at(*root_.ln_f_weight, false), at(*root_.ln_f_bias, false),
-                        lnf_mean_.data(), lnf_rstd_.data(), lnf_.data());
-  // The LM head is tied to the token embedding: logits = lnf @ wte^T, this
-  // rank's vocabulary rows only (the whole logits never exist on one rank).
-  matmul(false, true, rows_, local_vocab_, C, lnf_.data(), C, at(*root_.wte, false), C, 0.0f, logits_.data(),
-         local_vocab_);
-  placement_.on_unit(0, DFM_UNIT_FORWARD_END, step);
 }
 
-const float* GptModel::loss(const int32_t* targets, float grad_scale) {
-  if (tensor_.split())
-    vocab_parallel_loss(targets, grad_scale);
+void GptModel::forward_chunk(int32_t chunk, int32_t slot, const int32_t* tokens, const int32_t* positions,
+                             int64_t batch, int64_t tokens_per_seq, const dfm_step_info* step) {
+  SlotActivations& act = slot_of(chunk, slot);
+  const ModelChunk& c = layout_.chunks[static_cast<size_t>(chunk)];
+  set_micro_batch(batch, tokens_per_seq, step);
+  select_outside_positions(positions);
+  // The root unit is materialised from the embedding to the head (one span
+  // when a chunk holds both, the whole model's order of strategy.h).
+  if (c.embedding) {
+    placement_.on_unit(0, DFM_UNIT_FORWARD_BEGIN, step);
+    float* x = chunk_input(chunk, slot);
+    embed(tokens, x);
+    backend_.check(k_.embedding_forward(backend_.ctx(), x, positions_outside_, outside_rows_, at(*root_.wpe, false),
+                                        shape_.seq_len, 0, shape_.d_model, 1), "position embedding");
+    if (!c.head) placement_.on_unit(0, DFM_UNIT_FORWARD_END, step);
+  }
+  for (int64_t i = 0; i < c.layers; ++i) {
+    float* block_out = i + 1 < c.layers ? act.layers[static_cast<size_t>(i + 1)].residual_in.data() : act.output.data();
+    block_forward(c.first_layer + i, act.layers[static_cast<size_t>(i)], block_out, step);
+  }
+  if (c.head) {
+    if (!c.embedding) placement_.on_unit(0, DFM_UNIT_FORWARD_BEGIN, step);
+    head_forward(act);
+    placement_.on_unit(0, DFM_UNIT_FORWARD_END, step);
+  }
+}
+
+void GptModel::block_forward(int64_t layer, LayerActivations& a, float* block_out, const dfm_step_info* step) {
+  void* ctx = backend_.ctx();
+  const int64_t C = shape_.d_model, Cl = local_c_;
+  const auto unit = static_cast<int32_t>(layer + 1);
+  placement_.on_unit(unit, DFM_UNIT_FORWARD_BEGIN, step);
+  const LayerWeights w = weights_of(layer, false);
+  const dfm_attention_desc attn = attention_desc();
+
+  // Attention: column-parallel QKV (this rank's heads), row-parallel projection.
+  layernorm_into_region(a.residual_in.data(), w.ln1_w, w.ln1_b, a.ln1_mean.data(), a.ln1_rstd.data(), a.ln1.data());
+  linear_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, C, 3 * Cl);
+  const float* qkv = a.qkv.data();
+  if (sequence_ && step)
+    sequence_->attention_forward(attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), a.lse.data());
   else
-    backend_.check(k_.softmax_cross_entropy(backend_.ctx(), logits_.data(), targets, losses_.data(), rows_,
+    backend_.check(k_.attention_forward(ctx, &attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), a.lse.data(), 0),
+                   "attention");
+  linear_forward(inside_scratch_.data(), a.attn.data(), w.attn_proj_w, nullptr, Cl, C);
+  const float* attn_out = leave_region(inside_scratch_.data(), w.attn_proj_b);
+  backend_.check(k_.add(ctx, a.residual_mid.data(), a.residual_in.data(), attn_out, outside_rows_ * C), "residual");
+
+  // MLP: column-parallel first linear, row-parallel second.
+  layernorm_into_region(a.residual_mid.data(), w.ln2_w, w.ln2_b, a.ln2_mean.data(), a.ln2_rstd.data(), a.ln2.data());
+  linear_forward(a.fc_pre.data(), a.ln2.data(), w.fc_w, w.fc_b, C, local_fc_);
+  backend_.check(k_.gelu_forward(ctx, a.fc_act.data(), a.fc_pre.data(), rows_ * local_fc_), "gelu");
+  linear_forward(inside_scratch_.data(), a.fc_act.data(), w.fc_proj_w, nullptr, local_fc_, C);
+  const float* mlp_out = leave_region(inside_scratch_.data(), w.fc_proj_b);
+  backend_.check(k_.add(ctx, block_out, a.residual_mid.data(), mlp_out, outside_rows_ * C), "residual");
+  placement_.on_unit(unit, DFM_UNIT_FORWARD_END, step);
+}
+
+void GptModel::head_forward(SlotActivations& act) {
+  const int64_t C = shape_.d_model;
+  layernorm_into_region(act.output.data(), at(*root_.ln_f_weight, false), at(*root_.ln_f_bias, false),
+                        act.lnf_mean.data(), act.lnf_rstd.data(), act.lnf.data());
+  // The LM head is tied to the token embedding: logits = lnf @ wte^T, this
+  // rank's vocabulary rows only (the whole logits never exist on one rank).
+  matmul(false, true, rows_, local_vocab_, C, act.lnf.data(), C, at(*root_.wte, false), C, 0.0f, act.logits.data(),
+         local_vocab_);
+}
+
+const float* GptModel::chunk_loss(int32_t chunk, int32_t slot, const int32_t* targets, float grad_scale) {
+  SlotActivations& act = slot_of(chunk, slot);
+  if (!layout_.chunks[static_cast<size_t>(chunk)].head)
+    throw std::logic_error("GptModel::chunk_loss: chunk " + std::to_string(chunk) + " has no head");
+  if (tensor_.split())
+    vocab_parallel_loss(act, targets, grad_scale);
+  else
+    backend_.check(k_.softmax_cross_entropy(backend_.ctx(), act.logits.data(), targets, act.losses.data(), rows_,
                                             shape_.vocab_size, shape_.vocab_size, grad_scale),
                    "softmax_cross_entropy");
-  return losses_.data();
+  return act.losses.data();
 }
 
 // compute.h's three phases with the row statistics reduced over the slices:
 // 2 all-reduces of rows_ and 2 x rows_ floats, whatever the vocabulary size.
-void GptModel::vocab_parallel_loss(const int32_t* targets, float grad_scale) {
+void GptModel::vocab_parallel_loss(SlotActivations& act, const int32_t* targets, float grad_scale) {
   void* ctx = backend_.ctx();
-  float* logits = logits_.data();
+  float* logits = act.logits.data();
   backend_.check(k_.cross_entropy_max(ctx, logits, rows_, valid_vocab_, local_vocab_, row_max_.data()),
                  "cross_entropy_max");
   tensor_.all_reduce(row_max_.data(), rows_, DFM_REDUCE_MAX);
   backend_.check(k_.cross_entropy_sums(ctx, logits, targets, row_max_.data(), rows_, valid_vocab_, local_vocab_,
                                        vocab_offset_, row_sums_.data()), "cross_entropy_sums");
   tensor_.all_reduce(row_sums_.data(), 2 * rows_, DFM_REDUCE_SUM);
-  backend_.check(k_.cross_entropy_finish(ctx, logits, targets, row_max_.data(), row_sums_.data(), losses_.data(), rows_,
-                                         valid_vocab_, local_vocab_, vocab_offset_, grad_scale),
+  backend_.check(k_.cross_entropy_finish(ctx, logits, targets, row_max_.data(), row_sums_.data(), act.losses.data(),
+                                         rows_, valid_vocab_, local_vocab_, vocab_offset_, grad_scale),
                  "cross_entropy_finish");
 }
 
 void GptModel::row_logits(int64_t row, float* out) {
+  const float* logits = slot_of(0, 0).logits.data();
   const int64_t V = shape_.vocab_size;
   if (!tensor_.split()) {
-    backend_.download(out, logits_.data() + row * V, static_cast<size_t>(V) * sizeof(float));
+    backend_.download(out, logits + row * V, static_cast<size_t>(V) * sizeof(float));
     return;
   }
   // The slices in order hold the vocabulary and then the padding.
   DeviceBuffer<float> whole(backend_, tensor_.size() * local_vocab_);
-  tensor_.all_gather(logits_.data() + row * local_vocab_, whole.data(), local_vocab_);
+  tensor_.all_gather(logits + row * local_vocab_, whole.data(), local_vocab_);
   backend_.download(out, whole.data(), static_cast<size_t>(V) * sizeof(float));
 }
 
-void GptModel::backward(const int32_t* tokens, const dfm_step_info* step) {
-  void* ctx = backend_.ctx();
-  const int64_t C = shape_.d_model, Cl = local_c_, Fl = local_fc_, Vl = local_vocab_;
-  const float* dlogits = logits_.data();
-  float* d_res = d_residual_.data();
-  float* d_inside = inside_scratch_.data();
+void GptModel::backward_chunk(int32_t chunk, int32_t slot, const int32_t* tokens, const dfm_step_info* step) {
+  SlotActivations& act = slot_of(chunk, slot);
+  const ModelChunk& c = layout_.chunks[static_cast<size_t>(chunk)];
+  // The running gradient dLoss/d(stream): from the head, or received into output_grad.
+  float* d_res = act.output_grad.data();
+  if (c.head) {
+    placement_.on_unit(0, DFM_UNIT_BACKWARD_BEGIN, step);
+    head_backward(act, d_res);
+    if (!c.embedding) placement_.on_unit(0, DFM_UNIT_BACKWARD_END, step);
+  }
+  for (int64_t i = c.layers; i-- > 0;)
+    block_backward(c.first_layer + i, act.layers[static_cast<size_t>(i)], d_res, step);
+  if (c.embedding) {
+    if (!c.head) placement_.on_unit(0, DFM_UNIT_BACKWARD_BEGIN, step);
+    embedding_backward(tokens, d_res);
+    placement_.on_unit(0, DFM_UNIT_BACKWARD_END, step);
+  }
+}
 
-  placement_.on_unit(0, DFM_UNIT_BACKWARD_BEGIN, step);
+// d_res = dLoss/d(the stream before ln_f), from the logits' gradient.
+void GptModel::head_backward(SlotActivations& act, float* d_res) {
+  const int64_t C = shape_.d_model, Vl = local_vocab_;
+  const float* dlogits = act.logits.data();
   // Tied head over this rank's vocabulary rows: d(lnf) = dlogits @ wte (a
   // partial sum over the slices, completed where the region is entered);
   // d(wte) += dlogits^T @ lnf.
   matmul(false, false, rows_, C, Vl, dlogits, Vl, at(*root_.wte, false), C, 0.0f, d_ln_.data(), C);
-  matmul(true, false, Vl, C, rows_, dlogits, Vl, lnf_.data(), C, 1.0f, at(*root_.wte, true), C);
+  matmul(true, false, Vl, C, rows_, dlogits, Vl, act.lnf.data(), C, 1.0f, at(*root_.wte, true), C);
   const float* d_lnf = edge(DFM_REGION_ENTER_BACKWARD, d_ln_.data(), d_outside_.data(), C);
   backend_.fill(d_res, 0.0f, outside_rows_ * C);
-  backend_.check(k_.layernorm_backward(ctx, d_res, at(*root_.ln_f_weight, true), at(*root_.ln_f_bias, true), d_lnf,
-                                       residual_out_.data(), at(*root_.ln_f_weight, false), lnf_mean_.data(),
-                                       lnf_rstd_.data(), outside_rows_, C), "layernorm_backward");
+  backend_.check(k_.layernorm_backward(backend_.ctx(), d_res, at(*root_.ln_f_weight, true), at(*root_.ln_f_bias, true),
+                                       d_lnf, act.output.data(), at(*root_.ln_f_weight, false), act.lnf_mean.data(),
+                                       act.lnf_rstd.data(), outside_rows_, C), "layernorm_backward");
+}
 
+// d_res holds dLoss/d(block output), outside rows; it leaves as dLoss/d(block input).
+void GptModel::block_backward(int64_t layer, LayerActivations& a, float* d_res, const dfm_step_info* step) {
+  void* ctx = backend_.ctx();
+  const int64_t C = shape_.d_model, Cl = local_c_, Fl = local_fc_;
+  float* d_inside = inside_scratch_.data();
+  const auto unit = static_cast<int32_t>(layer + 1);
+  placement_.on_unit(unit, DFM_UNIT_BACKWARD_BEGIN, step);
+  const LayerWeights w = weights_of(layer, false);
+  const LayerWeights g = weights_of(layer, true);
+  // MLP branch:
+  backend_.check(k_.bias_backward(ctx, g.fc_proj_b, d_res, outside_rows_, C), "bias_backward");
+  const float* d_mlp_out = edge(DFM_REGION_EXIT_BACKWARD, d_res, d_inside, C);
+  linear_backward(d_fc_.data(), g.fc_proj_w, nullptr, d_mlp_out, a.fc_act.data(), w.fc_proj_w, Fl, C);
+  backend_.check(k_.gelu_backward(ctx, d_fc_.data(), a.fc_pre.data(), d_fc_.data(), rows_ * Fl), "gelu_backward");
+  linear_backward(d_ln_.data(), g.fc_w, g.fc_b, d_fc_.data(), a.ln2.data(), w.fc_w, C, Fl);
+  const float* d_ln2 = edge(DFM_REGION_ENTER_BACKWARD, d_ln_.data(), d_outside_.data(), C);
+  // The residual passes d_res through; the LayerNorm adds its part (kernels accumulate into din).
+  backend_.check(k_.layernorm_backward(ctx, d_res, g.ln2_w, g.ln2_b, d_ln2, a.residual_mid.data(), w.ln2_w,
+                                       a.ln2_mean.data(), a.ln2_rstd.data(), outside_rows_, C), "layernorm_backward");
+  // Attention branch:
+  backend_.check(k_.bias_backward(ctx, g.attn_proj_b, d_res, outside_rows_, C), "bias_backward");
+  const float* d_attn_out = edge(DFM_REGION_EXIT_BACKWARD, d_res, d_inside, C);
+  linear_backward(d_attn_.data(), g.attn_proj_w, nullptr, d_attn_out, a.attn.data(), w.attn_proj_w, Cl, C);
+  backend_.fill(d_qkv_.data(), 0.0f, rows_ * 3 * Cl);
   const dfm_attention_desc attn = attention_desc();
-  for (size_t i = layers_.size(); i-- > 0;) {
-    const auto unit = static_cast<int32_t>(i + 1);
-    placement_.on_unit(unit, DFM_UNIT_BACKWARD_BEGIN, step);
-    LayerActivations& a = layers_[i];
-    const LayerWeights w = weights_of(static_cast<int64_t>(i), false);
-    const LayerWeights g = weights_of(static_cast<int64_t>(i), true);
-    // d_res holds dLoss/d(block output), outside rows. MLP branch:
-    backend_.check(k_.bias_backward(ctx, g.fc_proj_b, d_res, outside_rows_, C), "bias_backward");
-    const float* d_mlp_out = edge(DFM_REGION_EXIT_BACKWARD, d_res, d_inside, C);
-    linear_backward(d_fc_.data(), g.fc_proj_w, nullptr, d_mlp_out, a.fc_act.data(), w.fc_proj_w, Fl, C);
-    backend_.check(k_.gelu_backward(ctx, d_fc_.data(), a.fc_pre.data(), d_fc_.data(), rows_ * Fl), "gelu_backward");
-    linear_backward(d_ln_.data(), g.fc_w, g.fc_b, d_fc_.data(), a.ln2.data(), w.fc_w, C, Fl);
-    const float* d_ln2 = edge(DFM_REGION_ENTER_BACKWARD, d_ln_.data(), d_outside_.data(), C);
-    // The residual passes d_res through; the LayerNorm adds its part (kernels accumulate into din).
-    backend_.check(k_.layernorm_backward(ctx, d_res, g.ln2_w, g.ln2_b, d_ln2, a.residual_mid.data(), w.ln2_w,
-                                         a.ln2_mean.data(), a.ln2_rstd.data(), outside_rows_, C), "layernorm_backward");
-    // Attention branch:
-    backend_.check(k_.bias_backward(ctx, g.attn_proj_b, d_res, outside_rows_, C), "bias_backward");
-    const float* d_attn_out = edge(DFM_REGION_EXIT_BACKWARD, d_res, d_inside, C);
-    linear_backward(d_attn_.data(), g.attn_proj_w, nullptr, d_attn_out, a.attn.data(), w.attn_proj_w, Cl, C);
-    backend_.fill(d_qkv_.data(), 0.0f, rows_ * 3 * Cl);
-    const float* qkv = a.qkv.data();
-    float* dqkv = d_qkv_.data();
-    if (sequence_ && step)
-      sequence_->attention_backward(attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), d_attn_.data(), a.lse.data(),
-                                    dqkv, dqkv + Cl, dqkv + 2 * Cl);
-    else
-      backend_.check(k_.attention_backward(ctx, &attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), d_attn_.data(),
-                                           a.lse.data(), dqkv, dqkv + Cl, dqkv + 2 * Cl),
-                     "attention_backward");
-    linear_backward(d_ln_.data(), g.qkv_w, g.qkv_b, dqkv, a.ln1.data(), w.qkv_w, C, 3 * Cl);
-    const float* d_ln1 = edge(DFM_REGION_ENTER_BACKWARD, d_ln_.data(), d_outside_.data(), C);
-    backend_.check(k_.layernorm_backward(ctx, d_res, g.ln1_w, g.ln1_b, d_ln1, a.residual_in.data(), w.ln1_w,
-                                         a.ln1_mean.data(), a.ln1_rstd.data(), outside_rows_, C), "layernorm_backward");
-    placement_.on_unit(unit, DFM_UNIT_BACKWARD_END, step);
-  }
+  const float* qkv = a.qkv.data();
+  float* dqkv = d_qkv_.data();
+  if (sequence_ && step)
+    sequence_->attention_backward(attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), d_attn_.data(), a.lse.data(), dqkv,
+                                  dqkv + Cl, dqkv + 2 * Cl);
+  else
+    backend_.check(k_.attention_backward(ctx, &attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), d_attn_.data(),
+                                         a.lse.data(), dqkv, dqkv + Cl, dqkv + 2 * Cl),
+                   "attention_backward");
+  linear_backward(d_ln_.data(), g.qkv_w, g.qkv_b, dqkv, a.ln1.data(), w.qkv_w, C, 3 * Cl);
+  const float* d_ln1 = edge(DFM_REGION_ENTER_BACKWARD, d_ln_.data(), d_outside_.data(), C);
+  backend_.check(k_.layernorm_backward(ctx, d_res, g.ln1_w, g.ln1_b, d_ln1, a.residual_in.data(), w.ln1_w,
+                                       a.ln1_mean.data(), a.ln1_rstd.data(), outside_rows_, C), "layernorm_backward");
+  placement_.on_unit(unit, DFM_UNIT_BACKWARD_END, step);
+}
 
+void GptModel::embedding_backward(const int32_t* tokens, float* d_res) {
+  void* ctx = backend_.ctx();
+  const int64_t C = shape_.d_model;
   backend_.check(k_.embedding_backward(ctx, at(*root_.wpe, true), d_res, positions_outside_, outside_rows_,
                                        shape_.seq_len, 0, C), "embedding_backward");
-  const float* d_embedded = edge(DFM_REGION_EXIT_BACKWARD, d_res, d_inside, C);
-  backend_.check(k_.embedding_backward(ctx, at(*root_.wte, true), d_embedded, tokens, rows_, Vl, vocab_offset_, C),
-                 "embedding_backward");
-  placement_.on_unit(0, DFM_UNIT_BACKWARD_END, step);
+  const float* d_embedded = edge(DFM_REGION_EXIT_BACKWARD, d_res, inside_scratch_.data(), C);
+  backend_.check(k_.embedding_backward(ctx, at(*root_.wte, true), d_embedded, tokens, rows_, local_vocab_,
+                                       vocab_offset_, C), "embedding_backward");
 }
 
 }  // namespace dfm

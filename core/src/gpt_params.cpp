@@ -120,7 +120,7 @@ void init_param_range(const ParamInfo& info, uint64_t seed, int64_t begin, int64
 }
 
 GptParams::GptParams(ComputeBackend& backend, const GptShape& shape, ParamPlacement& placement, int32_t slice,
-                     int32_t slices)
+                     int32_t slices, const std::vector<bool>& held)
     : backend_(backend), infos_(gpt_param_infos(shape, slice, slices)) {
   units_.resize(static_cast<size_t>(shape.n_layer + 1));
   for (size_t u = 0; u < units_.size(); ++u) {
@@ -129,7 +129,8 @@ GptParams::GptParams(ComputeBackend& backend, const GptShape& shape, ParamPlacem
     unit.index = static_cast<int32_t>(u);
   }
   for (const auto& info : infos_) {
-    units_[static_cast<size_t>(info.unit)].numel += info.local_count();
+    const auto u = static_cast<size_t>(info.unit);
+    if (held.empty() || held[u]) units_[u].numel += info.local_count();
     total_ += info.count();
   }
   for (dfm_unit& unit : units_) {
@@ -164,6 +165,7 @@ int64_t GptParams::shard_bytes() const {
 
 void GptParams::initialise(uint64_t seed) {
   for (const dfm_unit& unit : units_) {
+    if (unit.shard_numel == 0) continue;  // another stage's unit, or nothing of it here
     // Zero padding past numel; each parameter fills its overlap with the shard.
     std::vector<float> host(static_cast<size_t>(unit.shard_numel), 0.0f);
     const int64_t lo = unit.shard_offset, hi = unit.shard_offset + unit.shard_numel;
@@ -180,7 +182,8 @@ void GptParams::initialise(uint64_t seed) {
 }
 
 void GptParams::zero_grad_shards() {
-  for (const dfm_unit& unit : units_) backend_.fill(unit.grad_shard, 0.0f, unit.shard_numel);
+  for (const dfm_unit& unit : units_)
+    if (unit.shard_numel > 0) backend_.fill(unit.grad_shard, 0.0f, unit.shard_numel);
 }
 
 }  // namespace dfm

@@ -6,6 +6,7 @@
 #include "dfm/core/host_services.hpp"
 #include "dfm/core/param_placement.hpp"
 #include "dfm/core/plugin_registry.hpp"
+#include "dfm/core/pipeline.hpp"
 #include "dfm/core/tensor_split.hpp"
 #include "dfm/core/train_settings.hpp"
 #include "dfm/strategy.h"
@@ -108,16 +109,17 @@ std::string execution_blocker(const JobPlan& plan) {
       return "strategy '" + p->name + "' (" + p->path.string() +
              ") cannot run yet: it declares and checks its options but its execution slots are empty "
              "(strategy.h). Use --dry-run to check this layout.";
-  int placing = 0, splitting = 0, slicing = 0;
+  int placing = 0, splitting = 0, slicing = 0, pipelining = 0;
   for (const LoadedPlugin* p : plan.strategies) {
     placing += places_parameters(*p->strategy()) ? 1 : 0;
     splitting += splits_sequence(*p->strategy()) ? 1 : 0;
     slicing += splits_tensors(*p->strategy()) ? 1 : 0;
+    pipelining += pipelines_model(*p->strategy()) ? 1 : 0;
   }
-  if (placing > 1 || splitting > 1 || slicing > 1)
-    return "the chain holds " + std::to_string(std::max({placing, splitting, slicing})) +
-           " strategies of the same role (placing parameters, splitting the sequence or splitting tensors); a job "
-           "runs one of each";
+  if (std::max({placing, splitting, slicing, pipelining}) > 1)
+    return "the chain holds " + std::to_string(std::max({placing, splitting, slicing, pipelining})) +
+           " strategies of the same role (placing parameters, splitting the sequence, splitting tensors or "
+           "pipelining the model); a job runs one of each";
   if (slicing > 0 && plan.compute && plan.compute->descriptor->table &&
       static_cast<const dfm_compute_v1*>(plan.compute->descriptor->table)->struct_size < DFM_COMPUTE_V1_1_SIZE)
     return "compute backend '" + plan.compute->name + "' (" + plan.compute->path.string() +

@@ -88,9 +88,10 @@ JobSession::JobSession(const Config& config, const JobPlan& plan, HostContext& h
   execution.comm_last_error = plan.comm ? plan.comm->descriptor->last_error : nullptr;
   execution.group = [this](dfm_group_kind kind) { return group_info(kind); };
   host_.attach_execution(execution);
+  const Coords coords = plan.mesh.coords(rank_);
+  pp_stage_ = coords[DFM_AXIS_PP];
   create_strategies(config);
 
-  const Coords coords = plan.mesh.coords(rank_);
   runtime_.rank = rank_;
   runtime_.world = plan.layout.world;
   runtime_.dp_rank = coords[DFM_AXIS_DP];
@@ -99,6 +100,7 @@ JobSession::JobSession(const Config& config, const JobPlan& plan, HostContext& h
   runtime_.placement = placement_.get();
   runtime_.sequence = sequence_.get();
   runtime_.tensor = tensor_.get();
+  runtime_.pipeline = pipeline_.get();
   runtime_.sum_over_data_ranks = [this](double* values, size_t count) { sum_over_data_ranks(values, count); };
   runtime_.bytes_sent = [this] { return bytes_sent(); };
   runtime_.strategy_memory_peak = [this] { return host_.plugin_memory_peak(); };
@@ -129,6 +131,7 @@ JobSession::~JobSession() {
   placement_.reset();
   sequence_.reset();
   tensor_.reset();
+  pipeline_.reset();
   for (auto it = strategies_.rbegin(); it != strategies_.rend(); ++it)
     if (it->plugin->strategy()->destroy) it->plugin->strategy()->destroy(it->instance);
   for (Group& g : groups_)
@@ -204,6 +207,9 @@ void JobSession::create_strategies(const Config& config) {
     if (places_parameters(*p->strategy())) placement_ = std::make_unique<StrategyPlacement>(*p, instance);
     if (splits_sequence(*p->strategy())) sequence_ = std::make_unique<StrategySequenceSplit>(*p, instance);
     if (splits_tensors(*p->strategy())) tensor_ = std::make_unique<TensorSplit>(*p, instance);
+    if (pipelines_model(*p->strategy()))
+      pipeline_ = std::make_unique<Pipeline>(*p, instance, static_cast<int32_t>(pp_stage_),
+                                             static_cast<int32_t>(plan_.layout.pp), shape.n_layer);
   }
   if (!placement_) placement_ = std::make_unique<LocalPlacement>();
 }

@@ -27,6 +27,8 @@ void MetricsWriter::write(const StepMetrics& m) {
         {"grad_bytes", m.grad_bytes},
         {"optimizer_bytes", m.optimizer_bytes},
         {"gathered_peak_bytes", m.gathered_peak_bytes},
+        {"activation_bytes", m.activation_bytes},
+        {"activation_sets_peak", m.activation_sets_peak},
         {"strategy_peak_bytes", m.strategy_peak_bytes}}},
       {"comm_bytes", m.comm_bytes},
       {"strategy", m.strategy},

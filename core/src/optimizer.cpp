@@ -31,11 +31,11 @@ double clip_coefficient(double grad_norm, double max_norm) {
 AdamW::AdamW(ComputeBackend& backend, const AdamWSettings& settings)
     : backend_(backend), settings_(settings), norm_scratch_(backend, 1) {}
 
-double AdamW::local_grad_sum_squares(GptParams& params, bool count_replicated) {
+double AdamW::local_grad_sum_squares(GptParams& params, const std::function<bool(const ParamInfo&)>& counted) {
   backend_.fill(norm_scratch_.data(), 0.0f, 1);
   for (const ParamInfo& info : params.infos()) {
     const auto [begin, end] = params.shard_range(info);
-    if (begin >= end || (info.cut == TensorCut::Replicated && !count_replicated)) continue;
+    if (begin >= end || (counted && !counted(info))) continue;
     const dfm_unit& u = params.unit(info.unit);
     backend_.check(backend_.table().sum_squares(backend_.ctx(), u.grad_shard + (begin - u.shard_offset), end - begin,
                                                 norm_scratch_.data(), 1),

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "dfm/core/plugin_registry.hpp"
+#include "dfm/core/pipeline.hpp"
 #include "dfm/core/tensor_split.hpp"
 
 namespace dfm {
@@ -17,7 +18,9 @@ bool splits_sequence(const dfm_strategy_v1& t) {
          t.attention_backward;
 }
 
-bool can_run(const dfm_strategy_v1& t) { return places_parameters(t) || splits_sequence(t) || splits_tensors(t); }
+bool can_run(const dfm_strategy_v1& t) {
+  return places_parameters(t) || splits_sequence(t) || splits_tensors(t) || pipelines_model(t);
+}
 
 StrategyPlacement::StrategyPlacement(const LoadedPlugin& plugin, void* instance)
     : plugin_(plugin), table_(*plugin.strategy()), instance_(instance) {

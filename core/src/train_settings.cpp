@@ -34,6 +34,7 @@ TrainSettings read_train_settings(const Config& c) {
   s.threads = c.get_int("backend.threads");
   s.log_every = c.get_int("log.every");
   s.progress = c.get_bool("log.progress");
+  s.trace = c.get_bool("log.trace");
   s.sample_every = c.get_int("sample.every");
   s.sample_tokens = c.get_int("sample.tokens");
   s.sample_prompt = c.get_string("sample.prompt");

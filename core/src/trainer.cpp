@@ -3,10 +3,12 @@
 #include <glog/logging.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
 #include <numeric>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -25,21 +27,25 @@ Trainer::Trainer(const TrainSettings& settings, ComputeBackend& backend, JobRunt
       backend_(backend),
       runtime_(std::move(runtime)),
       rank_batch_(settings.global_batch / runtime_.dp_size),
+      micro_batches_(rank_batch_ / settings.micro_batch),
+      local_pipeline_(settings.shape.n_layer),
+      schedule_(pipeline().schedule(micro_batches_)),
       params_(backend, settings.shape, *runtime_.placement, TensorSplit::or_none(runtime_.tensor).rank(),
-              TensorSplit::or_none(runtime_.tensor).size()),
+              TensorSplit::or_none(runtime_.tensor).size(), held_units(pipeline(), settings.shape.n_layer)),
       model_(backend, params_, *runtime_.placement, settings.shape, settings.micro_batch, runtime_.sequence,
-             runtime_.tensor),
+             runtime_.tensor, model_layout(pipeline(), schedule_)),
       optimizer_(backend, settings.adamw),
       stream_(make_stream()),
       local_positions_(local_positions(settings.shape.seq_len, runtime_)),
       local_tokens_(static_cast<int64_t>(local_positions_.size())),
-      host_inputs_(static_cast<size_t>(settings.micro_batch * local_tokens_)),
+      micro_rows_(settings.micro_batch * local_tokens_),
+      host_inputs_(static_cast<size_t>(micro_rows_)),
       host_targets_(host_inputs_.size()),
       window_inputs_(static_cast<size_t>(settings.shape.seq_len)),
       window_targets_(window_inputs_.size()),
-      inputs_(backend, static_cast<int64_t>(host_inputs_.size())),
-      targets_(backend, static_cast<int64_t>(host_inputs_.size())),
-      positions_(backend, static_cast<int64_t>(host_inputs_.size())) {
+      inputs_(backend, micro_batches_ * micro_rows_),
+      targets_(backend, micro_batches_ * micro_rows_),
+      positions_(backend, micro_rows_) {
   params_.initialise(s_.seed);
   for (const dfm_unit& u : params_.units()) runtime_.placement->on_unit(u.index, DFM_UNIT_PARAMS_UPDATED, nullptr);
   // Every sequence of a micro-batch has this rank's tokens at their true positions.
@@ -47,6 +53,29 @@ Trainer::Trainer(const TrainSettings& settings, ComputeBackend& backend, JobRunt
   for (size_t i = 0; i < positions.size(); ++i)
     positions[i] = static_cast<int32_t>(local_positions_[i % local_positions_.size()]);
   positions_.upload(positions);
+  if (s_.trace) trace_ = std::make_unique<TraceWriter>(runtime_.rank);
+}
+
+std::vector<bool> Trainer::held_units(const Pipeline& pipeline, int64_t n_layer) {
+  std::vector<bool> held(static_cast<size_t>(n_layer + 1));
+  for (size_t u = 0; u < held.size(); ++u) held[u] = pipeline.holds(static_cast<int32_t>(u));
+  return held;
+}
+
+// A slot per micro-batch a chunk holds at once: taken when its activation
+// arrives (or its forward starts), given back after its backward (and the
+// send of its input's gradient).
+ModelLayout Trainer::model_layout(const Pipeline& pipeline, const std::vector<PipelineAction>& schedule) {
+  ModelLayout layout{pipeline.my_chunks(), std::vector<int64_t>(pipeline.my_chunks().size(), 0)};
+  std::vector<std::set<int32_t>> live(layout.chunks.size());
+  for (const PipelineAction& a : schedule) {
+    auto& chunk_live = live[static_cast<size_t>(a.chunk)];
+    chunk_live.insert(a.micro_batch);
+    layout.slots[static_cast<size_t>(a.chunk)] =
+        std::max(layout.slots[static_cast<size_t>(a.chunk)], static_cast<int64_t>(chunk_live.size()));
+    if (releases_slot(a, layout.chunks[static_cast<size_t>(a.chunk)])) chunk_live.erase(a.micro_batch);
+  }
+  return layout;
 }
 
 std::vector<int64_t> Trainer::local_positions(int64_t seq_len, const JobRuntime& runtime) {
@@ -77,36 +106,31 @@ void Trainer::load_micro_batch(int64_t step, int64_t micro) {
       host_targets_[static_cast<size_t>(j * local_tokens_ + t)] = window_targets_[at];
     }
   }
-  inputs_.upload(host_inputs_);
-  targets_.upload(host_targets_);
+  const size_t bytes = host_inputs_.size() * sizeof(int32_t);
+  backend_.upload(inputs_.data() + micro * micro_rows_, host_inputs_.data(), bytes);
+  backend_.upload(targets_.data() + micro * micro_rows_, host_targets_.data(), bytes);
+}
+
+void Trainer::load_step(int64_t step) {
+  for (int64_t micro = 0; micro < micro_batches_; ++micro) load_micro_batch(step, micro);
 }
 
 StepResult Trainer::train_step(int64_t step) {
-  const int64_t T = s_.shape.seq_len;
-  const int64_t micro_steps = rank_batch_ / s_.micro_batch;
   // The loss is the mean over every token of the global batch, so each
   // token's gradient is scaled by 1 / (global_batch * seq_len) on every rank,
   // and the strategies' reductions sum the ranks' gradients.
-  const double tokens = static_cast<double>(s_.global_batch * T);
+  const double tokens = static_cast<double>(s_.global_batch * s_.shape.seq_len);
   params_.zero_grad_shards();
-  double loss_sum = 0;
-  std::vector<float> losses(host_targets_.size());
-  dfm_step_info info{sizeof(dfm_step_info), step, 0, micro_steps};
-  for (int64_t micro = 0; micro < micro_steps; ++micro) {
-    info.micro_batch = micro;
-    load_micro_batch(step, micro);
-    model_.forward(inputs_.data(), positions_.data(), s_.micro_batch, local_tokens_, &info);
-    const float* device_losses = model_.loss(targets_.data(), static_cast<float>(1.0 / tokens));
-    backend_.download(losses.data(), device_losses, losses.size() * sizeof(float));
-    loss_sum += std::accumulate(losses.begin(), losses.end(), 0.0);
-    model_.backward(inputs_.data(), &info);
-  }
+  dfm_step_info info{sizeof(dfm_step_info), step, 0, micro_batches_};
+  const double loss_sum = run_schedule(step, info);
   runtime_.placement->finish_gradients(info);
   reduce_replicated_gradients();
+  reduce_tied_gradients();
   // The stop request rides on the loss reduction, so every rank sees the
   // same answer at the same step (SIGTERM reaches ranks at different times).
-  // Over dp x cp, the whole world today; pipeline stages will need a world-wide sum.
+  // The last stage computed the loss; the data ranks each a part of it.
   double reduced[2] = {loss_sum, stop_signal_pending() ? 1.0 : 0.0};
+  sum_over_stages(reduced, 2);
   runtime_.sum_over_data_ranks(reduced, 2);
 
   StepResult r;
@@ -117,6 +141,16 @@ StepResult Trainer::train_step(int64_t step) {
   optimizer_.step(params_, r.lr, step + 1, clip_coefficient(r.grad_norm, s_.adamw.max_norm));
   for (const dfm_unit& u : params_.units()) runtime_.placement->on_unit(u.index, DFM_UNIT_PARAMS_UPDATED, nullptr);
   return r;
+}
+
+void Trainer::sum_over_stages(double* values, size_t count) {
+  if (pipeline().stages() == 1) return;
+  std::vector<float> host(values, values + count);
+  DeviceBuffer<float> device(backend_, static_cast<int64_t>(count));
+  device.upload(host);
+  pipeline().all_reduce(device.data(), static_cast<int64_t>(count));
+  host = device.download();
+  for (size_t i = 0; i < count; ++i) values[i] = host[i];
 }
 
 // Sequence parallel leaves each tensor slice its own tokens' part of the
@@ -148,23 +182,44 @@ void Trainer::reduce_replicated_gradients() {
   }
 }
 
+// The first and last stages both hold the root unit; the head's gradient of
+// the tied embedding and the embedding's own are summed over the two, so
+// the two copies stay identical.
+void Trainer::reduce_tied_gradients() {
+  const dfm_unit& root = params_.unit(0);
+  if (pipeline().stages() > 1 && root.shard_numel > 0)
+    pipeline().reduce_tied_gradients(root.grad_shard, root.shard_numel);
+}
+
 // Every element of the model once: the placement sums its shards, the
-// tensor slices their slices (the replicated parameters counted by slice 0).
+// tensor slices their slices (the replicated parameters counted by slice 0),
+// the stages their units (the root, held twice, counted by its first holder).
 double Trainer::global_grad_sum_squares() {
   const TensorSplit& tensor = TensorSplit::or_none(runtime_.tensor);
-  double sum = runtime_.placement->reduce_grad_sum_squares(
-      optimizer_.local_grad_sum_squares(params_, tensor.rank() == 0));
-  if (!tensor.split()) return sum;
-  DeviceBuffer<float> value(backend_, 1);
-  const float local = static_cast<float>(sum);
-  value.upload(std::span<const float>(&local, 1));
-  tensor.all_reduce(value.data(), 1, DFM_REDUCE_SUM);
-  return static_cast<double>(value.download()[0]);
+  const bool counts_root = pipeline().stage() == pipeline().holder_of(0);
+  double sum = runtime_.placement->reduce_grad_sum_squares(optimizer_.local_grad_sum_squares(
+      params_, [&](const ParamInfo& info) {
+        return (info.unit != 0 || counts_root) && (info.cut != TensorCut::Replicated || tensor.rank() == 0);
+      }));
+  if (tensor.split()) {
+    DeviceBuffer<float> value(backend_, 1);
+    const float local = static_cast<float>(sum);
+    value.upload(std::span<const float>(&local, 1));
+    tensor.all_reduce(value.data(), 1, DFM_REDUCE_SUM);
+    sum = static_cast<double>(value.download()[0]);
+  }
+  sum_over_stages(&sum, 1);
+  return sum;
 }
 
 // Every rank samples (the forward may gather sharded parameters, a collective);
 // rank 0 prints.
 void Trainer::print_sample(int64_t step) {
+  if (pipeline().stages() > 1) {  // the sampler runs the whole model on one rank
+    if (runtime_.is_rank0() && step == s_.sample_every)
+      LOG(WARNING) << "sample.every: sampling needs the whole model on one rank; skipped under pipeline parallel";
+    return;
+  }
   SampleRequest request{encode_prompt(s_.sample_prompt, s_.shape.vocab_size), s_.sample_tokens, s_.sample_temperature,
                         s_.seed, step};
   const auto generated = sample_tokens(backend_, model_, request);
@@ -174,36 +229,40 @@ void Trainer::print_sample(int64_t step) {
 }
 
 // Every rank takes part in gathering the units (and, under a tensor split,
-// every slice of them); rank 0 assembles the whole tensors and writes the files.
+// every slice of them; under a pipeline, the stage holding each unit sends
+// it to the others); rank 0 assembles the whole tensors and writes the files.
 void Trainer::export_final() {
   const TensorSplit& tensor = TensorSplit::or_none(runtime_.tensor);
   const int32_t slices = tensor.size();
   std::vector<std::vector<ParamInfo>> slice_infos;  // each slice's parameter list, in the same order
   for (int32_t slice = 0; slice < slices; ++slice) slice_infos.push_back(gpt_param_infos(s_.shape, slice, slices));
+  std::vector<int64_t> unit_numel(params_.units().size(), 0);  // as its holder stores it
+  for (const ParamInfo& info : params_.infos()) unit_numel[static_cast<size_t>(info.unit)] += info.local_count();
   HfExportWriter writer(s_.shape);
   for (const dfm_unit& u : params_.units()) {
-    runtime_.placement->on_unit(u.index, DFM_UNIT_GATHER, nullptr);
-    DeviceBuffer<float> gathered;
-    const float* all_slices = u.full_param;  // [slices, numel]
-    if (tensor.split()) {
-      gathered = DeviceBuffer<float>(backend_, slices * u.numel);
-      tensor.all_gather(u.full_param, gathered.data(), u.numel);
-      all_slices = gathered.data();
+    const int64_t numel = unit_numel[static_cast<size_t>(u.index)];
+    const int32_t holder = pipeline().holder_of(u.index);
+    DeviceBuffer<float> all_slices(backend_, slices * numel);  // [slices, numel]
+    if (pipeline().stage() == holder) {
+      runtime_.placement->on_unit(u.index, DFM_UNIT_GATHER, nullptr);
+      if (tensor.split())
+        tensor.all_gather(u.full_param, all_slices.data(), numel);
+      else
+        backend_.copy(all_slices.data(), u.full_param, static_cast<size_t>(numel) * sizeof(float));
+      runtime_.placement->on_unit(u.index, DFM_UNIT_RELEASE, nullptr);
     }
-    if (runtime_.is_rank0()) {
-      std::vector<float> host(static_cast<size_t>(slices * u.numel));
-      backend_.download(host.data(), all_slices, host.size() * sizeof(float));
-      for (size_t p = 0; p < params_.infos().size(); ++p) {
-        const ParamInfo& info = params_.infos()[p];
-        if (info.unit != u.index) continue;
-        std::vector<float> whole(static_cast<size_t>(info.count()));
-        for (int32_t slice = 0; slice < slices; ++slice)
-          scatter_slice(slice_infos[static_cast<size_t>(slice)][p], host.data() + slice * u.numel + info.offset,
-                        whole.data());
-        writer.add(info, whole.data());
-      }
+    pipeline().broadcast(holder, all_slices.data(), slices * numel);
+    if (!runtime_.is_rank0()) continue;
+    const std::vector<float> host = all_slices.download();
+    for (size_t p = 0; p < params_.infos().size(); ++p) {
+      const ParamInfo& info = params_.infos()[p];
+      if (info.unit != u.index) continue;
+      std::vector<float> whole(static_cast<size_t>(info.count()));
+      for (int32_t slice = 0; slice < slices; ++slice)
+        scatter_slice(slice_infos[static_cast<size_t>(slice)][p], host.data() + slice * numel + info.offset,
+                      whole.data());
+      writer.add(info, whole.data());
     }
-    runtime_.placement->on_unit(u.index, DFM_UNIT_RELEASE, nullptr);
   }
   if (runtime_.is_rank0()) {
     writer.write(s_.out_dir / "final", params_.infos());
@@ -226,6 +285,8 @@ StepMetrics Trainer::step_metrics(int64_t step, const StepResult& r, double seco
   m.grad_bytes = params_.shard_bytes();
   m.optimizer_bytes = 2 * params_.shard_bytes();
   m.gathered_peak_bytes = runtime_.strategy_memory_peak();
+  m.activation_bytes = model_.activation_bytes();
+  m.activation_sets_peak = activation_sets_peak_;
   m.strategy_peak_bytes = runtime_.strategy_memory_peaks();
   for (const auto& [axis, total] : runtime_.bytes_sent()) {
     const auto before = bytes_before.find(axis);
@@ -335,12 +396,14 @@ void Trainer::run() {
     if (progress) progress->clear_line();
     const auto saved = save_checkpoint_after(m.step);
     if (r.stop_requested) {
+      write_trace();
       if (rank0) LOG(INFO) << "SIGTERM: stopped after step " << m.step << " and saved " << saved.string()
                            << "; the next launch resumes from it";
       return;
     }
   }
   if (rank0) progress->finish();
+  write_trace();
   export_final();
 }
 

@@ -116,8 +116,8 @@ void Engine::wait(Pending& p, const char* what, int32_t index) {
 
 void Engine::gather_params(int32_t index) {
   UnitState& s = state_[static_cast<size_t>(index)];
-  if (s.params_current) return;
   dfm_unit& u = unit(index);
+  if (s.params_current || u.numel == 0) return;  // numel 0: another stage's unit (a prefetch past our chunk)
   if (!s.full_param) s.full_param = allocate(padded(u), "gathered parameters");
   u.full_param = s.full_param;
   s.params_current = true;
@@ -217,6 +217,7 @@ void Engine::complete_reduce(int32_t index) {
 void Engine::on_unit(int32_t index, dfm_unit_event event, const dfm_step_info* step) {
   if (index < 0 || static_cast<size_t>(index) >= state_.size())
     throw Error(DFM_ERR_INVALID_ARGUMENT, "unit " + std::to_string(index) + " was never bound");
+  if (unit(index).numel == 0) return;  // another pipeline stage's unit: nothing here to move
   const auto last = static_cast<int32_t>(state_.size()) - 1;
   switch (event) {
     case DFM_UNIT_FORWARD_BEGIN:

@@ -123,6 +123,13 @@ const dfm_strategy_v1 kStrategy = {
     nullptr,  // tensor_all_reduce
     nullptr,  // tensor_all_gather
     nullptr,  // reduce_replicated_gradients
+    nullptr,  // pipeline_chunks
+    nullptr,  // pipeline_schedule
+    nullptr,  // pipeline_transfer
+    nullptr,  // pipeline_flush
+    nullptr,  // reduce_tied_gradients
+    nullptr,  // pipeline_all_reduce
+    nullptr,  // pipeline_broadcast
 };
 
 const dfm_plugin_descriptor kDescriptor = {

@@ -119,6 +119,12 @@ std::vector<PipeAction> build_schedule(int32_t pp, int32_t rank, int32_t m, int3
   return actions;
 }
 
+int32_t peer_of(int32_t pp, int32_t v, int32_t rank, Kind kind, int32_t chunk) {
+  const int32_t stage = virtual_stage(pp, rank, chunk);
+  const bool forward_neighbour = kind == Kind::SendActivation || kind == Kind::RecvGradient;
+  return rank_of_stage(forward_neighbour ? stage + 1 : stage + pp * v - 1, pp);
+}
+
 int64_t message_id(int32_t pp, int32_t v, int32_t rank, const PipeAction& a) {
   const int32_t stage = virtual_stage(pp, rank, a.chunk);
   // The boundary between stages b and b+1 that the message crosses.

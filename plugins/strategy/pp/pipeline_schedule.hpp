@@ -59,6 +59,11 @@ std::vector<PipeAction> build_schedule(int32_t pp, int32_t rank, int32_t micro_b
 // The virtual stage (0..pp*v-1) of `chunk` on `rank`: chunk * pp + rank.
 int32_t virtual_stage(int32_t pp, int32_t rank, int32_t chunk);
 
+// The pp rank at the other end of a message `kind` of `chunk` on `rank`: the
+// next virtual stage's for activations sent and gradients received, the
+// previous one's for activations received and gradients sent.
+int32_t peer_of(int32_t pp, int32_t virtual_stages, int32_t rank, PipeAction::Kind kind, int32_t chunk);
+
 // An identifier that a send and the receive it matches share (and no other
 // message of the step has): the micro-batch, the boundary between virtual
 // stages s and s+1 it crosses, and its direction. Below 2 * m * pp * v, so it

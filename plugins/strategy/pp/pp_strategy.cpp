@@ -3,15 +3,19 @@
 // schedule when each rank holds several virtual stages (Megatron-LM).
 // Layers are split evenly over the stages unless layers_per_stage says how.
 //
-// ABI 1.0 carries declaration and validation; execution hooks arrive in a
-// later minor (strategy.h). The plugin is built against the SDK alone.
+// This file is the plugin's face to the host (descriptor, options, checks,
+// and the pipeline slots of strategy.h, ABI 1.1); pipeline_schedule.hpp
+// holds the schedules and the layer assignment, pipeline_links.hpp the
+// communication. The plugin is built against the SDK alone.
 #include <cstdint>
 #include <iterator>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "dfm/sdk.hpp"
 #include "dfm/strategy.h"
+#include "pipeline_links.hpp"
 #include "pipeline_schedule.hpp"
 
 namespace {
@@ -111,12 +115,128 @@ dfm_status validate(const dfm_job_shape* job) {
   });
 }
 
+// ---- execution: one Pipeline per job ----
+
+using dfm::pp::PipeAction;
+
+struct Pipeline {
+  std::vector<int64_t> layers_per_stage;
+  int32_t virtual_stages = 1;
+  std::unique_ptr<dfm::pp::PipelineLinks> links;
+};
+
+Pipeline& pipeline(void* instance) {
+  if (!instance) throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "no pp instance (create was not called)");
+  return *static_cast<Pipeline*>(instance);
+}
+
+dfm_status create(const dfm_job_shape* job, void** instance) {
+  return dfm::sdk::guard([&] {
+    auto p = std::make_unique<Pipeline>();
+    p->layers_per_stage = stage_layers(*job);  // validated already
+    p->virtual_stages = static_cast<int32_t>(host.get_int(host.own_key("virtual_stages")));
+    p->links = std::make_unique<dfm::pp::PipelineLinks>(*host.services(), p->virtual_stages);
+    *instance = p.release();
+  });
+}
+
+void destroy(void* instance) { delete static_cast<Pipeline*>(instance); }
+
+// The host's (capacity, count) protocol: write what fits, always say how many there are.
+template <typename T>
+void deliver(const std::vector<T>& items, T* out, size_t capacity, size_t* count) {
+  if (!count) throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "pp: count is NULL");
+  *count = items.size();
+  if (capacity > 0 && !out) throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "pp: a capacity without a buffer");
+  for (size_t i = 0; i < items.size() && i < capacity; ++i) {
+    const size_t caller_size = out[i].struct_size;
+    out[i] = items[i];
+    out[i].struct_size = caller_size;
+  }
+}
+
+dfm_status pipeline_chunks(void* instance, int32_t stage, dfm_pipeline_chunk* chunks, size_t capacity,
+                           size_t* count) {
+  return dfm::sdk::guard([&] {
+    const Pipeline& p = pipeline(instance);
+    std::vector<dfm_pipeline_chunk> out;
+    for (const auto& c : dfm::pp::stage_chunks(p.layers_per_stage, stage, p.virtual_stages))
+      out.push_back({sizeof(dfm_pipeline_chunk), c.first_layer, c.layers, c.embedding ? 1 : 0, c.head ? 1 : 0});
+    deliver(out, chunks, capacity, count);
+  });
+}
+
+dfm_pipeline_op op_of(PipeAction::Kind kind) {
+  switch (kind) {
+    case PipeAction::Kind::Forward: return DFM_PIPELINE_FORWARD;
+    case PipeAction::Kind::Backward: return DFM_PIPELINE_BACKWARD;
+    case PipeAction::Kind::SendActivation: return DFM_PIPELINE_SEND_ACTIVATION;
+    case PipeAction::Kind::RecvActivation: return DFM_PIPELINE_RECV_ACTIVATION;
+    case PipeAction::Kind::SendGradient: return DFM_PIPELINE_SEND_GRADIENT;
+    case PipeAction::Kind::RecvGradient: return DFM_PIPELINE_RECV_GRADIENT;
+  }
+  throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "pp: unknown action");
+}
+
+PipeAction::Kind kind_of(dfm_pipeline_op op) {
+  switch (op) {
+    case DFM_PIPELINE_FORWARD: return PipeAction::Kind::Forward;
+    case DFM_PIPELINE_BACKWARD: return PipeAction::Kind::Backward;
+    case DFM_PIPELINE_SEND_ACTIVATION: return PipeAction::Kind::SendActivation;
+    case DFM_PIPELINE_RECV_ACTIVATION: return PipeAction::Kind::RecvActivation;
+    case DFM_PIPELINE_SEND_GRADIENT: return PipeAction::Kind::SendGradient;
+    case DFM_PIPELINE_RECV_GRADIENT: return PipeAction::Kind::RecvGradient;
+  }
+  throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "pp: unknown pipeline op " + std::to_string(op));
+}
+
+dfm_status pipeline_schedule(void* instance, int64_t micro_batches, dfm_pipeline_action* actions, size_t capacity,
+                             size_t* count) {
+  return dfm::sdk::guard([&] {
+    Pipeline& p = pipeline(instance);
+    std::vector<PipeAction> schedule = dfm::pp::build_schedule(p.links->stages(), p.links->stage(),
+                                                               static_cast<int32_t>(micro_batches), p.virtual_stages);
+    std::vector<dfm_pipeline_action> out;
+    for (const PipeAction& a : schedule)
+      out.push_back({sizeof(dfm_pipeline_action), op_of(a.kind), a.micro_batch, a.chunk});
+    p.links->use_schedule(std::move(schedule));
+    deliver(out, actions, capacity, count);
+  });
+}
+
+dfm_status pipeline_transfer(void* instance, const dfm_pipeline_action* action, float* buffer, int64_t count) {
+  return dfm::sdk::guard([&] {
+    Pipeline& p = pipeline(instance);
+    if (!action) throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "pp: pipeline_transfer without an action");
+    const PipeAction::Kind kind = kind_of(action->op);
+    const int32_t peer =
+        dfm::pp::peer_of(p.links->stages(), p.virtual_stages, p.links->stage(), kind, action->chunk);
+    p.links->transfer({kind, action->micro_batch, action->chunk, peer}, buffer, count);
+  });
+}
+
+dfm_status pipeline_flush(void* instance) {
+  return dfm::sdk::guard([&] { pipeline(instance).links->flush(); });
+}
+
+dfm_status reduce_tied_gradients(void* instance, float* grad, int64_t count) {
+  return dfm::sdk::guard([&] { pipeline(instance).links->reduce_tied_gradients(grad, count); });
+}
+
+dfm_status pipeline_all_reduce(void* instance, float* data, int64_t count) {
+  return dfm::sdk::guard([&] { pipeline(instance).links->all_reduce(data, count); });
+}
+
+dfm_status pipeline_broadcast(void* instance, int32_t stage, float* data, int64_t count) {
+  return dfm::sdk::guard([&] { pipeline(instance).links->broadcast(stage, data, count); });
+}
+
 const dfm_strategy_v1 kStrategy = {
     sizeof(dfm_strategy_v1), DFM_AXIS_PP, kOptions, std::size(kOptions), validate,
-    // Execution arrives with the pp issue: until then the host refuses to run
-    // a job that needs this strategy, naming it (strategy.h).
-    nullptr,  // create
-    nullptr,  // destroy
+    create,
+    destroy,
+    // pp places no parameters (the core stores only its stages' units; fsdp2
+    // shards them on the dp axis), splits no sequence and no tensor.
     nullptr,  // plan_unit
     nullptr,  // bind_units
     nullptr,  // on_unit
@@ -130,6 +250,13 @@ const dfm_strategy_v1 kStrategy = {
     nullptr,  // tensor_all_reduce
     nullptr,  // tensor_all_gather
     nullptr,  // reduce_replicated_gradients
+    pipeline_chunks,
+    pipeline_schedule,
+    pipeline_transfer,
+    pipeline_flush,
+    reduce_tied_gradients,
+    pipeline_all_reduce,
+    pipeline_broadcast,
 };
 
 const dfm_plugin_descriptor kDescriptor = {

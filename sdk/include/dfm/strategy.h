@@ -58,6 +58,20 @@
  *     the slices (tensor_all_reduce, compute.h's cross_entropy_* phases).
  * Units then hold this rank's slices, so a placement strategy (fsdp2) shards
  * the already tensor-split parameters.
+ *
+ * A strategy that pipelines the model (pipeline parallel, ABI 1.1) fills the
+ * pipeline slots. It says which model chunks (runs of transformer blocks,
+ * with the embeddings on the first virtual stage and the final LayerNorm,
+ * head and loss on the last) each pp rank holds, and in what order this rank
+ * runs the forwards, backwards and point-to-point transfers of one optimizer
+ * step's micro-batches (its schedule: 1F1B, interleaved 1F1B, or a third
+ * party's own). The core runs the schedule: it stores only the units of its
+ * chunks (the others have numel 0: no storage and no events), keeps the
+ * activations of each micro-batch in flight, and hands every transfer to the
+ * strategy. The first and last stages both hold the root unit, whose
+ * embedding the head is tied to, and keep it identical by summing its
+ * gradient over the two (reduce_tied_gradients); the loss and the gradient
+ * norm are summed over the stages (pipeline_all_reduce).
  */
 #ifndef DFM_STRATEGY_H
 #define DFM_STRATEGY_H
@@ -177,6 +191,37 @@ typedef struct dfm_region_desc {
 
 #define DFM_REGION_DESC_V1_SIZE DFM_STRUCT_SIZE(dfm_region_desc, sequence_split)
 
+/* A model chunk of a pp rank: transformer blocks first_layer ..
+ * first_layer + layers - 1 (0-based, as Hugging Face's h.<i>), with the
+ * embeddings in front (embedding = 1, the first virtual stage) and the final
+ * LayerNorm, head and loss behind (head = 1, the last virtual stage). */
+typedef struct dfm_pipeline_chunk {
+  size_t struct_size;
+  int64_t first_layer, layers;
+  int32_t embedding, head;
+} dfm_pipeline_chunk;
+
+#define DFM_PIPELINE_CHUNK_V1_SIZE DFM_STRUCT_SIZE(dfm_pipeline_chunk, head)
+
+typedef enum dfm_pipeline_op {
+  DFM_PIPELINE_FORWARD = 0,
+  DFM_PIPELINE_BACKWARD = 1,
+  DFM_PIPELINE_SEND_ACTIVATION = 2, /* the chunk's output, to the next virtual stage */
+  DFM_PIPELINE_RECV_ACTIVATION = 3, /* the chunk's input, from the previous virtual stage */
+  DFM_PIPELINE_SEND_GRADIENT = 4,   /* the gradient of the chunk's input, to the previous virtual stage */
+  DFM_PIPELINE_RECV_GRADIENT = 5    /* the gradient of the chunk's output, from the next virtual stage */
+} dfm_pipeline_op;
+
+/* One action of a rank's schedule: `op` on micro-batch `micro_batch` (0..m-1)
+ * of this rank's chunk `chunk`. */
+typedef struct dfm_pipeline_action {
+  size_t struct_size;
+  dfm_pipeline_op op;
+  int32_t micro_batch, chunk;
+} dfm_pipeline_action;
+
+#define DFM_PIPELINE_ACTION_V1_SIZE DFM_STRUCT_SIZE(dfm_pipeline_action, chunk)
+
 typedef struct dfm_strategy_v1 {
   size_t struct_size;
 
@@ -267,17 +312,50 @@ typedef struct dfm_strategy_v1 {
    * sequence parallel each rank saw only its tokens, so the ranks sum their
    * parts; without it every rank already holds the whole gradient. */
   dfm_status (*reduce_replicated_gradients)(void* instance, float* grad, int64_t count);
+
+  /* ---- pipeline execution (ABI 1.1; all NULL for a strategy that does not
+   * pipeline the model; pipeline parallel on the pp axis fills them) ---- */
+
+  /* The chunks pp rank `stage` holds, in its chunk order: *count of them
+   * (at most `capacity` are written; call with capacity 0 to learn *count).
+   * The same for the whole job; every rank can ask about every stage. */
+  dfm_status (*pipeline_chunks)(void* instance, int32_t stage, dfm_pipeline_chunk* chunks, size_t capacity,
+                                size_t* count);
+  /* This rank's actions for one optimizer step of `micro_batches`
+   * micro-batches, in order (same capacity/count protocol). Every forward and
+   * backward of every (micro-batch, chunk) appears once; a transfer comes
+   * before the compute that needs it or after the one that produced it. */
+  dfm_status (*pipeline_schedule)(void* instance, int64_t micro_batches, dfm_pipeline_action* actions,
+                                  size_t capacity, size_t* count);
+  /* One transfer action of the schedule with `count` device floats: a send
+   * may return before the peer received (the strategy keeps what it needs;
+   * `buffer` is the core's again on return), a receive returns once `buffer`
+   * holds the data. Called in schedule order. */
+  dfm_status (*pipeline_transfer)(void* instance, const dfm_pipeline_action* action, float* buffer, int64_t count);
+  /* The end of a step's schedule: every send has completed. */
+  dfm_status (*pipeline_flush)(void* instance);
+  /* `grad` (count device floats, the root unit's gradient shard on the first
+   * and on the last stage) = its sum over those two stages; a no-op on the
+   * other stages and when one stage is both. */
+  dfm_status (*reduce_tied_gradients)(void* instance, float* grad, int64_t count);
+  /* data = its sum over the stages (count device floats, in place). */
+  dfm_status (*pipeline_all_reduce)(void* instance, float* data, int64_t count);
+  /* data (count device floats) of pp rank `stage` to every stage: whole
+   * tensors for an export. */
+  dfm_status (*pipeline_broadcast)(void* instance, int32_t stage, float* data, int64_t count);
 } dfm_strategy_v1;
 
 /* A table must reach `destroy`. It places parameters when it reaches the
  * execution slots and none of them is NULL; it splits the sequence when it
  * reaches the sequence slots and none of them is NULL; it splits tensors when
- * it reaches the tensor slots and none of them is NULL. A strategy that does
- * none of these cannot run yet. */
+ * it reaches the tensor slots and none of them is NULL; it pipelines the model
+ * when it reaches the pipeline slots and none of them is NULL. A strategy that
+ * does none of these cannot run yet. */
 #define DFM_STRATEGY_V1_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, destroy)
 #define DFM_STRATEGY_V1_EXECUTION_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, reduce_grad_sum_squares)
 #define DFM_STRATEGY_V1_SEQUENCE_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, attention_backward)
 #define DFM_STRATEGY_V1_TENSOR_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, reduce_replicated_gradients)
+#define DFM_STRATEGY_V1_PIPELINE_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, pipeline_broadcast)
 
 #ifdef __cplusplus
 }

@@ -53,9 +53,10 @@ template <typename T>
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
+  // count 0 allocates nothing (data() is null).
   DeviceBuffer(ComputeBackend& backend, int64_t count)
       : backend_(&backend), count_(count),
-        data_(static_cast<T*>(backend.alloc(static_cast<size_t>(count) * sizeof(T)))) {}
+        data_(count > 0 ? static_cast<T*>(backend.alloc(static_cast<size_t>(count) * sizeof(T))) : nullptr) {}
   ~DeviceBuffer() { reset(); }
   DeviceBuffer(DeviceBuffer&& o) noexcept { *this = std::move(o); }
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {

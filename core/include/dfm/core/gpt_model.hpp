@@ -23,9 +23,19 @@
 #include "dfm/core/compute_backend.hpp"
 #include "dfm/core/gpt_params.hpp"
 #include "dfm/core/param_placement.hpp"
+#include "dfm/core/pipeline.hpp"
 #include "dfm/core/tensor_split.hpp"
 
 namespace dfm {
+
+// What this rank runs of the model: its chunks (pipeline.hpp; the whole model
+// as one chunk without a pipeline) and how many micro-batches each chunk
+// keeps the activations of at once (a pipeline schedule's in-flight count).
+struct ModelLayout {
+  std::vector<ModelChunk> chunks;
+  std::vector<int64_t> slots;  // per chunk
+  static ModelLayout whole(int64_t n_layer) { return {{ModelChunk{0, n_layer, true, true}}, {1}}; }
+};
 
 class GptModel {
  public:
@@ -34,25 +44,55 @@ class GptModel {
   // parallel: each rank holds some tokens of every sequence); forward-only
   // passes (sampling) hold whole sequences and use the backend's kernel.
   // `tensor`, when given, is the tensor split `params` were sliced for.
+  // `layout` (default: the whole model, one micro-batch) says which chunks
+  // this rank runs.
   GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& placement, const GptShape& shape,
-           int64_t max_batch, SequenceSplit* sequence = nullptr, const TensorSplit* tensor = nullptr);
+           int64_t max_batch, SequenceSplit* sequence = nullptr, const TensorSplit* tensor = nullptr,
+           ModelLayout layout = {});
 
-  // tokens and positions: device int32 [batch * tokens]. tokens <= seq_len.
+  // ---- one chunk of one micro-batch in an activation slot (pipeline steps) ----
+  // Forward of `chunk` on the micro-batch held in `slot`: tokens and
+  // positions (device int32 [batch * tokens_per_seq], tokens <= seq_len) feed
+  // the embedding; a chunk without it reads its input from chunk_input.
   // `step` is passed to the placement's events (NULL for a forward-only pass).
-  void forward(const int32_t* tokens, const int32_t* positions, int64_t batch, int64_t tokens_per_seq,
-               const dfm_step_info* step = nullptr);
-  // Per-token cross entropy of the last forward against targets (device int32);
-  // the logits become grad_scale * dLoss/dlogits. Returns the device buffer of
+  void forward_chunk(int32_t chunk, int32_t slot, const int32_t* tokens, const int32_t* positions, int64_t batch,
+                     int64_t tokens_per_seq, const dfm_step_info* step);
+  // The head's per-token cross entropy against targets (device int32); the
+  // logits become grad_scale * dLoss/dlogits. Returns the device buffer of
   // per-token losses (every tensor slice holds all of them).
-  const float* loss(const int32_t* targets, float grad_scale);
-  // Accumulates dLoss/dparams into the units' full_grad (needs forward and
-  // loss first; `tokens` are the forward's, whose positions it kept).
-  void backward(const int32_t* tokens, const dfm_step_info* step = nullptr);
+  const float* chunk_loss(int32_t chunk, int32_t slot, const int32_t* targets, float grad_scale);
+  // Backward of `chunk` on the micro-batch in `slot`; accumulates dLoss/dparams
+  // into the units' full_grad. A chunk without the head starts from the
+  // gradient in chunk_output_gradient.
+  void backward_chunk(int32_t chunk, int32_t slot, const int32_t* tokens, const dfm_step_info* step);
+  // The chunk's boundary tensors, [rows outside the tensor regions, d_model]:
+  // its input (written by a receive before forward_chunk), its output (sent
+  // after it), the gradient of its output (received before backward_chunk)
+  // and of its input (sent after it).
+  float* chunk_input(int32_t chunk, int32_t slot);
+  float* chunk_output(int32_t chunk, int32_t slot);
+  float* chunk_output_gradient(int32_t chunk, int32_t slot);
+  float* chunk_input_gradient(int32_t chunk, int32_t slot);
+  // Floats in each of those tensors for micro-batches of `batch` sequences of
+  // `tokens_per_seq` tokens in a training pass.
+  int64_t boundary_count(int64_t batch, int64_t tokens_per_seq) const;
 
-  // The whole vocabulary's logits of `row` of the last forward (before loss),
-  // into host memory (vocab_size floats). Collective under a tensor split.
+  // ---- the whole model on one micro-batch (chunk 0, slot 0 of ModelLayout::whole) ----
+  void forward(const int32_t* tokens, const int32_t* positions, int64_t batch, int64_t tokens_per_seq,
+               const dfm_step_info* step = nullptr) {
+    forward_chunk(0, 0, tokens, positions, batch, tokens_per_seq, step);
+  }
+  const float* loss(const int32_t* targets, float grad_scale) { return chunk_loss(0, 0, targets, grad_scale); }
+  // Needs forward and loss first; `tokens` are the forward's, whose positions it kept.
+  void backward(const int32_t* tokens, const dfm_step_info* step = nullptr) { backward_chunk(0, 0, tokens, step); }
+  // The whole vocabulary's logits of `row` of the last whole-model forward
+  // (before loss), into host memory (vocab_size floats). Collective under a tensor split.
   void row_logits(int64_t row, float* out);
+
   const GptShape& shape() const { return shape_; }
+  const ModelLayout& layout() const { return layout_; }
+  // Device bytes of the activation slots this rank allocated.
+  int64_t activation_bytes() const { return activation_bytes_; }
 
  private:
   struct LayerWeights {
@@ -72,6 +112,22 @@ class GptModel {
     DeviceBuffer<float> ln2_mean, ln2_rstd;
     DeviceBuffer<float> fc_pre, fc_act;  // [inside, 4C/tp]
   };
+  // One micro-batch's activations of one chunk.
+  struct SlotActivations {
+    std::vector<LayerActivations> layers;  // the chunk's blocks
+    DeviceBuffer<float> output;            // [outside, C] after the last block
+    DeviceBuffer<float> output_grad;       // [outside, C] dLoss/d(output) (no head); backward's running gradient
+    DeviceBuffer<float> lnf, lnf_mean, lnf_rstd, logits, losses;  // the head's
+  };
+
+  SlotActivations make_slot(const ModelChunk& chunk, int64_t max_batch);
+  SlotActivations& slot_of(int32_t chunk, int32_t slot);
+  void set_micro_batch(int64_t batch, int64_t tokens_per_seq, const dfm_step_info* step);
+  void block_forward(int64_t layer, LayerActivations& a, float* block_out, const dfm_step_info* step);
+  void block_backward(int64_t layer, LayerActivations& a, float* d_res, const dfm_step_info* step);
+  void head_forward(SlotActivations& act);
+  void head_backward(SlotActivations& act, float* d_res);
+  void embedding_backward(const int32_t* tokens, float* d_res);
 
   // The block's parameters (or gradients) where its unit is materialised now.
   LayerWeights weights_of(int64_t layer, bool grads) const;
@@ -88,7 +144,7 @@ class GptModel {
   void layernorm_into_region(const float* x, const float* w, const float* b, float* mean, float* rstd, float* inside);
   // partial (inside rows, C) -> left the region -> + bias; returns the outside rows.
   float* leave_region(float* partial, const float* bias);
-  void vocab_parallel_loss(const int32_t* targets, float grad_scale);
+  void vocab_parallel_loss(SlotActivations& act, const int32_t* targets, float grad_scale);
   // Gathers this rank's positions outside the regions (its sequence-parallel share).
   void select_outside_positions(const int32_t* positions);
 
@@ -107,7 +163,8 @@ class GptModel {
   SequenceSplit* sequence_;
   const TensorSplit& tensor_;
   GptShape shape_;
-  int64_t max_rows_;
+  ModelLayout layout_;
+  int64_t max_rows_, outside_capacity_;
   // This rank's slice sizes: channels of its heads, MLP columns, vocabulary rows and where they start.
   int64_t local_c_, local_fc_, local_vocab_, vocab_offset_, valid_vocab_;
   struct RootParams {  // the root unit's parameters, looked up once
@@ -117,17 +174,17 @@ class GptModel {
   // inside, rows outside, and whether the sequence is split outside.
   int64_t batch_ = 0, tokens_ = 0, rows_ = 0, outside_rows_ = 0;
   bool sequence_split_ = false;
+  int64_t activation_bytes_ = 0;
 
   std::vector<std::vector<const ParamInfo*>> layer_params_;  // per block, in LayerWeights order
-  std::vector<LayerActivations> layers_;
-  DeviceBuffer<float> residual_out_, lnf_, lnf_mean_, lnf_rstd_, logits_, losses_;
+  std::vector<std::vector<SlotActivations>> slots_;          // per chunk, per slot
   DeviceBuffer<float> row_max_, row_sums_;                   // vocabulary-parallel loss statistics
   DeviceBuffer<int32_t> outside_positions_;
   const int32_t* positions_outside_ = nullptr;               // of the current micro-batch
   // scratch: inside rows (partial sums before a region exit, gradients after a
   // region's backward exit) and outside rows (sequence-parallel shares).
   DeviceBuffer<float> inside_scratch_, outside_scratch_, d_outside_;
-  DeviceBuffer<float> d_residual_, d_ln_, d_qkv_, d_attn_, d_fc_;
+  DeviceBuffer<float> d_ln_, d_qkv_, d_attn_, d_fc_;
 };
 
 }  // namespace dfm

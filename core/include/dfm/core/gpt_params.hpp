@@ -77,9 +77,11 @@ void scatter_slice(const ParamInfo& info, const float* slice_values, float* whol
 class GptParams {
  public:
   // Plans each unit with `placement`, allocates this rank's shards and binds
-  // the units to the placement. Units hold tensor slice `slice` of `slices`.
+  // the units to the placement. Units hold tensor slice `slice` of `slices`;
+  // a unit `held` marks false (another pipeline stage's) has numel 0: no
+  // storage, no elements in any shard.
   GptParams(ComputeBackend& backend, const GptShape& shape, ParamPlacement& placement, int32_t slice = 0,
-            int32_t slices = 1);
+            int32_t slices = 1, const std::vector<bool>& held = {});
 
   const std::vector<ParamInfo>& infos() const { return infos_; }
   const ParamInfo& info(const std::string& name) const;

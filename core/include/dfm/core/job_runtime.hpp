@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dfm/core/param_placement.hpp"
+#include "dfm/core/pipeline.hpp"
 #include "dfm/core/tensor_split.hpp"
 
 namespace dfm {
@@ -25,6 +26,9 @@ struct JobRuntime {
   // The strategy that splits tensors across the tp ranks, or null (every
   // rank then holds whole tensors).
   const TensorSplit* tensor = nullptr;
+  // The strategy that cuts the model into pipeline stages, or null (one
+  // stage holds the whole model).
+  const Pipeline* pipeline = nullptr;
   // Sums `count` doubles, in place, over the ranks that hold the same weights
   // but other tokens (data x context parallel): the loss of a step. Tensor
   // slices are not summed: each holds the whole loss.

@@ -65,6 +65,8 @@ class JobSession {
   std::unique_ptr<ParamPlacement> placement_;
   std::unique_ptr<SequenceSplit> sequence_;
   std::unique_ptr<TensorSplit> tensor_;
+  std::unique_ptr<Pipeline> pipeline_;
+  int64_t pp_stage_ = 0;  // this rank's pipeline stage
   std::unique_ptr<DeviceBuffer<float>> scalar_scratch_;
   JobRuntime runtime_;
 };

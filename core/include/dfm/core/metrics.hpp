@@ -20,6 +20,10 @@ struct StepMetrics {
   // AdamW moments, and the peak of parameters/gradients a strategy held
   // materialised (gathered) during the step.
   int64_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0, gathered_peak_bytes = 0;
+  // Activations: the bytes of the slots allocated for micro-batches in flight,
+  // and the most micro-batch activation sets (one per micro-batch and model
+  // chunk) this rank held at once during the step, counted as it ran.
+  int64_t activation_bytes = 0, activation_sets_peak = 0;
   std::map<std::string, int64_t> strategy_peak_bytes;  // the peak per strategy plugin
   // Bytes this rank sent during the step, per mesh axis.
   std::map<std::string, uint64_t> comm_bytes;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "dfm/core/compute_backend.hpp"
@@ -38,10 +39,11 @@ double clip_coefficient(double grad_norm, double max_norm);
 class AdamW {
  public:
   AdamW(ComputeBackend& backend, const AdamWSettings& settings);
-  // Sum of squares of this rank's gradient shards (padding excluded). Under a
-  // tensor split every slice holds the replicated parameters: one slice
-  // counts them (count_replicated), the others leave them out.
-  double local_grad_sum_squares(GptParams& params, bool count_replicated = true);
+  // Sum of squares of this rank's gradient shards (padding excluded), of the
+  // parameters `counted` accepts (all without it): a copy another rank holds
+  // too (a tensor slice's replicated parameters, the pipeline's tied root)
+  // is counted by one rank only.
+  double local_grad_sum_squares(GptParams& params, const std::function<bool(const ParamInfo&)>& counted = {});
   // One update with learning rate `lr` at optimizer step `step` (1-based),
   // gradients scaled by `grad_scale` (the clipping coefficient).
   void step(GptParams& params, double lr, int64_t step, double grad_scale);

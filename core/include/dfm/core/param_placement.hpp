@@ -66,7 +66,8 @@ class StrategyPlacement final : public ParamPlacement {
 bool places_parameters(const dfm_strategy_v1& table);
 // The strategy splits the sequence: its table reaches the sequence slots and none is NULL.
 bool splits_sequence(const dfm_strategy_v1& table);
-// It can run: it places parameters, splits the sequence or splits tensors (tensor_split.hpp).
+// It can run: it places parameters, splits the sequence, splits tensors (tensor_split.hpp) or
+// pipelines the model (pipeline.hpp).
 bool can_run(const dfm_strategy_v1& table);
 
 // Who runs attention and which tokens of each sequence this rank holds: the

@@ -27,6 +27,7 @@ struct TrainSettings {
   int64_t threads = 0;
   int64_t log_every = 10;
   bool progress = true;
+  bool trace = false;  // [log] trace: Chrome trace files of the schedule
   int64_t sample_every = 0, sample_tokens = 64;
   std::string sample_prompt;
   double sample_temperature = 1.0;

@@ -14,6 +14,7 @@
 #include "dfm/core/job_runtime.hpp"
 #include "dfm/core/metrics.hpp"
 #include "dfm/core/optimizer.hpp"
+#include "dfm/core/trace_writer.hpp"
 #include "dfm/core/train_settings.hpp"
 
 namespace dfm {
@@ -47,11 +48,25 @@ class Trainer {
 
  private:
   std::unique_ptr<TokenStream> make_stream() const;
-  void reduce_replicated_gradients();
-  double global_grad_sum_squares();
+  const Pipeline& pipeline() const { return runtime_.pipeline ? *runtime_.pipeline : local_pipeline_; }
+  // Which units this rank stores (its pipeline chunks'), and the model's
+  // chunks with an activation slot per micro-batch the schedule keeps in flight.
+  static std::vector<bool> held_units(const Pipeline& pipeline, int64_t n_layer);
+  static ModelLayout model_layout(const Pipeline& pipeline, const std::vector<PipelineAction>& schedule);
+
+  // The step's forwards and backwards in the pipeline's order (trainer_schedule.cpp);
+  // returns the sum of the per-token losses this rank computed.
+  double run_schedule(int64_t step, dfm_step_info& info);
+  void load_step(int64_t step);  // every micro-batch of the step, to the device
   void load_micro_batch(int64_t step, int64_t micro);
+  void reduce_replicated_gradients();
+  void reduce_tied_gradients();
+  double global_grad_sum_squares();
+  // values (host) summed over the pipeline stages, in place.
+  void sum_over_stages(double* values, size_t count);
   void print_sample(int64_t step);
   void export_final();
+  void write_trace();
   // Checkpoints (checkpoint.hpp): resume() returns the first step to run.
   std::filesystem::path checkpoint_dir() const;
   int64_t resume();
@@ -62,7 +77,10 @@ class Trainer {
   TrainSettings s_;
   ComputeBackend& backend_;
   JobRuntime runtime_;
-  int64_t rank_batch_;  // sequences of each global batch this rank processes
+  int64_t rank_batch_;     // sequences of each global batch this rank processes
+  int64_t micro_batches_;  // per optimizer step on this rank
+  Pipeline local_pipeline_;  // the whole model on one stage, when no strategy pipelines it
+  std::vector<PipelineAction> schedule_;  // one step's, the same every step
   GptParams params_;
   GptModel model_;
   AdamW optimizer_;
@@ -71,10 +89,14 @@ class Trainer {
   static std::vector<int64_t> local_positions(int64_t seq_len, const JobRuntime& runtime);
   std::vector<int64_t> local_positions_;
   int64_t local_tokens_;
+  int64_t micro_rows_;  // tokens of one micro-batch on this rank
   std::vector<int32_t> host_inputs_, host_targets_;      // this rank's tokens of a micro-batch
   std::vector<int32_t> window_inputs_, window_targets_;  // one whole window
-  DeviceBuffer<int32_t> inputs_, targets_, positions_;
+  DeviceBuffer<int32_t> inputs_, targets_;               // [micro_batches, micro_rows]: the step's
+  DeviceBuffer<int32_t> positions_;                      // [micro_rows], the same for every micro-batch
   DeviceBuffer<float> replicated_scratch_;  // the replicated gradients, packed for one reduction
+  int64_t activation_sets_peak_ = 0;        // of the last step
+  std::unique_ptr<TraceWriter> trace_;      // [log] trace
 };
 
 }  // namespace dfm

@@ -1,0 +1,157 @@
+// The trainer's step, as the pipeline orders it: forwards, backwards and the
+// transfers between stages, micro-batch by micro-batch, each micro-batch's
+// activations in a slot of its chunk from its arrival to its last use. Without
+// a pipeline the schedule is each micro-batch's forward then its backward on
+// one slot, which is the plain gradient-accumulation loop.
+//
+// With [log] trace each action becomes a span of the rank's Chrome trace;
+// rank 0 reports the measured pipeline bubble (its idle share of each step,
+// averaged over the steps after the first) when the run ends.
+#include <glog/logging.h>
+
+#include <numeric>
+#include <stdexcept>
+#include <vector>
+
+#include "dfm/core/trainer.hpp"
+
+namespace dfm {
+namespace {
+
+SpanKind span_kind(dfm_pipeline_op op) {
+  switch (op) {
+    case DFM_PIPELINE_FORWARD: return SpanKind::Forward;
+    case DFM_PIPELINE_BACKWARD: return SpanKind::Backward;
+    case DFM_PIPELINE_SEND_ACTIVATION:
+    case DFM_PIPELINE_SEND_GRADIENT: return SpanKind::Send;
+    case DFM_PIPELINE_RECV_ACTIVATION:
+    case DFM_PIPELINE_RECV_GRADIENT: return SpanKind::Recv;
+  }
+  return SpanKind::Other;
+}
+
+const char* span_name(dfm_pipeline_op op) {
+  switch (op) {
+    case DFM_PIPELINE_FORWARD: return "forward";
+    case DFM_PIPELINE_BACKWARD: return "backward";
+    case DFM_PIPELINE_SEND_ACTIVATION: return "send activation";
+    case DFM_PIPELINE_RECV_ACTIVATION: return "recv activation";
+    case DFM_PIPELINE_SEND_GRADIENT: return "send gradient";
+    case DFM_PIPELINE_RECV_GRADIENT: return "recv gradient";
+  }
+  return "?";
+}
+
+// Which slot holds each (micro-batch, chunk) in flight; counts them.
+class SlotTable {
+ public:
+  explicit SlotTable(const ModelLayout& layout) : taken_(layout.chunks.size()) {
+    for (size_t c = 0; c < layout.chunks.size(); ++c)
+      taken_[c].assign(static_cast<size_t>(layout.slots[c]), -1);
+  }
+  // The slot of micro-batch mb on `chunk`, taking a free one the first time.
+  int32_t slot(int32_t chunk, int32_t mb) {
+    auto& slots = taken_[static_cast<size_t>(chunk)];
+    for (size_t s = 0; s < slots.size(); ++s)
+      if (slots[s] == mb) return static_cast<int32_t>(s);
+    for (size_t s = 0; s < slots.size(); ++s)
+      if (slots[s] < 0) {
+        slots[s] = mb;
+        peak_ = std::max(peak_, ++live_);
+        return static_cast<int32_t>(s);
+      }
+    throw std::logic_error("pipeline: no free activation slot for micro-batch " + std::to_string(mb) + " of chunk " +
+                           std::to_string(chunk));
+  }
+  void release(int32_t chunk, int32_t mb) {
+    for (int32_t& owner : taken_[static_cast<size_t>(chunk)])
+      if (owner == mb) {
+        owner = -1;
+        --live_;
+      }
+  }
+  int64_t peak() const { return peak_; }
+
+ private:
+  std::vector<std::vector<int32_t>> taken_;  // per chunk and slot: the micro-batch in it, or -1
+  int64_t live_ = 0, peak_ = 0;
+};
+
+}  // namespace
+
+double Trainer::run_schedule(int64_t step, dfm_step_info& info) {
+  load_step(step);
+  const double tokens = static_cast<double>(s_.global_batch * s_.shape.seq_len);
+  const ModelLayout& layout = model_.layout();
+  SlotTable slots(layout);
+  std::vector<float> losses(static_cast<size_t>(micro_rows_));
+  const int64_t boundary = model_.boundary_count(s_.micro_batch, local_tokens_);
+  double loss_sum = 0;
+  for (const PipelineAction& a : schedule_) {
+    const ModelChunk& chunk = layout.chunks[static_cast<size_t>(a.chunk)];
+    const int32_t slot = slots.slot(a.chunk, a.micro_batch);
+    const int32_t* inputs = inputs_.data() + a.micro_batch * micro_rows_;
+    info.micro_batch = a.micro_batch;
+    const double start_us = trace_ ? TraceWriter::now_us() : 0.0;
+    switch (a.op) {
+      case DFM_PIPELINE_FORWARD:
+        model_.forward_chunk(a.chunk, slot, inputs, positions_.data(), s_.micro_batch, local_tokens_, &info);
+        if (chunk.head) {
+          const float* device_losses = model_.chunk_loss(a.chunk, slot, targets_.data() + a.micro_batch * micro_rows_,
+                                                         static_cast<float>(1.0 / tokens));
+          backend_.download(losses.data(), device_losses, losses.size() * sizeof(float));
+          loss_sum += std::accumulate(losses.begin(), losses.end(), 0.0);
+        }
+        break;
+      case DFM_PIPELINE_BACKWARD: model_.backward_chunk(a.chunk, slot, inputs, &info); break;
+      case DFM_PIPELINE_RECV_ACTIVATION:
+        pipeline().transfer(a, model_.chunk_input(a.chunk, slot), boundary);
+        break;
+      case DFM_PIPELINE_SEND_ACTIVATION:
+        pipeline().transfer(a, model_.chunk_output(a.chunk, slot), boundary);
+        break;
+      case DFM_PIPELINE_RECV_GRADIENT:
+        pipeline().transfer(a, model_.chunk_output_gradient(a.chunk, slot), boundary);
+        break;
+      case DFM_PIPELINE_SEND_GRADIENT:
+        pipeline().transfer(a, model_.chunk_input_gradient(a.chunk, slot), boundary);
+        break;
+    }
+    if (trace_) {
+      const bool compute = a.op == DFM_PIPELINE_FORWARD || a.op == DFM_PIPELINE_BACKWARD;
+      trace_->record({span_name(a.op), span_kind(a.op), runtime_.rank, compute ? 0 : 1, start_us,
+                      TraceWriter::now_us() - start_us, a.micro_batch, a.chunk});
+    }
+    if (releases_slot(a, chunk)) slots.release(a.chunk, a.micro_batch);
+  }
+  pipeline().flush();
+  activation_sets_peak_ = slots.peak();
+  return loss_sum;
+}
+
+// Each rank writes its trace; rank 0 merges them into one file and reports
+// its measured bubble: the idle share of each step (between its first and
+// last action), averaged over the steps after the first (which warms up).
+void Trainer::write_trace() {
+  if (!trace_) return;
+  const auto dir = s_.out_dir / "trace";
+  const auto mine = trace_->write(dir);
+  runtime_.exchange("trace", mine.string());  // every rank's file exists after this
+  if (!runtime_.is_rank0()) return;
+  std::vector<std::filesystem::path> files;
+  for (int64_t r = 0; r < runtime_.world; ++r) files.push_back(trace_file(dir, r));
+  merge_traces(files, dir / "trace.json");
+  const size_t per_step = schedule_.size();
+  const auto& spans = trace_->spans();
+  std::vector<double> bubbles;
+  for (size_t begin = per_step; begin + per_step <= spans.size(); begin += per_step)
+    bubbles.push_back(bubble_fraction({spans.begin() + static_cast<std::ptrdiff_t>(begin),
+                                       spans.begin() + static_cast<std::ptrdiff_t>(begin + per_step)}));
+  LOG(INFO) << "trace: " << (dir / "trace.json").string() << " (open in ui.perfetto.dev or chrome://tracing)";
+  if (!bubbles.empty())
+    LOG(INFO) << "pipeline bubble (rank 0, measured): "
+              << std::accumulate(bubbles.begin(), bubbles.end(), 0.0) / static_cast<double>(bubbles.size())
+              << " of each step's schedule idle, over " << bubbles.size() << " steps";
+}
+
+}  // namespace dfm
