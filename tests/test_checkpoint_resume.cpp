@@ -1,10 +1,18 @@
 // Checkpoints end to end, as users run them (dfm-run, dfm-run --nproc-per-node):
 // - the same layout resumes bit for bit: the losses after a resume from step 4
-//   equal the uninterrupted run's exactly (single process, dp 2 of each mode);
+//   equal the uninterrupted run's exactly (single process, dp 2 of each mode,
+//   tp 2 with and without sequence parallel, tp 2 x dp 2, tp 2 with a
+//   vocabulary of 257 rows that it pads to 258, pp 2, pp 2 x dp 2, pp 2 x tp 2);
 // - any layout resumes any other: among {1 rank, dp 4 full, dp 2 grad_op,
-//   dp 2 none}, save at one and resume at another, losses within 1e-5 of the
-//   uninterrupted single-process run (DESIGN §4);
-// - replicated data is written once (DDP: one file; ZeRO: one file per rank);
+//   dp 2 none}, and tp 2 -> 1 rank, 1 rank -> tp 2, tp 2 -> dp 2,
+//   tp 2 x dp 2 -> tp 4, tp 2 (vocabulary 257) -> 1 rank, and pipelines
+//   (pp 2 <-> 1 rank, pp 2 x dp 2 -> dp 4, pp 2 x tp 2 <-> tp 2): save at one and
+//   resume at the other, losses within 1e-5 of the uninterrupted
+//   single-process run of the same model (DESIGN §4);
+// - replicated data is written once (DDP: one file; ZeRO: one file per rank;
+//   tp: every element of every tensor in exactly one piece, no padding row);
+// - dfm-ckpt export of a tp checkpoint is the whole model (257 rows of wte),
+//   equal to the single-process run's export; dfm-ckpt info shows the tp layout;
 // - SIGKILL in the middle of a save leaves the previous checkpoint loadable;
 // - SIGTERM saves after the current step, exits 0, and the next launch resumes.
 #include <gtest/gtest.h>
@@ -14,7 +22,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -23,6 +33,8 @@
 #include <nlohmann/json.hpp>
 
 #include "dfm/core/checkpoint.hpp"
+#include "dfm/core/safetensors.hpp"
+#include "support/checkpoint_pieces.hpp"
 #include "support/run_command.hpp"
 #include "support/test_paths.hpp"
 
@@ -33,25 +45,52 @@ namespace fs = std::filesystem;
 
 constexpr int64_t kSteps = 8, kSaveAt = 4;
 
+// The models: the tiny one (2 heads), 4 heads (so that tp 4 holds one each),
+// and a vocabulary of 257 (tp 2 pads it with one zero row).
+const std::string kTiny, kHeads4 = " --set model.n_head=4", kVocab257 = " --set model.vocab_size=257";
+
 struct Layout {
   std::string name;
   int64_t ranks;
-  std::string sharding;  // empty: no strategy (one process)
+  std::string sharding;  // fsdp2's over dp; empty: no fsdp2 (one process, or tp alone)
+  int64_t tp = 1;
+  bool sequence_parallel = false;
+  std::string model = kTiny;  // a checkpoint resumes only at a layout of the same model
+  int64_t pp = 1;              // pipeline stages (one block each for the 2-block model)
 };
 const Layout kSingle{"single", 1, ""}, kFull4{"full4", 4, "full"}, kFull2{"full2", 2, "full"},
     kGradOp2{"grad_op2", 2, "grad_op"}, kNone2{"none2", 2, "none"};
+const Layout kSingleH4{"single_h4", 1, "", 1, false, kHeads4}, kFull2H4{"full2_h4", 2, "full", 1, false, kHeads4},
+    kTp2{"tp2_h4", 2, "", 2, false, kHeads4}, kTp2Sp{"tp2sp_h4", 2, "", 2, true, kHeads4},
+    kTp2Dp2{"tp2dp2_h4", 4, "full", 2, false, kHeads4}, kTp4{"tp4_h4", 4, "", 4, false, kHeads4};
+const Layout kSingleV257{"single_v257", 1, "", 1, false, kVocab257}, kTp2V257{"tp2sp_v257", 2, "", 2, true, kVocab257};
+// Pipelines: each stage stores only its blocks, the first and last both the tied root.
+const Layout kPp2{"pp2", 2, "", 1, false, kTiny, 2}, kPp2Dp2{"pp2dp2", 4, "full", 1, false, kTiny, 2},
+    kPp2Tp2{"pp2tp2_h4", 4, "", 2, false, kHeads4, 2};
 
 void PrintTo(const Layout& l, std::ostream* os) { *os << l.name; }
+
+// The uninterrupted single-process run of a layout's model: the reference.
+const Layout& single_of(const Layout& layout) {
+  return layout.model == kHeads4 ? kSingleH4 : layout.model == kVocab257 ? kSingleV257 : kSingle;
+}
 
 std::string job_args(const fs::path& out, const Layout& layout, int64_t steps = kSteps) {
   std::string a = std::string(DFM_TEST_SOURCE_DIR) + "/configs/default.toml --set train.steps=" + std::to_string(steps) +
                   " --set model.n_layer=2 --set model.n_head=2 --set model.d_model=32 --set model.seq_len=32" +
                   " --set train.global_batch=8 --set train.micro_batch=2 --set train.warmup_steps=2" +
                   " --set sample.every=0 --set backend.threads=1 --set log.progress=false" +
-                  " --set backend.comm_timeout_s=60 --set job.out_dir=" + out.string();
-  if (layout.ranks > 1)
-    a = "--nproc-per-node " + std::to_string(layout.ranks) + " " + a +
-        " --set strategy.chain=[\\\"fsdp2\\\"] --set strategy.fsdp2.sharding=\\\"" + layout.sharding + "\\\"";
+                  " --set backend.comm_timeout_s=60 --set job.out_dir=" + out.string() + layout.model;
+  if (layout.ranks == 1) return a;
+  a = "--nproc-per-node " + std::to_string(layout.ranks) + " " + a;
+  if (layout.tp > 1 || layout.pp > 1)  // the chain follows the layout: pp, tp, then fsdp2 when dp > 1
+    a += " --set fsdp.tp_size=" + std::to_string(layout.tp) + " --set fsdp.pp_size=" + std::to_string(layout.pp) +
+         (layout.tp > 1 ? std::string(" --set strategy.tp.sequence_parallel=") +
+                              (layout.sequence_parallel ? "true" : "false")
+                        : "");
+  else
+    a += " --set strategy.chain=[\\\"fsdp2\\\"]";
+  if (!layout.sharding.empty()) a += " --set strategy.fsdp2.sharding=\\\"" + layout.sharding + "\\\"";
   return a;
 }
 
@@ -77,7 +116,8 @@ std::vector<double> losses(const fs::path& dir) {
 std::string build_stamp() {
   std::string stamp;
   for (const std::string& f : {std::string(DFM_TEST_BIN_DIR) + "/dfm-run", test::plugin_dir() + "/libdfm_compute_cpu.so",
-                               test::plugin_dir() + "/libdfm_strategy_fsdp2.so", test::plugin_dir() + "/libdfm_comm_gloo.so"})
+                               test::plugin_dir() + "/libdfm_strategy_fsdp2.so", test::plugin_dir() + "/libdfm_strategy_tp.so", test::plugin_dir() + "/libdfm_strategy_pp.so",
+                               test::plugin_dir() + "/libdfm_comm_gloo.so"})
     stamp += std::to_string(fs::last_write_time(f).time_since_epoch().count()) + "\n";
   return stamp;
 }
@@ -124,7 +164,9 @@ TEST_P(SameLayout, ResumeContinuesTheLossSequenceBitForBit) {
   for (size_t i = 0; i < after.size(); ++i) EXPECT_EQ(after[i], all[kSaveAt + i]) << "step " << kSaveAt + i + 1;
 }
 
-INSTANTIATE_TEST_SUITE_P(Layouts, SameLayout, ::testing::Values(kSingle, kFull2, kGradOp2, kNone2),
+INSTANTIATE_TEST_SUITE_P(CheckpointLayouts, SameLayout,
+                         ::testing::Values(kSingle, kFull2, kGradOp2, kNone2, kTp2, kTp2Sp, kTp2Dp2, kTp2V257, kPp2,
+                                           kPp2Dp2, kPp2Tp2),
                          [](const auto& info) { return info.param.name; });
 
 using Pair = std::tuple<Layout, Layout>;
@@ -132,7 +174,7 @@ class Reshard : public ::testing::TestWithParam<Pair> {};
 
 TEST_P(Reshard, LossesContinueWithinTheEquivalenceTolerance) {
   const auto& [from, to] = GetParam();
-  const std::vector<double> reference = losses(uninterrupted(kSingle));
+  const std::vector<double> reference = losses(uninterrupted(single_of(from)));
   const std::vector<double> after = resumed(from, to);
   ASSERT_EQ(after.size(), static_cast<size_t>(kSteps - kSaveAt));
   for (size_t i = 0; i < after.size(); ++i)
@@ -148,9 +190,23 @@ std::vector<Pair> reshard_pairs() {
   return pairs;
 }
 
-INSTANTIATE_TEST_SUITE_P(Matrix, Reshard, ::testing::ValuesIn(reshard_pairs()), [](const auto& info) {
+std::string pair_name(const ::testing::TestParamInfo<Pair>& info) {
   return std::get<0>(info.param).name + "_to_" + std::get<1>(info.param).name;
-});
+}
+
+INSTANTIATE_TEST_SUITE_P(CheckpointMatrix, Reshard, ::testing::ValuesIn(reshard_pairs()), pair_name);
+
+// Across tensor-parallel layouts (pairs of the same model).
+INSTANTIATE_TEST_SUITE_P(CheckpointTp, Reshard,
+                         ::testing::Values(Pair{kTp2, kSingleH4}, Pair{kSingleH4, kTp2}, Pair{kTp2, kFull2H4},
+                                           Pair{kTp2Dp2, kTp4}, Pair{kTp2V257, kSingleV257}),
+                         pair_name);
+
+// Across pipeline layouts: stages resume on one process and the other way round.
+INSTANTIATE_TEST_SUITE_P(CheckpointPp, Reshard,
+                         ::testing::Values(Pair{kPp2, kSingle}, Pair{kSingle, kPp2}, Pair{kPp2Dp2, kFull4},
+                                           Pair{kPp2Tp2, kTp2}, Pair{kTp2, kPp2Tp2}),
+                         pair_name);
 
 // Files of a checkpoint and their total bytes.
 std::pair<size_t, uint64_t> files_of(const Layout& layout) {
@@ -167,13 +223,73 @@ TEST(CheckpointFiles, ReplicatedDataIsWrittenOnceAndShardsOncePerRank) {
   const auto [single_files, single_bytes] = files_of(kSingle);
   const auto [ddp_files, ddp_bytes] = files_of(kNone2);
   const auto [zero_files, zero_bytes] = files_of(kFull4);
+  const auto [tp_files, tp_bytes] = files_of(kTp2Dp2);  // 4 heads: the same parameter count
   EXPECT_EQ(single_files, 1u);
   EXPECT_EQ(ddp_files, 1u);  // both DDP ranks hold everything; rank 0 writes it
   EXPECT_EQ(zero_files, 4u);
-  for (uint64_t b : {single_bytes, ddp_bytes, zero_bytes}) {
+  EXPECT_EQ(tp_files, 4u);  // each rank holds half of its slice
+  for (uint64_t b : {single_bytes, ddp_bytes, zero_bytes, tp_bytes}) {
     EXPECT_GE(b, data_bytes);
     EXPECT_LT(b, data_bytes + 4 * 65536);  // data once, plus the headers
   }
+}
+
+TEST(CheckpointFiles, TensorParallelPiecesHoldEveryElementOnceAndNoPadding) {
+  for (const Layout& layout : {kTp2Dp2, kTp2V257}) {
+    const CheckpointReader reader(uninterrupted(layout) / "checkpoints" / ("step-" + std::to_string(kSaveAt)));
+    const CheckpointLayout& written_at = reader.index().layout;
+    EXPECT_EQ(written_at.tp, layout.tp) << layout.name;
+    for (int64_t rank = 0; rank < layout.ranks; ++rank)  // tp is the fastest axis
+      EXPECT_EQ(written_at.rank_slice.at(static_cast<size_t>(rank)), rank % layout.tp) << layout.name;
+    for (const CheckpointTensor& t : reader.index().tensors) {
+      const std::vector<int> written = test::times_written(t);
+      for (size_t g = 0; g < written.size(); ++g) ASSERT_EQ(written[g], 1) << layout.name << ": " << t.name << " element " << g;
+    }
+    // As many rows as the model has: the padding row of tp 2's 257 is not saved.
+    EXPECT_EQ(reader.index().find("model/wte.weight")->shape,
+              (std::vector<int64_t>{layout.model == kVocab257 ? 257 : 256, 32}));
+  }
+}
+
+std::map<std::string, SafetensorsTensor> tensors_of(const fs::path& file) {
+  std::map<std::string, SafetensorsTensor> out;
+  for (SafetensorsTensor& t : read_safetensors(file)) out[t.name] = std::move(t);
+  return out;
+}
+
+TEST(CheckpointExport, ATensorParallelCheckpointExportsTheWholeModel) {
+  // The step-8 checkpoint holds the weights of the run's final/ export.
+  const fs::path run = uninterrupted(kTp2V257), reference = uninterrupted(kSingleV257);
+  const fs::path out = out_dir("export-tp2sp_v257");
+  const auto r = test::run_bin("dfm-ckpt export " + (run / "checkpoints" / ("step-" + std::to_string(kSteps))).string() +
+                               " --out " + out.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto exported = tensors_of(out / "model.safetensors");
+  const auto own = tensors_of(run / "final" / "model.safetensors");
+  const auto single = tensors_of(reference / "final" / "model.safetensors");
+  ASSERT_EQ(exported.size(), single.size());
+  EXPECT_EQ(exported.at("wte.weight").shape, (std::vector<int64_t>{257, 32}));
+  for (const auto& [name, want] : single) {
+    ASSERT_TRUE(exported.count(name)) << name;
+    const SafetensorsTensor& have = exported.at(name);
+    ASSERT_EQ(have.shape, want.shape) << name;
+    EXPECT_EQ(have.data, own.at(name).data) << name << " differs from the tp run's own final export";
+    // The single-process run: equal within the equivalence tolerance (DESIGN §4).
+    double max_diff = 0, max_abs = 0;
+    for (size_t i = 0; i < want.data.size(); ++i) {
+      max_diff = std::max(max_diff, static_cast<double>(std::abs(have.data[i] - want.data[i])));
+      max_abs = std::max(max_abs, static_cast<double>(std::abs(want.data[i])));
+    }
+    EXPECT_LE(max_diff, 1e-5 * std::max(max_abs, 1.0)) << name;
+  }
+}
+
+TEST(CheckpointInfo, ShowsTheTensorParallelLayout) {
+  const fs::path step = uninterrupted(kTp2Dp2) / "checkpoints" / ("step-" + std::to_string(kSaveAt));
+  const auto r = test::run_bin("dfm-ckpt info " + step.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("layout: world 4, tp 2, cp 1, dp 2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rank-3.safetensors (rank 3, tp slice 1)"), std::string::npos) << r.output;
 }
 
 // Starts `dfm-run args` in the background (its output into `log`).

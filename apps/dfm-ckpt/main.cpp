@@ -1,6 +1,6 @@
 // dfm-ckpt: inspect, check and convert checkpoints (docs/checkpoints.md).
 //
-//   dfm-ckpt info DIR            step, layout, tensors, sizes, and the integrity check
+//   dfm-ckpt info DIR            step, layout (world, tp, cp, dp), tensors, sizes, and the integrity check
 //   dfm-ckpt verify DIR          every file's size and SHA-256 against the index
 //   dfm-ckpt export DIR --out OUT  one Hugging Face GPT-2 model.safetensors + config.json
 //
@@ -51,10 +51,13 @@ int info(const dfm::CheckpointReader& reader) {
             << " sequences, seed " << index.trainer.seed << ", global batch " << index.trainer.global_batch << "\n"
             << "model GPT-2: " << m.n_layer << " layers, " << m.n_head << " heads, d_model " << m.d_model << ", vocab "
             << m.vocab_size << ", seq_len " << m.seq_len << "\n"
-            << "layout: world " << index.layout.world << ", dp " << index.layout.dp << "\n";
+            << "layout: world " << index.layout.world << ", tp " << index.layout.tp << ", cp " << index.layout.cp
+            << ", dp " << index.layout.dp << "\n";
   uint64_t total = 0;
   for (const auto& f : index.files) {
-    std::cout << "  " << f.name << " (rank " << f.rank << "): " << megabytes(f.bytes) << "\n";
+    std::cout << "  " << f.name << " (rank " << f.rank;
+    if (index.layout.tp > 1) std::cout << ", tp slice " << index.layout.rank_slice.at(static_cast<size_t>(f.rank));
+    std::cout << "): " << megabytes(f.bytes) << "\n";
     total += f.bytes;
   }
   std::cout << index.tensors.size() << " tensors in " << index.files.size() << " file(s), " << megabytes(total) << "\n";

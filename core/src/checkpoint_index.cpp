@@ -116,6 +116,19 @@ CheckpointLayout parse_layout(const Reader& r, const json& l) {
   CheckpointLayout out;
   out.world = r.integer(l, "layout", "world", 1);
   out.dp = r.integer(l, "layout", "dp", 1);
+  // Absent before tensor parallel: one slice.
+  out.tp = l.contains("tp") ? r.integer(l, "layout", "tp", 1) : 1;
+  out.cp = l.contains("cp") ? r.integer(l, "layout", "cp", 1) : 1;
+  out.rank_slice.assign(static_cast<size_t>(out.world), 0);
+  if (l.contains("rank_slice")) {
+    out.rank_slice = r.integers(l, "layout", "rank_slice");
+    if (static_cast<int64_t>(out.rank_slice.size()) != out.world)
+      r.fail("layout.rank_slice", "expected one entry per rank of the world");
+    for (size_t i = 0; i < out.rank_slice.size(); ++i)
+      if (out.rank_slice[i] >= out.tp)
+        r.fail("layout.rank_slice[" + std::to_string(i) + "]", "slice " + std::to_string(out.rank_slice[i]) +
+                                                                   " of tp " + std::to_string(out.tp));
+  }
   const json& ranks = r.array(l, "layout", "rank_units");
   if (static_cast<int64_t>(ranks.size()) != out.world) r.fail("layout.rank_units", "expected one entry per rank of the world");
   for (size_t i = 0; i < ranks.size(); ++i) {
@@ -162,7 +175,8 @@ nlohmann::ordered_json layout_json(const CheckpointLayout& l) {
     for (const auto& [offset, numel] : units) u.push_back({offset, numel});
     ranks.push_back(u);
   }
-  return nlohmann::ordered_json{{"world", l.world}, {"dp", l.dp}, {"rank_units", ranks}};
+  return nlohmann::ordered_json{{"world", l.world}, {"dp", l.dp}, {"tp", l.tp}, {"cp", l.cp},
+                                {"rank_slice", l.rank_slice}, {"rank_units", ranks}};
 }
 
 }  // namespace
@@ -230,6 +244,8 @@ CheckpointIndex parse_checkpoint_index(std::string_view text, const std::string&
     CheckpointFile file{name, r.integer(f, path, "rank"), static_cast<uint64_t>(r.integer(f, path, "bytes")),
                         r.string(f, path, "sha256")};
     if (!sha256_text(file.sha256)) r.fail(path + ".sha256", "expected 64 lower-case hex digits");
+    if (file.rank >= index.layout.world)
+      r.fail(path + ".rank", "rank " + std::to_string(file.rank) + " of a world of " + std::to_string(index.layout.world));
     index.files.push_back(std::move(file));
   }
   for (const auto& [name, t] : r.object(j, "(top level)", "tensors").items()) {

@@ -6,6 +6,7 @@
 
 #include "checkpoint_io.hpp"
 #include "dfm/core/checkpoint.hpp"
+#include "dfm/core/checkpoint_slice.hpp"
 #include "dfm/core/safetensors.hpp"
 
 namespace dfm {
@@ -19,6 +20,12 @@ std::string read_text(const fs::path& path) {
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+std::string join(const std::vector<int64_t>& values) {
+  std::string s;
+  for (size_t i = 0; i < values.size(); ++i) s += (i ? ", " : "") + std::to_string(values[i]);
+  return s;
 }
 
 }  // namespace
@@ -62,24 +69,45 @@ std::vector<float> CheckpointReader::read_piece(const CheckpointPiece& piece) co
   return values;
 }
 
-void CheckpointReader::read(const std::string& name, int64_t begin, int64_t end, float* out) const {
+const CheckpointTensor& CheckpointReader::tensor(const std::string& name) const {
   const CheckpointTensor* t = index_.find(name);
   if (!t) throw std::runtime_error((dir_ / "index.json").string() + ": no tensor '" + name + "'");
+  return *t;
+}
+
+void CheckpointReader::read(const std::string& name, int64_t begin, int64_t end, float* out) const {
+  const CheckpointTensor& t = tensor(name);
+  read_box(name, std::vector<int64_t>(t.shape.size(), 0), t.shape, begin, end, out);
+}
+
+// The wanted elements and each piece as runs of the flattened tensor, both in
+// increasing order (row-major boxes): a merge of the two lists finds the overlaps.
+void CheckpointReader::read_box(const std::string& name, const std::vector<int64_t>& box_offset,
+                                const std::vector<int64_t>& box_shape, int64_t begin, int64_t end, float* out) const {
+  const CheckpointTensor& t = tensor(name);
+  const std::vector<PieceRun> wanted = piece_runs({"", "", box_offset, box_shape, begin, end, ""}, t.shape);
   int64_t copied = 0;
-  for (const CheckpointPiece& piece : t->pieces) {
-    std::vector<float> values;  // read only when a run of the piece overlaps [begin, end)
-    for (const PieceRun& run : piece_runs(piece, t->shape)) {
-      const int64_t b = std::max(begin, run.global_begin), e = std::min(end, run.global_begin + run.length);
-      if (b >= e) continue;
-      if (values.empty()) values = read_piece(piece);
-      std::copy_n(values.data() + run.piece_offset + (b - run.global_begin), e - b, out + (b - begin));
-      copied += e - b;
+  for (const CheckpointPiece& piece : t.pieces) {
+    std::vector<float> values;  // read only when a run of the piece overlaps a wanted one
+    const std::vector<PieceRun> held = piece_runs(piece, t.shape);
+    for (size_t w = 0, h = 0; w < wanted.size() && h < held.size();) {
+      const PieceRun &a = wanted[w], &b = held[h];
+      const int64_t lo = std::max(a.global_begin, b.global_begin);
+      const int64_t hi = std::min(a.global_begin + a.length, b.global_begin + b.length);
+      if (lo < hi) {
+        if (values.empty()) values = read_piece(piece);
+        std::copy_n(values.data() + b.piece_offset + (lo - b.global_begin), hi - lo,
+                    out + a.piece_offset + (lo - a.global_begin));
+        copied += hi - lo;
+      }
+      (a.global_begin + a.length < b.global_begin + b.length) ? ++w : ++h;
     }
   }
   // check_index_matches_model proves coverage for loads; dfm-ckpt reads go through here too.
   if (copied != end - begin)
     throw std::runtime_error((dir_ / "index.json").string() + ": tensor '" + name + "' has no piece for some of elements [" +
-                             std::to_string(begin) + ", " + std::to_string(end) + ") (a shard is missing)");
+                             std::to_string(begin) + ", " + std::to_string(end) + ") of the block at [" +
+                             join(box_offset) + "] of shape [" + join(box_shape) + "] (a shard is missing)");
 }
 
 std::vector<std::string> CheckpointReader::verify() const {
@@ -111,17 +139,28 @@ TrainerState load_checkpoint(const CheckpointJob& job, const fs::path& step_dir)
     std::vector<float> host;
   };
   std::vector<Staged> staged;
+  std::vector<float> values;
   for (const dfm_unit& u : job.params.units()) {
-    const int64_t begin = std::min(u.shard_offset, u.numel), end = std::min(u.shard_offset + u.shard_numel, u.numel);
     const std::pair<const char*, float*> kinds[] = {{"model/", u.param_shard},
                                                     {"optim/exp_avg/", job.params.adam_m(u.index)},
                                                     {"optim/exp_avg_sq/", job.params.adam_v(u.index)}};
     for (const auto& [prefix, device] : kinds) {
-      Staged s{device, std::vector<float>(static_cast<size_t>(u.shard_numel), 0.0f)};  // padding stays zero
+      // Padding (past the unit, or VocabRows' rows past the vocabulary) stays zero.
+      Staged s{device, std::vector<float>(static_cast<size_t>(u.shard_numel), 0.0f)};
       for (const ParamInfo& info : job.params.infos()) {
-        if (info.unit != u.index) continue;
-        const int64_t b = std::max(begin, info.offset), e = std::min(end, info.offset + info.count());
-        if (b < e) reader.read(prefix + info.name, b - info.offset, e - info.offset, s.host.data() + (b - u.shard_offset));
+        const auto [b, e] = job.params.shard_range(info);
+        if (info.unit != u.index || b >= e) continue;
+        // This shard holds the slice's local elements [b, e) - offset: read
+        // each box's part of them and put every element at its local place.
+        const std::vector<SliceBox> boxes = slice_boxes(info);
+        const int64_t base = info.offset - u.shard_offset;  // of local element 0 in the shard
+        for (const BoxRange& r : box_ranges(info, boxes, b - info.offset, e - info.offset)) {
+          const SliceBox& box = boxes[r.box];
+          values.resize(static_cast<size_t>(r.end - r.begin));
+          reader.read_box(prefix + info.name, box.offset, box.shape, r.begin, r.end, values.data());
+          for (int64_t at = r.begin; at < r.end; ++at)
+            s.host[static_cast<size_t>(base + local_index(info, box, at))] = values[static_cast<size_t>(at - r.begin)];
+        }
       }
       staged.push_back(std::move(s));
     }

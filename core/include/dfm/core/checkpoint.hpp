@@ -3,8 +3,8 @@
 // A checkpoint is a folder <dir>/step-<N>/ holding one safetensors file per
 // rank that owns data (rank-<r>.safetensors: that rank's pieces of the
 // parameters and of the two AdamW moments, each a 1-D tensor) and index.json
-// (checkpoint_index.hpp). Data held by several ranks (DDP's whole units) is
-// written once, by the lowest rank that holds it.
+// (checkpoint_index.hpp). Data held by several ranks (DDP's whole units,
+// replicated parameters under tp) is written once, by the lowest rank that holds it.
 //
 // Saving is collective and atomic: the ranks agree on
 // <dir>/step-<N>.tmp-<nonce>/, each writes and fsyncs its file, rank 0 writes
@@ -12,9 +12,14 @@
 // step-<N>. Anything named *.tmp-* is an interrupted save: ignored by readers,
 // removed at start-up and after each save.
 //
+// Under tensor parallel a rank's units hold its slice of each parameter
+// (gpt_params.hpp): data is written once per element of the whole tensor, by
+// the lowest rank holding it, as pieces with the slice's boxes
+// (checkpoint_slice.hpp).
+//
 // Loading is per rank: each reads from the pieces the index lists only those
-// that overlap its own shards, checks each piece's SHA-256, and changes
-// nothing until all of it was read — so any layout loads any checkpoint.
+// that overlap its own shards (of its own slice), checks each piece's SHA-256,
+// and changes nothing until all of it was read — so any layout loads any checkpoint.
 #pragma once
 
 #include <cstdint>
@@ -63,12 +68,17 @@ class CheckpointReader {
   const std::filesystem::path& folder() const { return dir_; }
   // Elements [begin, end) of the flattened tensor into out[0 .. end - begin).
   void read(const std::string& tensor, int64_t begin, int64_t end, float* out) const;
+  // Elements [begin, end), in row-major order, of the block of the tensor at
+  // box_offset of box_shape (a tensor-parallel slice's box) into out[0 .. end - begin).
+  void read_box(const std::string& tensor, const std::vector<int64_t>& box_offset,
+                const std::vector<int64_t>& box_shape, int64_t begin, int64_t end, float* out) const;
   // Whole-file SHA-256 and sizes of every file, and every piece's entry in
   // its file's header. Returns one line per problem (empty: intact).
   std::vector<std::string> verify() const;
 
  private:
   std::vector<float> read_piece(const CheckpointPiece& piece) const;
+  const CheckpointTensor& tensor(const std::string& name) const;
   const SafetensorsHeader& header(const std::string& file) const;
   std::filesystem::path dir_;
   CheckpointIndex index_;

@@ -5,10 +5,11 @@
 // read by every rank on resume and by dfm-ckpt.
 //
 // A piece is a part of one global tensor: a block of it (box_offset,
-// box_shape; the whole tensor for data-parallel shards, a tensor-parallel
-// shard's block later) and, within that block in row-major order, elements
-// [begin, end). An fsdp2 unit shard cuts a flat range out of a unit and so
-// covers whole parameters and the ends of one or two more; each becomes a piece.
+// box_shape; the whole tensor for replicated parameters, one box of a
+// tensor-parallel slice otherwise: checkpoint_slice.hpp) and, within that
+// block in row-major order, elements [begin, end). An fsdp2 unit shard cuts a
+// flat range out of a unit (of a slice's parameters under tp) and so covers
+// whole parameters and the ends of one or two more; each becomes a piece per box.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +21,9 @@
 
 namespace dfm {
 
+// Tensor-parallel checkpoints kept version 1: their pieces are boxes of the
+// whole tensors, which version-1 readers already map (piece_runs), and the
+// layout's new keys are optional; a reader that ignores them reads the same values.
 constexpr int kCheckpointFormatVersion = 1;
 
 struct CheckpointPiece {
@@ -57,10 +61,13 @@ struct TrainerState {
   int64_t global_batch = 0;
 };
 
-// The layout the checkpoint was written with: the world, the dp size and,
-// per rank, the [offset, numel) of each unit's shard it held.
+// The layout the checkpoint was written with: the world, the axis sizes and,
+// per rank, its tensor slice and the [offset, numel) of each unit's shard it
+// held (in that slice's units). Indexes written before tensor parallel have
+// no tp, cp and rank_slice: they read as 1, 1 and slice 0 everywhere.
 struct CheckpointLayout {
-  int64_t world = 1, dp = 1;
+  int64_t world = 1, dp = 1, tp = 1, cp = 1;
+  std::vector<int64_t> rank_slice;
   std::vector<std::vector<std::pair<int64_t, int64_t>>> rank_units;
 };
 
