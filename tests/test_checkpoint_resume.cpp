@@ -2,11 +2,13 @@
 // - the same layout resumes bit for bit: the losses after a resume from step 4
 //   equal the uninterrupted run's exactly (single process, dp 2 of each mode,
 //   tp 2 with and without sequence parallel, tp 2 x dp 2, tp 2 with a
-//   vocabulary of 257 rows that it pads to 258, pp 2, pp 2 x dp 2, pp 2 x tp 2);
+//   vocabulary of 257 rows that it pads to 258, pp 2, pp 2 x dp 2, pp 2 x tp 2,
+//   cp 2, and tp 2 x cp 2 x pp 2 x dp 2 on 16 ranks);
 // - any layout resumes any other: among {1 rank, dp 4 full, dp 2 grad_op,
 //   dp 2 none}, and tp 2 -> 1 rank, 1 rank -> tp 2, tp 2 -> dp 2,
 //   tp 2 x dp 2 -> tp 4, tp 2 (vocabulary 257) -> 1 rank, and pipelines
-//   (pp 2 <-> 1 rank, pp 2 x dp 2 -> dp 4, pp 2 x tp 2 <-> tp 2): save at one and
+//   (pp 2 <-> 1 rank, pp 2 x dp 2 -> dp 4, pp 2 x tp 2 <-> tp 2), and every pair
+//   of {1 rank, dp 4, tp 2 x pp 2, tp 2 x cp 2 x dp 2}: save at one and
 //   resume at the other, losses within 1e-5 of the uninterrupted
 //   single-process run of the same model (DESIGN §4);
 // - replicated data is written once (DDP: one file; ZeRO: one file per rank;
@@ -57,6 +59,7 @@ struct Layout {
   bool sequence_parallel = false;
   std::string model = kTiny;  // a checkpoint resumes only at a layout of the same model
   int64_t pp = 1;              // pipeline stages (one block each for the 2-block model)
+  int64_t cp = 1;
 };
 const Layout kSingle{"single", 1, ""}, kFull4{"full4", 4, "full"}, kFull2{"full2", 2, "full"},
     kGradOp2{"grad_op2", 2, "grad_op"}, kNone2{"none2", 2, "none"};
@@ -67,6 +70,10 @@ const Layout kSingleV257{"single_v257", 1, "", 1, false, kVocab257}, kTp2V257{"t
 // Pipelines: each stage stores only its blocks, the first and last both the tied root.
 const Layout kPp2{"pp2", 2, "", 1, false, kTiny, 2}, kPp2Dp2{"pp2dp2", 4, "full", 1, false, kTiny, 2},
     kPp2Tp2{"pp2tp2_h4", 4, "", 2, false, kHeads4, 2};
+// Context parallel (fsdp2 over dp x cp), tp x cp x dp, and all four axes (16 ranks).
+const Layout kCp2{"cp2", 2, "full", 1, false, kTiny, 1, 2}, kFull4H4{"full4_h4", 4, "full", 1, false, kHeads4},
+    kTp2Cp2Dp2{"tp2cp2dp2_h4", 8, "full", 2, false, kHeads4, 1, 2},
+    k4D{"tp2cp2pp2dp2_h4", 16, "full", 2, true, kHeads4, 2, 2};
 
 void PrintTo(const Layout& l, std::ostream* os) { *os << l.name; }
 
@@ -83,8 +90,9 @@ std::string job_args(const fs::path& out, const Layout& layout, int64_t steps = 
                   " --set backend.comm_timeout_s=60 --set job.out_dir=" + out.string() + layout.model;
   if (layout.ranks == 1) return a;
   a = "--nproc-per-node " + std::to_string(layout.ranks) + " " + a;
-  if (layout.tp > 1 || layout.pp > 1)  // the chain follows the layout: pp, tp, then fsdp2 when dp > 1
+  if (layout.tp > 1 || layout.pp > 1 || layout.cp > 1)  // the chain follows the layout: pp, tp, cp, fsdp2 (dp x cp > 1)
     a += " --set fsdp.tp_size=" + std::to_string(layout.tp) + " --set fsdp.pp_size=" + std::to_string(layout.pp) +
+         " --set fsdp.cp_size=" + std::to_string(layout.cp) +
          (layout.tp > 1 ? std::string(" --set strategy.tp.sequence_parallel=") +
                               (layout.sequence_parallel ? "true" : "false")
                         : "");
@@ -116,7 +124,7 @@ std::vector<double> losses(const fs::path& dir) {
 std::string build_stamp() {
   std::string stamp;
   for (const std::string& f : {std::string(DFM_TEST_BIN_DIR) + "/dfm-run", test::plugin_dir() + "/libdfm_compute_cpu.so",
-                               test::plugin_dir() + "/libdfm_strategy_fsdp2.so", test::plugin_dir() + "/libdfm_strategy_tp.so", test::plugin_dir() + "/libdfm_strategy_pp.so",
+                               test::plugin_dir() + "/libdfm_strategy_fsdp2.so", test::plugin_dir() + "/libdfm_strategy_tp.so", test::plugin_dir() + "/libdfm_strategy_pp.so", test::plugin_dir() + "/libdfm_strategy_cp.so",
                                test::plugin_dir() + "/libdfm_comm_gloo.so"})
     stamp += std::to_string(fs::last_write_time(f).time_since_epoch().count()) + "\n";
   return stamp;
@@ -166,7 +174,7 @@ TEST_P(SameLayout, ResumeContinuesTheLossSequenceBitForBit) {
 
 INSTANTIATE_TEST_SUITE_P(CheckpointLayouts, SameLayout,
                          ::testing::Values(kSingle, kFull2, kGradOp2, kNone2, kTp2, kTp2Sp, kTp2Dp2, kTp2V257, kPp2,
-                                           kPp2Dp2, kPp2Tp2),
+                                           kPp2Dp2, kPp2Tp2, kCp2, k4D),
                          [](const auto& info) { return info.param.name; });
 
 using Pair = std::tuple<Layout, Layout>;
@@ -207,6 +215,19 @@ INSTANTIATE_TEST_SUITE_P(CheckpointPp, Reshard,
                          ::testing::Values(Pair{kPp2, kSingle}, Pair{kSingle, kPp2}, Pair{kPp2Dp2, kFull4},
                                            Pair{kPp2Tp2, kTp2}, Pair{kTp2, kPp2Tp2}),
                          pair_name);
+
+// Issue 8's matrix: each of {1 rank, dp 4 full shard, tp 2 x pp 2, tp 2 x cp 2 x dp 2} resumes
+// every other one's checkpoint.
+std::vector<Pair> combined_pairs() {
+  const std::vector<Layout> layouts = {kSingleH4, kFull4H4, kPp2Tp2, kTp2Cp2Dp2};
+  std::vector<Pair> pairs;
+  for (const auto& a : layouts)
+    for (const auto& b : layouts)
+      if (a.name != b.name) pairs.emplace_back(a, b);
+  return pairs;
+}
+
+INSTANTIATE_TEST_SUITE_P(CheckpointCombined, Reshard, ::testing::ValuesIn(combined_pairs()), pair_name);
 
 // Files of a checkpoint and their total bytes.
 std::pair<size_t, uint64_t> files_of(const Layout& layout) {

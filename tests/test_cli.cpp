@@ -128,6 +128,26 @@ TEST(DfmRun, EveryConfigPassesDryRunAtItsWorldSize) {
   EXPECT_GE(checked, 8);  // the default and the seed's seven layouts
 }
 
+// Every config with a "# run: --nproc-per-node N" line trains: 2 steps at its layout.
+TEST(DfmRun, EveryRunnableConfigTrainsAtItsLayout) {
+  int trained = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(DFM_TEST_SOURCE_DIR) / "configs")) {
+    if (entry.path().extension() != ".toml") continue;
+    std::ifstream in(entry.path());
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::smatch m;
+    if (!std::regex_search(text, m, std::regex("# run: --nproc-per-node (\\d+)"))) continue;
+    const fs::path out = fs::path(DFM_TEST_BINARY_DIR) / "tmp" / "cli" / ("run-" + entry.path().stem().string());
+    fs::remove_all(out);
+    const Result r = run("dfm-run --nproc-per-node " + m[1].str() + " " + entry.path().string() +
+                         " --set train.steps=2 --set backend.comm_timeout_s=60 --set job.out_dir=" + out.string());
+    EXPECT_EQ(r.exit_code, 0) << entry.path() << "\n" << r.output;
+    EXPECT_TRUE(fs::exists(out / "final" / "model.safetensors")) << entry.path();
+    ++trained;
+  }
+  EXPECT_GE(trained, 4);  // configs/cpu-*.toml
+}
+
 TEST(DfmData, EncodeAndInfo) {
   const fs::path dir = scratch("data");
   std::ofstream(dir / "a.txt") << "hello";

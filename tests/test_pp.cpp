@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <map>
 #include <string>
 #include <tuple>
@@ -71,7 +72,7 @@ TEST_P(PpEquivalence, LossesAndFinalWeightsMatchOneProcess) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, PpEquivalence,
-                         ::testing::Values(Layout{2, 2}, Layout{2, 4}, Layout{4, 4}, Layout{4, 8},
+                         ::testing::Values(Layout{2, 2}, Layout{2, 4}, Layout{4, 4}, Layout{4, 8}, Layout{4, 2},
                                            Layout{2, 4, 2},            // interleaved: 2 chunks of 1 block per rank
                                            Layout{2, 2, 1, 2},         // pp x dp (fsdp2 full sharding)
                                            Layout{2, 2, 1, 2, 2, 2, true}),  // 4-D: 16 ranks
@@ -125,6 +126,21 @@ TEST(PpSchedule, EachRankRunsOneFOneBAndStageZeroHoldsAtMostPpMicroBatches) {
   // stage 0 (GPipe's all-forwards-first would keep all m = 8).
   const auto m = test::read_metrics(dir).back();
   EXPECT_EQ(m["memory"]["activation_sets_peak"].get<int64_t>(), layout.pp);
+}
+
+// Fewer micro-batches than stages trains (the same model) but warns with the
+// bubble it implies: (pp-1)/(m+pp-1) = 3/5 for pp 4, m 2.
+TEST(PpSchedule, FewerMicroBatchesThanStagesWarnsWithTheExpectedBubble) {
+  const Layout layout{4, 2};
+  const fs::path dir = test::fresh_dir("pp", "few-micro-batches");
+  test::run_job(layout.args(dir, 2));
+  ASSERT_FALSE(HasFatalFailure());
+  std::ifstream in(dir / "logs" / "rank0.log");
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find("pp: 2 micro-batches per step over 4 stages: about 60% of each step is pipeline bubble; "
+                     "fewer micro-batches than stages"),
+            std::string::npos)
+      << log;
 }
 
 }  // namespace

@@ -130,12 +130,30 @@ Pipeline& pipeline(void* instance) {
   return *static_cast<Pipeline*>(instance);
 }
 
+// The idle share of each step the schedule implies with equal stages
+// (Narayanan et al. 2021): (pp-1)/(v·m+pp-1); a warning when m < pp.
+void report_expected_bubble(const dfm_job_shape& job, int64_t virtual_stages) {
+  const int64_t pp = job.axis_size[DFM_AXIS_PP];
+  const int64_t m = job.global_batch / (job.axis_size[DFM_AXIS_DP] * job.micro_batch);
+  const double bubble = static_cast<double>(pp - 1) / static_cast<double>(virtual_stages * m + pp - 1);
+  const std::string text = "pp: " + std::to_string(m) + " micro-batches per step over " + std::to_string(pp) +
+                           " stages" + (virtual_stages > 1 ? " x " + std::to_string(virtual_stages) + " chunks" : "") +
+                           ": about " + std::to_string(static_cast<int>(100 * bubble + 0.5)) +
+                           "% of each step is pipeline bubble";
+  if (m < pp)
+    host.log(DFM_LOG_WARNING, text + "; fewer micro-batches than stages leaves most stages idle (use at least " +
+                                  std::to_string(4 * pp) + ": train.global_batch / (dp x train.micro_batch))");
+  else
+    host.log(DFM_LOG_INFO, text);
+}
+
 dfm_status create(const dfm_job_shape* job, void** instance) {
   return dfm::sdk::guard([&] {
     auto p = std::make_unique<Pipeline>();
     p->layers_per_stage = stage_layers(*job);  // validated already
     p->virtual_stages = static_cast<int32_t>(host.get_int(host.own_key("virtual_stages")));
     p->links = std::make_unique<dfm::pp::PipelineLinks>(*host.services(), p->virtual_stages);
+    if (p->links->stage() == 0) report_expected_bubble(*job, p->virtual_stages);
     *instance = p.release();
   });
 }
