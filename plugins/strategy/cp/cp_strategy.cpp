@@ -107,33 +107,25 @@ dfm_status attention_backward(void* instance, const dfm_attention_desc* local, c
   return dfm::sdk::guard([&] { ring(instance).backward(*local, q, k, v, out, dout, lse, dq, dk, dv); });
 }
 
-const dfm_strategy_v1 kStrategy = {
-    sizeof(dfm_strategy_v1), DFM_AXIS_CP, kOptions, std::size(kOptions), validate,
-    create,
-    destroy,
-    // cp places no parameters: the placement strategy (fsdp2) shards them and
-    // reduces their gradients over the data and context ranks together.
-    nullptr,  // plan_unit
-    nullptr,  // bind_units
-    nullptr,  // on_unit
-    nullptr,  // finish_gradients
-    nullptr,  // reduce_grad_sum_squares
-    sequence_positions,
-    attention_forward,
-    attention_backward,
-    nullptr,  // tensor_layout
-    nullptr,  // region
-    nullptr,  // tensor_all_reduce
-    nullptr,  // tensor_all_gather
-    nullptr,  // reduce_replicated_gradients
-    nullptr,  // pipeline_chunks
-    nullptr,  // pipeline_schedule
-    nullptr,  // pipeline_transfer
-    nullptr,  // pipeline_flush
-    nullptr,  // reduce_tied_gradients
-    nullptr,  // pipeline_all_reduce
-    nullptr,  // pipeline_broadcast
-};
+// The table: zero (every slot NULL) and then the slots this plugin fills, so
+// slots appended by later ABI minors stay NULL without touching this code.
+const dfm_strategy_v1 kStrategy = [] {
+  dfm_strategy_v1 t{};
+  t.struct_size = sizeof t;
+  t.axis = DFM_AXIS_CP;
+  t.options = kOptions;
+  t.option_count = std::size(kOptions);
+  t.validate = validate;
+  // cp splits the sequence; it places no parameters: the placement strategy
+  // (fsdp2) shards them and reduces their gradients over the data and context
+  // ranks together. The other slots stay NULL (strategy.h: not supported).
+  t.create = create;
+  t.destroy = destroy;
+  t.sequence_positions = sequence_positions;
+  t.attention_forward = attention_forward;
+  t.attention_backward = attention_backward;
+  return t;
+}();
 
 const dfm_plugin_descriptor kDescriptor = {
     sizeof(dfm_plugin_descriptor),

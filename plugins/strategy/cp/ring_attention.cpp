@@ -27,12 +27,7 @@ struct RingAttention::Exchange {
 
 RingAttention::RingAttention(const dfm_host_services& host, bool load_balance, int64_t seq_len)
     : host_(host), load_balance_(load_balance), seq_len_(seq_len) {
-  if (host.struct_size < DFM_HOST_SERVICES_V1_EXECUTION_SIZE || !host.compute || !host.get_group)
-    throw Error(DFM_ERR_UNSUPPORTED, "the host gives no execution services (compute, groups)");
-  ring_.struct_size = sizeof ring_;
-  if (host.get_group(host.host, DFM_GROUP_CP, &ring_) != DFM_OK) throw Error(DFM_ERR_RUNTIME, "the host has no cp group");
-  if (ring_.size > 1 && (!host.comm || !ring_.group))
-    throw Error(DFM_ERR_UNSUPPORTED, "cp is " + std::to_string(ring_.size) + " but the host gives no comm backend");
+  ring_ = dfm::sdk::execution_group(host, DFM_GROUP_CP, "cp");
   mine_ = chunks_of(ring_.index, ring_.size, seq_len, load_balance);
 }
 

@@ -102,35 +102,25 @@ dfm_status reduce_grad_sum_squares(void* instance, double* sum) {
   return dfm::sdk::guard([&] { engine(instance).reduce_sum_squares(*sum); });
 }
 
-const dfm_strategy_v1 kStrategy = {
-    sizeof(dfm_strategy_v1),
-    DFM_AXIS_DP,
-    kOptions,
-    std::size(kOptions),
-    validate,
-    create,
-    destroy,
-    plan_unit,
-    bind_units,
-    on_unit,
-    finish_gradients,
-    reduce_grad_sum_squares,
-    nullptr,  // sequence_positions: fsdp2 splits the batch, not the sequence
-    nullptr,  // attention_forward
-    nullptr,  // attention_backward
-    nullptr,  // tensor_layout
-    nullptr,  // region
-    nullptr,  // tensor_all_reduce
-    nullptr,  // tensor_all_gather
-    nullptr,  // reduce_replicated_gradients
-    nullptr,  // pipeline_chunks
-    nullptr,  // pipeline_schedule
-    nullptr,  // pipeline_transfer
-    nullptr,  // pipeline_flush
-    nullptr,  // reduce_tied_gradients
-    nullptr,  // pipeline_all_reduce
-    nullptr,  // pipeline_broadcast
-};
+// The table: zero (every slot NULL) and then the slots this plugin fills, so
+// slots appended by later ABI minors stay NULL without touching this code.
+const dfm_strategy_v1 kStrategy = [] {
+  dfm_strategy_v1 t{};
+  t.struct_size = sizeof t;
+  t.axis = DFM_AXIS_DP;
+  t.options = kOptions;
+  t.option_count = std::size(kOptions);
+  t.validate = validate;
+  // fsdp2 places parameters; the other slots stay NULL (strategy.h: not supported).
+  t.create = create;
+  t.destroy = destroy;
+  t.plan_unit = plan_unit;
+  t.bind_units = bind_units;
+  t.on_unit = on_unit;
+  t.finish_gradients = finish_gradients;
+  t.reduce_grad_sum_squares = reduce_grad_sum_squares;
+  return t;
+}();
 
 const dfm_plugin_descriptor kDescriptor = {
     sizeof(dfm_plugin_descriptor),

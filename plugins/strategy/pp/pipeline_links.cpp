@@ -9,16 +9,10 @@ namespace dfm::pp {
 using dfm::sdk::Error;
 
 PipelineLinks::PipelineLinks(const dfm_host_services& host, int32_t virtual_stages)
-    : host_(host), virtual_stages_(virtual_stages) {
-  if (host.struct_size < DFM_HOST_SERVICES_V1_EXECUTION_SIZE || !host.compute || !host.get_group)
-    throw Error(DFM_ERR_UNSUPPORTED, "the host gives no execution services (compute, groups)");
-  pp_.struct_size = ends_.struct_size = sizeof pp_;
-  if (host.get_group(host.host, DFM_GROUP_PP, &pp_) != DFM_OK) throw Error(DFM_ERR_RUNTIME, "the host has no pp group");
-  if (host.get_group(host.host, DFM_GROUP_PP_ENDS, &ends_) != DFM_OK)
-    throw Error(DFM_ERR_RUNTIME, "the host has no group of the first and last pp stages");
-  if (pp_.size > 1 && (!host.comm || !pp_.group))
-    throw Error(DFM_ERR_UNSUPPORTED, "pp is " + std::to_string(pp_.size) + " but the host gives no comm backend");
-}
+    : host_(host),
+      virtual_stages_(virtual_stages),
+      pp_(dfm::sdk::execution_group(host, DFM_GROUP_PP, "pp")),
+      ends_(dfm::sdk::execution_group(host, DFM_GROUP_PP_ENDS, "first and last pp stages'")) {}
 
 PipelineLinks::~PipelineLinks() {
   // Messages still posted belong to a failing job; their buffers go with it.

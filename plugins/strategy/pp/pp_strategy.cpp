@@ -249,33 +249,29 @@ dfm_status pipeline_broadcast(void* instance, int32_t stage, float* data, int64_
   return dfm::sdk::guard([&] { pipeline(instance).links->broadcast(stage, data, count); });
 }
 
-const dfm_strategy_v1 kStrategy = {
-    sizeof(dfm_strategy_v1), DFM_AXIS_PP, kOptions, std::size(kOptions), validate,
-    create,
-    destroy,
-    // pp places no parameters (the core stores only its stages' units; fsdp2
-    // shards them on the dp axis), splits no sequence and no tensor.
-    nullptr,  // plan_unit
-    nullptr,  // bind_units
-    nullptr,  // on_unit
-    nullptr,  // finish_gradients
-    nullptr,  // reduce_grad_sum_squares
-    nullptr,  // sequence_positions
-    nullptr,  // attention_forward
-    nullptr,  // attention_backward
-    nullptr,  // tensor_layout
-    nullptr,  // region
-    nullptr,  // tensor_all_reduce
-    nullptr,  // tensor_all_gather
-    nullptr,  // reduce_replicated_gradients
-    pipeline_chunks,
-    pipeline_schedule,
-    pipeline_transfer,
-    pipeline_flush,
-    reduce_tied_gradients,
-    pipeline_all_reduce,
-    pipeline_broadcast,
-};
+// The table: zero (every slot NULL) and then the slots this plugin fills, so
+// slots appended by later ABI minors stay NULL without touching this code.
+const dfm_strategy_v1 kStrategy = [] {
+  dfm_strategy_v1 t{};
+  t.struct_size = sizeof t;
+  t.axis = DFM_AXIS_PP;
+  t.options = kOptions;
+  t.option_count = std::size(kOptions);
+  t.validate = validate;
+  // pp pipelines the model; it places no parameters (the core stores only its
+  // stages' units, fsdp2 shards them on the dp axis) and splits no sequence or
+  // tensor. The other slots stay NULL (strategy.h: not supported).
+  t.create = create;
+  t.destroy = destroy;
+  t.pipeline_chunks = pipeline_chunks;
+  t.pipeline_schedule = pipeline_schedule;
+  t.pipeline_transfer = pipeline_transfer;
+  t.pipeline_flush = pipeline_flush;
+  t.reduce_tied_gradients = reduce_tied_gradients;
+  t.pipeline_all_reduce = pipeline_all_reduce;
+  t.pipeline_broadcast = pipeline_broadcast;
+  return t;
+}();
 
 const dfm_plugin_descriptor kDescriptor = {
     sizeof(dfm_plugin_descriptor),

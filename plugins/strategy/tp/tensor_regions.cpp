@@ -9,14 +9,7 @@ namespace dfm::tp {
 using dfm::sdk::Error;
 
 TensorRegions::TensorRegions(const dfm_host_services& host, bool sequence_parallel)
-    : host_(host), sequence_parallel_(sequence_parallel) {
-  if (host.struct_size < DFM_HOST_SERVICES_V1_EXECUTION_SIZE || !host.compute || !host.get_group)
-    throw Error(DFM_ERR_UNSUPPORTED, "the host gives no execution services (compute, groups)");
-  group_.struct_size = sizeof group_;
-  if (host.get_group(host.host, DFM_GROUP_TP, &group_) != DFM_OK) throw Error(DFM_ERR_RUNTIME, "the host has no tp group");
-  if (group_.size > 1 && (!host.comm || !group_.group))
-    throw Error(DFM_ERR_UNSUPPORTED, "tp is " + std::to_string(group_.size) + " but the host gives no comm backend");
-}
+    : host_(host), sequence_parallel_(sequence_parallel), group_(dfm::sdk::execution_group(host, DFM_GROUP_TP, "tp")) {}
 
 TensorRegions::~TensorRegions() {
   if (scratch_) host_.free(host_.host, scratch_);

@@ -134,33 +134,27 @@ dfm_status reduce_replicated_gradients(void* instance, float* grad, int64_t coun
   return dfm::sdk::guard([&] { regions(instance).reduce_replicated_gradients(grad, count); });
 }
 
-const dfm_strategy_v1 kStrategy = {
-    sizeof(dfm_strategy_v1), DFM_AXIS_TP, kOptions, std::size(kOptions), validate,
-    create,
-    destroy,
-    // tp places no parameters (the core slices them; fsdp2 shards the slices
-    // on the dp axis) and splits no attention (cp does).
-    nullptr,  // plan_unit
-    nullptr,  // bind_units
-    nullptr,  // on_unit
-    nullptr,  // finish_gradients
-    nullptr,  // reduce_grad_sum_squares
-    nullptr,  // sequence_positions
-    nullptr,  // attention_forward
-    nullptr,  // attention_backward
-    tensor_layout,
-    region,
-    tensor_all_reduce,
-    tensor_all_gather,
-    reduce_replicated_gradients,
-    nullptr,  // pipeline_chunks
-    nullptr,  // pipeline_schedule
-    nullptr,  // pipeline_transfer
-    nullptr,  // pipeline_flush
-    nullptr,  // reduce_tied_gradients
-    nullptr,  // pipeline_all_reduce
-    nullptr,  // pipeline_broadcast
-};
+// The table: zero (every slot NULL) and then the slots this plugin fills, so
+// slots appended by later ABI minors stay NULL without touching this code.
+const dfm_strategy_v1 kStrategy = [] {
+  dfm_strategy_v1 t{};
+  t.struct_size = sizeof t;
+  t.axis = DFM_AXIS_TP;
+  t.options = kOptions;
+  t.option_count = std::size(kOptions);
+  t.validate = validate;
+  // tp splits tensors; it places no parameters (the core slices them, fsdp2
+  // shards the slices on the dp axis) and splits no attention (cp does). The
+  // other slots stay NULL (strategy.h: not supported).
+  t.create = create;
+  t.destroy = destroy;
+  t.tensor_layout = tensor_layout;
+  t.region = region;
+  t.tensor_all_reduce = tensor_all_reduce;
+  t.tensor_all_gather = tensor_all_gather;
+  t.reduce_replicated_gradients = reduce_replicated_gradients;
+  return t;
+}();
 
 const dfm_plugin_descriptor kDescriptor = {
     sizeof(dfm_plugin_descriptor),

@@ -45,37 +45,19 @@ dfm_status validate(const dfm_job_shape* job) {
   });
 }
 
-const dfm_strategy_v1 kStrategy = {
-    sizeof(dfm_strategy_v1),
-    DFM_AXIS_DP,
-    kOptions,
-    sizeof kOptions / sizeof kOptions[0],
-    validate,
-    // Declaration and checks only: with NULL execution slots the host lists
-    // and validates this strategy but refuses to run a job that needs it.
-    nullptr,  // create
-    nullptr,  // destroy
-    nullptr,  // plan_unit
-    nullptr,  // bind_units
-    nullptr,  // on_unit
-    nullptr,  // finish_gradients
-    nullptr,  // reduce_grad_sum_squares
-    nullptr,  // sequence_positions
-    nullptr,  // attention_forward
-    nullptr,  // attention_backward
-    nullptr,  // tensor_layout
-    nullptr,  // region
-    nullptr,  // tensor_all_reduce
-    nullptr,  // tensor_all_gather
-    nullptr,  // reduce_replicated_gradients
-    nullptr,  // pipeline_chunks
-    nullptr,  // pipeline_schedule
-    nullptr,  // pipeline_transfer
-    nullptr,  // pipeline_flush
-    nullptr,  // reduce_tied_gradients
-    nullptr,  // pipeline_all_reduce
-    nullptr,  // pipeline_broadcast
-};
+// The table: zero (every slot NULL) and then the slots this plugin fills, so
+// slots appended by later ABI minors stay NULL without touching this code.
+const dfm_strategy_v1 kStrategy = [] {
+  dfm_strategy_v1 t{};
+  t.struct_size = sizeof t;
+  t.axis = DFM_AXIS_DP;
+  t.options = kOptions;
+  t.option_count = sizeof kOptions / sizeof kOptions[0];
+  t.validate = validate;
+  // Declaration and checks only: with every execution slot NULL the host lists
+  // and validates this strategy but refuses to run a job that needs it.
+  return t;
+}();
 
 const dfm_plugin_descriptor kDescriptor = {
     sizeof(dfm_plugin_descriptor),

@@ -111,6 +111,23 @@ class Host {
   const dfm_host_services* s_ = nullptr;
 };
 
+// The process group of `kind` that a strategy runs on, with the checks every
+// executing strategy needs first: the host gives execution services (compute,
+// groups), has the group, and gives a comm backend when the group has more
+// than one rank. `name` ("cp", "the first and last pp stages") goes into the
+// messages.
+inline dfm_group_info execution_group(const dfm_host_services& host, dfm_group_kind kind, const std::string& name) {
+  if (host.struct_size < DFM_HOST_SERVICES_V1_EXECUTION_SIZE || !host.compute || !host.get_group)
+    throw Error(DFM_ERR_UNSUPPORTED, "the host gives no execution services (compute, groups)");
+  dfm_group_info group{};
+  group.struct_size = sizeof group;
+  if (host.get_group(host.host, kind, &group) != DFM_OK) throw Error(DFM_ERR_RUNTIME, "the host has no " + name + " group");
+  if (group.size > 1 && (!host.comm || !group.group))
+    throw Error(DFM_ERR_UNSUPPORTED, "the " + name + " group has " + std::to_string(group.size) +
+                                         " ranks but the host gives no comm backend");
+  return group;
+}
+
 }  // namespace dfm::sdk
 
 // Defines the plugin's only exported symbol, returning `descriptor`.
