@@ -330,6 +330,8 @@ void GptModel::vocab_parallel_loss(SlotActivations& act, const int32_t* targets,
 }
 
 void GptModel::row_logits(int64_t row, float* out) {
+  if (!layout_.chunks.front().embedding || !layout_.chunks.front().head)
+    throw std::logic_error("GptModel::row_logits needs the whole model on this rank (no pipeline)");
   const float* logits = slot_of(0, 0).logits.data();
   const int64_t V = shape_.vocab_size;
   if (!tensor_.split()) {
