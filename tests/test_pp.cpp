@@ -143,5 +143,31 @@ TEST(PpSchedule, FewerMicroBatchesThanStagesWarnsWithTheExpectedBubble) {
       << log;
 }
 
+// The "sample at step N: ..." lines of a run's rank 0 log.
+std::vector<std::string> samples(const fs::path& dir) {
+  std::ifstream in(dir / "logs" / "rank0.log");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);)
+    if (const auto at = line.find("sample at step "); at != std::string::npos) lines.push_back(line.substr(at));
+  return lines;
+}
+
+// Sampling walks the stages (forward only, each chunk on its holder): the same
+// text as one process, with interleaved chunks and with tp inside the stages.
+TEST(PpSampling, SamplesMatchOneProcess) {
+  const std::string sampling = "--set sample.every=1 --set sample.tokens=12";
+  const fs::path one = test::fresh_dir("pp", "samples-one");
+  test::run_job(test::tiny_job(one, 2, kGlobalBatch, kGlobalBatch / 2, kShape + sampling));
+  ASSERT_FALSE(HasFatalFailure());
+  const auto expected = samples(one);
+  ASSERT_EQ(expected.size(), 2u);
+  for (const Layout& layout : {Layout{2, 4, 2}, Layout{2, 2, 1, 1, 2}}) {
+    const fs::path dir = test::fresh_dir("pp", "samples-" + layout.name());
+    test::run_job(layout.args(dir, 2, sampling));
+    ASSERT_FALSE(HasFatalFailure());
+    EXPECT_EQ(samples(dir), expected) << layout.name();
+  }
+}
+
 }  // namespace
 }  // namespace dfm

@@ -329,10 +329,10 @@ void GptModel::vocab_parallel_loss(SlotActivations& act, const int32_t* targets,
                  "cross_entropy_finish");
 }
 
-void GptModel::row_logits(int64_t row, float* out) {
-  if (!layout_.chunks.front().embedding || !layout_.chunks.front().head)
-    throw std::logic_error("GptModel::row_logits needs the whole model on this rank (no pipeline)");
-  const float* logits = slot_of(0, 0).logits.data();
+void GptModel::row_logits(int32_t chunk, int64_t row, float* out) {
+  if (!layout_.chunks[static_cast<size_t>(chunk)].head)
+    throw std::logic_error("GptModel::row_logits: chunk " + std::to_string(chunk) + " has no head");
+  const float* logits = slot_of(chunk, 0).logits.data();
   const int64_t V = shape_.vocab_size;
   if (!tensor_.split()) {
     backend_.download(out, logits + row * V, static_cast<size_t>(V) * sizeof(float));

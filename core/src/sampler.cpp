@@ -8,24 +8,18 @@
 
 namespace dfm {
 
-std::vector<int32_t> sample_tokens(ComputeBackend& backend, GptModel& model, const SampleRequest& request) {
-  const GptShape& shape = model.shape();
-  const int64_t V = shape.vocab_size;
+std::vector<int32_t> sample_tokens(const NextTokenLogits& next_token_logits, int64_t vocab_size, int64_t seq_len,
+                                   const SampleRequest& request) {
+  const int64_t V = vocab_size;
   std::vector<int32_t> context = request.prompt;
   std::vector<int32_t> generated;
   const CounterRng rng(request.seed, CounterRng::stream_id("sample") + static_cast<uint64_t>(request.step));
-  DeviceBuffer<int32_t> tokens(backend, shape.seq_len), positions(backend, shape.seq_len);
-  std::vector<int32_t> pos(static_cast<size_t>(shape.seq_len));
-  for (int64_t i = 0; i < shape.seq_len; ++i) pos[static_cast<size_t>(i)] = static_cast<int32_t>(i);
-  positions.upload(pos);
   std::vector<float> last(static_cast<size_t>(V));
   std::vector<double> p(static_cast<size_t>(V));
 
   for (int64_t n = 0; n < request.new_tokens; ++n) {
-    const int64_t T = std::min<int64_t>(static_cast<int64_t>(context.size()), shape.seq_len);
-    backend.upload(tokens.data(), context.data() + context.size() - static_cast<size_t>(T), static_cast<size_t>(T) * 4);
-    model.forward(tokens.data(), positions.data(), 1, T);
-    model.row_logits(T - 1, last.data());
+    const auto T = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(context.size()), seq_len));
+    next_token_logits(std::vector<int32_t>(context.end() - static_cast<std::ptrdiff_t>(T), context.end()), last.data());
     // softmax(logits / temperature), then inverse-CDF sampling.
     const double max_logit = *std::max_element(last.begin(), last.end());
     double total = 0;

@@ -212,17 +212,14 @@ double Trainer::global_grad_sum_squares() {
   return sum;
 }
 
-// Every rank samples (the forward may gather sharded parameters, a collective);
-// rank 0 prints.
+// Every rank samples (the forward may gather sharded parameters, a
+// collective, and walks the pipeline's stages); rank 0 prints.
 void Trainer::print_sample(int64_t step) {
-  if (pipeline().stages() > 1) {  // the sampler runs the whole model on one rank
-    if (runtime_.is_rank0() && step == s_.sample_every)
-      LOG(WARNING) << "sample.every: sampling needs the whole model on one rank; skipped under pipeline parallel";
-    return;
-  }
   SampleRequest request{encode_prompt(s_.sample_prompt, s_.shape.vocab_size), s_.sample_tokens, s_.sample_temperature,
                         s_.seed, step};
-  const auto generated = sample_tokens(backend_, model_, request);
+  const auto generated = sample_tokens([this](const std::vector<int32_t>& window,
+                                              float* logits) { next_token_logits(window, logits); },
+                                       s_.shape.vocab_size, s_.shape.seq_len, request);
   if (runtime_.is_rank0())
     LOG(INFO) << "sample at step " << step << ": " << decode_tokens(request.prompt, s_.shape.vocab_size) << "|"
               << decode_tokens(generated, s_.shape.vocab_size);

@@ -9,6 +9,7 @@
 // averaged over the steps after the first) when the run ends.
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <numeric>
 #include <stdexcept>
 #include <vector>
@@ -127,6 +128,50 @@ double Trainer::run_schedule(int64_t step, dfm_step_info& info) {
   pipeline().flush();
   activation_sets_peak_ = slots.peak();
   return loss_sum;
+}
+
+// A forward-only pass for sampling: the chunks in model order, each run by
+// the stage that holds it on slot 0 (no step is in flight), its output — and
+// at the end the last token's logits — broadcast over the stages so the next
+// holder (and every rank's sampler) has it. Sequence parallel is off for
+// forward-only passes, so any window length works. Without a pipeline it is
+// one forward of the whole model.
+void Trainer::next_token_logits(const std::vector<int32_t>& window, float* logits) {
+  const auto T = static_cast<int64_t>(window.size());
+  const int64_t C = s_.shape.d_model, V = s_.shape.vocab_size;
+  DeviceBuffer<int32_t> tokens(backend_, T), positions(backend_, T);
+  tokens.upload(window);
+  std::vector<int32_t> where(static_cast<size_t>(T));
+  std::iota(where.begin(), where.end(), 0);
+  positions.upload(where);
+  struct Placed {
+    int32_t stage, chunk;
+    ModelChunk blocks;
+  };
+  std::vector<Placed> order;
+  for (int32_t s = 0; s < pipeline().stages(); ++s)
+    for (size_t c = 0; c < pipeline().chunks(s).size(); ++c)
+      order.push_back({s, static_cast<int32_t>(c), pipeline().chunks(s)[c]});
+  std::sort(order.begin(), order.end(),
+            [](const Placed& a, const Placed& b) { return a.blocks.first_layer < b.blocks.first_layer; });
+
+  DeviceBuffer<float> carry(backend_, std::max(T * C, V));  // the stream between chunks, then the logits
+  for (const Placed& p : order) {
+    const bool mine = p.stage == pipeline().stage();
+    if (mine) {
+      const auto bytes = static_cast<size_t>(T * C) * sizeof(float);
+      if (!p.blocks.embedding) backend_.copy(model_.chunk_input(p.chunk, 0), carry.data(), bytes);
+      model_.forward_chunk(p.chunk, 0, tokens.data(), positions.data(), 1, T, nullptr);
+      if (p.blocks.head) {
+        model_.row_logits(p.chunk, T - 1, logits);
+        backend_.upload(carry.data(), logits, static_cast<size_t>(V) * sizeof(float));
+      } else {
+        backend_.copy(carry.data(), model_.chunk_output(p.chunk, 0), bytes);
+      }
+    }
+    pipeline().broadcast(p.stage, carry.data(), p.blocks.head ? V : T * C);
+  }
+  backend_.download(logits, carry.data(), static_cast<size_t>(V) * sizeof(float));
 }
 
 // Each rank writes its trace; rank 0 merges them into one file and reports

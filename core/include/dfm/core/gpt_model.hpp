@@ -85,9 +85,10 @@ class GptModel {
   const float* loss(const int32_t* targets, float grad_scale) { return chunk_loss(0, 0, targets, grad_scale); }
   // Needs forward and loss first; `tokens` are the forward's, whose positions it kept.
   void backward(const int32_t* tokens, const dfm_step_info* step = nullptr) { backward_chunk(0, 0, tokens, step); }
-  // The whole vocabulary's logits of `row` of the last whole-model forward
-  // (before loss), into host memory (vocab_size floats). Collective under a tensor split.
-  void row_logits(int64_t row, float* out);
+  // The whole vocabulary's logits of `row` of the last forward of the head's
+  // `chunk` in slot 0 (before loss), into host memory (vocab_size floats).
+  // Collective under a tensor split.
+  void row_logits(int32_t chunk, int64_t row, float* out);
 
   const GptShape& shape() const { return shape_; }
   const ModelLayout& layout() const { return layout_; }

@@ -3,11 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
-
-#include "dfm/core/compute_backend.hpp"
-#include "dfm/core/gpt_model.hpp"
 
 namespace dfm {
 
@@ -19,8 +17,14 @@ struct SampleRequest {
   int64_t step = 0;
 };
 
-// Token ids after the prompt. The context is the last seq_len tokens.
-std::vector<int32_t> sample_tokens(ComputeBackend& backend, GptModel& model, const SampleRequest& request);
+// The model's logits (vocab_size floats, host memory) for the token after
+// `window` (1..seq_len token ids): one forward pass, however the model is laid out.
+using NextTokenLogits = std::function<void(const std::vector<int32_t>& window, float* logits)>;
+
+// Token ids after the prompt, drawn from softmax(logits / temperature). The
+// context is the last seq_len tokens.
+std::vector<int32_t> sample_tokens(const NextTokenLogits& next_token_logits, int64_t vocab_size, int64_t seq_len,
+                                   const SampleRequest& request);
 
 // The prompt text as token ids: bytes for a byte vocabulary (256), otherwise
 // whitespace-separated ids ("50256 464 3290"); a prompt with no ids gives {0}.

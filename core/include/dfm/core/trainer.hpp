@@ -65,6 +65,8 @@ class Trainer {
   // values (host) summed over the pipeline stages, in place.
   void sum_over_stages(double* values, size_t count);
   void print_sample(int64_t step);
+  // One forward-only pass of the whole model over `window` (trainer_schedule.cpp).
+  void next_token_logits(const std::vector<int32_t>& window, float* logits);
   void export_final();
   void write_trace();
   // Checkpoints (checkpoint.hpp): resume() returns the first step to run.
