@@ -54,10 +54,12 @@ struct ComputeBackend {
 // One backend context; destroyed with the object.
 class Device {
  public:
-  explicit Device(const ComputeBackend& backend, int64_t threads = 1) : backend_(backend) {
+  explicit Device(const ComputeBackend& backend, int64_t threads = 1, dfm_precision precision = DFM_PRECISION_FP32)
+      : backend_(backend) {
     dfm_compute_options options{};
     options.struct_size = sizeof options;
     options.threads = threads;
+    options.precision = precision;
     if (backend_.api->create(&options, &ctx_) != DFM_OK)
       throw std::runtime_error(std::string("create failed: ") + backend_.last_error());
   }

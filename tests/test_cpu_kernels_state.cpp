@@ -176,6 +176,24 @@ void expect_invalid(const ComputeBackend& backend, dfm_status status, const std:
   EXPECT_NE(text.find(argument), std::string::npos) << text;
 }
 
+// backend.precision = "bf16" is the cuda backend's; the cpu backend says so
+// at create (and a precision that is no dfm_precision is an invalid argument).
+TEST_F(CpuKernels, CreateRefusesBf16NamingTheKey) {
+  dfm_compute_options options{};
+  options.struct_size = sizeof options;
+  options.threads = 1;
+  options.precision = DFM_PRECISION_BF16;
+  void* refused = nullptr;
+  EXPECT_EQ(api.create(&options, &refused), DFM_ERR_UNSUPPORTED);
+  EXPECT_EQ(refused, nullptr);
+  const std::string text = backend.last_error();
+  EXPECT_NE(text.find("precision bf16 is not offered"), std::string::npos) << text;
+  EXPECT_NE(text.find("backend.precision"), std::string::npos) << text;
+  options.precision = static_cast<int32_t>(7);
+  EXPECT_EQ(api.create(&options, &refused), DFM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(backend.last_error()).find("'precision' is 7"), std::string::npos) << backend.last_error();
+}
+
 TEST_F(CpuKernels, BadArgumentsAreRefusedWithAMessage) {
   float x[4] = {};
   dfm_matmul_desc mm{};

@@ -162,6 +162,50 @@ TEST_F(CudaKernels, MatmulMatchesCpu) {
   }
 }
 
+// backend.precision = "bf16": the GEMM's inputs are rounded to bf16 (unit
+// roundoff u = 2^-9) and accumulated in fp32, so each element is within
+// (2u + u^2) sum_i |a_i b_i| (plus fp32's k 2^-24 of the same) of the exact
+// product — and, on random inputs, clearly farther from it than fp32 is
+// (which proves the bf16 path ran).
+TEST_F(CudaKernels, Bf16MatmulIsWithinBf16RoundingOfTheExactProduct) {
+  const int64_t m = 64, n = 96, k = 256;
+  const auto a_host = random_floats(m * k, 450), b_host = random_floats(k * n, 451);
+  const Device bf16(Plugins::get().cuda_backend, 1, DFM_PRECISION_BF16);
+  Buffer<float> a(bf16, a_host), b(bf16, b_host), c(bf16, std::vector<float>(m * n, kNaN));
+  dfm_matmul_desc d{};
+  d.struct_size = sizeof d;
+  d.m = m;
+  d.n = n;
+  d.k = k;
+  d.alpha = 1.0f;
+  d.a = a.data();
+  d.lda = k;
+  d.b = b.data();
+  d.ldb = n;
+  d.c = c.data();
+  d.ldc = n;
+  d.batch = 1;
+  DFM_ASSERT_OK(bf16, bf16.api().matmul(bf16.ctx(), &d));
+  const auto got = c.read();
+  const double u = std::ldexp(1.0, -9);
+  double worst_ratio = 0, largest_error = 0;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double exact = 0, magnitude = 0;
+      for (int64_t p = 0; p < k; ++p) {
+        const double term = static_cast<double>(a_host[i * k + p]) * b_host[p * n + j];
+        exact += term;
+        magnitude += std::abs(term);
+      }
+      const double error = std::abs(got[i * n + j] - exact);
+      const double bound = (2 * u + u * u + static_cast<double>(k) * std::ldexp(1.0, -24)) * magnitude + 1e-30;
+      worst_ratio = std::max(worst_ratio, error / bound);
+      largest_error = std::max(largest_error, error);
+    }
+  EXPECT_LE(worst_ratio, 1.0) << "an element is outside the bf16 rounding bound";
+  EXPECT_GT(largest_error, 1e-4) << "no bf16 rounding visible: the GEMM ran in fp32";
+}
+
 TEST_F(CudaKernels, ElementwiseKernelsMatchCpu) {
   for (const int64_t count : {int64_t{1}, int64_t{17}, int64_t{65}, int64_t{100003}}) {
     SCOPED_TRACE(count);

@@ -6,7 +6,8 @@
 
 namespace dfm {
 
-ComputeBackend::ComputeBackend(const LoadedPlugin& plugin, int64_t threads, int64_t device_index)
+ComputeBackend::ComputeBackend(const LoadedPlugin& plugin, int64_t threads, int64_t device_index,
+                               dfm_precision precision)
     : descriptor_(plugin.descriptor),
       table_(static_cast<const dfm_compute_v1*>(plugin.descriptor->table)),
       name_(plugin.name) {
@@ -15,10 +16,15 @@ ComputeBackend::ComputeBackend(const LoadedPlugin& plugin, int64_t threads, int6
     throw std::runtime_error(name_ + " backend: " + plugin.unavailable_reason);
   if (table_->struct_size < DFM_COMPUTE_V1_SIZE)
     throw std::runtime_error("compute backend '" + name_ + "' has a table older than ABI 1.0");
+  // A backend built before ABI 1.1 cannot read the precision: it computes fp32 only.
+  if (precision != DFM_PRECISION_FP32 && table_->struct_size < DFM_COMPUTE_V1_1_SIZE)
+    throw std::runtime_error("compute backend '" + name_ + "' predates backend.precision (ABI 1.1) and computes fp32 "
+                             "only; set backend.precision = \"fp32\"");
   dfm_compute_options options{};
   options.struct_size = sizeof options;
   options.threads = threads;
   options.device_index = device_index;
+  options.precision = precision;
   check(table_->create(&options, &ctx_), "create");
 }
 

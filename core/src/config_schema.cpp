@@ -93,7 +93,10 @@ const std::vector<KeySpec>& Config::core_schema() {
       {.key = "backend.comm", .type = T::String, .default_toml = "\"gloo\"",
        .doc = "Communication backend plugin: gloo, nccl, or the name of a third-party plugin."},
       {.key = "backend.precision", .type = T::String, .default_toml = "\"fp32\"",
-       .doc = "Arithmetic precision of the compute backend.", .choices = {"fp32", "bf16"}},
+       .doc = "Arithmetic of the compute backend. fp32: every kernel in fp32. bf16 (cuda): matmuls on bf16 "
+              "tensor cores with fp32 accumulation; weights, gradients, optimizer state, activations in memory "
+              "and reductions stay fp32. The cpu backend offers fp32 only.",
+       .choices = {"fp32", "bf16"}},
       {.key = "backend.threads", .type = T::Int, .default_toml = "0",
        .doc = "CPU threads per process; 0 means the cores this process may use, shared evenly by the ranks on its machine.", .min = 0},
       {.key = "backend.comm_timeout_s", .type = T::Float, .default_toml = "300.0",

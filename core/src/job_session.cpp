@@ -76,7 +76,10 @@ JobSession::JobSession(const Config& config, const JobPlan& plan, HostContext& h
                                                    " ranks but the layout needs " + std::to_string(plan.layout.world)));
   host_.set_rank(rank_);
   const auto timeout_ms = static_cast<int64_t>(config.get_float("backend.comm_timeout_s") * 1000);
-  backend_ = std::make_unique<ComputeBackend>(*plan.compute, threads_for_rank(threads, env.local_world), env.local_rank);
+  const dfm_precision precision =
+      config.get_string("backend.precision") == "bf16" ? DFM_PRECISION_BF16 : DFM_PRECISION_FP32;
+  backend_ = std::make_unique<ComputeBackend>(*plan.compute, threads_for_rank(threads, env.local_world), env.local_rank,
+                                              precision);
   scalar_scratch_ = std::make_unique<DeviceBuffer<float>>(*backend_, 16);
   if (plan.layout.world > 1) {
     connect(env, timeout_ms);

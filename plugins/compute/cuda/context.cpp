@@ -47,7 +47,8 @@ unsigned grid_for(int64_t count, int threads) {
 dfm_status create(const dfm_compute_options* options, void** ctx) {
   return sdk::guard([&] {
     const sdk::KernelArgs checks("cuda", "create");
-    const int64_t device = sdk::validate_create(checks, options, ctx).device_index;
+    const dfm_compute_options checked = sdk::validate_create(checks, options, ctx);
+    const int64_t device = checked.device_index;
     int devices = 0;
     const cudaError_t counted = cudaGetDeviceCount(&devices);
     if (counted != cudaSuccess)
@@ -58,6 +59,7 @@ dfm_status create(const dfm_compute_options* options, void** ctx) {
 
     auto context = std::make_unique<Context>();
     context->device = static_cast<int>(device);
+    context->bf16_matmul = checked.precision == DFM_PRECISION_BF16;
     const Args args("create", context.get());  // makes the device current
     int shared_optin = 0;
     args.cuda(cudaDeviceGetAttribute(&shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, context->device),
@@ -66,7 +68,8 @@ dfm_status create(const dfm_compute_options* options, void** ctx) {
     args.cuda(cudaStreamCreateWithFlags(&context->stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
     args.blas(cublasCreate(&context->blas), "cublasCreate");
     args.blas(cublasSetStream(context->blas, context->stream), "cublasSetStream");
-    // fp32 GEMMs stay fp32: no TF32 tensor cores (the numerics contract is fp32 == cpu within 1e-5).
+    // fp32 GEMMs stay fp32: no TF32 tensor cores (the numerics contract is fp32 == cpu within 1e-5);
+    // bf16 asks for them per call (gemm.cu).
     args.blas(cublasSetMathMode(context->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
     args.cuda(cudaMalloc(&context->sum_partials, kSumSquaresBlocks * sizeof(double)), "cudaMalloc");
     args.cuda(cudaMalloc(&context->bad_target, sizeof(BadTarget)), "cudaMalloc");

@@ -36,6 +36,8 @@ struct Context {
   size_t max_shared_bytes = 0;  // dynamic shared memory one block may opt in to
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
+  // backend.precision = "bf16": GEMMs may round inputs to bf16 (tensor cores), accumulating in fp32.
+  bool bf16_matmul = false;
   double* sum_partials = nullptr;  // [kSumSquaresBlocks], device
   BadTarget* bad_target = nullptr;  // device
   bool targets_unchecked = false;   // a cross entropy ran since synchronize last looked at bad_target

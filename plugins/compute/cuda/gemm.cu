@@ -1,4 +1,7 @@
-// matmul: cuBLAS fp32 GEMM (no TF32), one strided-batched call.
+// matmul: one strided-batched cuBLAS GEMM on fp32 storage — computed in fp32
+// (no TF32), or with backend.precision = "bf16" on bf16 tensor cores
+// (CUBLAS_COMPUTE_32F_FAST_16BF: inputs rounded to bf16, fp32 accumulation
+// and output, the mixed-precision GEMM of Micikevicius et al. 2018).
 // cuBLAS is column-major; a row-major matrix X (rows x cols, leading
 // dimension ldx) is the column-major X^T with the same leading dimension. So
 // the row-major C = op(A) op(B) is computed as the column-major
@@ -39,6 +42,15 @@ dfm_status matmul(void* ctx, const dfm_matmul_desc* desc) {
       return;
     }
     // cuBLAS never reads C when beta = 0 (BLAS semantics), so NaNs there are ignored.
+    if (args.context().bf16_matmul) {
+      args.blas(cublasGemmStridedBatchedEx_64(
+                    args.context().blas, d.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, d.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                    d.n, d.m, d.k, &d.alpha, d.b, CUDA_R_32F, d.ldb, batched ? d.stride_b : 0, d.a, CUDA_R_32F, d.lda,
+                    batched ? d.stride_a : 0, &d.beta, d.c, CUDA_R_32F, d.ldc, batched ? d.stride_c : 0, d.batch,
+                    CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT),
+                "cublasGemmStridedBatchedEx_64 (bf16 tensor cores)");
+      return;
+    }
     args.blas(cublasSgemmStridedBatched_64(args.context().blas, d.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                            d.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, d.n, d.m, d.k, &d.alpha, d.b, d.ldb,
                                            batched ? d.stride_b : 0, d.a, d.lda, batched ? d.stride_a : 0, &d.beta,

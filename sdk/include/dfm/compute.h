@@ -38,10 +38,21 @@ typedef enum dfm_copy_kind {
   DFM_COPY_DEVICE_TO_DEVICE = 2
 } dfm_copy_kind;
 
+/* [backend] precision. Storage is fp32 either way: parameters (the master
+ * weights), gradients, optimizer state, activations in the core's buffers and
+ * every reduction. */
+typedef enum dfm_precision {
+  DFM_PRECISION_FP32 = 0, /* every kernel computes in fp32 */
+  DFM_PRECISION_BF16 = 1  /* matmuls may round their inputs to bf16 and accumulate in fp32 (tensor cores) */
+} dfm_precision;
+
 typedef struct dfm_compute_options {
   size_t struct_size;
   int64_t threads;      /* host threads the backend may use; 0 = every core this process may use */
   int64_t device_index; /* which accelerator (LOCAL_RANK); ignored by "cpu" */
+  /* ABI 1.1: a dfm_precision. A backend that does not offer it fails create
+   * with DFM_ERR_UNSUPPORTED and a message naming backend.precision. */
+  int32_t precision;
 } dfm_compute_options;
 
 #define DFM_COMPUTE_OPTIONS_V1_SIZE DFM_STRUCT_SIZE(dfm_compute_options, device_index)

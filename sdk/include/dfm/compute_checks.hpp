@@ -134,7 +134,9 @@ inline dfm_compute_options validate_create(const KernelArgs& args, const dfm_com
     args.struct_size("options", options->struct_size, DFM_COMPUTE_OPTIONS_V1_SIZE);
     std::memcpy(&known, options, std::min(options->struct_size, sizeof known));
   }
-  known.struct_size = sizeof known;
+  known.struct_size = sizeof known;  // fields past the caller's struct_size read as 0 (fp32)
+  if (known.precision != DFM_PRECISION_FP32 && known.precision != DFM_PRECISION_BF16)
+    args.fail("'precision' is " + std::to_string(known.precision) + ", not a dfm_precision");
   return known;
 }
 

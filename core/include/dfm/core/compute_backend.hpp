@@ -20,7 +20,8 @@ struct LoadedPlugin;
 class ComputeBackend {
  public:
   // `plugin` must be a loaded compute plugin; threads 0 = all cores.
-  ComputeBackend(const LoadedPlugin& plugin, int64_t threads, int64_t device_index);
+  ComputeBackend(const LoadedPlugin& plugin, int64_t threads, int64_t device_index,
+                 dfm_precision precision = DFM_PRECISION_FP32);
   ~ComputeBackend();
   ComputeBackend(const ComputeBackend&) = delete;
   ComputeBackend& operator=(const ComputeBackend&) = delete;
