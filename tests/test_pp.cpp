@@ -122,6 +122,16 @@ TEST(PpSchedule, EachRankRunsOneFOneBAndStageZeroHoldsAtMostPpMicroBatches) {
     EXPECT_EQ(traced_order(dir, r, expected.size()), expected) << "rank " << r;
   }
   EXPECT_TRUE(fs::exists(dir / "trace" / "trace.json"));
+  // The last stage waits for every activation: receive spans, drawn as idle on its compute lane.
+  int receives = 0, idle = 0, sends = 0;
+  for (const TraceSpan& s : read_trace(trace_file(dir / "trace", layout.pp - 1))) {
+    receives += s.kind == SpanKind::Recv ? 1 : 0;
+    sends += s.kind == SpanKind::Send ? 1 : 0;
+    idle += s.name == "idle" && s.lane == 0 ? 1 : 0;
+  }
+  EXPECT_EQ(receives, 2 * static_cast<int>(layout.micro_batches)) << "2 steps x m activations";
+  EXPECT_EQ(idle, receives);
+  EXPECT_EQ(sends, receives) << "a gradient back per activation";
   // Counted while the step ran: 1F1B keeps pp micro-batches in flight on
   // stage 0 (GPipe's all-forwards-first would keep all m = 8).
   const auto m = test::read_metrics(dir).back();

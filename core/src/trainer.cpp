@@ -53,7 +53,11 @@ Trainer::Trainer(const TrainSettings& settings, ComputeBackend& backend, JobRunt
   for (size_t i = 0; i < positions.size(); ++i)
     positions[i] = static_cast<int32_t>(local_positions_[i % local_positions_.size()]);
   positions_.upload(positions);
-  if (s_.trace) trace_ = std::make_unique<TraceWriter>(runtime_.rank);
+  if (s_.trace) {
+    trace_ = std::make_unique<TraceWriter>(runtime_.rank);
+    trace_->name_lane(0, "compute");
+    trace_->name_lane(1, "send / receive");
+  }
 }
 
 std::vector<bool> Trainer::held_units(const Pipeline& pipeline, int64_t n_layer) {

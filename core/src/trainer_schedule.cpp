@@ -120,8 +120,12 @@ double Trainer::run_schedule(int64_t step, dfm_step_info& info) {
     }
     if (trace_) {
       const bool compute = a.op == DFM_PIPELINE_FORWARD || a.op == DFM_PIPELINE_BACKWARD;
-      trace_->record({span_name(a.op), span_kind(a.op), runtime_.rank, compute ? 0 : 1, start_us,
-                      TraceWriter::now_us() - start_us, a.micro_batch, a.chunk});
+      const double duration_us = TraceWriter::now_us() - start_us;
+      trace_->record({span_name(a.op), span_kind(a.op), runtime_.rank, compute ? 0 : 1, start_us, duration_us,
+                      a.micro_batch, a.chunk});
+      // A receive is where the compute lane waits: the bubble, drawn on it.
+      if (span_kind(a.op) == SpanKind::Recv)
+        trace_->record({"idle", SpanKind::Other, runtime_.rank, 0, start_us, duration_us, a.micro_batch, a.chunk});
     }
     if (releases_slot(a, chunk)) slots.release(a.chunk, a.micro_batch);
   }
@@ -186,8 +190,12 @@ void Trainer::write_trace() {
   std::vector<std::filesystem::path> files;
   for (int64_t r = 0; r < runtime_.world; ++r) files.push_back(trace_file(dir, r));
   merge_traces(files, dir / "trace.json");
-  const size_t per_step = schedule_.size();
   const auto& spans = trace_->spans();
+  // Spans of one step: every action, and an idle span per receive.
+  const size_t per_step = schedule_.size() + static_cast<size_t>(std::count_if(
+                                                 schedule_.begin(), schedule_.end(), [](const PipelineAction& a) {
+                                                   return span_kind(a.op) == SpanKind::Recv;
+                                                 }));
   std::vector<double> bubbles;
   for (size_t begin = per_step; begin + per_step <= spans.size(); begin += per_step)
     bubbles.push_back(bubble_fraction({spans.begin() + static_cast<std::ptrdiff_t>(begin),
