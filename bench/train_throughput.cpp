@@ -2,7 +2,11 @@
 // machine's own single-precision GEMM rate measured in the same run.
 //
 //   bench_train_throughput [--layers 12 --d-model 768 --heads 12 --vocab 50257
-//                           --seq 256 --batch 4 --steps 6 --threads 0 --compute cpu]
+//                           --seq 256 --batch 4 --steps 6 --threads 0 --compute cpu
+//                           --precision fp32|bf16 --peak-tflops P]
+//
+// With --peak-tflops (the device's dense peak at the precision used, e.g.
+// 989 for bf16 on an H100 SXM) it also prints the model FLOPs utilisation.
 //
 // Model FLOPs per token follow PaLM (Chowdhery et al. 2022, appendix B):
 // 6 N + 12 L C T, where N counts every parameter that takes part in a matmul
@@ -24,26 +28,15 @@
 #include "dfm/core/host_services.hpp"
 #include "dfm/core/optimizer.hpp"
 #include "dfm/core/plugin_registry.hpp"
+#include "bench_flags.hpp"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-const char* text_flag(int argc, char** argv, const char* name, const char* fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
-  return fallback;
-}
-
-int64_t flag(int argc, char** argv, const char* name, int64_t fallback) {
-  const char* value = text_flag(argc, argv, name, nullptr);
-  return value ? std::atoll(value) : fallback;
-}
+using dfm::bench::flag;
+using dfm::bench::float_flag;
+using dfm::bench::median;
+using dfm::bench::text_flag;
 
 // GFLOP/s of the backend's matmul on a square-ish GEMM of the model's own size.
 double gemm_gflops(dfm::ComputeBackend& backend, int64_t m, int64_t n, int64_t k) {
@@ -93,7 +86,12 @@ int run(int argc, char** argv) {
                  compute.c_str());
     return 1;
   }
-  dfm::ComputeBackend backend(*plugin, threads, 0);
+  const std::string precision = text_flag(argc, argv, "--precision", "fp32");
+  if (precision != "fp32" && precision != "bf16") {
+    std::fprintf(stderr, "bench: --precision is '%s', expected fp32 or bf16\n", precision.c_str());
+    return 1;
+  }
+  dfm::ComputeBackend backend(*plugin, threads, 0, precision == "bf16" ? DFM_PRECISION_BF16 : DFM_PRECISION_FP32);
   dfm::LocalPlacement placement;
   dfm::GptParams params(backend, shape, placement);
   params.initialise(1);
@@ -132,7 +130,7 @@ int run(int argc, char** argv) {
   const double tokens_per_s = static_cast<double>(rows) / step;
   const double model_gflops = tokens_per_s * flops_per_token / 1e9;
   const double gemm = gemm_gflops(backend, rows, 4 * shape.d_model, shape.d_model);
-  std::printf("backend: %s\n", compute.c_str());
+  std::printf("backend: %s, %s\n", compute.c_str(), precision.c_str());
   std::printf("model: %lld layers, d_model %lld, %lld heads, vocab %lld, seq %lld, batch %lld (%.1fM parameters)\n",
               static_cast<long long>(shape.n_layer), static_cast<long long>(shape.d_model),
               static_cast<long long>(shape.n_head), static_cast<long long>(shape.vocab_size),
@@ -144,6 +142,8 @@ int run(int argc, char** argv) {
   std::printf("GEMM rate (%lld x %lld x %lld, same run): %.1f GFLOP/s\n", static_cast<long long>(rows),
               static_cast<long long>(4 * shape.d_model), static_cast<long long>(shape.d_model), gemm);
   std::printf("end-to-end fraction of the GEMM rate: %.1f%%\n", 100.0 * model_gflops / gemm);
+  if (const double peak = float_flag(argc, argv, "--peak-tflops", 0.0); peak > 0)
+    std::printf("MFU: %.1f%% of %.0f TFLOP/s\n", model_gflops / (peak * 1e3) * 100.0, peak);
   return 0;
 }
 

@@ -5,7 +5,9 @@
 #      nccl comm plugin on groups of one GPU (test_nccl);
 #   2. GPT training on cuda fp32 against cpu: per-step loss over 20 steps;
 #   3. the exported model against Hugging Face transformers (if torch is there);
-#   4. throughput of GPT-2 124M and 350M shapes at seq_len 1024.
+#   4. throughput of GPT-2 124M and 350M shapes at seq_len 1024, fp32 and bf16
+#      (bf16 with the MFU against the GPU's bf16 dense peak when the GPU is known);
+#   5. causal attention forward+backward TFLOP/s at seq 4K, head_dim 64 and 128.
 # Prints a short table at the end. Usage: tools/gpu-check.sh BUNDLE_DIR
 set -uo pipefail
 bundle=$(cd "${1:?usage: tools/gpu-check.sh BUNDLE_DIR}" && pwd)
@@ -78,15 +80,35 @@ else
   note "export vs transformers" "SKIPPED (no torch/transformers here)"
 fi
 
-echo "== 4. throughput (fp32)"
-bench() {  # name args...
-  local name=$1
-  shift
-  "$bundle/bin/bench_train_throughput" --compute cuda "$@" | tee "$work/bench-$name.txt"
-  note "$name tokens/s" "$(sed -n 's/^tokens\/s: //p' "$work/bench-$name.txt") ($(sed -n 's/^model FLOP\/s: \([0-9.]*\) GFLOP.*/\1 GFLOP\/s/p' "$work/bench-$name.txt"))"
+echo "== 4. throughput"
+# bf16 dense tensor-core peak (TFLOP/s, NVIDIA data sheets) of the GPU, for the MFU.
+gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
+case "$gpu_name" in
+  *H100*PCIe*) peak=756 ;;
+  *H100* | *H200* | *GH200*) peak=989 ;;
+  *A100*) peak=312 ;;
+  *L40S*) peak=362 ;;
+  *) peak=0 ;;
+esac
+bench() {  # name peak-tflops (0: no MFU) args...
+  local name=$1 peak_tflops=$2
+  shift 2
+  "$bundle/bin/bench_train_throughput" --compute cuda --peak-tflops "$peak_tflops" "$@" | tee "$work/bench-$name.txt"
+  local mfu
+  mfu=$(sed -n 's/^MFU: \([0-9.]*%\).*/, MFU \1/p' "$work/bench-$name.txt")
+  note "$name tokens/s" "$(sed -n 's/^tokens\/s: //p' "$work/bench-$name.txt") ($(sed -n 's/^model FLOP\/s: \([0-9.]*\) GFLOP.*/\1 GFLOP\/s/p' "$work/bench-$name.txt")$mfu)"
 }
-bench "GPT-2 124M seq 1024 b8" --seq 1024 --batch 8 --steps 5
-bench "GPT-2 350M seq 1024 b8" --layers 24 --d-model 1024 --heads 16 --seq 1024 --batch 8 --steps 5
+bench "GPT-2 124M seq 1024 b8 fp32" 0 --seq 1024 --batch 8 --steps 5
+bench "GPT-2 350M seq 1024 b8 fp32" 0 --layers 24 --d-model 1024 --heads 16 --seq 1024 --batch 8 --steps 5
+bench "GPT-2 124M seq 1024 b8 bf16" "$peak" --seq 1024 --batch 8 --steps 5 --precision bf16
+bench "GPT-2 350M seq 1024 b8 bf16" "$peak" --layers 24 --d-model 1024 --heads 16 --seq 1024 --batch 8 --steps 5 --precision bf16
+
+echo "== 5. attention, causal, seq 4096"
+for head_dim in 64 128; do
+  "$bundle/bin/bench_attention_throughput" --compute cuda --seq 4096 --heads $((1024 / head_dim)) \
+    --head-dim "$head_dim" --batch 4 --reps 5 | tee "$work/attention-$head_dim.txt"
+  note "attention fwd+bwd head_dim $head_dim" "$(sed -n 's/^forward+backward: //p' "$work/attention-$head_dim.txt")"
+done
 
 echo
 echo "== summary"
