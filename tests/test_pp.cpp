@@ -179,5 +179,24 @@ TEST(PpSampling, SamplesMatchOneProcess) {
   }
 }
 
+// fsdp2 (ZeRO-3) under pp gathers each of the stage's units once per step,
+// not once per micro-batch and pass: per step, stage 0 (units 0, 1 and 2 of
+// 4 blocks) sends for each unit one all-gather and m reduce-scatters of its
+// shard (n = 2: (n-1) shard bytes each), plus the loss and gradient norm
+// reductions (3 floats, ring all-reduce).
+TEST(PpFsdp2, UnitsStayGatheredForTheWholeStep) {
+  const Layout layout{2, 4, 1, 2};
+  const fs::path dir = test::fresh_dir("pp", "fsdp2-gathered");
+  test::run_job(layout.args(dir, 2));
+  ASSERT_FALSE(HasFatalFailure());
+  const int64_t C = 32, V = 256, T = 32;
+  auto shard = [](int64_t numel) { return (numel + 1) / 2; };  // dp 2, zero-padded to an even count
+  const int64_t block = 12 * C * C + 13 * C;
+  const int64_t shards = shard(V * C + T * C + 2 * C) + 2 * shard(block);
+  const double expected = 4.0 * static_cast<double>((1 + layout.micro_batches) * shards + 3);
+  const auto m = test::read_metrics(dir).back();
+  EXPECT_NEAR(m["comm_bytes"]["dp"].get<double>(), expected, 0.01 * expected);
+}
+
 }  // namespace
 }  // namespace dfm

@@ -16,16 +16,12 @@ Sharding parse_sharding(const std::string& name) {
   throw Error(DFM_ERR_CONFIG, "unknown sharding '" + name + "'");
 }
 
-Engine::Engine(const dfm_host_services& host, Sharding sharding, bool reshard_after_forward)
-    : host_(host), sharding_(sharding), reshard_after_forward_(reshard_after_forward) {
-  if (host.struct_size < DFM_HOST_SERVICES_V1_EXECUTION_SIZE || !host.compute || !host.get_group)
-    throw Error(DFM_ERR_UNSUPPORTED, "the host gives no execution services (compute, groups)");
-  dp_.struct_size = sizeof dp_;
-  if (host.get_group(host.host, DFM_GROUP_DP_CP, &dp_) != DFM_OK)
-    throw Error(DFM_ERR_RUNTIME, "the host has no data-parallel (dp x cp) process group");
-  if (dp_.size > 1 && (!host.comm || !dp_.group))
-    throw Error(DFM_ERR_UNSUPPORTED, "dp is " + std::to_string(dp_.size) + " but the host gives no comm backend");
-}
+Engine::Engine(const dfm_host_services& host, Sharding sharding, bool reshard_after_forward, bool keep_within_step)
+    : host_(host),
+      sharding_(sharding),
+      reshard_after_forward_(reshard_after_forward && !keep_within_step),
+      keep_within_step_(keep_within_step),
+      dp_(dfm::sdk::execution_group(host, DFM_GROUP_DP_CP, "data-parallel (dp x cp)")) {}
 
 Engine::~Engine() {
   // Let in-flight collectives finish before their buffers go away; errors no
@@ -239,7 +235,7 @@ void Engine::on_unit(int32_t index, dfm_unit_event event, const dfm_step_info* s
       reduce_gradients(index, step);
       if (state_[static_cast<size_t>(index)].reduce.work) reducing_ = index;
       if (previous >= 0 && previous != index) complete_reduce(previous);  // it overlapped this unit's backward
-      if (sharding_ == Sharding::Full) release_params(index);
+      if (sharding_ == Sharding::Full && !keep_within_step_) release_params(index);
       break;
     }
     case DFM_UNIT_PARAMS_UPDATED:

@@ -38,7 +38,11 @@ Sharding parse_sharding(const std::string& name);
 
 class Engine {
  public:
-  Engine(const dfm_host_services& host, Sharding sharding, bool reshard_after_forward);
+  // keep_within_step: ZeRO-3 keeps each unit gathered from its first use in
+  // a step to the optimizer step (pipeline parallel interleaves the
+  // micro-batches' forwards and backwards, which would gather every unit
+  // again for each; torchtitan turns resharding off under pp likewise).
+  Engine(const dfm_host_services& host, Sharding sharding, bool reshard_after_forward, bool keep_within_step);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -81,6 +85,7 @@ class Engine {
   const dfm_host_services& host_;
   Sharding sharding_;
   bool reshard_after_forward_;
+  bool keep_within_step_;
   dfm_group_info dp_{};
   dfm_unit* units_ = nullptr;
   std::vector<UnitState> state_;

@@ -27,7 +27,8 @@ const dfm_option_spec kOptions[] = {
      "optimizer state only (ZeRO-2); \"none\" replicates everything (DDP)"},
     {sizeof(dfm_option_spec), "reshard_after_forward", DFM_VALUE_BOOL, "true",
      "free gathered parameters after each block's forward and gather them again for its backward "
-     "(less memory, one more all-gather); only meaningful with sharding = \"full\""},
+     "(less memory, one more all-gather); only meaningful with sharding = \"full\" and without pp "
+     "(under pp a stage's units stay gathered for the whole step)"},
 };
 
 dfm_status init(const dfm_host_services* services) {
@@ -72,11 +73,14 @@ Engine& engine(void* instance) {
   return *static_cast<Engine*>(instance);
 }
 
-dfm_status create(const dfm_job_shape*, void** instance) {
+dfm_status create(const dfm_job_shape* job, void** instance) {
   return dfm::sdk::guard([&] {
     const auto sharding = dfm::fsdp2::parse_sharding(host.get_string(host.own_key("sharding")));
     const bool reshard = host.get_bool(host.own_key("reshard_after_forward"));
-    *instance = new Engine(*host.services(), sharding, reshard);
+    // Under a pipeline a unit serves several micro-batches' forwards and
+    // backwards in turn: gathered once per step, not once per use (DESIGN.md).
+    const bool pipelined = job->axis_size[DFM_AXIS_PP] > 1;
+    *instance = new Engine(*host.services(), sharding, reshard, pipelined);
   });
 }
 
