@@ -309,8 +309,15 @@ TEST(CheckpointInfo, ShowsTheTensorParallelLayout) {
   const fs::path step = uninterrupted(kTp2Dp2) / "checkpoints" / ("step-" + std::to_string(kSaveAt));
   const auto r = test::run_bin("dfm-ckpt info " + step.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("layout: world 4, tp 2, cp 1, dp 2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("layout: world 4, tp 2, cp 1, pp 1, dp 2"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("rank-3.safetensors (rank 3, tp slice 1)"), std::string::npos) << r.output;
+}
+
+TEST(CheckpointInfo, ShowsThePipelineLayout) {
+  const fs::path step = uninterrupted(kPp2Tp2) / "checkpoints" / ("step-" + std::to_string(kSaveAt));
+  const auto r = test::run_bin("dfm-ckpt info " + step.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("layout: world 4, tp 2, cp 1, pp 2, dp 1"), std::string::npos) << r.output;
 }
 
 // Starts `dfm-run args` in the background (its output into `log`).

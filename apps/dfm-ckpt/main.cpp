@@ -52,7 +52,7 @@ int info(const dfm::CheckpointReader& reader) {
             << "model GPT-2: " << m.n_layer << " layers, " << m.n_head << " heads, d_model " << m.d_model << ", vocab "
             << m.vocab_size << ", seq_len " << m.seq_len << "\n"
             << "layout: world " << index.layout.world << ", tp " << index.layout.tp << ", cp " << index.layout.cp
-            << ", dp " << index.layout.dp << "\n";
+            << ", pp " << index.layout.pp << ", dp " << index.layout.dp << "\n";
   uint64_t total = 0;
   for (const auto& f : index.files) {
     std::cout << "  " << f.name << " (rank " << f.rank;

@@ -119,6 +119,7 @@ CheckpointLayout parse_layout(const Reader& r, const json& l) {
   // Absent before tensor parallel: one slice.
   out.tp = l.contains("tp") ? r.integer(l, "layout", "tp", 1) : 1;
   out.cp = l.contains("cp") ? r.integer(l, "layout", "cp", 1) : 1;
+  out.pp = l.contains("pp") ? r.integer(l, "layout", "pp", 1) : 1;  // absent before pipeline parallel
   out.rank_slice.assign(static_cast<size_t>(out.world), 0);
   if (l.contains("rank_slice")) {
     out.rank_slice = r.integers(l, "layout", "rank_slice");
@@ -175,7 +176,7 @@ nlohmann::ordered_json layout_json(const CheckpointLayout& l) {
     for (const auto& [offset, numel] : units) u.push_back({offset, numel});
     ranks.push_back(u);
   }
-  return nlohmann::ordered_json{{"world", l.world}, {"dp", l.dp}, {"tp", l.tp}, {"cp", l.cp},
+  return nlohmann::ordered_json{{"world", l.world}, {"dp", l.dp}, {"tp", l.tp}, {"cp", l.cp}, {"pp", l.pp},
                                 {"rank_slice", l.rank_slice}, {"rank_units", ranks}};
 }
 

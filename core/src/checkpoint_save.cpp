@@ -185,6 +185,7 @@ CheckpointIndex build_index(const CheckpointJob& job, const TrainerState& state,
   index.layout.dp = job.runtime.dp_size;
   index.layout.tp = job.params.infos().front().slices;
   index.layout.cp = job.runtime.cp_size;
+  index.layout.pp = job.runtime.pipeline ? job.runtime.pipeline->stages() : 1;
   for (const RankPlan& plan : plans) {
     index.layout.rank_slice.push_back(plan.slice);
     auto& units = index.layout.rank_units.emplace_back();

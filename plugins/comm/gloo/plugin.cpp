@@ -18,7 +18,7 @@ const dfm_plugin_descriptor kDescriptor = {
     DFM_PLUGIN_COMM,
     "gloo",
     "0.1.0",
-    "CPU collectives over TCP with Gloo (ring all-reduce/all-gather, halving-doubling reduce-scatter)",
+    "CPU collectives over TCP with Gloo (ring all-reduce, all-gather and reduce-scatter; tagged send/recv)",
     nullptr,
     sdk::last_error,
     &kTable,

@@ -66,7 +66,7 @@ struct TrainerState {
 // held (in that slice's units). Indexes written before tensor parallel have
 // no tp, cp and rank_slice: they read as 1, 1 and slice 0 everywhere.
 struct CheckpointLayout {
-  int64_t world = 1, dp = 1, tp = 1, cp = 1;
+  int64_t world = 1, dp = 1, tp = 1, cp = 1, pp = 1;
   std::vector<int64_t> rank_slice;
   std::vector<std::vector<std::pair<int64_t, int64_t>>> rank_units;
 };
