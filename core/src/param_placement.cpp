@@ -28,10 +28,7 @@ StrategyPlacement::StrategyPlacement(const LoadedPlugin& plugin, void* instance)
 }
 
 void StrategyPlacement::check(dfm_status status, const char* slot) const {
-  if (status == DFM_OK) return;
-  const char* message = plugin_.descriptor->last_error();
-  throw std::runtime_error("strategy '" + plugin_.name + "': " + slot + " failed (" + to_string(status) +
-                           "): " + (message && *message ? message : "no message"));
+  check_strategy_call(plugin_, status, slot);
 }
 
 void StrategyPlacement::plan(int32_t index, int64_t numel, int64_t& shard_offset, int64_t& shard_numel) {
@@ -64,10 +61,7 @@ StrategySequenceSplit::StrategySequenceSplit(const LoadedPlugin& plugin, void* i
 }
 
 void StrategySequenceSplit::check(dfm_status status, const char* slot) const {
-  if (status == DFM_OK) return;
-  const char* message = plugin_.descriptor->last_error();
-  throw std::runtime_error("strategy '" + plugin_.name + "': " + slot + " failed (" + to_string(status) +
-                           "): " + (message && *message ? message : "no message"));
+  check_strategy_call(plugin_, status, slot);
 }
 
 std::vector<int64_t> StrategySequenceSplit::positions(int64_t seq_len, int64_t count) {

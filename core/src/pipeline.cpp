@@ -36,10 +36,7 @@ Pipeline::Pipeline(const LoadedPlugin& plugin, void* instance, int32_t stage, in
 }
 
 void Pipeline::check(dfm_status status, const char* slot) const {
-  if (status == DFM_OK) return;
-  const char* message = plugin_->descriptor->last_error();
-  throw std::runtime_error("strategy '" + plugin_->name + "': " + slot + " failed (" + to_string(status) +
-                           "): " + (message && *message ? message : "no message"));
+  check_strategy_call(*plugin_, status, slot);
 }
 
 // Every block on exactly one stage, one embedding and one head: a strategy

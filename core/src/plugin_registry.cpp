@@ -5,6 +5,7 @@
 #include <boost/dll/shared_library.hpp>
 #include <cstdlib>
 #include <set>
+#include <stdexcept>
 #include <system_error>
 #include <type_traits>
 
@@ -77,6 +78,13 @@ const char* to_string(dfm_status status) {
     case DFM_ERR_UNAVAILABLE: return "unavailable";
   }
   return "unknown status";
+}
+
+void check_strategy_call(const LoadedPlugin& plugin, dfm_status status, const char* slot) {
+  if (status == DFM_OK) return;
+  const char* message = plugin.descriptor->last_error();
+  throw std::runtime_error("strategy '" + plugin.name + "': " + slot + " failed (" + to_string(status) +
+                           "): " + (message && *message ? message : "no message"));
 }
 
 std::string options_table_of(dfm_plugin_kind kind, const std::string& name) {

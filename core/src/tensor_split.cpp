@@ -33,10 +33,7 @@ TensorSplit::TensorSplit(const LoadedPlugin& plugin, void* instance)
 }
 
 void TensorSplit::check(dfm_status status, const char* slot) const {
-  if (status == DFM_OK) return;
-  const char* message = plugin_->descriptor->last_error();
-  throw std::runtime_error("strategy '" + plugin_->name + "': " + slot + " failed (" + to_string(status) +
-                           "): " + (message && *message ? message : "no message"));
+  check_strategy_call(*plugin_, status, slot);
 }
 
 void TensorSplit::region(dfm_region_edge edge, const dfm_region_desc& desc, const float* in, float* out) const {

@@ -80,6 +80,18 @@ class SlotTable {
 
 }  // namespace
 
+// The chunk's tensor a transfer moves: its input (received), its output
+// (sent), and their gradients (the output's received, the input's sent).
+float* Trainer::boundary_tensor(const PipelineAction& a, int32_t slot) {
+  switch (a.op) {
+    case DFM_PIPELINE_RECV_ACTIVATION: return model_.chunk_input(a.chunk, slot);
+    case DFM_PIPELINE_SEND_ACTIVATION: return model_.chunk_output(a.chunk, slot);
+    case DFM_PIPELINE_RECV_GRADIENT: return model_.chunk_output_gradient(a.chunk, slot);
+    case DFM_PIPELINE_SEND_GRADIENT: return model_.chunk_input_gradient(a.chunk, slot);
+    default: throw std::logic_error("pipeline: a compute action has no boundary tensor");
+  }
+}
+
 double Trainer::run_schedule(int64_t step, dfm_step_info& info) {
   load_step(step);
   const double tokens = static_cast<double>(s_.global_batch * s_.shape.seq_len);
@@ -105,18 +117,7 @@ double Trainer::run_schedule(int64_t step, dfm_step_info& info) {
         }
         break;
       case DFM_PIPELINE_BACKWARD: model_.backward_chunk(a.chunk, slot, inputs, &info); break;
-      case DFM_PIPELINE_RECV_ACTIVATION:
-        pipeline().transfer(a, model_.chunk_input(a.chunk, slot), boundary);
-        break;
-      case DFM_PIPELINE_SEND_ACTIVATION:
-        pipeline().transfer(a, model_.chunk_output(a.chunk, slot), boundary);
-        break;
-      case DFM_PIPELINE_RECV_GRADIENT:
-        pipeline().transfer(a, model_.chunk_output_gradient(a.chunk, slot), boundary);
-        break;
-      case DFM_PIPELINE_SEND_GRADIENT:
-        pipeline().transfer(a, model_.chunk_input_gradient(a.chunk, slot), boundary);
-        break;
+      default: pipeline().transfer(a, boundary_tensor(a, slot), boundary);
     }
     if (trace_) {
       const bool compute = a.op == DFM_PIPELINE_FORWARD || a.op == DFM_PIPELINE_BACKWARD;

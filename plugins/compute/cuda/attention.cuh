@@ -85,6 +85,19 @@ void allow_shared_memory(const Args& args, Kernel kernel, size_t bytes) {
             "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
 }
 
+// The (batch, head) and the tile of `length` tokens (queries or keys, `tile`
+// at a time) this block works on: blocks run (batch, head)-major, tile-minor.
+struct BlockTile {
+  int64_t b, h, start;  // batch, head, first token of the tile
+  int count;            // tokens in the tile (fewer in the last one)
+};
+__device__ inline BlockTile block_tile(const AttentionShape& a, int64_t length, int tile) {
+  const int64_t tiles = (length + tile - 1) / tile;
+  const int64_t pair = blockIdx.x / tiles;
+  const int64_t start = (blockIdx.x % tiles) * tile;
+  return {pair / a.heads, pair % a.heads, start, static_cast<int>(min(static_cast<int64_t>(tile), length - start))};
+}
+
 // Row pitch of a K or V tile in shared memory: odd, so that lane j reading
 // element d of row j (the score phase) hits bank (j * pitch + d) % 32, a
 // different bank for every lane.

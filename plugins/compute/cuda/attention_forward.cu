@@ -37,12 +37,9 @@ __global__ void __launch_bounds__(kAttentionThreads)
 
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
-  const int64_t tiles = (a.q_len + kQueryTile - 1) / kQueryTile;
-  const int64_t pair = blockIdx.x / tiles;
-  const int64_t b = pair / a.heads;
-  const int64_t h = pair % a.heads;
-  const int64_t i0 = (blockIdx.x % tiles) * kQueryTile;
-  const int rows = static_cast<int>(min(static_cast<int64_t>(kQueryTile), a.q_len - i0));
+  const BlockTile tile = block_tile(a, a.q_len, kQueryTile);
+  const int64_t b = tile.b, h = tile.h, i0 = tile.start;
+  const int rows = tile.count;
   float* lse_rows = lse + a.lse_offset(b, h) + i0;
 
   load_tile(q_tile, dim, q + a.q_offset(b, i0, h), a.q_ts, rows, rows, dim);

@@ -58,6 +58,11 @@ struct RefusedPlugin {
 const char* to_string(dfm_plugin_kind kind);
 const char* to_string(dfm_status status);
 
+// Nothing when `status` is DFM_OK; otherwise throws std::runtime_error
+// "strategy '<name>': <slot> failed (<status>): <the plugin's last_error>" —
+// how the core reports a failed call into any strategy slot.
+void check_strategy_call(const LoadedPlugin& plugin, dfm_status status, const char* slot);
+
 // The options table a plugin's services point at: "strategy.<name>" for a
 // strategy, "backend.<name>" for a compute or comm backend.
 std::string options_table_of(dfm_plugin_kind kind, const std::string& name);

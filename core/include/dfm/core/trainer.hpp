@@ -57,6 +57,7 @@ class Trainer {
   // The step's forwards and backwards in the pipeline's order (trainer_schedule.cpp);
   // returns the sum of the per-token losses this rank computed.
   double run_schedule(int64_t step, dfm_step_info& info);
+  float* boundary_tensor(const PipelineAction& transfer, int32_t slot);
   void load_step(int64_t step);  // every micro-batch of the step, to the device
   void load_micro_batch(int64_t step, int64_t micro);
   void reduce_replicated_gradients();
