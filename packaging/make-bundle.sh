@@ -7,7 +7,7 @@
 #   packaging/make-bundle.sh [BUILD_DIR] [OUT_DIR]      (defaults: build, build/bundle)
 #
 # System libraries (glibc, libstdc++, libgcc) and the GPU driver and toolkit
-# libraries (CUDA runtime/cuBLAS/cuDNN/NCCL, which every GPU machine has) are
+# libraries (CUDA runtime/cuBLAS/cuDNN/NVRTC/NCCL, which every GPU machine has) are
 # left out. Writes OUT_DIR and OUT_DIR.tar.xz.
 set -euo pipefail
 build=${1:-build}
@@ -16,7 +16,7 @@ rm -rf "$out"
 cmake --install "$build" --prefix "$out" >/dev/null
 cmake --install "$build" --prefix "$out" --component tests >/dev/null
 
-system_lib='^(linux-vdso|libc\.so|libm\.so|libpthread|libdl\.so|librt\.so|ld-linux|libstdc\+\+|libgcc_s|libcuda\.so|libcublas|libcublasLt|libcudart|libcudnn|libnccl|libnvidia)'
+system_lib='^(linux-vdso|libc\.so|libm\.so|libpthread|libdl\.so|librt\.so|ld-linux|libstdc\+\+|libgcc_s|libcuda\.so|libcublas|libcublasLt|libcudart|libcudnn|libnccl|libnvrtc|libnvidia)'
 mkdir -p "$out/lib"
 for f in "$out"/bin/* "$out"/lib/dfm/plugins/*.so; do
   ldd "$f" 2>/dev/null | awk '/=> \// {print $1, $3}' | while read -r name path; do

@@ -106,10 +106,14 @@ class CudaKernels : public ::testing::Test {
     return twin(random_floats(count, seed, lo, hi));
   }
 
-  // Runs call(table, ctx, side) on the cpu, then on the cuda backend; each must return DFM_OK.
+  const Device& cpu() const { return *cpu_; }
+
+  // Runs call(table, ctx, side) on the cpu, then on the cuda backend (the
+  // fp32 context, or `on_gpu`); each must return DFM_OK.
   template <typename Call>
-  ::testing::AssertionResult both(Call&& call) const {
-    for (const auto& [device, side] : {std::pair<const Device*, Side>{cpu_.get(), Side::cpu}, {gpu_.get(), Side::cuda}})
+  ::testing::AssertionResult both(Call&& call, const Device* on_gpu = nullptr) const {
+    const Device* cuda = on_gpu != nullptr ? on_gpu : gpu_.get();
+    for (const auto& [device, side] : {std::pair<const Device*, Side>{cpu_.get(), Side::cpu}, {cuda, Side::cuda}})
       if (call(device->api(), device->ctx(), side) != DFM_OK)
         return ::testing::AssertionFailure() << (side == Side::cpu ? "cpu: " : "cuda: ") << device->last_error();
     return ::testing::AssertionSuccess();
@@ -448,6 +452,138 @@ TEST_F(CudaKernels, AttentionRefusesHeadDimAbove128) {
             DFM_ERR_UNSUPPORTED);
   const std::string message = gpu().last_error();
   EXPECT_EQ(message.rfind("cuda.attention_forward: 'head_dim' is 160", 0), 0u) << message;
+}
+
+// backend.precision = "bf16": attention runs on cuDNN's fused flash attention
+// with bf16 Q, K, V, O and dO (unit roundoff u = 2^-9), fp32 statistics and
+// accumulation. With inputs in [-1, 1] and scale 1/sqrt(head_dim), a score
+// |scale q.k| is at most sqrt(head_dim) and moves by at most 2u of it (0.09 at
+// head_dim 128, far less on average); out and lse are held to 3e-2 of the
+// fp32 cpu kernels, the gradients — sums of many such terms — to 3e-2 of
+// their largest magnitude (a normwise bound). Their largest difference must
+// also exceed 1e-5 — the fp32 kernels agree to about 1e-6 — which shows that
+// cuDNN ran, not the fp32 fallback (the job log would say why it fell back).
+const AttentionCase kCudnnAttentionCases[] = {
+    // batch, heads, head_dim, q_len, kv_len, q_pos0, kv_pos0, causal, pad
+    {2, 4, 64, 128, 128, 0, 0, 1, 0},  // the diagonal block: plain causal attention
+    {1, 2, 128, 96, 96, 0, 0, 1, 3},   // head_dim 128, strided layouts
+    {2, 2, 64, 64, 128, 64, 0, 1, 0},  // a causal band: query i sees keys 0 .. 64 + i
+    {1, 3, 64, 64, 64, 64, 0, 1, 0},   // a ring block wholly in the past: no mask
+    {2, 2, 64, 80, 48, 0, 0, 0, 1},    // non-causal
+};
+constexpr double kBf16AttentionTolerance = 3e-2;
+
+// Largest |a - b| over the elements both hold (NaN marks untouched padding).
+double largest_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  double largest = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!std::isnan(a[i]) && !std::isnan(b[i]) && std::isfinite(a[i]))
+      largest = std::max(largest, std::abs(static_cast<double>(a[i]) - b[i]));
+  return largest;
+}
+
+class CudaBf16Attention : public CudaKernels {
+ protected:
+  void SetUp() override {
+    CudaKernels::SetUp();
+    if (IsSkipped()) return;
+    bf16_ = std::make_unique<Device>(Plugins::get().cuda_backend, 1, DFM_PRECISION_BF16);
+  }
+  const Device& bf16() const { return *bf16_; }
+  Twin<float> floats16(size_t count, uint64_t seed) const {
+    return Twin<float>(cpu(), bf16(), random_floats(count, seed));
+  }
+  Twin<float> twin16(const std::vector<float>& host) const { return Twin<float>(cpu(), bf16(), host); }
+  // Holds x to kBf16AttentionTolerance times max(1, its largest magnitude);
+  // returns the largest difference, for the proof that cuDNN ran.
+  double expect_bf16_close(const Twin<float>& x, const std::string& what) const {
+    const std::vector<float> reference = x.cpu();
+    double magnitude = 1;
+    for (const float value : reference)
+      if (std::isfinite(value)) magnitude = std::max(magnitude, static_cast<double>(std::abs(value)));
+    expect_close(x.gpu(), to_double(reference), kBf16AttentionTolerance * magnitude, 0.0, what);
+    return largest_difference(x.gpu(), reference);
+  }
+
+ private:
+  std::unique_ptr<Device> bf16_;
+};
+
+TEST_F(CudaBf16Attention, ForwardOnCudnnIsWithinBf16ToleranceOfCpu) {
+  uint64_t seed = 700;
+  double largest = 0;
+  for (const AttentionCase& c : kCudnnAttentionCases) {
+    SCOPED_TRACE(describe(c));
+    const dfm_attention_desc d = make_desc(c);
+    const auto q = floats16(q_elements(d), seed++), k = floats16(kv_elements(d), seed++);
+    const auto v = floats16(kv_elements(d), seed++);
+    const auto out = twin16(std::vector<float>(o_elements(d), kNaN));
+    const auto lse = twin16(std::vector<float>(lse_elements(d), kNaN));
+    ASSERT_TRUE(both(
+        [&](Api api, void* ctx, Side s) {
+          return api.attention_forward(ctx, &d, q.at(s), k.at(s), v.at(s), out.at(s), lse.at(s), 0);
+        },
+        &bf16()));
+    largest = std::max({largest, expect_bf16_close(out, "out"), expect_bf16_close(lse, "lse")});
+  }
+  EXPECT_GT(largest, 1e-5) << "no bf16 rounding visible: attention did not run on cuDNN";
+}
+
+// Ring context parallel on cuDNN: a query chunk at positions 64..127 meets its
+// own (diagonal) K/V block first, then the block before it, merged (accumulate = 1).
+TEST_F(CudaBf16Attention, RingBlocksOnCudnnMergeLikeCpu) {
+  const AttentionCase whole{2, 2, 64, 64, 128, 64, 0, 1, 0};
+  const dfm_attention_desc full = make_desc(whole);
+  const auto q = floats16(q_elements(full), 750);
+  const auto k = random_floats(kv_elements(full), 751), v = random_floats(kv_elements(full), 752);
+  const auto out = twin16(std::vector<float>(o_elements(full), kNaN));
+  const auto lse = twin16(std::vector<float>(lse_elements(full), kNaN));
+  for (const int64_t begin : {64, 0}) {
+    dfm_attention_desc d = full;
+    d.kv_len = 64;
+    d.kv_pos0 = begin;
+    const auto kb = twin16(kv_block(k, full, begin, begin + 64)), vb = twin16(kv_block(v, full, begin, begin + 64));
+    ASSERT_TRUE(both(
+        [&](Api api, void* ctx, Side s) {
+          return api.attention_forward(ctx, &d, q.at(s), kb.at(s), vb.at(s), out.at(s), lse.at(s), begin == 0);
+        },
+        &bf16()));
+  }
+  const double largest = std::max(expect_bf16_close(out, "out"), expect_bf16_close(lse, "lse"));
+  EXPECT_GT(largest, 1e-5) << "no bf16 rounding visible: attention did not run on cuDNN";
+}
+
+TEST_F(CudaBf16Attention, BackwardOnCudnnIsWithinBf16ToleranceOfCpu) {
+  uint64_t seed = 800;
+  double largest = 0;
+  for (const AttentionCase& c : kCudnnAttentionCases) {
+    SCOPED_TRACE(describe(c));
+    const dfm_attention_desc d = make_desc(c);
+    const auto q = floats16(q_elements(d), seed++), k = floats16(kv_elements(d), seed++);
+    const auto v = floats16(kv_elements(d), seed++);
+    // The fp32 cpu forward's out and lse, given to both backward passes.
+    std::vector<float> out_host(o_elements(d), 0.0f), lse_host(lse_elements(d), 0.0f);
+    {
+      Buffer<float> out(cpu(), out_host), lse(cpu(), lse_host);
+      DFM_ASSERT_OK(cpu(), cpu().api().attention_forward(cpu().ctx(), &d, q.at(Side::cpu), k.at(Side::cpu),
+                                                          v.at(Side::cpu), out.data(), lse.data(), 0));
+      out_host = out.read();
+      lse_host = lse.read();
+    }
+    const auto out = twin16(out_host), lse = twin16(lse_host), dout = floats16(o_elements(d), seed++);
+    // Gradients accumulate (+=) onto what the buffers hold.
+    const auto dq = floats16(q_elements(d), seed++), dk = floats16(kv_elements(d), seed++);
+    const auto dv = floats16(kv_elements(d), seed++);
+    ASSERT_TRUE(both(
+        [&](Api api, void* ctx, Side s) {
+          return api.attention_backward(ctx, &d, q.at(s), k.at(s), v.at(s), out.at(s), dout.at(s), lse.at(s),
+                                        dq.at(s), dk.at(s), dv.at(s));
+        },
+        &bf16()));
+    largest = std::max({largest, expect_bf16_close(dq, "dq"), expect_bf16_close(dk, "dk"),
+                        expect_bf16_close(dv, "dv")});
+  }
+  EXPECT_GT(largest, 1e-5) << "no bf16 rounding visible: attention did not run on cuDNN";
 }
 
 TEST_F(CudaKernels, CrossEntropyMatchesCpu) {

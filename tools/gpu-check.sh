@@ -7,13 +7,19 @@
 #   3. the exported model against Hugging Face transformers (if torch is there);
 #   4. throughput of GPT-2 124M and 350M shapes at seq_len 1024, fp32 and bf16
 #      (bf16 with the MFU against the GPU's bf16 dense peak when the GPU is known);
-#   5. causal attention forward+backward TFLOP/s at seq 4K, head_dim 64 and 128.
+#   5. causal attention forward+backward TFLOP/s at seq 4K, head_dim 64 and 128,
+#      fp32 (dfm's kernel) and bf16 (cuDNN's fused flash attention).
 # Prints a short table at the end. Usage: tools/gpu-check.sh BUNDLE_DIR
 set -uo pipefail
 bundle=$(cd "${1:?usage: tools/gpu-check.sh BUNDLE_DIR}" && pwd)
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+# cuDNN may come with the toolkit or as a Python wheel (nvidia-cudnn-cu13): take the wheel's where the toolkit has none.
+if ! ldconfig -p | grep -q libcudnn.so.9 && [[ ! -e /usr/local/cuda/lib64/libcudnn.so.9 ]]; then
+  cudnn_wheel=$(python3 -c 'import nvidia.cudnn, os; print(os.path.join(list(nvidia.cudnn.__path__)[0], "lib"))' 2>/dev/null)
+  [[ -n $cudnn_wheel ]] && export LD_LIBRARY_PATH="$cudnn_wheel:$LD_LIBRARY_PATH"
+fi
 export DFM_TEST_PLUGIN_DIR="$bundle/lib/dfm/plugins"
 summary=()
 note() { summary+=("$(printf '%-34s %s' "$1" "$2")"); }
@@ -103,11 +109,14 @@ bench "GPT-2 350M seq 1024 b8 fp32" 0 --layers 24 --d-model 1024 --heads 16 --se
 bench "GPT-2 124M seq 1024 b8 bf16" "$peak" --seq 1024 --batch 8 --steps 5 --precision bf16
 bench "GPT-2 350M seq 1024 b8 bf16" "$peak" --layers 24 --d-model 1024 --heads 16 --seq 1024 --batch 8 --steps 5 --precision bf16
 
-echo "== 5. attention, causal, seq 4096"
-for head_dim in 64 128; do
-  "$bundle/bin/bench_attention_throughput" --compute cuda --seq 4096 --heads $((1024 / head_dim)) \
-    --head-dim "$head_dim" --batch 4 --reps 5 | tee "$work/attention-$head_dim.txt"
-  note "attention fwd+bwd head_dim $head_dim" "$(sed -n 's/^forward+backward: //p' "$work/attention-$head_dim.txt")"
+echo "== 5. attention, causal, seq 4096 (fp32: dfm's kernel; bf16: cuDNN)"
+for precision in fp32 bf16; do
+  for head_dim in 64 128; do
+    out="$work/attention-$precision-$head_dim.txt"
+    "$bundle/bin/bench_attention_throughput" --compute cuda --precision "$precision" --seq 4096 \
+      --heads $((1024 / head_dim)) --head-dim "$head_dim" --batch 4 --reps 5 | tee "$out"
+    note "attention $precision fwd+bwd head_dim $head_dim" "$(sed -n 's/^forward+backward: //p' "$out")"
+  done
 done
 
 echo

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs dfm's build and test dependencies from Debian's packages.
+# Installs dfm's build and test dependencies: Debian's packages, and the cuDNN
+# frontend headers from PyPI.
 # Idempotent: packages already present are not touched, and nothing is printed for them.
 set -euo pipefail
 
@@ -18,17 +19,32 @@ packages=(
   python3                    # tools/ scripts
 )
 
+# The cuDNN frontend (header-only C++, the cuda plugin's attention graphs), from
+# PyPI into .deps/, where the build looks for it. Pinned: its API moves.
+cudnn_frontend_version=1.32.0
+deps_dir="$(cd "$(dirname "$0")/.." && pwd)/.deps"
+install_cudnn_frontend() {
+  local target="$deps_dir/cudnn-frontend"
+  [[ -f $target/VERSION && $(cat "$target/VERSION") == "$cudnn_frontend_version" ]] && return
+  echo "install-deps: fetching nvidia-cudnn-frontend $cudnn_frontend_version headers"
+  rm -rf "$target"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
+    --target "$target" "nvidia-cudnn-frontend==$cudnn_frontend_version"
+  # Only the headers are used; the wheel's Python module is not.
+  find "$target" -mindepth 1 -maxdepth 1 ! -name include -exec rm -rf {} +
+  echo "$cudnn_frontend_version" >"$target/VERSION"
+}
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if ((${#missing[@]} == 0)); then
-  exit 0
+if ((${#missing[@]} > 0)); then
+  echo "install-deps: installing ${missing[*]}"
+  sudo_cmd=()
+  if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-
-echo "install-deps: installing ${missing[*]}"
-sudo_cmd=()
-if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
-export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install_cudnn_frontend

@@ -94,7 +94,8 @@ const std::vector<KeySpec>& Config::core_schema() {
        .doc = "Communication backend plugin: gloo, nccl, or the name of a third-party plugin."},
       {.key = "backend.precision", .type = T::String, .default_toml = "\"fp32\"",
        .doc = "Arithmetic of the compute backend. fp32: every kernel in fp32. bf16 (cuda): matmuls on bf16 "
-              "tensor cores with fp32 accumulation; weights, gradients, optimizer state, activations in memory "
+              "tensor cores with fp32 accumulation, attention on cuDNN's fused flash attention (bf16 operands, "
+              "fp32 statistics); weights, gradients, optimizer state, activations in memory "
               "and reductions stay fp32. The cpu backend offers fp32 only.",
        .choices = {"fp32", "bf16"}},
       {.key = "backend.threads", .type = T::Int, .default_toml = "0",

@@ -2,8 +2,8 @@
 // attention block, where each row lives, which keys a query sees, and
 // the shared-memory tiles the kernels stream keys and queries through.
 //
-// The kernels are fp32 and simple rather than fast (the bf16 path will use
-// cuDNN): a block of kAttentionWarps warps, key tiles of kKeyTile = 32 keys so
+// The kernels are fp32 and simple rather than fast (with precision = "bf16"
+// attention runs on cuDNN, cudnn_attention.hpp, and these serve what it cannot): a block of kAttentionWarps warps, key tiles of kKeyTile = 32 keys so
 // that in the score phase lane j owns key j of the tile (scores, maxima and
 // sums by warp shuffles), and in the accumulation phase lane d owns dimensions
 // d, d + 32, ... of an output row.

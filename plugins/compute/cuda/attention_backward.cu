@@ -12,6 +12,7 @@
 //   - dq:   one block per (batch, head, tile of kQueryTile queries) walks the
 //     key tiles those queries see.
 #include "attention.cuh"
+#include "cudnn_attention.hpp"
 
 namespace dfm::cuda {
 namespace {
@@ -185,8 +186,10 @@ dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const f
                               float* dk, float* dv) {
   return sdk::guard([&] {
     const Args args("attention_backward", ctx);
-    const AttentionShape a =
-        attention_shape(args, sdk::validate_attention_backward(args, desc, q, k, v, out, dout, lse, dq, dk, dv));
+    const dfm_attention_desc& d = sdk::validate_attention_backward(args, desc, q, k, v, out, dout, lse, dq, dk, dv);
+    CudnnAttention* cudnn = args.context().cudnn.get();
+    if (cudnn != nullptr && cudnn->backward(args, d, q, k, v, out, dout, lse, dq, dk, dv)) return;
+    const AttentionShape a = attention_shape(args, d);
     // With no queries or no keys every gradient term is 0: nothing to add.
     if (a.batch * a.q_len == 0 || a.batch * a.kv_len == 0) return;
 

@@ -10,6 +10,7 @@
 // (out, lse) is the state m = lse, l = 1, acc = out, since
 // out = sum e^(s - lse) v over the earlier keys and sum e^(s - lse) = 1.
 #include "attention.cuh"
+#include "cudnn_attention.hpp"
 
 namespace dfm::cuda {
 namespace {
@@ -106,7 +107,10 @@ dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const fl
                              const float* v, float* out, float* lse, int32_t accumulate) {
   return sdk::guard([&] {
     const Args args("attention_forward", ctx);
-    const AttentionShape a = attention_shape(args, sdk::validate_attention_forward(args, desc, q, k, v, out, lse));
+    const dfm_attention_desc& d = sdk::validate_attention_forward(args, desc, q, k, v, out, lse);
+    CudnnAttention* cudnn = args.context().cudnn.get();
+    if (cudnn != nullptr && cudnn->forward(args, d, q, k, v, out, lse, accumulate != 0)) return;
+    const AttentionShape a = attention_shape(args, d);
     const unsigned blocks = attention_blocks(args, a, (a.q_len + kQueryTile - 1) / kQueryTile);
     if (blocks == 0) return;
     const size_t shared = forward_shared_bytes(a.head_dim);

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cuda_backend.hpp"
+#include "cudnn_attention.hpp"
 
 namespace dfm::cuda {
 namespace {
@@ -10,11 +11,24 @@ namespace {
 // One grid-stride loop needs no more blocks than this to fill any current GPU.
 constexpr int64_t kMaxGrid = 1 << 16;
 
+// bf16 attention runs on cuDNN where it can; without a usable cuDNN the job
+// still runs (on the fp32 attention kernel) and the log says why.
+void use_cudnn_attention(Context& context) {
+  try {
+    context.cudnn = std::make_unique<CudnnAttention>(context.stream);
+    job_log(DFM_LOG_INFO, "cuda: bf16 attention on " + CudnnAttention::version() + " fused flash attention");
+  } catch (const sdk::Error& e) {
+    job_log(DFM_LOG_WARNING, std::string("cuda: cuDNN is not usable (") + e.what() +
+                             "); bf16 attention runs on dfm's fp32 attention kernel");
+  }
+}
+
 }  // namespace
 
 Context::~Context() {
   // Teardown is best effort: a failed call here has no one left to report to.
   if (stream != nullptr) cudaStreamSynchronize(stream);
+  cudnn.reset();  // its handle uses the stream
   if (sum_partials != nullptr) cudaFree(sum_partials);
   if (bad_target != nullptr) cudaFree(bad_target);
   if (blas != nullptr) cublasDestroy(blas);
@@ -75,6 +89,7 @@ dfm_status create(const dfm_compute_options* options, void** ctx) {
     args.cuda(cudaMalloc(&context->bad_target, sizeof(BadTarget)), "cudaMalloc");
     // On the context's stream: a non-blocking stream does not wait for the legacy default stream.
     args.cuda(cudaMemsetAsync(context->bad_target, 0, sizeof(BadTarget), context->stream), "cudaMemsetAsync");
+    if (context->bf16_matmul) use_cudnn_attention(*context);
     *ctx = context.release();
   });
 }

@@ -11,6 +11,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <memory>
+#include <string>
 
 #include "dfm/compute.h"
 #include "dfm/compute_checks.hpp"
@@ -30,6 +32,8 @@ struct BadTarget {
 // sums, so its result never depends on scheduling.
 constexpr int kSumSquaresBlocks = 256;
 
+class CudnnAttention;  // cudnn_attention.hpp
+
 // What create makes.
 struct Context {
   int device = 0;
@@ -38,6 +42,8 @@ struct Context {
   cublasHandle_t blas = nullptr;
   // backend.precision = "bf16": GEMMs may round inputs to bf16 (tensor cores), accumulating in fp32.
   bool bf16_matmul = false;
+  // backend.precision = "bf16" with a usable cuDNN: attention on cuDNN's fused kernels.
+  std::unique_ptr<CudnnAttention> cudnn;
   double* sum_partials = nullptr;  // [kSumSquaresBlocks], device
   BadTarget* bad_target = nullptr;  // device
   bool targets_unchecked = false;   // a cross entropy ran since synchronize last looked at bad_target
@@ -68,6 +74,9 @@ class Args : public sdk::KernelArgs {
  private:
   Context* ctx_;
 };
+
+// Writes one line to the job log (through the host services init was given).
+void job_log(dfm_log_level level, const std::string& message);
 
 // Grid for a grid-stride loop over `count` elements with `threads` per block.
 unsigned grid_for(int64_t count, int threads);

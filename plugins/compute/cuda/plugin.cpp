@@ -8,7 +8,11 @@
 namespace dfm::cuda {
 namespace {
 
-dfm_status init(const dfm_host_services* /*host*/) {
+// The host services init was given: the job log.
+const dfm_host_services* host_services = nullptr;
+
+dfm_status init(const dfm_host_services* host) {
+  host_services = host;
   return sdk::guard([&]() -> dfm_status {
     int devices = 0;
     const cudaError_t status = cudaGetDeviceCount(&devices);
@@ -56,13 +60,18 @@ const dfm_plugin_descriptor kDescriptor = {
     DFM_PLUGIN_COMPUTE,
     "cuda",
     "0.1.0",
-    "NVIDIA GPUs: cuBLAS fp32 GEMMs (no TF32), CUDA kernels for the rest",
+    "NVIDIA GPUs: cuBLAS GEMMs (fp32, or bf16 tensor cores), cuDNN fused attention for bf16, CUDA kernels for the rest",
     init,
     sdk::last_error,
     &kTable,
 };
 
 }  // namespace
+
+void job_log(dfm_log_level level, const std::string& message) {
+  if (host_services != nullptr) sdk::Host(host_services).log(level, message);
+}
+
 }  // namespace dfm::cuda
 
 DFM_DEFINE_PLUGIN_ENTRY(dfm::cuda::kDescriptor)
