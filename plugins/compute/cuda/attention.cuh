@@ -3,8 +3,9 @@
 // the shared-memory tiles the kernels stream keys and queries through.
 //
 // The kernels are fp32 and simple rather than fast (with precision = "bf16"
-// attention runs on cuDNN, cudnn_attention.hpp, and these serve what it cannot): a block of kAttentionWarps warps, key tiles of kKeyTile = 32 keys so
-// that in the score phase lane j owns key j of the tile (scores, maxima and
+// attention runs on cuDNN, cudnn_attention.hpp, and these serve what it
+// cannot): a block of kAttentionWarps warps, key tiles of kKeyTile = 32 keys
+// so that in the score phase lane j owns key j of the tile (scores, maxima and
 // sums by warp shuffles), and in the accumulation phase lane d owns dimensions
 // d, d + 32, ... of an output row.
 #ifndef DFM_PLUGINS_COMPUTE_CUDA_ATTENTION_CUH
