@@ -73,7 +73,7 @@ void merge_block_result(const Args& args, const dfm_attention_desc& d, float* ou
   args.launched();
   const int64_t rows = d.batch * d.heads * d.q_len;
   merge_lse_kernel<<<grid_for(rows, kBlockThreads), kBlockThreads, 0, args.stream()>>>(lse, block_lse, rows,
-                                                                                     accumulate);
+                                                                                       accumulate);
   args.launched();
 }
 

@@ -19,7 +19,7 @@ void use_cudnn_attention(Context& context) {
     job_log(DFM_LOG_INFO, "cuda: bf16 attention on " + CudnnAttention::version() + " fused flash attention");
   } catch (const sdk::Error& e) {
     job_log(DFM_LOG_WARNING, std::string("cuda: cuDNN is not usable (") + e.what() +
-                             "); bf16 attention runs on dfm's fp32 attention kernel");
+                                 "); bf16 attention runs on dfm's fp32 attention kernel");
   }
 }
 

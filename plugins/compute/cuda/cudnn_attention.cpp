@@ -135,12 +135,13 @@ std::string CudnnAttention::version() {
 
 std::optional<int64_t> CudnnAttention::right_bound(const dfm_attention_desc& a) {
   if (a.batch * a.q_len * a.kv_len == 0) return std::nullopt;  // nothing to compute: the fp32 path's early return
-  const int64_t offset = a.q_pos0 - a.kv_pos0;  // query i sees key j when j - i <= offset
+  const int64_t offset = a.q_pos0 - a.kv_pos0;                 // query i sees key j when j - i <= offset
   if (a.causal == 0 || offset >= a.kv_len - 1) return kNoMask;
   if (offset >= 0) return offset;
   if (!told_unmasked_rows_)
-    job_log(DFM_LOG_INFO, "cuda: attention blocks where early queries see no key (the query block starts before the "
-                      "key block) run on dfm's fp32 attention kernel, not cuDNN");
+    job_log(DFM_LOG_INFO,
+            "cuda: attention blocks where early queries see no key (the query block starts before the "
+            "key block) run on dfm's fp32 attention kernel, not cuDNN");
   told_unmasked_rows_ = true;
   return std::nullopt;
 }
@@ -153,17 +154,25 @@ const CudnnGraph* CudnnAttention::graph(const Key& key) {
   const auto found = graphs_.find(key);
   if (found != graphs_.end()) return found->second.get();
   std::string why;
-  auto built = build(handle_, key, why);
+  std::unique_ptr<CudnnGraph> built;
+  try {  // the frontend throws for some refusals instead of returning them
+    built = build(handle_, key, why);
+  } catch (const std::exception& e) {
+    why = e.what();
+  }
   if (built == nullptr)
     job_log(DFM_LOG_WARNING, "cuda: cuDNN does not run attention " + describe(key) + " (" + why +
-                             "); this shape runs on dfm's fp32 attention kernel");
+                                 "); this shape runs on dfm's fp32 attention kernel");
   return graphs_.emplace(key, std::move(built)).first->second.get();
 }
 
 char* CudnnAttention::scratch(const Args& args, size_t bytes) {
   if (bytes <= scratch_bytes_) return scratch_;
-  // Kernels issued earlier may still read the old buffer: cudaFree waits for the device.
-  if (scratch_ != nullptr) args.cuda(cudaFree(scratch_), "cudaFree");
+  // Kernels issued earlier may still use the old buffer.
+  if (scratch_ != nullptr) {
+    args.cuda(cudaStreamSynchronize(args.stream()), "cudaStreamSynchronize");
+    args.cuda(cudaFree(scratch_), "cudaFree");
+  }
   scratch_ = nullptr;
   scratch_bytes_ = 0;
   args.cuda(cudaMalloc(&scratch_, bytes), "cudaMalloc (cuDNN attention scratch)");
@@ -225,9 +234,9 @@ bool CudnnAttention::backward(const Args& args, const dfm_attention_desc& a, con
   pack_bf16(args, do16, dout, q_rows, width, a.o_token_stride);
   pack_bf16(args, k16, k, kv_rows, width, a.kv_token_stride);
   pack_bf16(args, v16, v, kv_rows, width, a.kv_token_stride);
-  std::unordered_map<int64_t, void*> pack = {{kQ, q16},   {kK, k16},   {kV, v16},   {kO, o16},
-                                             {kDO, do16}, {kDQ, dq16}, {kDK, dk16}, {kDV, dv16},
-                                             {kStats, const_cast<float*>(lse)}};
+  std::unordered_map<int64_t, void*> pack = {{kQ, q16},   {kK, k16},   {kV, v16},
+                                             {kO, o16},   {kDO, do16}, {kDQ, dq16},
+                                             {kDK, dk16}, {kDV, dv16}, {kStats, const_cast<float*>(lse)}};
   fe::error_t ran = g->graph.execute(handle_, pack, workspace);
   if (!ran.is_good()) args.fail(DFM_ERR_RUNTIME, "cuDNN attention backward failed: " + ran.get_message());
   add_bf16(args, dq, dq16, q_rows, width, a.q_token_stride);

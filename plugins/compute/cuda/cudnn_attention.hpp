@@ -61,8 +61,8 @@ class CudnnAttention {
 
   // Each returns false, having issued nothing, when cuDNN does not serve this
   // block; the caller then runs the fp32 kernel.
-  bool forward(const Args& args, const dfm_attention_desc& a, const float* q, const float* k, const float* v, float* out,
-               float* lse, bool accumulate);
+  bool forward(const Args& args, const dfm_attention_desc& a, const float* q, const float* k, const float* v,
+               float* out, float* lse, bool accumulate);
   bool backward(const Args& args, const dfm_attention_desc& a, const float* q, const float* k, const float* v,
                 const float* out, const float* dout, const float* lse, float* dq, float* dk, float* dv);
 
@@ -79,7 +79,7 @@ class CudnnAttention {
 
   cudnnHandle_t handle_ = nullptr;
   std::map<Key, std::unique_ptr<CudnnGraph>> graphs_;  // null entries: shapes cuDNN refused
-  bool told_unmasked_rows_ = false;  // the log said once that such blocks run on the fp32 kernel
+  bool told_unmasked_rows_ = false;                    // the log said once that such blocks run on the fp32 kernel
   char* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
 };
