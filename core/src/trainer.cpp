@@ -8,10 +8,10 @@
 #include <cmath>
 #include <fstream>
 #include <numeric>
-#include <set>
 
 #include <nlohmann/json.hpp>
 
+#include "dfm/core/activation_slots.hpp"
 #include "dfm/core/checkpoint.hpp"
 #include "dfm/core/hf_export.hpp"
 #include "dfm/core/sampler.hpp"
@@ -66,20 +66,9 @@ std::vector<bool> Trainer::held_units(const Pipeline& pipeline, int64_t n_layer)
   return held;
 }
 
-// A slot per micro-batch a chunk holds at once: taken when its activation
-// arrives (or its forward starts), given back after its backward (and the
-// send of its input's gradient).
+// A slot per micro-batch a chunk holds at once (ActivationSlots).
 ModelLayout Trainer::model_layout(const Pipeline& pipeline, const std::vector<PipelineAction>& schedule) {
-  ModelLayout layout{pipeline.my_chunks(), std::vector<int64_t>(pipeline.my_chunks().size(), 0)};
-  std::vector<std::set<int32_t>> live(layout.chunks.size());
-  for (const PipelineAction& a : schedule) {
-    auto& chunk_live = live[static_cast<size_t>(a.chunk)];
-    chunk_live.insert(a.micro_batch);
-    layout.slots[static_cast<size_t>(a.chunk)] =
-        std::max(layout.slots[static_cast<size_t>(a.chunk)], static_cast<int64_t>(chunk_live.size()));
-    if (releases_slot(a, layout.chunks[static_cast<size_t>(a.chunk)])) chunk_live.erase(a.micro_batch);
-  }
-  return layout;
+  return {pipeline.my_chunks(), ActivationSlots::needed(pipeline.my_chunks(), schedule)};
 }
 
 std::vector<int64_t> Trainer::local_positions(int64_t seq_len, const JobRuntime& runtime) {

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "dfm/core/activation_slots.hpp"
 #include "dfm/core/trainer.hpp"
 
 namespace dfm {
@@ -43,41 +44,6 @@ const char* span_name(dfm_pipeline_op op) {
   return "?";
 }
 
-// Which slot holds each (micro-batch, chunk) in flight; counts them.
-class SlotTable {
- public:
-  explicit SlotTable(const ModelLayout& layout) : taken_(layout.chunks.size()) {
-    for (size_t c = 0; c < layout.chunks.size(); ++c)
-      taken_[c].assign(static_cast<size_t>(layout.slots[c]), -1);
-  }
-  // The slot of micro-batch mb on `chunk`, taking a free one the first time.
-  int32_t slot(int32_t chunk, int32_t mb) {
-    auto& slots = taken_[static_cast<size_t>(chunk)];
-    for (size_t s = 0; s < slots.size(); ++s)
-      if (slots[s] == mb) return static_cast<int32_t>(s);
-    for (size_t s = 0; s < slots.size(); ++s)
-      if (slots[s] < 0) {
-        slots[s] = mb;
-        peak_ = std::max(peak_, ++live_);
-        return static_cast<int32_t>(s);
-      }
-    throw std::logic_error("pipeline: no free activation slot for micro-batch " + std::to_string(mb) + " of chunk " +
-                           std::to_string(chunk));
-  }
-  void release(int32_t chunk, int32_t mb) {
-    for (int32_t& owner : taken_[static_cast<size_t>(chunk)])
-      if (owner == mb) {
-        owner = -1;
-        --live_;
-      }
-  }
-  int64_t peak() const { return peak_; }
-
- private:
-  std::vector<std::vector<int32_t>> taken_;  // per chunk and slot: the micro-batch in it, or -1
-  int64_t live_ = 0, peak_ = 0;
-};
-
 }  // namespace
 
 // The chunk's tensor a transfer moves: its input (received), its output
@@ -96,13 +62,13 @@ double Trainer::run_schedule(int64_t step, dfm_step_info& info) {
   load_step(step);
   const double tokens = static_cast<double>(s_.global_batch * s_.shape.seq_len);
   const ModelLayout& layout = model_.layout();
-  SlotTable slots(layout);
+  ActivationSlots slots(layout.slots);
   std::vector<float> losses(static_cast<size_t>(micro_rows_));
   const int64_t boundary = model_.boundary_count(s_.micro_batch, local_tokens_);
   double loss_sum = 0;
   for (const PipelineAction& a : schedule_) {
     const ModelChunk& chunk = layout.chunks[static_cast<size_t>(a.chunk)];
-    const int32_t slot = slots.slot(a.chunk, a.micro_batch);
+    const int32_t slot = slots.take(a);
     const int32_t* inputs = inputs_.data() + a.micro_batch * micro_rows_;
     info.micro_batch = a.micro_batch;
     const double start_us = trace_ ? TraceWriter::now_us() : 0.0;
@@ -128,7 +94,7 @@ double Trainer::run_schedule(int64_t step, dfm_step_info& info) {
       if (span_kind(a.op) == SpanKind::Recv)
         trace_->record({"idle", SpanKind::Other, runtime_.rank, 0, start_us, duration_us, a.micro_batch, a.chunk});
     }
-    if (releases_slot(a, chunk)) slots.release(a.chunk, a.micro_batch);
+    slots.done(a, chunk);
   }
   pipeline().flush();
   activation_sets_peak_ = slots.peak();
