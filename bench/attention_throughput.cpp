@@ -15,10 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "bench_compute.hpp"
 #include "bench_flags.hpp"
-#include "dfm/core/compute_backend.hpp"
-#include "dfm/core/host_services.hpp"
-#include "dfm/core/plugin_registry.hpp"
 
 namespace {
 
@@ -30,20 +28,10 @@ using dfm::bench::text_flag;
 int run(int argc, char** argv) {
   const int64_t T = flag(argc, argv, "--seq", 4096), H = flag(argc, argv, "--heads", 16);
   const int64_t D = flag(argc, argv, "--head-dim", 64), B = flag(argc, argv, "--batch", 1);
-  const int64_t reps = flag(argc, argv, "--reps", 5), threads = flag(argc, argv, "--threads", 0);
-  const std::string compute = text_flag(argc, argv, "--compute", "cpu");
-  const std::string precision = text_flag(argc, argv, "--precision", "fp32");
+  const int64_t reps = flag(argc, argv, "--reps", 5);
 
-  dfm::HostContext host;
-  dfm::PluginRegistry registry(host);
-  registry.scan(dfm::PluginRegistry::search_path({}));
-  const dfm::LoadedPlugin* plugin = registry.find(DFM_PLUGIN_COMPUTE, compute);
-  if (!plugin) {
-    std::fprintf(stderr, "bench: compute plugin '%s' was not found (run from the build or install tree)\n",
-                 compute.c_str());
-    return 1;
-  }
-  dfm::ComputeBackend backend(*plugin, threads, 0, precision == "bf16" ? DFM_PRECISION_BF16 : DFM_PRECISION_FP32);
+  dfm::bench::BenchCompute compute(argc, argv);
+  dfm::ComputeBackend& backend = compute.backend();
   const dfm_compute_v1& k = backend.table();
 
   // Q, K, V read in place from a fused [B, T, 3, H, D] tensor, as the model does.
@@ -88,8 +76,8 @@ int run(int argc, char** argv) {
   const double fwd_flops = 2.0 * static_cast<double>(B * H) * static_cast<double>(T) * static_cast<double>(T) *
                            static_cast<double>(D);
   const double f = median(forward), b = median(backward);
-  std::printf("backend: %s, %s; batch %lld, heads %lld, head_dim %lld, seq %lld (causal)\n", compute.c_str(),
-              precision.c_str(), static_cast<long long>(B), static_cast<long long>(H), static_cast<long long>(D),
+  std::printf("backend: %s, %s; batch %lld, heads %lld, head_dim %lld, seq %lld (causal)\n", compute.name().c_str(),
+              compute.precision().c_str(), static_cast<long long>(B), static_cast<long long>(H), static_cast<long long>(D),
               static_cast<long long>(T));
   std::printf("forward: %.2f ms, %.2f TFLOP/s\n", f * 1e3, fwd_flops / f / 1e12);
   std::printf("backward: %.2f ms, %.2f TFLOP/s\n", b * 1e3, 2.5 * fwd_flops / b / 1e12);

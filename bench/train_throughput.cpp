@@ -25,9 +25,8 @@
 
 #include "dfm/core/compute_backend.hpp"
 #include "dfm/core/gpt_model.hpp"
-#include "dfm/core/host_services.hpp"
 #include "dfm/core/optimizer.hpp"
-#include "dfm/core/plugin_registry.hpp"
+#include "bench_compute.hpp"
 #include "bench_flags.hpp"
 
 namespace {
@@ -74,24 +73,9 @@ int run(int argc, char** argv) {
   shape.vocab_size = flag(argc, argv, "--vocab", 50257);
   shape.seq_len = flag(argc, argv, "--seq", 256);
   const int64_t batch = flag(argc, argv, "--batch", 4), steps = flag(argc, argv, "--steps", 6);
-  const int64_t threads = flag(argc, argv, "--threads", 0);
 
-  dfm::HostContext host;
-  dfm::PluginRegistry registry(host);
-  registry.scan(dfm::PluginRegistry::search_path({}));
-  const std::string compute = text_flag(argc, argv, "--compute", "cpu");
-  const dfm::LoadedPlugin* plugin = registry.find(DFM_PLUGIN_COMPUTE, compute);
-  if (!plugin) {
-    std::fprintf(stderr, "bench: compute plugin '%s' was not found (run from the build or install tree)\n",
-                 compute.c_str());
-    return 1;
-  }
-  const std::string precision = text_flag(argc, argv, "--precision", "fp32");
-  if (precision != "fp32" && precision != "bf16") {
-    std::fprintf(stderr, "bench: --precision is '%s', expected fp32 or bf16\n", precision.c_str());
-    return 1;
-  }
-  dfm::ComputeBackend backend(*plugin, threads, 0, precision == "bf16" ? DFM_PRECISION_BF16 : DFM_PRECISION_FP32);
+  dfm::bench::BenchCompute compute(argc, argv);
+  dfm::ComputeBackend& backend = compute.backend();
   dfm::LocalPlacement placement;
   dfm::GptParams params(backend, shape, placement);
   params.initialise(1);
@@ -130,7 +114,7 @@ int run(int argc, char** argv) {
   const double tokens_per_s = static_cast<double>(rows) / step;
   const double model_gflops = tokens_per_s * flops_per_token / 1e9;
   const double gemm = gemm_gflops(backend, rows, 4 * shape.d_model, shape.d_model);
-  std::printf("backend: %s, %s\n", compute.c_str(), precision.c_str());
+  std::printf("backend: %s, %s\n", compute.name().c_str(), compute.precision().c_str());
   std::printf("model: %lld layers, d_model %lld, %lld heads, vocab %lld, seq %lld, batch %lld (%.1fM parameters)\n",
               static_cast<long long>(shape.n_layer), static_cast<long long>(shape.d_model),
               static_cast<long long>(shape.n_head), static_cast<long long>(shape.vocab_size),

@@ -1,0 +1,42 @@
+// The compute backend a benchmark runs on, chosen on its command line as
+// dfm-run would: --compute NAME (default cpu), --precision fp32|bf16 (default
+// fp32), --threads N (default 0: every core). Bad choices throw one line.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "bench_flags.hpp"
+#include "dfm/core/compute_backend.hpp"
+#include "dfm/core/host_services.hpp"
+#include "dfm/core/plugin_registry.hpp"
+
+namespace dfm::bench {
+
+class BenchCompute {
+ public:
+  BenchCompute(int argc, char** argv)
+      : name_(text_flag(argc, argv, "--compute", "cpu")), precision_(text_flag(argc, argv, "--precision", "fp32")) {
+    if (precision_ != "fp32" && precision_ != "bf16")
+      throw std::runtime_error("--precision is '" + precision_ + "', expected fp32 or bf16");
+    registry_.scan(PluginRegistry::search_path({}));
+    const LoadedPlugin* plugin = registry_.find(DFM_PLUGIN_COMPUTE, name_);
+    if (plugin == nullptr)
+      throw std::runtime_error("compute plugin '" + name_ + "' was not found (run from the build or install tree)");
+    backend_ = std::make_unique<ComputeBackend>(*plugin, flag(argc, argv, "--threads", 0), 0,
+                                                precision_ == "bf16" ? DFM_PRECISION_BF16 : DFM_PRECISION_FP32);
+  }
+
+  ComputeBackend& backend() { return *backend_; }
+  const std::string& name() const { return name_; }
+  const std::string& precision() const { return precision_; }
+
+ private:
+  HostContext host_;
+  PluginRegistry registry_{host_};
+  std::string name_, precision_;
+  std::unique_ptr<ComputeBackend> backend_;
+};
+
+}  // namespace dfm::bench
