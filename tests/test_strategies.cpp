@@ -40,6 +40,31 @@ class Strategies : public ::testing::Test {
   // Parses `toml` as job.toml with every strategy's options table in the
   // schema, then runs `name`'s validate. Returns its status; errors() has the messages.
   dfm_status validate(const std::string& name, const std::string& toml, const Shape& s) {
+    return strategy(name)->validate(&prepare(toml, s));
+  }
+
+  // The same job, then `name`'s create: "" when it made an instance (destroyed
+  // at once), else its last_error.
+  std::string create_error(const std::string& name, const std::string& toml, const Shape& s) {
+    const dfm_strategy_v1* table = strategy(name);
+    void* instance = nullptr;
+    if (table->create(&prepare(toml, s), &instance) == DFM_OK) {
+      table->destroy(instance);
+      return "";
+    }
+    return registry_.find(DFM_PLUGIN_STRATEGY, name)->descriptor->last_error();
+  }
+
+  const std::vector<std::string>& errors() const { return host_.config_errors(); }
+
+ private:
+  const dfm_strategy_v1* strategy(const std::string& name) const {
+    const LoadedPlugin* plugin = registry_.find(DFM_PLUGIN_STRATEGY, name);
+    EXPECT_NE(plugin, nullptr) << name;
+    return plugin->strategy();
+  }
+
+  const dfm_job_shape& prepare(const std::string& toml, const Shape& s) {
     config_ = Config::parse(toml, "job.toml");
     for (const LoadedPlugin& p : registry_.plugins()) config_.add_table_schema("strategy." + p.name, option_schema(*p.strategy()));
     std::vector<std::string> schema_errors;
@@ -50,7 +75,8 @@ class Strategies : public ::testing::Test {
     host_.attach_mesh(mesh_.get());
     host_.clear_config_errors();
 
-    dfm_job_shape job{};
+    dfm_job_shape& job = job_;
+    job = dfm_job_shape{};
     job.struct_size = sizeof job;
     job.world_size = mesh_->world_size();
     job.axis_size[DFM_AXIS_TP] = s.tp;
@@ -66,17 +92,15 @@ class Strategies : public ::testing::Test {
     job.micro_batch = s.micro_batch;
     job.chain = s.chain.data();
     job.chain_length = s.chain.size();
-    const LoadedPlugin* plugin = registry_.find(DFM_PLUGIN_STRATEGY, name);
-    EXPECT_NE(plugin, nullptr) << name;
-    return plugin->strategy()->validate(&job);
+    return job_;
   }
 
-  const std::vector<std::string>& errors() const { return host_.config_errors(); }
-
+ protected:
   HostContext host_;
   PluginRegistry registry_{host_};
   Config config_;
   std::unique_ptr<Mesh> mesh_;
+  dfm_job_shape job_{};
 };
 
 // --- declarations ----------------------------------------------------------
@@ -351,6 +375,17 @@ TEST_F(Strategies, PpInterleavingNeedsAPipeline) {
   EXPECT_EQ(errors()[0],
             "job.toml:7:1: strategy.pp.virtual_stages: 2 virtual stages need pp_size 2 or more; with pp_size 1 there "
             "is no pipeline to interleave");
+}
+
+// The pipeline's pre-posted receives deadlock on NCCL's in-order stream: a
+// job refuses to start (create) rather than hang. Planning (validate, as
+// --dry-run does for the cluster configs) still accepts the layout.
+TEST_F(Strategies, PpRefusesToRunOnNcclUntilItsMessagesArePaired) {
+  const std::string toml = std::string(kModel) + "[backend]\ncomm = \"nccl\"\n";
+  EXPECT_EQ(validate("pp", toml, {.pp = 2, .n_layer = 12}), DFM_OK);
+  EXPECT_EQ(create_error("pp", toml, {.pp = 2, .n_layer = 12}),
+            "pp: pipeline parallel (pp_size 2) does not run on backend.comm = \"nccl\" yet: its pre-posted receives "
+            "would hold back the sends on NCCL's in-order stream; use gloo, or pp_size 1");
 }
 
 }  // namespace

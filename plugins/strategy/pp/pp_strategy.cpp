@@ -147,8 +147,24 @@ void report_expected_bubble(const dfm_job_shape& job, int64_t virtual_stages) {
     host.log(DFM_LOG_INFO, text);
 }
 
+// The links post all of a step's receives before its sends (pipeline_links.hpp):
+// right for comm backends that complete each operation on its own (gloo), a
+// deadlock on NCCL, where one stream runs a rank's messages in posting order.
+// Pairing each send with the schedule's next receive in one NCCL group call
+// (Megatron's batched p2p) is not written yet, so a pipeline refuses to run on
+// nccl — at create, so that --dry-run still plans such a layout.
+void check_comm_backend(const dfm_job_shape& job) {
+  if (job.axis_size[DFM_AXIS_PP] < 2 || host.get_string("backend.comm") != "nccl") return;
+  throw dfm::sdk::Error(DFM_ERR_UNSUPPORTED, "pp: pipeline parallel (pp_size " +
+                                                 std::to_string(job.axis_size[DFM_AXIS_PP]) +
+                                                 ") does not run on backend.comm = \"nccl\" yet: its pre-posted "
+                                                 "receives would hold back the sends on NCCL's in-order stream; use "
+                                                 "gloo, or pp_size 1");
+}
+
 dfm_status create(const dfm_job_shape* job, void** instance) {
   return dfm::sdk::guard([&] {
+    check_comm_backend(*job);
     auto p = std::make_unique<Pipeline>();
     p->layers_per_stage = stage_layers(*job);  // validated already
     p->virtual_stages = static_cast<int32_t>(host.get_int(host.own_key("virtual_stages")));
