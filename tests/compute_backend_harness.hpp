@@ -139,10 +139,12 @@ inline void expect_close(const std::vector<float>& actual, const std::vector<dou
   EXPECT_EQ(failures, 0u) << what << ": elements out of tolerance";
 }
 
-// Every slot of a backend's v1.1 table is offered: walks it as an array of function pointers.
-inline void expect_every_slot_offered(const dfm_compute_v1& api) {
+// Every slot of a backend's table up to `size` (v1.1 by default: native_stream,
+// 1.2, is NULL on host backends) is offered: walks it as an array of function pointers.
+inline void expect_every_slot_offered(const dfm_compute_v1& api, size_t size = DFM_COMPUTE_V1_1_SIZE) {
+  ASSERT_GE(api.struct_size, size);
   const auto* first = reinterpret_cast<const char*>(&api.create);
-  const auto* end = reinterpret_cast<const char*>(&api) + DFM_COMPUTE_V1_1_SIZE;
+  const auto* end = reinterpret_cast<const char*>(&api) + size;
   for (const char* slot = first; slot < end; slot += sizeof(void (*)())) {
     void (*fn)() = nullptr;
     std::memcpy(&fn, slot, sizeof fn);

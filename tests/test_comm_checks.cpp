@@ -86,6 +86,23 @@ TEST(CommChecks, AnIncompleteDescriptionIsRefusedNamingTheGroup) {
           "mine group 'tp/1': a group of 2 ranks needs a rendezvous store with set and get");
 }
 
+// ABI 1.2 appended compute_stream: read only when struct_size reaches it, so
+// a description from an older host (which never wrote it) gives NULL.
+TEST(CommChecks, TheComputeStreamIsReadOnlyFromADescriptionThatHasIt) {
+  int stream = 0;  // any address stands for a cudaStream_t here
+  dfm_comm_group_desc desc = valid_desc();
+  desc.compute_stream = &stream;
+  EXPECT_EQ(sdk::compute_stream_of(desc), &stream);
+  desc.compute_stream = nullptr;  // a host backend's: none
+  EXPECT_EQ(sdk::compute_stream_of(desc), nullptr);
+  desc.compute_stream = &stream;
+  desc.struct_size = DFM_COMM_GROUP_DESC_V1_SIZE;  // a 1.0/1.1 host
+  EXPECT_EQ(sdk::compute_stream_of(desc), nullptr);
+  EXPECT_EQ(sdk::validate_group_desc("mine", desc).name, "tp/1") << "a 1.0 description stays valid";
+  static_assert(DFM_COMM_GROUP_DESC_V1_2_SIZE == sizeof(dfm_comm_group_desc));
+  static_assert(DFM_COMM_GROUP_DESC_V1_2_SIZE > DFM_COMM_GROUP_DESC_V1_SIZE);
+}
+
 TEST(CommChecks, OperationArgumentsAreRefusedNamingGroupOperationAndArgument) {
   const sdk::CommMembership m = sdk::validate_group_desc("mine", valid_desc());
   float x = 0.0f;

@@ -7,6 +7,9 @@
 
 #include "attention_cases.hpp"
 #include "compute_backend_harness.hpp"
+#include "dfm/core/compute_backend.hpp"
+#include "dfm/core/host_services.hpp"
+#include "dfm/core/plugin_registry.hpp"
 #include "reference_kernels.hpp"
 
 namespace dfm::test {
@@ -248,6 +251,46 @@ TEST_F(CpuKernels, BadArgumentsAreRefusedWithAMessage) {
   options.threads = 1;
   options.struct_size = 4;
   expect_invalid(backend, api.create(&options, &other), "cpu.create", "struct_size");
+}
+
+// ABI 1.2: a host backend has no stream (its kernels have finished when they
+// return). The cpu backend leaves native_stream NULL, so the host hands the
+// comm groups no compute_stream (job_session.cpp).
+TEST_F(CpuKernels, HasNoNativeStreamSoTheHostPassesNone) {
+  ASSERT_GE(api.struct_size, DFM_COMPUTE_V1_2_SIZE);
+  EXPECT_EQ(api.native_stream, nullptr);
+  HostContext host;
+  PluginRegistry registry(host);
+  registry.load_file(plugin_dir() + "/libdfm_compute_cpu.so");
+  const LoadedPlugin* cpu = registry.find(DFM_PLUGIN_COMPUTE, "cpu");
+  ASSERT_NE(cpu, nullptr);
+  EXPECT_EQ(dfm::ComputeBackend(*cpu, 1, 0).native_stream(), nullptr);
+}
+
+void* stream_is_the_context(void* ctx) { return ctx; }
+
+// The host asks a backend for its stream only when the table reaches the slot:
+// a backend built against ABI 1.1 has no native_stream (the host reads nothing
+// past its struct_size) and gets NULL, like a host backend.
+TEST(ComputeBackendStream, IsAskedForOnlyWhenTheTableReachesTheSlot) {
+  HostContext host;
+  PluginRegistry registry(host);
+  registry.load_file(plugin_dir() + "/libdfm_compute_cpu.so");
+  const LoadedPlugin* cpu = registry.find(DFM_PLUGIN_COMPUTE, "cpu");
+  ASSERT_NE(cpu, nullptr);
+  // The cpu plugin with a stream slot, as a GPU backend would fill it.
+  dfm_compute_v1 table = *static_cast<const dfm_compute_v1*>(cpu->descriptor->table);
+  table.native_stream = stream_is_the_context;
+  dfm_plugin_descriptor descriptor = *cpu->descriptor;
+  descriptor.table = &table;
+  LoadedPlugin plugin = *cpu;
+  plugin.descriptor = &descriptor;
+  {
+    const dfm::ComputeBackend backend(plugin, 1, 0);  // the core's view, not the test harness's
+    EXPECT_EQ(backend.native_stream(), backend.ctx()) << "the slot is called with the backend's context";
+  }
+  table.struct_size = DFM_COMPUTE_V1_1_SIZE;
+  EXPECT_EQ(dfm::ComputeBackend(plugin, 1, 0).native_stream(), nullptr) << "a 1.1 table has no such slot";
 }
 
 }  // namespace

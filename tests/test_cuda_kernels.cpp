@@ -98,6 +98,7 @@ class CudaKernels : public ::testing::Test {
   }
 
   const Device& gpu() const { return *gpu_; }
+  static const test::ComputeBackend& gpu_backend() { return Plugins::get().cuda_backend; }
   template <typename T>
   Twin<T> twin(const std::vector<T>& host) const {
     return Twin<T>(*cpu_, *gpu_, host);
@@ -133,7 +134,7 @@ TEST(CudaPlugin, LoadsAndSaysWhetherItCanRun) {
   EXPECT_STREQ(d.name, "cuda");
   const auto& api = *static_cast<const dfm_compute_v1*>(d.table);
   ASSERT_GE(api.struct_size, DFM_COMPUTE_V1_SIZE);
-  expect_every_slot_offered(api);
+  expect_every_slot_offered(api, DFM_COMPUTE_V1_2_SIZE);  // native_stream too (ABI 1.2)
   if (!p.cuda->available) {
     // One line with CUDA's own reason, as --list-plugins shows it.
     EXPECT_EQ(p.cuda->unavailable_reason.rfind("no CUDA device: ", 0), 0u) << p.cuda->unavailable_reason;
@@ -260,6 +261,18 @@ TEST_F(CudaKernels, CopyAndAllocMatchTheContract) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(empty) % 64, 0u);
   api.free(gpu().ctx(), empty);
   api.free(gpu().ctx(), nullptr);
+}
+
+// ABI 1.2: each context's own stream, which a comm backend orders itself with.
+TEST_F(CudaKernels, NativeStreamIsTheContextsOwnStream) {
+  const dfm_compute_v1& api = gpu().api();
+  ASSERT_NE(api.native_stream, nullptr);
+  void* stream = api.native_stream(gpu().ctx());
+  EXPECT_NE(stream, nullptr);
+  EXPECT_EQ(api.native_stream(gpu().ctx()), stream) << "it never changes for a context";
+  const Device other(gpu_backend());
+  EXPECT_NE(api.native_stream(other.ctx()), stream) << "contexts do not share a stream";
+  EXPECT_EQ(api.native_stream(nullptr), nullptr);
 }
 
 TEST_F(CudaKernels, EmbeddingMatchesCpu) {

@@ -32,6 +32,11 @@ ComputeBackend::~ComputeBackend() {
   if (ctx_) table_->destroy(ctx_);
 }
 
+void* ComputeBackend::native_stream() const {
+  if (table_->struct_size < DFM_COMPUTE_V1_2_SIZE || table_->native_stream == nullptr) return nullptr;
+  return table_->native_stream(ctx_);
+}
+
 void ComputeBackend::check(dfm_status status, const char* what) const {
   if (status == DFM_OK) return;
   const char* message = descriptor_->last_error ? descriptor_->last_error() : "";

@@ -189,6 +189,7 @@ void JobSession::create_groups(int64_t timeout_ms) {
     desc.rendezvous = &rendezvous_;
     desc.timeout_ms = timeout_ms;
     desc.compute_ctx = backend_->ctx();
+    desc.compute_stream = backend_->native_stream();  // ABI 1.2; NULL for cpu and older backends
     if (comm_->group_create(&desc, &g.handle) != DFM_OK)
       throw std::runtime_error(rank_error(rank_, "cannot create process group " + g.members.name + ": " +
                                                      plan_.comm->descriptor->last_error()));

@@ -121,4 +121,6 @@ dfm_status synchronize(void* ctx) {
   });
 }
 
+void* native_stream(void* ctx) { return ctx == nullptr ? nullptr : static_cast<Context*>(ctx)->stream; }
+
 }  // namespace dfm::cuda

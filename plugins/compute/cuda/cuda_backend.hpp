@@ -85,6 +85,8 @@ unsigned grid_for(int64_t count, int threads);
 dfm_status create(const dfm_compute_options* options, void** ctx);
 void destroy(void* ctx);
 dfm_status synchronize(void* ctx);
+// Context::stream, for a stream-ordered comm backend (compute.h, ABI 1.2); NULL for a NULL ctx.
+void* native_stream(void* ctx);
 
 // ---- memory (memory.cu) ----
 dfm_status alloc(void* ctx, size_t bytes, void** ptr);

@@ -51,6 +51,7 @@ const dfm_compute_v1 kTable = {
     cross_entropy_max,
     cross_entropy_sums,
     cross_entropy_finish,
+    native_stream,
 };
 
 const dfm_plugin_descriptor kDescriptor = {

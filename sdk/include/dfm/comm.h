@@ -13,7 +13,9 @@
  * out returns DFM_ERR_TIMEOUT and names, in last_error, the group, the
  * operation, its sequence number in that group and the ranks that did not
  * join. Buffers are device pointers of the matching compute backend and must
- * stay untouched until the work completed.
+ * stay untouched until the work completed; on a stream-ordered backend (see
+ * compute_stream) that means until work_wait returned: compute work issued
+ * after it runs after the operation, work issued between the two does not.
  */
 #ifndef DFM_COMM_H
 #define DFM_COMM_H
@@ -51,10 +53,20 @@ typedef struct dfm_comm_group_desc {
   int64_t my_index;           /* this rank's position in `ranks` */
   const dfm_comm_rendezvous* rendezvous;
   int64_t timeout_ms;         /* [backend] comm_timeout_s, for every operation */
-  void* compute_ctx;          /* the compute backend's context (its stream, for GPU backends) */
+  void* compute_ctx;          /* the compute backend's context (opaque to the comm backend) */
+  /* ABI 1.2: the stream the compute backend runs its kernels on, in order
+   * (compute.h native_stream; a cudaStream_t for "cuda"); NULL for a host
+   * backend, or from a host older than 1.2 (struct_size stops before it).
+   * A GPU comm backend orders each operation after the work issued on this
+   * stream before it, and work_wait makes the work issued on it afterwards
+   * wait for the operation instead of blocking the host. The compute context
+   * outlives the group. */
+  void* compute_stream;
 } dfm_comm_group_desc;
 
 #define DFM_COMM_GROUP_DESC_V1_SIZE DFM_STRUCT_SIZE(dfm_comm_group_desc, compute_ctx)
+/* Reaches compute_stream (ABI 1.2). */
+#define DFM_COMM_GROUP_DESC_V1_2_SIZE DFM_STRUCT_SIZE(dfm_comm_group_desc, compute_stream)
 
 typedef struct dfm_comm_v1 {
   size_t struct_size;
@@ -86,7 +98,15 @@ typedef struct dfm_comm_v1 {
   /* Waits for one operation. timeout_ms < 0 waits until it finished or
    * failed (the group's timeout bounds every operation); a wait of
    * timeout_ms >= 0 that passes first returns DFM_ERR_TIMEOUT and leaves the
-   * operation running, to be waited for again. */
+   * operation running, to be waited for again.
+   * Stream-ordered backends (ABI 1.2, a desc with compute_stream): a wait
+   * with timeout_ms < 0 may instead return DFM_OK as soon as the work issued
+   * on the compute stream afterwards is ordered after the operation, without
+   * blocking the host; reading the result on the host then goes through the
+   * compute backend (copy to the host and synchronize). A failure found
+   * later is returned by the group's next operations. A barrier's wait
+   * always blocks the host until every member arrived, and so does a wait
+   * with timeout_ms >= 0 that returns DFM_OK. */
   dfm_status (*work_wait)(void* work, int64_t timeout_ms);
   void (*work_free)(void* work);
 

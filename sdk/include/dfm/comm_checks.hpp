@@ -67,7 +67,8 @@ struct CommMembership {
 // non-empty group_name, size >= 1 with a ranks array, my_index in 0..size-1,
 // timeout_ms > 0, and, for more than one member, a rendezvous store with
 // struct_size >= DFM_COMM_RENDEZVOUS_V1_SIZE and both set and get. Returns
-// the membership (compute_ctx and the rendezvous stay the caller's to read).
+// the membership (compute_ctx, compute_stream and the rendezvous stay the
+// caller's to read).
 // A backend that cannot hold more than `max_members` ranks (NCCL's are ints)
 // passes its limit, checked before the ranks are copied.
 inline CommMembership validate_group_desc(const char* backend, const dfm_comm_group_desc& desc,
@@ -98,6 +99,13 @@ inline CommMembership validate_group_desc(const char* backend, const dfm_comm_gr
   m.my_index = desc.my_index;
   m.timeout = std::chrono::milliseconds(desc.timeout_ms);
   return m;
+}
+
+// The compute backend's stream (ABI 1.2), or NULL when the host passed none:
+// a host backend's, or a description from a host older than 1.2, whose
+// struct_size stops before the field. Call it after validate_group_desc.
+inline void* compute_stream_of(const dfm_comm_group_desc& desc) {
+  return desc.struct_size >= DFM_COMM_GROUP_DESC_V1_2_SIZE ? desc.compute_stream : nullptr;
 }
 
 // ---- operations ----

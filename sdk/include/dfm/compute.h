@@ -224,11 +224,24 @@ typedef struct dfm_compute_v1 {
   dfm_status (*cross_entropy_finish)(void* ctx, float* logits, const int32_t* targets, const float* row_max,
                                      const float* sums, float* losses, int64_t rows, int64_t vocab, int64_t ld,
                                      int64_t vocab_offset, float grad_scale);
+
+  /* ---- ABI 1.2: the stream ----
+   * The backend's native stream for `ctx` (a cudaStream_t for a CUDA backend)
+   * on which its kernels and copies run in issue order. A GPU comm backend
+   * orders its operations after the work issued on it so far and makes later
+   * work on it wait for an operation (comm.h, compute_stream), so neither side
+   * blocks the host. Valid until destroy; it never changes for a context.
+   * Returns NULL for a host backend, whose kernels have finished when they
+   * return; such a backend may also leave the slot NULL (the first-party
+   * "cpu" backend does), which the host treats the same. */
+  void* (*native_stream)(void* ctx);
 } dfm_compute_v1;
 
 #define DFM_COMPUTE_V1_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, sum_squares)
 /* Reaches the vocabulary-parallel loss (ABI 1.1). */
 #define DFM_COMPUTE_V1_1_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, cross_entropy_finish)
+/* Reaches native_stream (ABI 1.2). */
+#define DFM_COMPUTE_V1_2_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, native_stream)
 
 #ifdef __cplusplus
 }

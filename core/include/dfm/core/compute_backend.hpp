@@ -28,6 +28,10 @@ class ComputeBackend {
 
   const dfm_compute_v1& table() const { return *table_; }
   void* ctx() const { return ctx_; }
+  // The backend's native stream (compute.h native_stream, ABI 1.2) for the
+  // comm groups: NULL for a host backend, and for one whose table predates
+  // the slot or leaves it NULL.
+  void* native_stream() const;
   const std::string& name() const { return name_; }
   const char* (*last_error_function() const)(void) { return descriptor_->last_error; }
 
