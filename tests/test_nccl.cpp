@@ -1,5 +1,6 @@
 // The "nccl" comm plugin on this machine's GPU, with device buffers of the
-// "cuda" compute plugin and its context passed as compute_ctx, as dfm-run does.
+// "cuda" compute plugin and its context and stream passed as compute_ctx and
+// compute_stream, as dfm-run does.
 //
 // NCCL refuses two ranks of one communicator on the same GPU, and the GPU
 // test machine has one, so everything here runs groups of one member, still
@@ -10,11 +11,21 @@
 // be tested here; joining can: a group of two whose second member never
 // comes, and a member whose NCCL id is never published.
 //
+// Stream ordering (ABI 1.2): buffers written by compute kernels that were
+// never synchronized go into operations, and kernels issued after work_wait
+// read the results; busy work queued on the compute stream shows that
+// neither issuing nor a stream-ordered wait blocks the host, while a
+// barrier's wait does. That a wait returns before its operation ran cannot
+// be told apart from ordering on one GPU (a group of one never waits for a
+// peer), so the results are what the ordering tests check.
+//
 // Without a CUDA device (or driver) the plugin's init says so and every GPU
-// case reports SKIPPED with that reason; the plugin must still load.
+// case reports SKIPPED with that reason; the plugin must still load, and it
+// refuses a group without a compute stream before touching CUDA.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -113,6 +124,7 @@ class NcclOneGpu : public ::testing::Test {
     desc.rendezvous = store_->table();
     desc.timeout_ms = timeout_ms;
     desc.compute_ctx = device_->ctx();
+    desc.compute_stream = compute().native_stream(device_->ctx());
     return comm().group_create(&desc, group);
   }
 
@@ -124,6 +136,16 @@ class NcclOneGpu : public ::testing::Test {
   }
 
   Buffer<float> buffer(const std::vector<float>& host) const { return Buffer<float>(*device_, host); }
+  const dfm_compute_v1& compute() const { return device_->api(); }
+  void* ctx() const { return device_->ctx(); }
+  std::string compute_error() const { return device_->last_error(); }
+  // Queues `passes` (even) kernels over `buf` on the compute stream, alternately
+  // doubling and halving it: the values end where they were (exactly), after
+  // passes * count * 8 bytes of memory traffic the GPU takes a while over.
+  void keep_gpu_busy(float* buf, int64_t count, int passes) const {
+    for (int i = 0; i < passes; ++i)
+      ASSERT_EQ(compute().scale(ctx(), buf, i % 2 == 0 ? 2.0f : 0.5f, count), DFM_OK) << compute_error();
+  }
   const FileRendezvous& store() const { return *store_; }
 
  private:
@@ -169,6 +191,31 @@ TEST(NcclPlugin, LoadsAndSaysWhetherItCanRun) {
     EXPECT_EQ(p.nccl->unavailable_reason.rfind("no CUDA device: ", 0), 0u) << p.nccl->unavailable_reason;
     EXPECT_GT(p.nccl->unavailable_reason.size(), std::string("no CUDA device: ").size());
     EXPECT_EQ(p.nccl->unavailable_reason.find('\n'), std::string::npos);
+  }
+}
+
+// Checked before any CUDA call, so this runs without a GPU too (calling the
+// table of a plugin whose init turned it down, as no host would): with a cpu
+// compute backend (no stream) or a host older than ABI 1.2 (no such field)
+// there is nothing to order the operations after.
+TEST(NcclPlugin, AGroupWithoutAComputeStreamIsRefusedWithOneLine) {
+  Plugins& p = Plugins::get();
+  ASSERT_NE(p.nccl, nullptr) << p.refusals();
+  const int64_t ranks[] = {3};
+  dfm_comm_group_desc desc{};
+  desc.group_name = "dp/0";
+  desc.ranks = ranks;
+  desc.size = 1;
+  desc.my_index = 0;
+  desc.timeout_ms = 1000;
+  for (const size_t size : {sizeof desc, size_t{DFM_COMM_GROUP_DESC_V1_SIZE}}) {
+    desc.struct_size = size;
+    void* group = &group;  // must come back NULL
+    EXPECT_EQ(comm().group_create(&desc, &group), DFM_ERR_UNSUPPORTED) << "struct_size " << size;
+    EXPECT_EQ(group, nullptr);
+    EXPECT_EQ(comm_error(),
+              "nccl group 'dp/0' (rank 3): needs a GPU compute backend's stream (backend.compute = \"cuda\", "
+              "host ABI >= 1.2); the host passed none");
   }
 }
 
@@ -327,6 +374,87 @@ TEST_F(NcclOneGpu, WorkIssuedBeforeGroupDestroyCompletesAndStaysValid) {
   EXPECT_EQ(api.work_wait(work, 0), DFM_OK) << comm_error();
   api.work_free(work);
   EXPECT_EQ(out.read(), input);
+}
+
+// Inputs written by kernels that were never synchronized, results read by
+// kernels issued after work_wait: the GPU orders both (group.hpp, Streams).
+TEST_F(NcclOneGpu, OperationsAreOrderedWithTheComputeStream) {
+  void* g = solo("ordered");
+  ASSERT_NE(g, nullptr);
+  const dfm_comm_v1& api = comm();
+  const int64_t count = int64_t{1} << 24;  // 64 MiB per buffer
+  const std::vector<float> sentinel(static_cast<size_t>(count), -1.0f);
+  auto wrong = [](const std::vector<float>& got, float expected) {
+    return std::count_if(got.begin(), got.end(), [&](float x) { return x != expected; });
+  };
+
+  // A collective: all_gather of a group of one copies `in` to `out`.
+  auto in = buffer(sentinel), out = buffer(sentinel);
+  ASSERT_EQ(compute().fill(ctx(), in.data(), 3.0f, count), DFM_OK) << compute_error();
+  keep_gpu_busy(in.data(), count, 100);
+  void* work = nullptr;
+  ASSERT_EQ(api.all_gather(g, in.data(), out.data(), count, &work), DFM_OK) << comm_error();
+  ASSERT_EQ(api.work_wait(work, -1), DFM_OK) << comm_error();
+  api.work_free(work);
+  ASSERT_EQ(compute().scale(ctx(), out.data(), 2.0f, count), DFM_OK) << compute_error();
+  // 3 if the gather ran after the scale, -2 if it did not wait for the fill.
+  EXPECT_EQ(wrong(out.read(), 6.0f), 0) << "elements of all_gather's output that are not 2 * 3";
+
+  // Messages: a send to itself and the recv paired with it, held back and issued together.
+  auto src = buffer(sentinel), dst = buffer(sentinel);
+  ASSERT_EQ(compute().fill(ctx(), src.data(), 5.0f, count), DFM_OK) << compute_error();
+  keep_gpu_busy(src.data(), count, 100);
+  void* sent = nullptr;
+  void* received = nullptr;
+  ASSERT_EQ(api.recv(g, dst.data(), count, 0, 1, &received), DFM_OK) << comm_error();
+  ASSERT_EQ(api.send(g, src.data(), count, 0, 1, &sent), DFM_OK) << comm_error();
+  ASSERT_EQ(api.work_wait(received, -1), DFM_OK) << comm_error();
+  ASSERT_EQ(api.work_wait(sent, -1), DFM_OK) << comm_error();
+  api.work_free(received);
+  api.work_free(sent);
+  ASSERT_EQ(compute().add(ctx(), dst.data(), dst.data(), src.data(), count), DFM_OK) << compute_error();
+  EXPECT_EQ(wrong(dst.read(), 10.0f), 0) << "elements of the received message that are not 5 + 5";
+  api.group_destroy(g);
+}
+
+// Issuing and a stream-ordered wait return while the GPU still works through
+// what the compute stream was given before; a wait with a timeout and a
+// barrier's wait look at the operation itself, from the host.
+TEST_F(NcclOneGpu, OnlyBarriersAndTimedWaitsBlockTheHost) {
+  void* g = solo("overlap");
+  ASSERT_NE(g, nullptr);
+  const dfm_comm_v1& api = comm();
+  const int64_t count = int64_t{1} << 24;
+  const int passes = 400;  // 400 * 128 MiB of traffic: over 10 ms on any current GPU
+  auto buf = buffer(values(count, 1.0f));
+  using Ms = std::chrono::duration<double, std::milli>;
+
+  keep_gpu_busy(buf.data(), count, passes);
+  auto start = Clock::now();
+  void* work = nullptr;
+  ASSERT_EQ(api.all_reduce(g, buf.data(), count, DFM_REDUCE_SUM, &work), DFM_OK) << comm_error();
+  EXPECT_EQ(api.work_wait(work, 0), DFM_ERR_TIMEOUT) << "the GPU cannot have reached the all_reduce yet";
+  EXPECT_EQ(api.work_wait(work, -1), DFM_OK) << comm_error();
+  const Ms waited = Clock::now() - start;
+  ASSERT_EQ(compute().synchronize(ctx()), DFM_OK) << compute_error();
+  const Ms drained = Clock::now() - start;
+  api.work_free(work);
+  EXPECT_LT(waited.count(), drained.count() / 4)
+      << "issue + wait took " << waited.count() << " ms of the " << drained.count() << " ms the GPU needed";
+
+  keep_gpu_busy(buf.data(), count, passes);
+  start = Clock::now();
+  ASSERT_EQ(api.barrier(g, &work), DFM_OK) << comm_error();
+  EXPECT_EQ(api.work_wait(work, -1), DFM_OK) << comm_error();
+  const Ms barrier = Clock::now() - start;
+  ASSERT_EQ(compute().synchronize(ctx()), DFM_OK) << compute_error();
+  const Ms after = Clock::now() - start - barrier;
+  api.work_free(work);
+  EXPECT_GT(barrier.count(), 4 * after.count())
+      << "the barrier's wait took " << barrier.count() << " ms, the GPU then needed " << after.count() << " ms more";
+  const std::vector<float> got = buf.read(), expected = values(count, 1.0f);
+  EXPECT_TRUE(got == expected) << "the busy work and a sum over one member change nothing";
+  api.group_destroy(g);
 }
 
 }  // namespace

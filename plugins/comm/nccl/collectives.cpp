@@ -1,5 +1,5 @@
 // The collectives, each one NCCL call on the group's stream (in place where
-// the ABI is: all_reduce and broadcast).
+// the ABI is: all_reduce and broadcast), ordered after the compute stream.
 //
 // Bytes sent: NCCL has no per-communicator traffic counters, so bytes_sent is
 // computed, not measured: this rank's share of the volume NCCL's ring
@@ -28,15 +28,15 @@ uint64_t ring_all_reduce_bytes(int64_t n, int64_t count) {
 
 }  // namespace
 
-std::shared_ptr<Operation> Group::collective(const char* name, uint64_t bytes, const Enqueue& enqueue) {
-  // The held-back messages were issued first, so they go first; the device
-  // wait covers their buffers too.
-  sync_device(name);
+std::shared_ptr<Operation> Group::collective(const char* name, uint64_t bytes, const Enqueue& enqueue,
+                                             bool blocking) {
+  // The held-back messages were issued first, so they go first.
   std::lock_guard<std::mutex> lock(mutex_);
   flush_locked();
   const int64_t sequence = ++collectives_issued_;
   auto op = std::make_shared<Operation>(std::string(name) + " #" + std::to_string(sequence),
                                         Clock::now() + membership_.timeout);
+  op->blocking = blocking;
   launch_locked({op}, enqueue);
   if (!op->finished) bytes_sent_ += bytes;
   return op;
@@ -76,10 +76,12 @@ std::shared_ptr<Operation> Group::broadcast(float* buf, int64_t count, int64_t r
 }
 
 std::shared_ptr<Operation> Group::barrier() {
-  // Completes on a rank only once every member has contributed its float.
-  return collective("barrier", ring_all_reduce_bytes(membership_.size(), 1), [this] {
-    return ncclAllReduce(barrier_scratch_, barrier_scratch_, 1, ncclFloat32, ncclSum, comm_, stream_);
-  });
+  // Completes on a rank only once every member has contributed its float;
+  // its wait blocks the host until then (group.hpp, Streams).
+  return collective(
+      "barrier", ring_all_reduce_bytes(membership_.size(), 1),
+      [this] { return ncclAllReduce(barrier_scratch_, barrier_scratch_, 1, ncclFloat32, ncclSum, comm_, stream_); },
+      /*blocking=*/true);
 }
 
 }  // namespace dfm::nccl_comm

@@ -11,17 +11,15 @@ namespace {
 // How often work_wait looks at its operation's event.
 constexpr auto kWaitPoll = std::chrono::microseconds(50);
 
+// A finished operation's answer to work_wait.
+dfm_status outcome(const Operation& op) { return op.status == DFM_OK ? DFM_OK : sdk::fail(op.status, op.message); }
+
 }  // namespace
 
-Group::Group(Membership membership) : membership_(std::move(membership)) {}
+Group::Group(Membership membership, cudaStream_t compute_stream)
+    : membership_(std::move(membership)), compute_stream_(compute_stream) {}
 
 Group::~Group() { shutdown(); }
-
-void Group::sync_device(const std::string& before) const {
-  check_cuda(cudaSetDevice(device_), membership_.describe(), "cudaSetDevice");
-  check_cuda(cudaDeviceSynchronize(), membership_.describe() + ": waiting for the device before " + before,
-             "cudaDeviceSynchronize");
-}
 
 ncclResult_t Group::settle_locked(ncclResult_t result, Clock::time_point deadline) const {
   while (result == ncclInProgress) {
@@ -38,18 +36,25 @@ void Group::launch_locked(const std::vector<std::shared_ptr<Operation>>& ops, co
     for (const auto& op : ops) op->finish(DFM_ERR_RUNTIME, unusable_message(*op));
     return;
   }
-  const ncclResult_t result = settle_locked(enqueue(), first.deadline);
-  if (result != ncclSuccess) {
-    if (result == ncclInProgress)
-      fail_all_locked(&first, DFM_ERR_TIMEOUT, timeout_message(first), first.label + " timed out");
-    else
-      ops.front()->finish(DFM_ERR_RUNTIME, membership_.describe() + ": " + first.label +
-                                               " could not be issued: NCCL reports " + nccl_reason(result, comm_));
-    fail_all_locked(nullptr, DFM_ERR_RUNTIME, "", first.label + " failed");
-    // The rest of a group call are in neither queue yet.
-    for (const auto& op : ops) op->finish(DFM_ERR_RUNTIME, unusable_message(*op));
-    return;
+  // Behind the compute work issued so far, on the GPU (see Streams). A rank
+  // that skips an operation would match its peers' next one with it, so a
+  // failure here ends the group like a failed NCCL call.
+  try {
+    const std::string ordering = membership_.describe() + ": ordering " + first.label + " after the compute stream";
+    check_cuda(cudaSetDevice(device_), ordering, "cudaSetDevice");
+    check_cuda(cudaEventRecord(ready_, compute_stream_), ordering, "cudaEventRecord");
+    check_cuda(cudaStreamWaitEvent(stream_, ready_, 0), ordering, "cudaStreamWaitEvent");
+  } catch (const sdk::Error& e) {
+    return fail_issue_locked(ops, e.status(), e.what(), first.label + " could not be ordered after the compute stream");
   }
+  const ncclResult_t result = settle_locked(enqueue(), first.deadline);
+  if (result == ncclInProgress)
+    return fail_issue_locked(ops, DFM_ERR_TIMEOUT, timeout_message(first), first.label + " timed out");
+  if (result != ncclSuccess)
+    return fail_issue_locked(ops, DFM_ERR_RUNTIME,
+                             membership_.describe() + ": " + first.label + " could not be issued: NCCL reports " +
+                                 nccl_reason(result, comm_),
+                             first.label + " failed");
   for (const auto& op : ops) {
     try {
       check_cuda(cudaEventCreateWithFlags(&op->event, cudaEventDisableTiming), membership_.describe(),
@@ -61,6 +66,13 @@ void Group::launch_locked(const std::vector<std::shared_ptr<Operation>>& ops, co
     }
     in_flight_.push_back(op);
   }
+}
+
+void Group::fail_issue_locked(const std::vector<std::shared_ptr<Operation>>& ops, dfm_status status,
+                              const std::string& message, const std::string& reason) {
+  ops.front()->finish(status, message);
+  fail_all_locked(nullptr, DFM_ERR_RUNTIME, "", reason);
+  for (const auto& op : ops) op->finish(DFM_ERR_RUNTIME, unusable_message(*op));
 }
 
 void Group::progress_locked() {
@@ -136,13 +148,22 @@ dfm_status Group::wait(Operation& op, int64_t timeout_ms) {
     held = !op.finished && !op.event;
   }
   if (held) flush();
+  if (timeout_ms < 0 && !op.blocking) {
+    // Stream-ordered: the compute stream waits for the operation, the host does not.
+    std::lock_guard<std::mutex> lock(mutex_);
+    progress_locked();
+    if (op.finished) return outcome(op);
+    check_cuda(cudaStreamWaitEvent(compute_stream_, op.event, 0),
+               membership_.describe() + ": ordering the compute stream after " + op.label, "cudaStreamWaitEvent");
+    return DFM_OK;
+  }
   const auto caller_deadline = timeout_ms < 0 ? Clock::time_point::max()
                                               : Clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       progress_locked();  // the group's deadline ends every operation
-      if (op.finished) return op.status == DFM_OK ? DFM_OK : sdk::fail(op.status, op.message);
+      if (op.finished) return outcome(op);
     }
     if (Clock::now() >= caller_deadline)
       return sdk::fail(DFM_ERR_TIMEOUT, membership_.describe() + ": " + op.label + " not finished after waiting " +
@@ -170,9 +191,9 @@ void Group::abort() {
 void Group::shutdown() {
   std::call_once(shutdown_once_, [&] {
     try {
-      flush();
+      flush();  // a failed issue fails its messages; only allocation can throw here
     } catch (const std::exception&) {
-      // A device error here leaves the held-back messages to their deadline below.
+      // The held-back messages are then left to their deadline below.
     }
     std::unique_lock<std::mutex> lock(mutex_);
     // Lets the issued operations finish first; each is bounded by its deadline.
@@ -202,6 +223,9 @@ void Group::shutdown() {
     barrier_scratch_ = nullptr;
     if (stream_) cudaStreamDestroy(stream_);
     stream_ = nullptr;
+    // A compute stream still waiting on it has captured it already.
+    if (ready_) cudaEventDestroy(ready_);
+    ready_ = nullptr;
   });
 }
 

@@ -3,6 +3,8 @@
 // store under "<group>/nccl_id"; the others read it from there. The
 // communicator is non-blocking (config.blocking = 0) so that joining, like
 // every operation, gives up at the group's timeout instead of hanging.
+// Without the compute backend's stream (ABI 1.2) there is nothing to order
+// the operations after, and group_create fails before touching CUDA.
 #include <cstring>
 
 #include "dfm/sdk.hpp"
@@ -42,16 +44,23 @@ ncclUniqueId exchange_id(const Membership& m, const dfm_comm_rendezvous* rendezv
 
 std::shared_ptr<Group> Group::create(const dfm_comm_group_desc& desc) {
   // NCCL's ranks are ints.
-  std::shared_ptr<Group> group(new Group(sdk::validate_group_desc(kBackend, desc, INT32_MAX)));
+  Membership membership = sdk::validate_group_desc(kBackend, desc, INT32_MAX);
+  // Checked before any CUDA call: the answer is the same on a machine without a GPU.
+  auto* compute_stream = static_cast<cudaStream_t>(sdk::compute_stream_of(desc));
+  if (!compute_stream)
+    throw sdk::Error(DFM_ERR_UNSUPPORTED, membership.describe() +
+                                              ": needs a GPU compute backend's stream (backend.compute = \"cuda\", "
+                                              "host ABI >= 1.2); the host passed none");
+  std::shared_ptr<Group> group(new Group(std::move(membership), compute_stream));
   group->connect(desc);
   return group;
 }
 
 void Group::connect(const dfm_comm_group_desc& desc) {
   const std::string& who = membership_.describe();
-  // The device is the one current on the calling thread: the compute
-  // backend's (its create made it current), as LOCAL_RANK chose it.
-  check_cuda(cudaGetDevice(&device_), who, "cudaGetDevice");
+  // The device is the compute stream's: the compute backend's, as LOCAL_RANK chose it.
+  check_cuda(cudaStreamGetDevice(compute_stream_, &device_), who, "cudaStreamGetDevice(compute stream)");
+  check_cuda(cudaSetDevice(device_), who, "cudaSetDevice");
   const ncclUniqueId id = exchange_id(membership_, desc.rendezvous);
 
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
@@ -76,6 +85,7 @@ void Group::connect(const dfm_comm_group_desc& desc) {
   check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), who, "cudaStreamCreateWithFlags");
   check_cuda(cudaMallocAsync(&barrier_scratch_, sizeof(float), stream_), who, "cudaMallocAsync");
   check_cuda(cudaMemsetAsync(barrier_scratch_, 0, sizeof(float), stream_), who, "cudaMemsetAsync");
+  check_cuda(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming), who, "cudaEventCreateWithFlags");
   watchdog_ = std::thread([this] { watch(); });
 }
 

@@ -40,6 +40,7 @@ struct Operation {
   const std::string label;
   const Clock::time_point deadline;  // issue time + the group's timeout: the watchdog's limit
   cudaEvent_t event = nullptr;       // recorded on the group's stream right after the operation
+  bool blocking = false;             // work_wait blocks the host until it completed (barrier)
   bool finished = false;
   dfm_status status = DFM_OK;
   std::string message;

@@ -31,7 +31,8 @@ const dfm_plugin_descriptor kDescriptor = {
     DFM_PLUGIN_COMM,
     "nccl",
     "0.1.0",
-    "NVIDIA GPUs: NCCL collectives and send/recv on a CUDA stream per group, with a timeout watchdog",
+    "NVIDIA GPUs: NCCL collectives and send/recv on a CUDA stream per group, stream-ordered with the compute "
+    "backend, with a timeout watchdog",
     init,
     sdk::last_error,
     &kTable,

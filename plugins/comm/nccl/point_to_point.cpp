@@ -9,7 +9,9 @@
 // When held-back messages are issued (see group.hpp): once they include a
 // send and a recv (a ring or pairwise exchange issues both before waiting),
 // or when the caller waits for or frees any work of the group, issues a
-// collective or destroys the group.
+// collective or destroys the group. A batch is ordered after the compute
+// work issued before it is put on the stream, which covers the work that
+// wrote the send buffers before they were posted (group.hpp, Streams).
 //
 // A message to this rank itself (peer == my_index) is a local copy that NCCL
 // runs only when its send and recv are in the same group call: at issue they
@@ -37,33 +39,23 @@ std::shared_ptr<Operation> Group::post(bool is_send, float* buf, int64_t count, 
   const char* name = is_send ? "send" : "recv";
   sdk::validate_message(membership_, name, buf, count, peer, tag, sdk::MessagesToSelf::allowed);
 
-  bool exchange = false;
-  std::shared_ptr<Operation> op;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    const int64_t peer_rank = membership_.ranks[static_cast<size_t>(peer)];
-    const std::string label = std::string(name) + " #" + std::to_string(++messages_issued_) +
-                              (is_send ? " to" : " from") + " rank " + std::to_string(peer_rank) + " (tag " +
-                              std::to_string(tag) + ")";
-    op = std::make_shared<Operation>(label, Clock::now() + membership_.timeout);
-    if (!failure_.empty()) {
-      op->finish(DFM_ERR_RUNTIME, unusable_message(*op));
-      return op;
-    }
-    held_.push_back({op, is_send, buf, static_cast<size_t>(count), static_cast<int>(peer)});
-    const auto sends = std::count_if(held_.begin(), held_.end(), [](const Message& m) { return m.is_send; });
-    exchange = sends > 0 && sends < static_cast<std::ptrdiff_t>(held_.size());
+  std::lock_guard<std::mutex> lock(mutex_);
+  const int64_t peer_rank = membership_.ranks[static_cast<size_t>(peer)];
+  const std::string label = std::string(name) + " #" + std::to_string(++messages_issued_) +
+                            (is_send ? " to" : " from") + " rank " + std::to_string(peer_rank) + " (tag " +
+                            std::to_string(tag) + ")";
+  auto op = std::make_shared<Operation>(label, Clock::now() + membership_.timeout);
+  if (!failure_.empty()) {
+    op->finish(DFM_ERR_RUNTIME, unusable_message(*op));
+    return op;
   }
-  if (exchange) flush();
+  held_.push_back({op, is_send, buf, static_cast<size_t>(count), static_cast<int>(peer)});
+  const auto sends = std::count_if(held_.begin(), held_.end(), [](const Message& m) { return m.is_send; });
+  if (sends > 0 && sends < static_cast<std::ptrdiff_t>(held_.size())) flush_locked();  // an exchange
   return op;
 }
 
 void Group::flush() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (held_.empty()) return;
-  }
-  sync_device("send/recv");  // the kernels that wrote the send buffers are done
   std::lock_guard<std::mutex> lock(mutex_);
   flush_locked();
 }
