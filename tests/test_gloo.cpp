@@ -221,5 +221,30 @@ TEST_F(GlooTest, SimultaneousRingExchangeDoesNotDeadlock) {
   }
 }
 
+// A compute backend with a device stream (cuda) hands out device pointers,
+// which gloo would read as host memory: group_create refuses with one line.
+TEST(GlooPlugin, AGroupOnADeviceComputeStreamIsRefusedWithOneLine) {
+  const int64_t ranks[] = {2};
+  int stand_in_stream = 0;  // any non-NULL handle: gloo must not use it
+  dfm_comm_group_desc desc{};
+  desc.struct_size = sizeof desc;
+  desc.group_name = "dp/0";
+  desc.ranks = ranks;
+  desc.size = 1;
+  desc.my_index = 0;
+  desc.timeout_ms = 1000;
+  desc.compute_stream = &stand_in_stream;
+  void* group = nullptr;
+  EXPECT_EQ(gloo().api->group_create(&desc, &group), DFM_ERR_UNSUPPORTED);
+  EXPECT_EQ(group, nullptr);
+  EXPECT_EQ(gloo().last_error(),
+            "gloo group 'dp/0' (rank 2): works on host memory, and the compute backend keeps its tensors on a device "
+            "(backend.compute = \"cuda\" needs backend.comm = \"nccl\")");
+  // A host older than ABI 1.2 has no such field: the same description, cut before it, is accepted.
+  desc.struct_size = DFM_COMM_GROUP_DESC_V1_SIZE;
+  ASSERT_EQ(gloo().api->group_create(&desc, &group), DFM_OK) << gloo().last_error();
+  gloo().api->group_destroy(group);
+}
+
 }  // namespace
 }  // namespace dfm::test

@@ -21,6 +21,12 @@ std::string listen_hostname() {
 
 std::shared_ptr<Group> Group::create(const dfm_comm_group_desc& desc) {
   Membership membership = sdk::validate_group_desc(kBackend, desc);
+  // gloo reads and writes buffers as host memory; a compute backend with a
+  // device stream (ABI 1.2) hands it device pointers.
+  if (sdk::compute_stream_of(desc) != nullptr)
+    throw sdk::Error(DFM_ERR_UNSUPPORTED, membership.describe() +
+                                              ": works on host memory, and the compute backend keeps its tensors on "
+                                              "a device (backend.compute = \"cuda\" needs backend.comm = \"nccl\")");
   const bool alone = membership.size() == 1;
   std::shared_ptr<Group> group(new Group(std::move(membership), alone ? nullptr : desc.rendezvous));
   if (!alone) group->connect();
