@@ -73,7 +73,7 @@ dfm_status create(const dfm_compute_options* options, void** ctx) {
 
     auto context = std::make_unique<Context>();
     context->device = static_cast<int>(device);
-    context->bf16_matmul = checked.precision == DFM_PRECISION_BF16;
+    context->bf16 = checked.precision == DFM_PRECISION_BF16;
     const Args args("create", context.get());  // makes the device current
     int shared_optin = 0;
     args.cuda(cudaDeviceGetAttribute(&shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, context->device),
@@ -89,7 +89,7 @@ dfm_status create(const dfm_compute_options* options, void** ctx) {
     args.cuda(cudaMalloc(&context->bad_target, sizeof(BadTarget)), "cudaMalloc");
     // On the context's stream: a non-blocking stream does not wait for the legacy default stream.
     args.cuda(cudaMemsetAsync(context->bad_target, 0, sizeof(BadTarget), context->stream), "cudaMemsetAsync");
-    if (context->bf16_matmul) use_cudnn_attention(*context);
+    if (context->bf16) use_cudnn_attention(*context);
     *ctx = context.release();
   });
 }

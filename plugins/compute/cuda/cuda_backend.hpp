@@ -40,8 +40,9 @@ struct Context {
   size_t max_shared_bytes = 0;  // dynamic shared memory one block may opt in to
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
-  // backend.precision = "bf16": GEMMs may round inputs to bf16 (tensor cores), accumulating in fp32.
-  bool bf16_matmul = false;
+  // backend.precision = "bf16": GEMMs may round inputs to bf16 (tensor cores), accumulating in fp32,
+  // and attention runs on cuDNN where it can.
+  bool bf16 = false;
   // backend.precision = "bf16" with a usable cuDNN: attention on cuDNN's fused kernels.
   std::unique_ptr<CudnnAttention> cudnn;
   double* sum_partials = nullptr;  // [kSumSquaresBlocks], device

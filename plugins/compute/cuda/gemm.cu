@@ -42,7 +42,7 @@ dfm_status matmul(void* ctx, const dfm_matmul_desc* desc) {
       return;
     }
     // cuBLAS never reads C when beta = 0 (BLAS semantics), so NaNs there are ignored.
-    if (args.context().bf16_matmul) {
+    if (args.context().bf16) {
       args.blas(cublasGemmStridedBatchedEx_64(
                     args.context().blas, d.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, d.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
                     d.n, d.m, d.k, &d.alpha, d.b, CUDA_R_32F, d.ldb, batched ? d.stride_b : 0, d.a, CUDA_R_32F, d.lda,
