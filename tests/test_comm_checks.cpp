@@ -12,6 +12,7 @@
 
 #include "dfm/comm_checks.hpp"
 #include "dfm/comm_table.hpp"
+#include "support/group_desc.hpp"
 
 namespace dfm::test {
 namespace {
@@ -31,19 +32,9 @@ void expect_refused(Check&& check, const std::string& message) {
 dfm_status store_set(void*, const char*, const void*, size_t) { return DFM_OK; }
 dfm_status store_get(void*, const char*, void*, size_t, size_t*, int64_t) { return DFM_OK; }
 const dfm_comm_rendezvous kStore = {DFM_COMM_RENDEZVOUS_V1_SIZE, nullptr, store_set, store_get};
-const int64_t kRanks[] = {4, 9, 7};
+const std::vector<int64_t> kRanks = {4, 9, 7};
 
-dfm_comm_group_desc valid_desc() {
-  dfm_comm_group_desc desc{};
-  desc.struct_size = sizeof desc;
-  desc.group_name = "tp/1";
-  desc.ranks = kRanks;
-  desc.size = 3;
-  desc.my_index = 1;
-  desc.rendezvous = &kStore;
-  desc.timeout_ms = 500;
-  return desc;
-}
+dfm_comm_group_desc valid_desc() { return group_desc("tp/1", kRanks, 1, 500, &kStore); }
 
 TEST(CommChecks, AValidDescriptionBecomesTheMembership) {
   const sdk::CommMembership m = sdk::validate_group_desc("mine", valid_desc());

@@ -507,6 +507,19 @@ class CudaBf16Attention : public CudaKernels {
     return Twin<float>(cpu(), bf16(), random_floats(count, seed));
   }
   Twin<float> twin16(const std::vector<float>& host) const { return Twin<float>(cpu(), bf16(), host); }
+  // Random Q, K, V in [-1, 1] for `d`, drawing seeds from `seed` on.
+  struct Qkv {
+    Twin<float> q, k, v;
+  };
+  Qkv qkv16(const dfm_attention_desc& d, uint64_t& seed) const {
+    seed += 3;
+    return Qkv{floats16(q_elements(d), seed - 3), floats16(kv_elements(d), seed - 2),
+               floats16(kv_elements(d), seed - 1)};
+  }
+  // The largest difference of a test's results must show bf16 rounding.
+  static void expect_cudnn_ran(double largest) {
+    EXPECT_GT(largest, 1e-5) << "no bf16 rounding visible: attention did not run on cuDNN";
+  }
   // Holds x to kBf16AttentionTolerance times max(1, its largest magnitude);
   // returns the largest difference, for the proof that cuDNN ran.
   double expect_bf16_close(const Twin<float>& x, const std::string& what) const {
@@ -528,8 +541,7 @@ TEST_F(CudaBf16Attention, ForwardOnCudnnIsWithinBf16ToleranceOfCpu) {
   for (const AttentionCase& c : kCudnnAttentionCases) {
     SCOPED_TRACE(describe(c));
     const dfm_attention_desc d = make_desc(c);
-    const auto q = floats16(q_elements(d), seed++), k = floats16(kv_elements(d), seed++);
-    const auto v = floats16(kv_elements(d), seed++);
+    const auto [q, k, v] = qkv16(d, seed);
     const auto out = twin16(std::vector<float>(o_elements(d), kNaN));
     const auto lse = twin16(std::vector<float>(lse_elements(d), kNaN));
     ASSERT_TRUE(both(
@@ -539,7 +551,7 @@ TEST_F(CudaBf16Attention, ForwardOnCudnnIsWithinBf16ToleranceOfCpu) {
         &bf16()));
     largest = std::max({largest, expect_bf16_close(out, "out"), expect_bf16_close(lse, "lse")});
   }
-  EXPECT_GT(largest, 1e-5) << "no bf16 rounding visible: attention did not run on cuDNN";
+  expect_cudnn_ran(largest);
 }
 
 // Ring context parallel on cuDNN: a query chunk at positions 64..127 meets its
@@ -562,8 +574,7 @@ TEST_F(CudaBf16Attention, RingBlocksOnCudnnMergeLikeCpu) {
         },
         &bf16()));
   }
-  const double largest = std::max(expect_bf16_close(out, "out"), expect_bf16_close(lse, "lse"));
-  EXPECT_GT(largest, 1e-5) << "no bf16 rounding visible: attention did not run on cuDNN";
+  expect_cudnn_ran(std::max(expect_bf16_close(out, "out"), expect_bf16_close(lse, "lse")));
 }
 
 TEST_F(CudaBf16Attention, BackwardOnCudnnIsWithinBf16ToleranceOfCpu) {
@@ -572,8 +583,7 @@ TEST_F(CudaBf16Attention, BackwardOnCudnnIsWithinBf16ToleranceOfCpu) {
   for (const AttentionCase& c : kCudnnAttentionCases) {
     SCOPED_TRACE(describe(c));
     const dfm_attention_desc d = make_desc(c);
-    const auto q = floats16(q_elements(d), seed++), k = floats16(kv_elements(d), seed++);
-    const auto v = floats16(kv_elements(d), seed++);
+    const auto [q, k, v] = qkv16(d, seed);
     // The fp32 cpu forward's out and lse, given to both backward passes.
     std::vector<float> out_host(o_elements(d), 0.0f), lse_host(lse_elements(d), 0.0f);
     {
@@ -596,7 +606,7 @@ TEST_F(CudaBf16Attention, BackwardOnCudnnIsWithinBf16ToleranceOfCpu) {
     largest = std::max({largest, expect_bf16_close(dq, "dq"), expect_bf16_close(dk, "dk"),
                         expect_bf16_close(dv, "dv")});
   }
-  EXPECT_GT(largest, 1e-5) << "no bf16 rounding visible: attention did not run on cuDNN";
+  expect_cudnn_ran(largest);
 }
 
 TEST_F(CudaKernels, CrossEntropyMatchesCpu) {

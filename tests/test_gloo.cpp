@@ -224,15 +224,9 @@ TEST_F(GlooTest, SimultaneousRingExchangeDoesNotDeadlock) {
 // A compute backend with a device stream (cuda) hands out device pointers,
 // which gloo would read as host memory: group_create refuses with one line.
 TEST(GlooPlugin, AGroupOnADeviceComputeStreamIsRefusedWithOneLine) {
-  const int64_t ranks[] = {2};
+  const std::vector<int64_t> ranks = {2};
   int stand_in_stream = 0;  // any non-NULL handle: gloo must not use it
-  dfm_comm_group_desc desc{};
-  desc.struct_size = sizeof desc;
-  desc.group_name = "dp/0";
-  desc.ranks = ranks;
-  desc.size = 1;
-  desc.my_index = 0;
-  desc.timeout_ms = 1000;
+  dfm_comm_group_desc desc = group_desc("dp/0", ranks, 0, 1000);
   desc.compute_stream = &stand_in_stream;
   void* group = nullptr;
   EXPECT_EQ(gloo().api->group_create(&desc, &group), DFM_ERR_UNSUPPORTED);

@@ -136,15 +136,8 @@ TEST_F(GlooTest, ShortWaitTimesOutWithoutBreakingTheOperation) {
 
 TEST_F(GlooTest, GroupOfOneCopiesLocallyAndSendsNothing) {
   const dfm_comm_v1& api = *gloo().api;
-  const int64_t ranks[] = {5};
-  dfm_comm_group_desc desc{};
-  desc.struct_size = sizeof desc;
-  desc.group_name = "tp/5";
-  desc.ranks = ranks;
-  desc.size = 1;
-  desc.my_index = 0;
-  desc.rendezvous = nullptr;  // a group of one needs no rendezvous
-  desc.timeout_ms = 1000;
+  const std::vector<int64_t> ranks = {5};
+  const dfm_comm_group_desc desc = group_desc("tp/5", ranks, 0, 1000);  // a group of one needs no rendezvous
   void* g = nullptr;
   ASSERT_EQ(api.group_create(&desc, &g), DFM_OK) << gloo().last_error();
 

@@ -40,6 +40,7 @@
 #include "dfm/core/host_services.hpp"
 #include "dfm/core/plugin_registry.hpp"
 #include "support/file_rendezvous.hpp"
+#include "support/group_desc.hpp"
 #include "support/plugin_refusals.hpp"
 #include "support/test_paths.hpp"
 
@@ -115,14 +116,7 @@ class NcclOneGpu : public ::testing::Test {
   // group_create with this test's store and GPU context; the handle is in *group.
   dfm_status create(const std::string& name, const std::vector<int64_t>& ranks, int64_t my_index, int64_t timeout_ms,
                     void** group) const {
-    dfm_comm_group_desc desc{};
-    desc.struct_size = sizeof desc;
-    desc.group_name = name.c_str();
-    desc.ranks = ranks.data();
-    desc.size = static_cast<int64_t>(ranks.size());
-    desc.my_index = my_index;
-    desc.rendezvous = store_->table();
-    desc.timeout_ms = timeout_ms;
+    dfm_comm_group_desc desc = group_desc(name.c_str(), ranks, my_index, timeout_ms, store_->table());
     desc.compute_ctx = device_->ctx();
     desc.compute_stream = compute().native_stream(device_->ctx());
     return comm().group_create(&desc, group);
@@ -201,13 +195,8 @@ TEST(NcclPlugin, LoadsAndSaysWhetherItCanRun) {
 TEST(NcclPlugin, AGroupWithoutAComputeStreamIsRefusedWithOneLine) {
   Plugins& p = Plugins::get();
   ASSERT_NE(p.nccl, nullptr) << p.refusals();
-  const int64_t ranks[] = {3};
-  dfm_comm_group_desc desc{};
-  desc.group_name = "dp/0";
-  desc.ranks = ranks;
-  desc.size = 1;
-  desc.my_index = 0;
-  desc.timeout_ms = 1000;
+  const std::vector<int64_t> ranks = {3};
+  dfm_comm_group_desc desc = group_desc("dp/0", ranks, 0, 1000);
   for (const size_t size : {sizeof desc, size_t{DFM_COMM_GROUP_DESC_V1_SIZE}}) {
     desc.struct_size = size;
     void* group = &group;  // must come back NULL

@@ -13,6 +13,7 @@
 #include "dfm/core/host_services.hpp"
 #include "dfm/core/plugin_registry.hpp"
 #include "support/file_rendezvous.hpp"
+#include "support/group_desc.hpp"
 
 namespace dfm::test {
 
@@ -45,14 +46,7 @@ class TestGroup {
   TestGroup(const CommPlugin& plugin, const FileRendezvous& rendezvous, const std::string& name,
             std::vector<int64_t> ranks, int64_t my_index, int64_t timeout_ms)
       : plugin_(plugin), name_(name), ranks_(std::move(ranks)) {
-    dfm_comm_group_desc desc{};
-    desc.struct_size = sizeof desc;
-    desc.group_name = name_.c_str();
-    desc.ranks = ranks_.data();
-    desc.size = static_cast<int64_t>(ranks_.size());
-    desc.my_index = my_index;
-    desc.rendezvous = rendezvous.table();
-    desc.timeout_ms = timeout_ms;
+    const dfm_comm_group_desc desc = group_desc(name_.c_str(), ranks_, my_index, timeout_ms, rendezvous.table());
     if (plugin_.api->group_create(&desc, &handle_) != DFM_OK)
       throw std::runtime_error("group_create '" + name_ + "': " + plugin_.last_error());
   }
