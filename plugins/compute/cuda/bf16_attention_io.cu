@@ -23,31 +23,27 @@ __device__ inline float log_add_exp(float old, float block) {
   return old == -INFINITY ? block : fmaxf(old, block) + log1pf(expf(-fabsf(old - block)));
 }
 
-// out (token stride o_ts) from the block's o, weighted by exp(lse - merged lse).
-// Reads lse and block_lse only: merge_lse_kernel updates lse afterwards.
-__global__ void merge_out_kernel(float* out, const float* lse, const __nv_bfloat16* o, const float* block_lse,
-                                 dfm_attention_desc d, bool accumulate) {
-  const int64_t width = d.heads * d.head_dim;
-  const int64_t rows = d.batch * d.q_len;
-  for (int64_t e = global_thread(); e < rows * width; e += grid_threads()) {
-    const int64_t row = e / width, col = e % width;
-    const int64_t b = row / d.q_len, t = row % d.q_len, h = col / d.head_dim;
-    float* target = out + row * d.o_token_stride + col;
-    const float block = __bfloat162float(o[e]);
-    if (!accumulate) {
-      *target = block;
-      continue;
-    }
-    const float old_lse = lse[(b * d.heads + h) * d.q_len + t];
+// One warp per (token, head) row of the result: the lanes weigh the row's
+// two parts once (as exp(lse - merged lse)), merge its head_dim values (lane x
+// takes x, x + 32, ...: coalesced), and lane 0 then writes the merged lse.
+__global__ void merge_block_kernel(float* out, float* lse, const __nv_bfloat16* o, const float* block_lse,
+                                   dfm_attention_desc d, bool accumulate) {
+  const int lane = threadIdx.x % kWarpSize;
+  const int64_t rows = d.batch * d.q_len * d.heads;
+  for (int64_t r = global_thread() / kWarpSize; r < rows; r += grid_threads() / kWarpSize) {
+    const int64_t token = r / d.heads, h = r % d.heads;  // token = b * q_len + t
+    const int64_t b = token / d.q_len, t = token % d.q_len;
+    float* target = out + token * d.o_token_stride + h * d.head_dim;
+    const __nv_bfloat16* block = o + r * d.head_dim;
+    float* row_lse = lse + (b * d.heads + h) * d.q_len + t;
     const float new_lse = block_lse[(b * d.heads + h) * d.q_len + t];
+    const float old_lse = accumulate ? *row_lse : -INFINITY;  // -inf: nothing seen yet, take the block's
     const float merged = log_add_exp(old_lse, new_lse);
-    *target = (old_lse == -INFINITY ? 0.0f : *target * expf(old_lse - merged)) + block * expf(new_lse - merged);
-  }
-}
-
-__global__ void merge_lse_kernel(float* lse, const float* block_lse, int64_t count, bool accumulate) {
-  for (int64_t e = global_thread(); e < count; e += grid_threads()) {
-    lse[e] = accumulate ? log_add_exp(lse[e], block_lse[e]) : block_lse[e];
+    const float keep = old_lse == -INFINITY ? 0.0f : expf(old_lse - merged), take = expf(new_lse - merged);
+    for (int64_t x = lane; x < d.head_dim; x += kWarpSize)
+      target[x] = (keep == 0.0f ? 0.0f : target[x] * keep) + __bfloat162float(block[x]) * take;
+    __syncwarp();  // every lane has read old_lse
+    if (lane == 0) *row_lse = merged;
   }
 }
 
@@ -67,13 +63,9 @@ void add_bf16(const Args& args, float* dst, const void* src, int64_t rows, int64
 
 void merge_block_result(const Args& args, const dfm_attention_desc& d, float* out, float* lse, const void* o,
                         const float* block_lse, bool accumulate) {
-  const int64_t elements = d.batch * d.q_len * d.heads * d.head_dim;
-  merge_out_kernel<<<grid_for(elements, kBlockThreads), kBlockThreads, 0, args.stream()>>>(
+  const int64_t rows = d.batch * d.q_len * d.heads;
+  merge_block_kernel<<<grid_for(rows * kWarpSize, kBlockThreads), kBlockThreads, 0, args.stream()>>>(
       out, lse, static_cast<const __nv_bfloat16*>(o), block_lse, d, accumulate);
-  args.launched();
-  const int64_t rows = d.batch * d.heads * d.q_len;
-  merge_lse_kernel<<<grid_for(rows, kBlockThreads), kBlockThreads, 0, args.stream()>>>(lse, block_lse, rows,
-                                                                                       accumulate);
   args.launched();
 }
 

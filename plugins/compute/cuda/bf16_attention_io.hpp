@@ -3,7 +3,7 @@
 // cuDNN's bf16 results back into the ABI's fp32 outputs. Rows are tokens
 // (batch * tokens of them), each `width` = heads * head_dim values wide; an
 // fp32 row starts `token_stride` elements after the previous one, a bf16 row
-// right after it. Every function issues one or two kernels on the context's
+// right after it. Every function issues one kernel on the context's
 // stream.
 #ifndef DFM_PLUGINS_COMPUTE_CUDA_BF16_ATTENTION_IO_HPP
 #define DFM_PLUGINS_COMPUTE_CUDA_BF16_ATTENTION_IO_HPP
