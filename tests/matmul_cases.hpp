@@ -33,6 +33,26 @@ inline constexpr MatmulCase kMatmulCases[] = {
     {33, 1, 300, 0, 0, 1.0f, 1.0f, 1, 0},   {256, 130, 512, 1, 0, 1.0f, 1.0f, 2, 0},
 };
 
+// matmul_epilogue cases (batch 1), each run with every epilogue kind: odd
+// sizes, transposes, padded C, beta != 0 (C read), k = 0, m = 0, and GPT-like
+// shapes whose leading dimensions are multiples of 8 (the sizes cuBLASLt's
+// fused kernels take). aux_pad: extra elements per row of aux.
+struct EpilogueCase {
+  MatmulCase gemm;
+  int64_t aux_pad;
+};
+
+inline constexpr EpilogueCase kEpilogueCases[] = {
+    {{1, 1, 1, 0, 0, 1.0f, 0.0f, 1, 0}, 0},      {{3, 17, 5, 0, 0, 1.0f, 0.0f, 1, 0}, 3},
+    {{17, 3, 65, 1, 0, 1.0f, 1.0f, 1, 0}, 0},    {{65, 130, 17, 0, 1, 0.5f, 0.0f, 1, 3}, 1},
+    {{5, 7, 0, 0, 0, 1.0f, 0.5f, 1, 0}, 0},      {{0, 7, 3, 0, 0, 1.0f, 0.0f, 1, 0}, 0},
+    {{64, 256, 64, 0, 0, 1.0f, 0.0f, 1, 0}, 0},  {{128, 64, 256, 0, 1, 1.0f, 0.0f, 1, 0}, 0},
+    {{256, 192, 128, 1, 0, 1.0f, 0.0f, 1, 0}, 8},
+};
+
+inline constexpr dfm_epilogue_kind kEpilogueKinds[] = {DFM_EPILOGUE_BIAS, DFM_EPILOGUE_BIAS_GELU,
+                                                       DFM_EPILOGUE_GELU_BACKWARD};
+
 inline ::testing::Message describe_matmul(const MatmulCase& c) {
   return ::testing::Message() << "m " << c.m << " n " << c.n << " k " << c.k << " ta " << c.trans_a << " tb "
                               << c.trans_b << " alpha " << c.alpha << " beta " << c.beta << " batch " << c.batch

@@ -30,6 +30,31 @@ double gelu(double x) {
   return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / pi) * (x + 0.044715 * x * x * x)));
 }
 
+// d/dx of 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3).
+double gelu_grad(double x) {
+  const double pi = 3.14159265358979323846;
+  const double c = std::sqrt(2.0 / pi);
+  const double t = std::tanh(c * (x + 0.044715 * x * x * x));
+  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * x * x);
+}
+
+void matmul_epilogue(const dfm_matmul_desc& d, const dfm_matmul_epilogue& e, const Vec& a, const Vec& b,
+                     const Vec& bias, Vec& c, Vec& aux) {
+  matmul(d, a, b, c);
+  for (int64_t i = 0; i < d.m; ++i)
+    for (int64_t j = 0; j < d.n; ++j) {
+      double& p = c[i * d.ldc + j];
+      if (e.kind == DFM_EPILOGUE_BIAS) {
+        p += bias[j];
+      } else if (e.kind == DFM_EPILOGUE_BIAS_GELU) {
+        aux[i * e.ld_aux + j] = p + bias[j];
+        p = gelu(p + bias[j]);
+      } else {
+        p *= gelu_grad(aux[i * e.ld_aux + j]);
+      }
+    }
+}
+
 Vec layernorm(const Vec& in, const Vec& weight, const Vec& bias, int64_t rows, int64_t dim, double eps, Vec* mean,
               Vec* rstd) {
   Vec out(in.size());

@@ -17,8 +17,14 @@ using Vec = std::vector<double>;
 // C = alpha op(A) op(B) + beta C for each batch matrix (beta = 0 ignores C).
 void matmul(const dfm_matmul_desc& d, const Vec& a, const Vec& b, Vec& c);
 
-// GELU, tanh form.
+// GELU, tanh form, and its derivative.
 double gelu(double x);
+double gelu_grad(double x);
+
+// matmul_epilogue (batch 1): c becomes the epilogue of P = alpha op(A) op(B) +
+// beta C; BIAS_GELU writes aux, GELU_BACKWARD reads it (both with e.ld_aux).
+void matmul_epilogue(const dfm_matmul_desc& d, const dfm_matmul_epilogue& e, const Vec& a, const Vec& b,
+                     const Vec& bias, Vec& c, Vec& aux);
 
 // Returns out; fills mean and rstd (biased variance, like torch.nn.LayerNorm).
 Vec layernorm(const Vec& in, const Vec& weight, const Vec& bias, int64_t rows, int64_t dim, double eps,

@@ -26,6 +26,8 @@ TEST_F(CpuKernels, DescriptorIsACompleteComputeTable) {
   EXPECT_STREQ(d.name, "cpu");
   ASSERT_GE(api.struct_size, DFM_COMPUTE_V1_SIZE);
   expect_every_slot_offered(api);
+  ASSERT_GE(api.struct_size, DFM_COMPUTE_V1_3_SIZE);
+  EXPECT_NE(api.matmul_epilogue, nullptr);  // after native_stream, which a host backend leaves NULL
 }
 
 TEST_F(CpuKernels, MatmulMatchesReference) {

@@ -223,6 +223,29 @@ TEST_F(CpuKernels, BadArgumentsAreRefusedWithAMessage) {
   expect_invalid(backend, api.matmul(ctx(), nullptr), "cpu.matmul", "'desc'");
   expect_invalid(backend, api.matmul(nullptr, &mm), "cpu.matmul", "context");
 
+  float aux[4] = {};
+  const dfm_matmul_epilogue gelu{sizeof(dfm_matmul_epilogue), DFM_EPILOGUE_BIAS_GELU, x, aux, 2};
+  EXPECT_EQ(api.matmul_epilogue(ctx(), &mm, &gelu), DFM_OK) << backend.last_error();
+  dfm_matmul_epilogue bad_epilogue = gelu;
+  bad_epilogue.kind = 9;
+  expect_invalid(backend, api.matmul_epilogue(ctx(), &mm, &bad_epilogue), "cpu.matmul_epilogue", "'kind' is 9");
+  bad_epilogue = gelu;
+  bad_epilogue.bias = nullptr;
+  expect_invalid(backend, api.matmul_epilogue(ctx(), &mm, &bad_epilogue), "cpu.matmul_epilogue", "'bias'");
+  bad_epilogue = gelu;
+  bad_epilogue.ld_aux = 1;
+  expect_invalid(backend, api.matmul_epilogue(ctx(), &mm, &bad_epilogue), "cpu.matmul_epilogue", "'ld_aux'");
+  bad_epilogue = gelu;
+  bad_epilogue.aux = x + 1;  // C is x[0..3]
+  expect_invalid(backend, api.matmul_epilogue(ctx(), &mm, &bad_epilogue), "cpu.matmul_epilogue", "overlaps");
+  bad_epilogue = gelu;
+  bad_epilogue.struct_size = 8;
+  expect_invalid(backend, api.matmul_epilogue(ctx(), &mm, &bad_epilogue), "cpu.matmul_epilogue", "struct_size");
+  expect_invalid(backend, api.matmul_epilogue(ctx(), &mm, nullptr), "cpu.matmul_epilogue", "'epilogue'");
+  bad = mm;
+  bad.batch = 2;
+  expect_invalid(backend, api.matmul_epilogue(ctx(), &bad, &gelu), "cpu.matmul_epilogue", "'batch' is 2");
+
   expect_invalid(backend, api.fill(ctx(), nullptr, 1.0f, 3), "cpu.fill", "'dst'");
   expect_invalid(backend, api.add(ctx(), x, x, x, -1), "cpu.add", "'count'");
   expect_invalid(backend, api.layernorm_forward(ctx(), x, x, x, x, x, nullptr, 1, 2, 1e-5f),

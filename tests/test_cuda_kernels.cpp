@@ -134,7 +134,7 @@ TEST(CudaPlugin, LoadsAndSaysWhetherItCanRun) {
   EXPECT_STREQ(d.name, "cuda");
   const auto& api = *static_cast<const dfm_compute_v1*>(d.table);
   ASSERT_GE(api.struct_size, DFM_COMPUTE_V1_SIZE);
-  expect_every_slot_offered(api, DFM_COMPUTE_V1_2_SIZE);  // native_stream too (ABI 1.2)
+  expect_every_slot_offered(api, DFM_COMPUTE_V1_3_SIZE);  // native_stream (1.2) and matmul_epilogue (1.3) too
   if (!p.cuda->available) {
     // One line with CUDA's own reason, as --list-plugins shows it.
     EXPECT_EQ(p.cuda->unavailable_reason.rfind("no CUDA device: ", 0), 0u) << p.cuda->unavailable_reason;
@@ -200,6 +200,63 @@ TEST_F(CudaKernels, Bf16MatmulIsWithinBf16RoundingOfTheExactProduct) {
     }
   EXPECT_LE(worst_ratio, 1.0) << "an element is outside the bf16 rounding bound";
   EXPECT_GT(largest_error, 1e-4) << "no bf16 rounding visible: the GEMM ran in fp32";
+}
+
+// Where cuBLASLt fuses the epilogue (leading dimensions multiples of 8) and
+// where the plugin runs the GEMM and a separate pass (the odd sizes): the
+// same results as the cpu backend within the fp32 GEMM's tolerance.
+TEST_F(CudaKernels, MatmulEpilogueMatchesCpu) {
+  uint64_t seed = 900;
+  for (const EpilogueCase& ec : kEpilogueCases)
+    for (const dfm_epilogue_kind kind : kEpilogueKinds) {
+      const MatmulCase& c = ec.gemm;
+      SCOPED_TRACE(describe_matmul(c) << " aux_pad " << ec.aux_pad << " kind " << kind);
+      const dfm_matmul_desc d = make_matmul_desc(c);
+      const int64_t ld_aux = c.n + ec.aux_pad;
+      const auto a = floats(matrices_elements(d.stride_a, 1), seed++);
+      const auto b = floats(matrices_elements(d.stride_b, 1), seed++);
+      const auto bias = floats(static_cast<size_t>(std::max<int64_t>(1, c.n)), seed++);
+      auto c0 = random_floats(matrices_elements(d.stride_c, 1), seed++);
+      if (c.beta == 0.0f) std::fill(c0.begin(), c0.end(), kNaN);
+      const auto out = twin(c0);
+      const auto aux = floats(matrices_elements(c.m * ld_aux, 1), seed++, -4.0f, 4.0f);  // GELU_BACKWARD reads it
+      ASSERT_TRUE(both([&](Api api, void* ctx, Side s) {
+        dfm_matmul_desc on = d;
+        on.a = a.at(s);
+        on.b = b.at(s);
+        on.c = out.at(s);
+        const dfm_matmul_epilogue e{sizeof e, kind, bias.at(s), aux.at(s), ld_aux};
+        return api.matmul_epilogue(ctx, &on, &e);
+      }));
+      const double atol = 3e-6 * static_cast<double>(c.k + 1) * std::abs(c.alpha) + 1e-5 * std::abs(c.beta) + 2e-6;
+      expect_same(out, atol, 1e-5, "C");
+      expect_same(aux, atol, 1e-5, "aux");
+    }
+}
+
+// With backend.precision = "bf16" the fused GEMM rounds its inputs to bf16
+// like matmul does: its result equals bf16 matmul followed by the separate
+// kernels within fp32 rounding (an fp32 GEMM would be ~1e-3 away).
+TEST_F(CudaKernels, Bf16MatmulEpilogueEqualsBf16MatmulThenTheKernels) {
+  const int64_t m = 128, n = 256, k = 256;
+  const Device bf16(gpu_backend(), 1, DFM_PRECISION_BF16);
+  const auto a_host = random_floats(m * k, 460), b_host = random_floats(k * n, 461), bias_host = random_floats(n, 462);
+  Buffer<float> a(bf16, a_host), b(bf16, b_host), bias(bf16, bias_host);
+  Buffer<float> fused(bf16, std::vector<float>(m * n, kNaN)), fused_pre(bf16, std::vector<float>(m * n, kNaN));
+  Buffer<float> plain(bf16, std::vector<float>(m * n, kNaN)), plain_pre(bf16, std::vector<float>(m * n, kNaN));
+  dfm_matmul_desc d = make_matmul_desc({m, n, k, 0, 0, 1.0f, 0.0f, 1, 0});
+  d.a = a.data();
+  d.b = b.data();
+  d.c = fused.data();
+  const dfm_matmul_epilogue e{sizeof e, DFM_EPILOGUE_BIAS_GELU, bias.data(), fused_pre.data(), n};
+  DFM_ASSERT_OK(bf16, bf16.api().matmul_epilogue(bf16.ctx(), &d, &e));
+  d.c = plain_pre.data();
+  DFM_ASSERT_OK(bf16, bf16.api().matmul(bf16.ctx(), &d));
+  DFM_ASSERT_OK(bf16, bf16.api().bias_add(bf16.ctx(), plain_pre.data(), bias.data(), m, n));
+  DFM_ASSERT_OK(bf16, bf16.api().gelu_forward(bf16.ctx(), plain.data(), plain_pre.data(), m * n));
+  const double atol = 3e-6 * static_cast<double>(k);
+  expect_close(fused_pre.read(), to_double(plain_pre.read()), atol, 1e-5, "pre-activation");
+  expect_close(fused.read(), to_double(plain.read()), atol, 1e-5, "GELU");
 }
 
 TEST_F(CudaKernels, ElementwiseKernelsMatchCpu) {

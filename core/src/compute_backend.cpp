@@ -1,6 +1,7 @@
 #include "dfm/core/compute_backend.hpp"
 
 #include <stdexcept>
+#include <string>
 
 #include "dfm/core/plugin_registry.hpp"
 
@@ -69,6 +70,32 @@ void ComputeBackend::download(void* host_dst, const void* device_src, size_t byt
 
 void ComputeBackend::fill(float* dst, float value, int64_t count) {
   check(table_->fill(ctx_, dst, value, count), "fill");
+}
+
+void ComputeBackend::matmul_epilogue(const dfm_matmul_desc& d, const dfm_matmul_epilogue& e) {
+  if (table_->struct_size >= DFM_COMPUTE_V1_3_SIZE && table_->matmul_epilogue != nullptr) {
+    check(table_->matmul_epilogue(ctx_, &d, &e), "matmul_epilogue");
+    return;
+  }
+  if (d.ldc != d.n || (e.kind != DFM_EPILOGUE_BIAS && e.ld_aux != d.n))
+    throw std::logic_error("ComputeBackend::matmul_epilogue: without the backend's slot C and aux must be dense");
+  check(table_->matmul(ctx_, &d), "matmul");
+  const int64_t count = d.m * d.n;
+  switch (e.kind) {
+    case DFM_EPILOGUE_BIAS:
+      check(table_->bias_add(ctx_, d.c, e.bias, d.m, d.n), "bias_add");
+      return;
+    case DFM_EPILOGUE_BIAS_GELU:
+      check(table_->bias_add(ctx_, d.c, e.bias, d.m, d.n), "bias_add");
+      copy(e.aux, d.c, static_cast<size_t>(count) * sizeof(float));
+      check(table_->gelu_forward(ctx_, d.c, d.c, count), "gelu_forward");
+      return;
+    case DFM_EPILOGUE_GELU_BACKWARD:
+      check(table_->gelu_backward(ctx_, d.c, e.aux, d.c, count), "gelu_backward");
+      return;
+    default:
+      throw std::logic_error("ComputeBackend::matmul_epilogue: unknown epilogue kind " + std::to_string(e.kind));
+  }
 }
 
 }  // namespace dfm

@@ -136,8 +136,8 @@ dfm_attention_desc GptModel::attention_desc() const {
   return d;
 }
 
-void GptModel::matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-                      const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+dfm_matmul_desc GptModel::matmul_desc(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
+                                      int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   dfm_matmul_desc d{};
   d.struct_size = sizeof d;
   d.trans_a = trans_a;
@@ -154,18 +154,41 @@ void GptModel::matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
   d.c = c;
   d.ldc = ldc;
   d.batch = 1;
+  return d;
+}
+
+void GptModel::matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                      const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const dfm_matmul_desc d = matmul_desc(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
   backend_.check(k_.matmul(backend_.ctx(), &d), "matmul");
 }
 
 void GptModel::linear_forward(float* out, const float* in, const float* w, const float* b, int64_t in_dim,
                               int64_t out_dim) {
-  matmul(false, false, rows_, out_dim, in_dim, in, in_dim, w, out_dim, 0.0f, out, out_dim);
-  if (b) backend_.check(k_.bias_add(backend_.ctx(), out, b, rows_, out_dim), "bias_add");
+  if (b == nullptr) return matmul(false, false, rows_, out_dim, in_dim, in, in_dim, w, out_dim, 0.0f, out, out_dim);
+  const dfm_matmul_epilogue bias{sizeof(dfm_matmul_epilogue), DFM_EPILOGUE_BIAS, b, nullptr, 0};
+  backend_.matmul_epilogue(matmul_desc(false, false, rows_, out_dim, in_dim, in, in_dim, w, out_dim, 0.0f, out, out_dim),
+                           bias);
+}
+
+void GptModel::linear_gelu_forward(float* out, float* pre, const float* in, const float* w, const float* b,
+                                   int64_t in_dim, int64_t out_dim) {
+  const dfm_matmul_epilogue bias_gelu{sizeof(dfm_matmul_epilogue), DFM_EPILOGUE_BIAS_GELU, b, pre, out_dim};
+  backend_.matmul_epilogue(matmul_desc(false, false, rows_, out_dim, in_dim, in, in_dim, w, out_dim, 0.0f, out, out_dim),
+                           bias_gelu);
 }
 
 void GptModel::linear_backward(float* din, float* dw, float* db, const float* dout, const float* in, const float* w,
-                               int64_t in_dim, int64_t out_dim) {
-  matmul(false, true, rows_, in_dim, out_dim, dout, out_dim, w, out_dim, 0.0f, din, in_dim);
+                               int64_t in_dim, int64_t out_dim, float* gelu_input) {
+  if (gelu_input == nullptr) {
+    matmul(false, true, rows_, in_dim, out_dim, dout, out_dim, w, out_dim, 0.0f, din, in_dim);
+  } else {
+    const dfm_matmul_epilogue gelu_backward{sizeof(dfm_matmul_epilogue), DFM_EPILOGUE_GELU_BACKWARD, nullptr,
+                                            gelu_input, in_dim};
+    backend_.matmul_epilogue(matmul_desc(false, true, rows_, in_dim, out_dim, dout, out_dim, w, out_dim, 0.0f, din,
+                                         in_dim),
+                             gelu_backward);
+  }
   matmul(true, false, in_dim, out_dim, rows_, in, in_dim, dout, out_dim, 1.0f, dw, out_dim);
   if (db) backend_.check(k_.bias_backward(backend_.ctx(), db, dout, rows_, out_dim), "bias_backward");
 }
@@ -206,12 +229,15 @@ void GptModel::layernorm_into_region(const float* x, const float* w, const float
   edge(DFM_REGION_ENTER_FORWARD, normed, inside, C);
 }
 
-// A row-parallel linear's partial sums leave the region; its bias is added
-// once, after the reduction.
-float* GptModel::leave_region(float* partial, const float* bias) {
+// A row-parallel linear (rows x in_dim -> C): its partial sums leave the
+// region and its bias is added once, after the reduction. Without a tensor
+// split leaving is the identity, so the bias rides on the GEMM's epilogue.
+const float* GptModel::row_parallel_forward(const float* in, const float* w, const float* b, int64_t in_dim) {
   const int64_t C = shape_.d_model;
-  float* out = edge(DFM_REGION_EXIT_FORWARD, partial, outside_scratch_.data(), C);
-  backend_.check(k_.bias_add(backend_.ctx(), out, bias, outside_rows_, C), "bias_add");
+  const bool bias_in_gemm = !tensor_.split();
+  linear_forward(inside_scratch_.data(), in, w, bias_in_gemm ? b : nullptr, in_dim, C);
+  float* out = edge(DFM_REGION_EXIT_FORWARD, inside_scratch_.data(), outside_scratch_.data(), C);
+  if (!bias_in_gemm) backend_.check(k_.bias_add(backend_.ctx(), out, b, outside_rows_, C), "bias_add");
   return out;
 }
 
@@ -276,16 +302,13 @@ void GptModel::block_forward(int64_t layer, LayerActivations& a, float* block_ou
   else
     backend_.check(k_.attention_forward(ctx, &attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), a.lse.data(), 0),
                    "attention");
-  linear_forward(inside_scratch_.data(), a.attn.data(), w.attn_proj_w, nullptr, Cl, C);
-  const float* attn_out = leave_region(inside_scratch_.data(), w.attn_proj_b);
+  const float* attn_out = row_parallel_forward(a.attn.data(), w.attn_proj_w, w.attn_proj_b, Cl);
   backend_.check(k_.add(ctx, a.residual_mid.data(), a.residual_in.data(), attn_out, outside_rows_ * C), "residual");
 
   // MLP: column-parallel first linear, row-parallel second.
   layernorm_into_region(a.residual_mid.data(), w.ln2_w, w.ln2_b, a.ln2_mean.data(), a.ln2_rstd.data(), a.ln2.data());
-  linear_forward(a.fc_pre.data(), a.ln2.data(), w.fc_w, w.fc_b, C, local_fc_);
-  backend_.check(k_.gelu_forward(ctx, a.fc_act.data(), a.fc_pre.data(), rows_ * local_fc_), "gelu");
-  linear_forward(inside_scratch_.data(), a.fc_act.data(), w.fc_proj_w, nullptr, local_fc_, C);
-  const float* mlp_out = leave_region(inside_scratch_.data(), w.fc_proj_b);
+  linear_gelu_forward(a.fc_act.data(), a.fc_pre.data(), a.ln2.data(), w.fc_w, w.fc_b, C, local_fc_);
+  const float* mlp_out = row_parallel_forward(a.fc_act.data(), w.fc_proj_w, w.fc_proj_b, local_fc_);
   backend_.check(k_.add(ctx, block_out, a.residual_mid.data(), mlp_out, outside_rows_ * C), "residual");
   placement_.on_unit(unit, DFM_UNIT_FORWARD_END, step);
 }
@@ -391,8 +414,9 @@ void GptModel::block_backward(int64_t layer, LayerActivations& a, float* d_res, 
   // MLP branch:
   backend_.check(k_.bias_backward(ctx, g.fc_proj_b, d_res, outside_rows_, C), "bias_backward");
   const float* d_mlp_out = edge(DFM_REGION_EXIT_BACKWARD, d_res, d_inside, C);
-  linear_backward(d_fc_.data(), g.fc_proj_w, nullptr, d_mlp_out, a.fc_act.data(), w.fc_proj_w, Fl, C);
-  backend_.check(k_.gelu_backward(ctx, d_fc_.data(), a.fc_pre.data(), d_fc_.data(), rows_ * Fl), "gelu_backward");
+  // Through fc_proj and back through the GELU in one GEMM: d_fc = (d_mlp_out @ fc_proj_w^T) * GELU'(fc_pre).
+  linear_backward(d_fc_.data(), g.fc_proj_w, nullptr, d_mlp_out, a.fc_act.data(), w.fc_proj_w, Fl, C,
+                  a.fc_pre.data());
   linear_backward(d_ln_.data(), g.fc_w, g.fc_b, d_fc_.data(), a.ln2.data(), w.fc_w, C, Fl);
   const float* d_ln2 = edge(DFM_REGION_ENTER_BACKWARD, d_ln_.data(), d_outside_.data(), C);
   // The residual passes d_res through; the LayerNorm adds its part (kernels accumulate into din).

@@ -61,6 +61,7 @@ dfm_status fill(void* ctx, float* dst, float value, int64_t count);
 
 // ---- GEMM (gemm.cpp) ----
 dfm_status matmul(void* ctx, const dfm_matmul_desc* desc);
+dfm_status matmul_epilogue(void* ctx, const dfm_matmul_desc* desc, const dfm_matmul_epilogue* epilogue);
 
 // ---- elementwise (elementwise.cpp) ----
 dfm_status add(void* ctx, float* out, const float* a, const float* b, int64_t count);

@@ -4,6 +4,7 @@
 
 #include "cuda_backend.hpp"
 #include "cudnn_attention.hpp"
+#include "lt_gemm.hpp"
 
 namespace dfm::cuda {
 namespace {
@@ -29,6 +30,7 @@ Context::~Context() {
   // Teardown is best effort: a failed call here has no one left to report to.
   if (stream != nullptr) cudaStreamSynchronize(stream);
   cudnn.reset();  // its handle uses the stream
+  lt.reset();
   if (sum_partials != nullptr) cudaFree(sum_partials);
   if (bad_target != nullptr) cudaFree(bad_target);
   if (blas != nullptr) cublasDestroy(blas);
@@ -85,6 +87,7 @@ dfm_status create(const dfm_compute_options* options, void** ctx) {
     // fp32 GEMMs stay fp32: no TF32 tensor cores (the numerics contract is fp32 == cpu within 1e-5);
     // bf16 asks for them per call (gemm.cu).
     args.blas(cublasSetMathMode(context->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+    context->lt = std::make_unique<LtGemm>(args);
     args.cuda(cudaMalloc(&context->sum_partials, kSumSquaresBlocks * sizeof(double)), "cudaMalloc");
     args.cuda(cudaMalloc(&context->bad_target, sizeof(BadTarget)), "cudaMalloc");
     // On the context's stream: a non-blocking stream does not wait for the legacy default stream.

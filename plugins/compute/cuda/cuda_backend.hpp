@@ -33,6 +33,7 @@ struct BadTarget {
 constexpr int kSumSquaresBlocks = 256;
 
 class CudnnAttention;  // cudnn_attention.hpp
+class LtGemm;          // lt_gemm.hpp
 
 // What create makes.
 struct Context {
@@ -45,6 +46,8 @@ struct Context {
   bool bf16 = false;
   // backend.precision = "bf16" with a usable cuDNN: attention on cuDNN's fused kernels.
   std::unique_ptr<CudnnAttention> cudnn;
+  // matmul_epilogue's fused GEMMs (cuBLASLt), made with the context.
+  std::unique_ptr<LtGemm> lt;
   double* sum_partials = nullptr;  // [kSumSquaresBlocks], device
   BadTarget* bad_target = nullptr;  // device
   bool targets_unchecked = false;   // a cross entropy ran since synchronize last looked at bad_target
@@ -95,8 +98,11 @@ void free(void* ctx, void* ptr);
 dfm_status copy(void* ctx, void* dst, const void* src, size_t bytes, dfm_copy_kind kind);
 dfm_status fill(void* ctx, float* dst, float value, int64_t count);
 
-// ---- GEMM (gemm.cu) ----
+// ---- GEMM (gemm.cu, gemm_epilogue.cu) ----
 dfm_status matmul(void* ctx, const dfm_matmul_desc* desc);
+dfm_status matmul_epilogue(void* ctx, const dfm_matmul_desc* desc, const dfm_matmul_epilogue* epilogue);
+// What matmul does once its arguments are checked, for matmul_epilogue's plain path.
+void gemm(const Args& args, const dfm_matmul_desc& d);
 
 // ---- elementwise (elementwise.cu) ----
 dfm_status add(void* ctx, float* out, const float* a, const float* b, int64_t count);

@@ -28,34 +28,37 @@ __global__ void scale_matrices_kernel(float* c, int64_t m, int64_t n, int64_t ld
 
 }  // namespace
 
+void gemm(const Args& args, const dfm_matmul_desc& d) {
+  if (d.m == 0 || d.n == 0) return;
+  // Strides mean nothing for a single matrix (and are not checked then).
+  const bool batched = d.batch > 1;
+  if (d.k == 0) {
+    scale_matrices_kernel<<<grid_for(d.batch * d.m * d.n, kBlockThreads), kBlockThreads, 0, args.stream()>>>(
+        d.c, d.m, d.n, d.ldc, batched ? d.stride_c : 0, d.batch, d.beta);
+    args.launched();
+    return;
+  }
+  // cuBLAS never reads C when beta = 0 (BLAS semantics), so NaNs there are ignored.
+  if (args.context().bf16) {
+    args.blas(cublasGemmStridedBatchedEx_64(
+                  args.context().blas, d.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, d.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                  d.n, d.m, d.k, &d.alpha, d.b, CUDA_R_32F, d.ldb, batched ? d.stride_b : 0, d.a, CUDA_R_32F, d.lda,
+                  batched ? d.stride_a : 0, &d.beta, d.c, CUDA_R_32F, d.ldc, batched ? d.stride_c : 0, d.batch,
+                  CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT),
+              "cublasGemmStridedBatchedEx_64 (bf16 tensor cores)");
+    return;
+  }
+  args.blas(cublasSgemmStridedBatched_64(args.context().blas, d.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                         d.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, d.n, d.m, d.k, &d.alpha, d.b, d.ldb,
+                                         batched ? d.stride_b : 0, d.a, d.lda, batched ? d.stride_a : 0, &d.beta, d.c,
+                                         d.ldc, batched ? d.stride_c : 0, d.batch),
+            "cublasSgemmStridedBatched_64");
+}
+
 dfm_status matmul(void* ctx, const dfm_matmul_desc* desc) {
   return sdk::guard([&] {
     const Args args("matmul", ctx);
-    const dfm_matmul_desc& d = sdk::validate_matmul(args, desc);
-    if (d.m == 0 || d.n == 0) return;
-    // Strides mean nothing for a single matrix (and are not checked then).
-    const bool batched = d.batch > 1;
-    if (d.k == 0) {
-      scale_matrices_kernel<<<grid_for(d.batch * d.m * d.n, kBlockThreads), kBlockThreads, 0, args.stream()>>>(
-          d.c, d.m, d.n, d.ldc, batched ? d.stride_c : 0, d.batch, d.beta);
-      args.launched();
-      return;
-    }
-    // cuBLAS never reads C when beta = 0 (BLAS semantics), so NaNs there are ignored.
-    if (args.context().bf16) {
-      args.blas(cublasGemmStridedBatchedEx_64(
-                    args.context().blas, d.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, d.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                    d.n, d.m, d.k, &d.alpha, d.b, CUDA_R_32F, d.ldb, batched ? d.stride_b : 0, d.a, CUDA_R_32F, d.lda,
-                    batched ? d.stride_a : 0, &d.beta, d.c, CUDA_R_32F, d.ldc, batched ? d.stride_c : 0, d.batch,
-                    CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT),
-                "cublasGemmStridedBatchedEx_64 (bf16 tensor cores)");
-      return;
-    }
-    args.blas(cublasSgemmStridedBatched_64(args.context().blas, d.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                           d.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, d.n, d.m, d.k, &d.alpha, d.b, d.ldb,
-                                           batched ? d.stride_b : 0, d.a, d.lda, batched ? d.stride_a : 0, &d.beta,
-                                           d.c, d.ldc, batched ? d.stride_c : 0, d.batch),
-              "cublasSgemmStridedBatched_64");
+    gemm(args, sdk::validate_matmul(args, desc));
   });
 }
 

@@ -52,6 +52,7 @@ const dfm_compute_v1 kTable = {
     cross_entropy_sums,
     cross_entropy_finish,
     native_stream,
+    matmul_epilogue,
 };
 
 const dfm_plugin_descriptor kDescriptor = {

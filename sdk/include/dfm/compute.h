@@ -74,6 +74,33 @@ typedef struct dfm_matmul_desc {
 
 #define DFM_MATMUL_DESC_V1_SIZE DFM_STRUCT_SIZE(dfm_matmul_desc, batch)
 
+/* ABI 1.3: the pointwise work after a linear layer's GEMM, fused into the
+ * GEMM where the backend can (cuBLASLt epilogues), so its output is written
+ * once instead of written, read back and written again. With
+ * P = alpha op(A) op(B) + beta C, the product of matmul (batch 1):
+ *   DFM_EPILOGUE_BIAS:          C[i,j] = P[i,j] + bias[j]
+ *   DFM_EPILOGUE_BIAS_GELU:     aux[i,j] = P[i,j] + bias[j];  C[i,j] = GELU(aux[i,j])
+ *                               (Linear then GELU; aux keeps the pre-activation for the backward)
+ *   DFM_EPILOGUE_GELU_BACKWARD: C[i,j] = P[i,j] * GELU'(aux[i,j])
+ *                               (the gradient that leaves the next linear, taken back through the GELU)
+ * GELU is gelu_forward's tanh form. aux is m x n, row-major, leading
+ * dimension ld_aux >= n, and must not overlap C. */
+typedef enum dfm_epilogue_kind {
+  DFM_EPILOGUE_BIAS = 1,
+  DFM_EPILOGUE_BIAS_GELU = 2,
+  DFM_EPILOGUE_GELU_BACKWARD = 3
+} dfm_epilogue_kind;
+
+typedef struct dfm_matmul_epilogue {
+  size_t struct_size;
+  int32_t kind;      /* a dfm_epilogue_kind */
+  const float* bias; /* [n]; BIAS and BIAS_GELU */
+  float* aux;        /* written by BIAS_GELU, read by GELU_BACKWARD */
+  int64_t ld_aux;
+} dfm_matmul_epilogue;
+
+#define DFM_MATMUL_EPILOGUE_V1_SIZE DFM_STRUCT_SIZE(dfm_matmul_epilogue, ld_aux)
+
 /* Shapes for one attention block. Q, K, V and O are laid out as
  * [batch, tokens, heads, head_dim] with `*_token_stride` elements between
  * consecutive tokens (so Q/K/V can be read in place from a fused QKV
@@ -235,6 +262,12 @@ typedef struct dfm_compute_v1 {
    * return; such a backend may also leave the slot NULL (the first-party
    * "cpu" backend does), which the host treats the same. */
   void* (*native_stream)(void* ctx);
+
+  /* ---- ABI 1.3: matmul with a fused epilogue (see dfm_matmul_epilogue) ----
+   * `desc` as for matmul, with batch 1. A backend may leave the slot NULL:
+   * the host then runs matmul and the separate kernels (bias_add,
+   * gelu_forward, gelu_backward), which give the same result. */
+  dfm_status (*matmul_epilogue)(void* ctx, const dfm_matmul_desc* desc, const dfm_matmul_epilogue* epilogue);
 } dfm_compute_v1;
 
 #define DFM_COMPUTE_V1_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, sum_squares)
@@ -242,6 +275,8 @@ typedef struct dfm_compute_v1 {
 #define DFM_COMPUTE_V1_1_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, cross_entropy_finish)
 /* Reaches native_stream (ABI 1.2). */
 #define DFM_COMPUTE_V1_2_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, native_stream)
+/* Reaches matmul_epilogue (ABI 1.3). */
+#define DFM_COMPUTE_V1_3_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, matmul_epilogue)
 
 #ifdef __cplusplus
 }

@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "dfm/compute.h"
 #include "dfm/sdk.hpp"
@@ -183,6 +184,33 @@ inline const dfm_matmul_desc& validate_matmul(const KernelArgs& args, const dfm_
   args.pointer("b", d.b, d.k * d.n);
   args.pointer("c", d.c, d.m * d.n);
   return d;
+}
+
+// matmul_epilogue (ABI 1.3), after validate_matmul: batch 1, a known kind, a
+// bias of n for the bias kinds, and for the GELU kinds an m x n aux (ld_aux >=
+// n) that does not overlap C.
+inline const dfm_matmul_epilogue& validate_matmul_epilogue(const KernelArgs& args, const dfm_matmul_desc& desc,
+                                                           const dfm_matmul_epilogue* epilogue) {
+  const dfm_matmul_epilogue& e = args.descriptor("epilogue", epilogue, DFM_MATMUL_EPILOGUE_V1_SIZE);
+  if (desc.batch != 1)
+    args.fail("'batch' is " + std::to_string(desc.batch) + ", expected 1 (an epilogue applies to one matrix)");
+  if (e.kind != DFM_EPILOGUE_BIAS && e.kind != DFM_EPILOGUE_BIAS_GELU && e.kind != DFM_EPILOGUE_GELU_BACKWARD)
+    args.fail("'kind' is " + std::to_string(e.kind) + ", expected a dfm_epilogue_kind (1, 2 or 3)");
+  if (e.kind != DFM_EPILOGUE_GELU_BACKWARD) args.pointer("bias", e.bias, desc.n);
+  if (e.kind == DFM_EPILOGUE_BIAS) return e;
+  args.at_least("ld_aux", e.ld_aux, std::max<int64_t>(1, desc.n), "n");
+  args.pointer("aux", e.aux, desc.m * desc.n);
+  if (desc.m > 0 && desc.n > 0) {
+    // The byte ranges the two matrices span, from their first to their last element.
+    const auto span_of = [&](const float* x, int64_t ld) {
+      const auto first = reinterpret_cast<uintptr_t>(x);
+      return std::pair<uintptr_t, uintptr_t>(first, first + ((desc.m - 1) * ld + desc.n) * sizeof(float));
+    };
+    const auto [aux_begin, aux_end] = span_of(e.aux, e.ld_aux);
+    const auto [c_begin, c_end] = span_of(desc.c, desc.ldc);
+    if (aux_begin < c_end && c_begin < aux_end) args.fail("'aux' overlaps 'c'");
+  }
+  return e;
 }
 
 // ---- elementwise ----

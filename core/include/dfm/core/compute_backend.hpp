@@ -45,6 +45,10 @@ class ComputeBackend {
   void download(void* host_dst, const void* device_src, size_t bytes);
   void copy(void* device_dst, const void* device_src, size_t bytes);
   void fill(float* dst, float value, int64_t count);
+  // matmul with a fused epilogue (compute.h matmul_epilogue, ABI 1.3). A
+  // backend without the slot gets matmul and the separate kernels (the same
+  // result); that path needs C and aux dense (ldc = ld_aux = n).
+  void matmul_epilogue(const dfm_matmul_desc& desc, const dfm_matmul_epilogue& epilogue);
 
  private:
   const dfm_plugin_descriptor* descriptor_ = nullptr;

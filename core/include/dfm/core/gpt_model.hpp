@@ -143,17 +143,23 @@ class GptModel {
   void embed(const int32_t* tokens, float* x);
   // x (outside rows) -> LayerNorm -> entered into the region as `inside` (all rows).
   void layernorm_into_region(const float* x, const float* w, const float* b, float* mean, float* rstd, float* inside);
-  // partial (inside rows, C) -> left the region -> + bias; returns the outside rows.
-  float* leave_region(float* partial, const float* bias);
+  // in (inside rows, in_dim) @ w -> left the region -> + b; returns the outside rows.
+  const float* row_parallel_forward(const float* in, const float* w, const float* b, int64_t in_dim);
   void vocab_parallel_loss(SlotActivations& act, const int32_t* targets, float grad_scale);
   // Gathers this rank's positions outside the regions (its sequence-parallel share).
   void select_outside_positions(const int32_t* positions);
 
-  // out = in @ w for rows x in_dim times [in_dim, out_dim] (+ b when given).
+  // out = in @ w for rows x in_dim times [in_dim, out_dim] (+ b when given, on the GEMM's epilogue).
   void linear_forward(float* out, const float* in, const float* w, const float* b, int64_t in_dim, int64_t out_dim);
-  // din = dout @ w^T; dw += in^T @ dout; db += colsum(dout) when db is given.
+  // pre = in @ w + b; out = GELU(pre): one GEMM with a bias-GELU epilogue.
+  void linear_gelu_forward(float* out, float* pre, const float* in, const float* w, const float* b, int64_t in_dim,
+                           int64_t out_dim);
+  // din = dout @ w^T, times GELU'(gelu_input) when given (the GELU before this
+  // linear, on the GEMM's epilogue); dw += in^T @ dout; db += colsum(dout) when db is given.
   void linear_backward(float* din, float* dw, float* db, const float* dout, const float* in, const float* w,
-                       int64_t in_dim, int64_t out_dim);
+                       int64_t in_dim, int64_t out_dim, float* gelu_input = nullptr);
+  static dfm_matmul_desc matmul_desc(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
+                                     int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
   void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
               const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 

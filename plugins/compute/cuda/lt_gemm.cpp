@@ -1,0 +1,136 @@
+#include "lt_gemm.hpp"
+
+#include <string>
+
+namespace dfm::cuda {
+namespace {
+
+// cuBLAS's recommended workspace for Hopper (enough for every earlier GPU).
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
+cublasLtEpilogue_t lt_epilogue(int32_t kind) {
+  switch (kind) {
+    case DFM_EPILOGUE_BIAS:
+      return CUBLASLT_EPILOGUE_BIAS;
+    case DFM_EPILOGUE_BIAS_GELU:
+      return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    default:  // DFM_EPILOGUE_GELU_BACKWARD
+      return CUBLASLT_EPILOGUE_DGELU;
+  }
+}
+
+bool aligned16(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer) % 16 == 0; }
+
+template <typename T>
+cublasStatus_t set_attribute(cublasLtMatmulDesc_t op, cublasLtMatmulDescAttributes_t attribute, const T& value) {
+  return cublasLtMatmulDescSetAttribute(op, attribute, &value, sizeof value);
+}
+
+std::string describe(const dfm_matmul_desc& d, const dfm_matmul_epilogue& e) {
+  return "m " + std::to_string(d.m) + ", n " + std::to_string(d.n) + ", k " + std::to_string(d.k) + ", epilogue " +
+         std::to_string(e.kind) + ", ld_aux " + std::to_string(e.ld_aux);
+}
+
+}  // namespace
+
+struct LtGemm::Plan {
+  bool usable = false;
+  cublasLtMatmulDesc_t op = nullptr;
+  // cuBLASLt's A, B and C/D: dfm's B, A and C (column-major view, see the header).
+  cublasLtMatrixLayout_t lt_a = nullptr, lt_b = nullptr, lt_c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+
+  Plan() = default;
+  ~Plan() {
+    if (lt_c != nullptr) cublasLtMatrixLayoutDestroy(lt_c);
+    if (lt_b != nullptr) cublasLtMatrixLayoutDestroy(lt_b);
+    if (lt_a != nullptr) cublasLtMatrixLayoutDestroy(lt_a);
+    if (op != nullptr) cublasLtMatmulDescDestroy(op);
+  }
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+};
+
+LtGemm::LtGemm(const Args& args) : stream_(args.stream()) {
+  args.blas(cublasLtCreate(&handle_), "cublasLtCreate");
+  args.cuda(cudaMalloc(&workspace_, kWorkspaceBytes), "cudaMalloc (cuBLASLt workspace)");
+}
+
+LtGemm::~LtGemm() {
+  plans_.clear();
+  if (workspace_ != nullptr) cudaFree(workspace_);
+  if (handle_ != nullptr) cublasLtDestroy(handle_);
+}
+
+bool LtGemm::run(const Args& args, const dfm_matmul_desc& d, const dfm_matmul_epilogue& e, bool bf16) {
+  // Only beta = 0 (all dfm's linear layers): where cuBLASLt adds beta C relative
+  // to the GELU gradient is not documented, and the plain path is exact.
+  if (d.beta != 0.0f) return false;
+  const unsigned alignment = (aligned16(d.a) ? 1u : 0u) | (aligned16(d.b) ? 2u : 0u) | (aligned16(d.c) ? 4u : 0u) |
+                             (aligned16(e.bias) ? 8u : 0u) | (aligned16(e.aux) ? 16u : 0u);
+  const int64_t ld_aux = e.kind == DFM_EPILOGUE_BIAS ? 0 : e.ld_aux;
+  const Key key{d.trans_a, d.trans_b, d.m, d.n, d.k, d.lda, d.ldb, d.ldc, ld_aux, e.kind, bf16, alignment};
+  const Plan& plan = plan_for(args, key, d, e, bf16);
+  if (!plan.usable) return false;
+  if (e.kind != DFM_EPILOGUE_GELU_BACKWARD)
+    args.blas(set_attribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, e.bias), "cublasLtMatmulDescSetAttribute");
+  if (e.kind != DFM_EPILOGUE_BIAS)
+    args.blas(set_attribute(plan.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, e.aux),
+              "cublasLtMatmulDescSetAttribute");
+  args.blas(cublasLtMatmul(handle_, plan.op, &d.alpha, d.b, plan.lt_a, d.a, plan.lt_b, &d.beta, d.c, plan.lt_c, d.c,
+                           plan.lt_c, &plan.algo, workspace_, kWorkspaceBytes, stream_),
+            "cublasLtMatmul");
+  return true;
+}
+
+const LtGemm::Plan& LtGemm::plan_for(const Args& args, const Key& key, const dfm_matmul_desc& d,
+                                     const dfm_matmul_epilogue& e, bool bf16) {
+  auto found = plans_.find(key);
+  if (found != plans_.end()) return *found->second;
+  auto plan = std::make_unique<Plan>();
+  const char* set = "cublasLtMatmulDescSetAttribute";
+  args.blas(cublasLtMatmulDescCreate(&plan->op, bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F, CUDA_R_32F),
+            "cublasLtMatmulDescCreate");
+  const cublasOperation_t lt_trans_a = d.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t lt_trans_b = d.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  args.blas(set_attribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, lt_trans_a), set);
+  args.blas(set_attribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB, lt_trans_b), set);
+  args.blas(set_attribute(plan->op, CUBLASLT_MATMUL_DESC_EPILOGUE, lt_epilogue(e.kind)), set);
+  // The heuristic reads the pointers' alignment (part of the key); run sets them for each call.
+  if (e.kind != DFM_EPILOGUE_GELU_BACKWARD)
+    args.blas(set_attribute(plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, e.bias), set);
+  if (e.kind != DFM_EPILOGUE_BIAS) {
+    args.blas(set_attribute(plan->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, e.aux), set);
+    args.blas(set_attribute(plan->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, e.ld_aux), set);
+  }
+  const char* layout = "cublasLtMatrixLayoutCreate";
+  args.blas(cublasLtMatrixLayoutCreate(&plan->lt_a, CUDA_R_32F, d.trans_b ? d.k : d.n, d.trans_b ? d.n : d.k, d.ldb),
+            layout);
+  args.blas(cublasLtMatrixLayoutCreate(&plan->lt_b, CUDA_R_32F, d.trans_a ? d.m : d.k, d.trans_a ? d.k : d.m, d.lda),
+            layout);
+  args.blas(cublasLtMatrixLayoutCreate(&plan->lt_c, CUDA_R_32F, d.n, d.m, d.ldc), layout);
+
+  cublasLtMatmulPreference_t preference = nullptr;
+  args.blas(cublasLtMatmulPreferenceCreate(&preference), "cublasLtMatmulPreferenceCreate");
+  const size_t workspace = kWorkspaceBytes;
+  cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(
+      preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace);
+  cublasLtMatmulHeuristicResult_t result{};
+  int found_algorithms = 0;
+  if (status == CUBLAS_STATUS_SUCCESS)
+    status = cublasLtMatmulAlgoGetHeuristic(handle_, plan->op, plan->lt_a, plan->lt_b, plan->lt_c, plan->lt_c,
+                                            preference, 1, &result, &found_algorithms);
+  cublasLtMatmulPreferenceDestroy(preference);
+  plan->usable = status == CUBLAS_STATUS_SUCCESS && found_algorithms > 0;
+  if (plan->usable) {
+    plan->algo = result.algo;
+  } else {
+    // Once per shape: a missing fusion costs speed, never correctness.
+    job_log(DFM_LOG_INFO, "cuda: cuBLASLt has no fused kernel for " + describe(d, e) + " (" +
+                              (status == CUBLAS_STATUS_SUCCESS ? "no algorithm" : cublasGetStatusString(status)) +
+                              "); its epilogue runs as a separate kernel");
+  }
+  return *plans_.emplace(key, std::move(plan)).first->second;
+}
+
+}  // namespace dfm::cuda
