@@ -6,11 +6,9 @@
 #include <vector>
 
 #include "compute_backend_harness.hpp"
-#include "dfm/core/compute_backend.hpp"
-#include "dfm/core/host_services.hpp"
-#include "dfm/core/plugin_registry.hpp"
 #include "matmul_cases.hpp"
 #include "reference_kernels.hpp"
+#include "support/cpu_backend.hpp"
 
 namespace dfm::test {
 namespace {
@@ -49,8 +47,7 @@ TEST_F(CpuKernels, MatmulEpilogueMatchesReference) {
       dfm_matmul_desc d = make_matmul_desc(ec.gemm);
       dfm_matmul_epilogue e = make_epilogue(ec, kind);
       const EpilogueInputs in(d, e, seed += 10);
-      Buffer<float> da(device, in.a), db(device, in.b), dc(device, in.c), dbias(device, in.bias),
-          daux(device, in.aux);
+      Buffer<float> da(device, in.a), db(device, in.b), dc(device, in.c), dbias(device, in.bias), daux(device, in.aux);
       d.a = da.data();
       d.b = db.data();
       d.c = dc.data();
@@ -68,50 +65,51 @@ TEST_F(CpuKernels, MatmulEpilogueMatchesReference) {
     }
 }
 
-// The host runs matmul, bias_add, copy and the GELU kernels for a backend
-// whose table predates the slot (ABI 1.2) or leaves it NULL: on the cpu
-// backend that is the fused pass's arithmetic, element for element.
-TEST(ComputeBackendEpilogue, ComposedPathForOlderBackendsGivesTheSameResult) {
-  HostContext host;
-  PluginRegistry registry(host);
-  registry.load_file(plugin_dir() + "/libdfm_compute_cpu.so");
-  const LoadedPlugin* cpu = registry.find(DFM_PLUGIN_COMPUTE, "cpu");
-  ASSERT_NE(cpu, nullptr);
-  dfm_compute_v1 old_table = *static_cast<const dfm_compute_v1*>(cpu->descriptor->table);
-  old_table.struct_size = DFM_COMPUTE_V1_2_SIZE;
-  dfm_plugin_descriptor old_descriptor = *cpu->descriptor;
-  old_descriptor.table = &old_table;
-  LoadedPlugin old_plugin = *cpu;
-  old_plugin.descriptor = &old_descriptor;
-  dfm::ComputeBackend fused(*cpu, 1, 0), composed(old_plugin, 1, 0);
+// Stands in for the slot where the host must not call it.
+dfm_status must_not_be_called(void*, const dfm_matmul_desc*, const dfm_matmul_epilogue*) { return DFM_ERR_RUNTIME; }
 
+// The host runs matmul, bias_add, copy and the GELU kernels for a backend
+// whose table predates the slot (ABI 1.2: the slot past its struct_size is
+// never read) or leaves it NULL: on the cpu backend that is the fused pass's
+// arithmetic, element for element.
+TEST(ComputeBackendEpilogue, ComposedPathForOlderBackendsGivesTheSameResult) {
+  EditedCpuPlugin cpu;
   const int64_t m = 37, n = 48, k = 29;
-  for (const dfm_epilogue_kind kind : kEpilogueKinds) {
-    SCOPED_TRACE(::testing::Message() << "kind " << kind);
-    const EpilogueCase ec{{m, n, k, 0, 1, 1.0f, 0.0f, 1, 0}, 0};
-    std::vector<std::vector<float>> results;
-    for (dfm::ComputeBackend* backend : {&fused, &composed}) {
-      dfm_matmul_desc d = make_matmul_desc(ec.gemm);
-      dfm_matmul_epilogue e = make_epilogue(ec, kind);
-      const EpilogueInputs in(d, e, 77);
-      DeviceBuffer<float> da(*backend, m * k), db(*backend, n * k), dc(*backend, m * n), dbias(*backend, n),
-          daux(*backend, m * n);
-      da.upload(in.a);
-      db.upload(in.b);
-      dbias.upload(in.bias);
-      daux.upload(in.aux);
-      d.a = da.data();
-      d.b = db.data();
-      d.c = dc.data();
-      e.bias = dbias.data();
-      e.aux = daux.data();
-      backend->matmul_epilogue(d, e);
-      results.push_back(dc.download());
-      if (kind == DFM_EPILOGUE_BIAS_GELU) results.push_back(daux.download());
+  for (const bool older_table : {true, false})
+    for (const dfm_epilogue_kind kind : kEpilogueKinds) {
+      SCOPED_TRACE(::testing::Message() << (older_table ? "a 1.2 table" : "a NULL slot") << ", kind " << kind);
+      cpu.table = *static_cast<const dfm_compute_v1*>(cpu.original().descriptor->table);
+      if (older_table) {
+        cpu.table.struct_size = DFM_COMPUTE_V1_2_SIZE;
+        cpu.table.matmul_epilogue = must_not_be_called;
+      } else {
+        cpu.table.matmul_epilogue = nullptr;
+      }
+      dfm::ComputeBackend fused(cpu.original(), 1, 0), composed(cpu.edited(), 1, 0);
+      const EpilogueCase ec{{m, n, k, 0, 1, 1.0f, 0.0f, 1, 0}, 0};
+      std::vector<std::vector<float>> results;
+      for (dfm::ComputeBackend* backend : {&fused, &composed}) {
+        dfm_matmul_desc d = make_matmul_desc(ec.gemm);
+        dfm_matmul_epilogue e = make_epilogue(ec, kind);
+        const EpilogueInputs in(d, e, 77);
+        DeviceBuffer<float> da(*backend, m * k), db(*backend, n * k), dc(*backend, m * n), dbias(*backend, n),
+            daux(*backend, m * n);
+        da.upload(in.a);
+        db.upload(in.b);
+        dbias.upload(in.bias);
+        daux.upload(in.aux);
+        d.a = da.data();
+        d.b = db.data();
+        d.c = dc.data();
+        e.bias = dbias.data();
+        e.aux = daux.data();
+        backend->matmul_epilogue(d, e);
+        results.push_back(dc.download());
+        if (kind == DFM_EPILOGUE_BIAS_GELU) results.push_back(daux.download());
+      }
+      const size_t half = results.size() / 2;
+      for (size_t i = 0; i < half; ++i) EXPECT_EQ(results[i], results[half + i]) << (i == 0 ? "C" : "aux");
     }
-    const size_t half = results.size() / 2;
-    for (size_t i = 0; i < half; ++i) EXPECT_EQ(results[i], results[half + i]) << (i == 0 ? "C" : "aux");
-  }
 }
 
 }  // namespace

@@ -7,10 +7,8 @@
 
 #include "attention_cases.hpp"
 #include "compute_backend_harness.hpp"
-#include "dfm/core/compute_backend.hpp"
-#include "dfm/core/host_services.hpp"
-#include "dfm/core/plugin_registry.hpp"
 #include "reference_kernels.hpp"
+#include "support/cpu_backend.hpp"
 
 namespace dfm::test {
 namespace {
@@ -282,12 +280,8 @@ TEST_F(CpuKernels, BadArgumentsAreRefusedWithAMessage) {
 TEST_F(CpuKernels, HasNoNativeStreamSoTheHostPassesNone) {
   ASSERT_GE(api.struct_size, DFM_COMPUTE_V1_2_SIZE);
   EXPECT_EQ(api.native_stream, nullptr);
-  HostContext host;
-  PluginRegistry registry(host);
-  registry.load_file(plugin_dir() + "/libdfm_compute_cpu.so");
-  const LoadedPlugin* cpu = registry.find(DFM_PLUGIN_COMPUTE, "cpu");
-  ASSERT_NE(cpu, nullptr);
-  EXPECT_EQ(dfm::ComputeBackend(*cpu, 1, 0).native_stream(), nullptr);
+  const EditedCpuPlugin cpu;
+  EXPECT_EQ(dfm::ComputeBackend(cpu.original(), 1, 0).native_stream(), nullptr);
 }
 
 void* stream_is_the_context(void* ctx) { return ctx; }
@@ -296,24 +290,15 @@ void* stream_is_the_context(void* ctx) { return ctx; }
 // a backend built against ABI 1.1 has no native_stream (the host reads nothing
 // past its struct_size) and gets NULL, like a host backend.
 TEST(ComputeBackendStream, IsAskedForOnlyWhenTheTableReachesTheSlot) {
-  HostContext host;
-  PluginRegistry registry(host);
-  registry.load_file(plugin_dir() + "/libdfm_compute_cpu.so");
-  const LoadedPlugin* cpu = registry.find(DFM_PLUGIN_COMPUTE, "cpu");
-  ASSERT_NE(cpu, nullptr);
+  EditedCpuPlugin cpu;
   // The cpu plugin with a stream slot, as a GPU backend would fill it.
-  dfm_compute_v1 table = *static_cast<const dfm_compute_v1*>(cpu->descriptor->table);
-  table.native_stream = stream_is_the_context;
-  dfm_plugin_descriptor descriptor = *cpu->descriptor;
-  descriptor.table = &table;
-  LoadedPlugin plugin = *cpu;
-  plugin.descriptor = &descriptor;
+  cpu.table.native_stream = stream_is_the_context;
   {
-    const dfm::ComputeBackend backend(plugin, 1, 0);  // the core's view, not the test harness's
+    const dfm::ComputeBackend backend(cpu.edited(), 1, 0);  // the core's view, not the test harness's
     EXPECT_EQ(backend.native_stream(), backend.ctx()) << "the slot is called with the backend's context";
   }
-  table.struct_size = DFM_COMPUTE_V1_1_SIZE;
-  EXPECT_EQ(dfm::ComputeBackend(plugin, 1, 0).native_stream(), nullptr) << "a 1.1 table has no such slot";
+  cpu.table.struct_size = DFM_COMPUTE_V1_1_SIZE;
+  EXPECT_EQ(dfm::ComputeBackend(cpu.edited(), 1, 0).native_stream(), nullptr) << "a 1.1 table has no such slot";
 }
 
 }  // namespace

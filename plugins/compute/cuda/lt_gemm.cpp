@@ -113,8 +113,8 @@ const LtGemm::Plan& LtGemm::plan_for(const Args& args, const Key& key, const dfm
   cublasLtMatmulPreference_t preference = nullptr;
   args.blas(cublasLtMatmulPreferenceCreate(&preference), "cublasLtMatmulPreferenceCreate");
   const size_t workspace = kWorkspaceBytes;
-  cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(
-      preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace);
+  cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                               &workspace, sizeof workspace);
   cublasLtMatmulHeuristicResult_t result{};
   int found_algorithms = 0;
   if (status == CUBLAS_STATUS_SUCCESS)

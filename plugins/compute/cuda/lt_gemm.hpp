@@ -48,8 +48,8 @@ class LtGemm {
   // trans_a, trans_b, m, n, k, lda, ldb, ldc, ld_aux, epilogue kind, bf16,
   // and the 16-byte alignment of each pointer (a bit each), which the
   // heuristic's choice depends on.
-  using Key = std::tuple<int32_t, int32_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int32_t,
-                         bool, unsigned>;
+  using Key = std::tuple<int32_t, int32_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int32_t, bool,
+                         unsigned>;
 
   const Plan& plan_for(const Args& args, const Key& key, const dfm_matmul_desc& d, const dfm_matmul_epilogue& e,
                        bool bf16);
