@@ -53,7 +53,9 @@ struct LtGemm::Plan {
 
 LtGemm::LtGemm(const Args& args) : stream_(args.stream()) {
   args.blas(cublasLtCreate(&handle_), "cublasLtCreate");
-  args.cuda(cudaMalloc(&workspace_, kWorkspaceBytes), "cudaMalloc (cuBLASLt workspace)");
+  const cudaError_t allocated = cudaMalloc(&workspace_, kWorkspaceBytes);
+  if (allocated != cudaSuccess) cublasLtDestroy(handle_);  // no destructor runs for a throwing constructor
+  args.cuda(allocated, "cudaMalloc (cuBLASLt workspace)");
 }
 
 LtGemm::~LtGemm() {
