@@ -76,7 +76,8 @@ dfm_status matmul_epilogue(void* ctx, const dfm_matmul_desc* desc, const dfm_mat
     omp_set_num_threads(args.threads());
     gemm_one(args, d, 0);
 #pragma omp parallel for num_threads(args.threads_for(d.m * d.n))
-    for (int64_t i = 0; i < d.m; ++i) epilogue_row(e, d.c + i * d.ldc, e.aux + i * e.ld_aux, d.n);
+    for (int64_t i = 0; i < d.m; ++i)  // BIAS may come without aux
+      epilogue_row(e, d.c + i * d.ldc, e.aux != nullptr ? e.aux + i * e.ld_aux : nullptr, d.n);
   });
 }
 

@@ -26,6 +26,14 @@ cublasStatus_t set_attribute(cublasLtMatmulDesc_t op, cublasLtMatmulDescAttribut
   return cublasLtMatmulDescSetAttribute(op, attribute, &value, sizeof value);
 }
 
+// Points the descriptor at this call's bias and aux (the kinds that have them).
+void point_at(const Args& args, cublasLtMatmulDesc_t op, const dfm_matmul_epilogue& e) {
+  const char* set = "cublasLtMatmulDescSetAttribute";
+  if (e.kind != DFM_EPILOGUE_GELU_BACKWARD)
+    args.blas(set_attribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, e.bias), set);
+  if (e.kind != DFM_EPILOGUE_BIAS) args.blas(set_attribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, e.aux), set);
+}
+
 std::string describe(const dfm_matmul_desc& d, const dfm_matmul_epilogue& e) {
   return "m " + std::to_string(d.m) + ", n " + std::to_string(d.n) + ", k " + std::to_string(d.k) + ", epilogue " +
          std::to_string(e.kind) + ", ld_aux " + std::to_string(e.ld_aux);
@@ -74,11 +82,7 @@ bool LtGemm::run(const Args& args, const dfm_matmul_desc& d, const dfm_matmul_ep
   const Key key{d.trans_a, d.trans_b, d.m, d.n, d.k, d.lda, d.ldb, d.ldc, ld_aux, e.kind, bf16, alignment};
   const Plan& plan = plan_for(args, key, d, e, bf16);
   if (!plan.usable) return false;
-  if (e.kind != DFM_EPILOGUE_GELU_BACKWARD)
-    args.blas(set_attribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, e.bias), "cublasLtMatmulDescSetAttribute");
-  if (e.kind != DFM_EPILOGUE_BIAS)
-    args.blas(set_attribute(plan.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, e.aux),
-              "cublasLtMatmulDescSetAttribute");
+  point_at(args, plan.op, e);
   args.blas(cublasLtMatmul(handle_, plan.op, &d.alpha, d.b, plan.lt_a, d.a, plan.lt_b, &d.beta, d.c, plan.lt_c, d.c,
                            plan.lt_c, &plan.algo, workspace_, kWorkspaceBytes, stream_),
             "cublasLtMatmul");
@@ -98,13 +102,10 @@ const LtGemm::Plan& LtGemm::plan_for(const Args& args, const Key& key, const dfm
   args.blas(set_attribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, lt_trans_a), set);
   args.blas(set_attribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB, lt_trans_b), set);
   args.blas(set_attribute(plan->op, CUBLASLT_MATMUL_DESC_EPILOGUE, lt_epilogue(e.kind)), set);
-  // The heuristic reads the pointers' alignment (part of the key); run sets them for each call.
-  if (e.kind != DFM_EPILOGUE_GELU_BACKWARD)
-    args.blas(set_attribute(plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, e.bias), set);
-  if (e.kind != DFM_EPILOGUE_BIAS) {
-    args.blas(set_attribute(plan->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, e.aux), set);
+  // The heuristic reads the pointers' alignment (part of the key); run points at each call's.
+  point_at(args, plan->op, e);
+  if (e.kind != DFM_EPILOGUE_BIAS)
     args.blas(set_attribute(plan->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, e.ld_aux), set);
-  }
   const char* layout = "cublasLtMatrixLayoutCreate";
   args.blas(cublasLtMatrixLayoutCreate(&plan->lt_a, CUDA_R_32F, d.trans_b ? d.k : d.n, d.trans_b ? d.n : d.k, d.ldb),
             layout);
