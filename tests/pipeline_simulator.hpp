@@ -9,8 +9,15 @@
 //     send was posted, and its data arrives `message` time units after it.
 //   - SendMode::Rendezvous: a send also blocks until the peer reaches the
 //     matching receive; both complete together (a blocking send).
-// A send and a receive match when they go between the same two ranks and
-// share dfm::pp::message_id.
+//   - SendMode::Exchange: NCCL's model, which the pp plugin runs on every
+//     backend (pipeline_schedule.hpp, Exchanges). A rank posts an exchange's
+//     messages together and goes on when all of them completed; a message
+//     completes when the peer is in the exchange holding its partner. The
+//     partner is the peer's message in the same posting position: the k-th
+//     send from A to B meets B's k-th receive from A, whatever their ids
+//     (NCCL has no tags), and a pair whose ids differ is reported.
+// In the other two modes a send and a receive match when they go between the
+// same two ranks and share dfm::pp::message_id.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +28,7 @@
 
 namespace dfm::pp::sim {
 
-enum class SendMode { Buffered, Rendezvous };
+enum class SendMode { Buffered, Rendezvous, Exchange };
 
 // Time units of one chunk's forward and backward of one micro-batch, and of
 // one message's travel.
@@ -42,10 +49,10 @@ struct Result {
   // otherwise what went wrong: the action each stuck rank waits at, a
   // backward without its forward, a send nobody received.
   std::string problem;
-  double makespan = 0;                 // end of the last action of any rank
-  std::vector<double> busy;            // compute time per rank
-  std::vector<int32_t> peak_live;      // most (micro-batch, chunk) activations held at once, per rank
-  std::vector<ComputeSpan> spans;      // in the order they ran on each rank
+  double makespan = 0;             // end of the last action of any rank
+  std::vector<double> busy;        // compute time per rank
+  std::vector<int32_t> peak_live;  // most (micro-batch, chunk) activations held at once, per rank
+  std::vector<ComputeSpan> spans;  // in the order they ran on each rank
 
   bool finished() const { return problem.empty(); }
   // Idle time over every rank's whole step [0, makespan]:

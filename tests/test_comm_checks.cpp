@@ -67,14 +67,37 @@ TEST(CommChecks, AnIncompleteDescriptionIsRefusedNamingTheGroup) {
   refused([](auto& d) { d.size = 0; }, "mine group 'tp/1': size must be >= 1 with a ranks array, got 0");
   // valid_desc's 3 members pass the default limit but not 2.
   refused([](auto&) {}, "mine group 'tp/1': size 3 exceeds this backend's limit of 2 members");
-  refused([](auto& d) { d.size = 2; d.my_index = 2; }, "mine group 'tp/1': my_index 2 is outside 0..1");
-  refused([](auto& d) { d.size = 2; d.my_index = -1; }, "mine group 'tp/1': my_index -1 is outside 0..1");
-  refused([](auto& d) { d.size = 2; d.timeout_ms = 0; }, "mine group 'tp/1': timeout_ms must be > 0, got 0");
-  refused([](auto& d) { d.size = 2; d.rendezvous = nullptr; },
-          "mine group 'tp/1': a group of 2 ranks needs a rendezvous store with set and get");
+  refused(
+      [](auto& d) {
+        d.size = 2;
+        d.my_index = 2;
+      },
+      "mine group 'tp/1': my_index 2 is outside 0..1");
+  refused(
+      [](auto& d) {
+        d.size = 2;
+        d.my_index = -1;
+      },
+      "mine group 'tp/1': my_index -1 is outside 0..1");
+  refused(
+      [](auto& d) {
+        d.size = 2;
+        d.timeout_ms = 0;
+      },
+      "mine group 'tp/1': timeout_ms must be > 0, got 0");
+  refused(
+      [](auto& d) {
+        d.size = 2;
+        d.rendezvous = nullptr;
+      },
+      "mine group 'tp/1': a group of 2 ranks needs a rendezvous store with set and get");
   static const dfm_comm_rendezvous no_get = {DFM_COMM_RENDEZVOUS_V1_SIZE, nullptr, store_set, nullptr};
-  refused([](auto& d) { d.size = 2; d.rendezvous = &no_get; },
-          "mine group 'tp/1': a group of 2 ranks needs a rendezvous store with set and get");
+  refused(
+      [](auto& d) {
+        d.size = 2;
+        d.rendezvous = &no_get;
+      },
+      "mine group 'tp/1': a group of 2 ranks needs a rendezvous store with set and get");
 }
 
 // ABI 1.2 appended compute_stream: read only when struct_size reaches it, so
@@ -105,7 +128,8 @@ TEST(CommChecks, OperationArgumentsAreRefusedNamingGroupOperationAndArgument) {
   sdk::validate_message(m, "recv", &x, 1, 2, UINT32_MAX, sdk::MessagesToSelf::refused);
 
   const std::string who = "mine group 'tp/1' (rank 9): ";
-  expect_refused([&] { sdk::validate_all_reduce(m, &x, -1, DFM_REDUCE_SUM); }, who + "all_reduce count must be >= 0, got -1");
+  expect_refused([&] { sdk::validate_all_reduce(m, &x, -1, DFM_REDUCE_SUM); },
+                 who + "all_reduce count must be >= 0, got -1");
   expect_refused([&] { sdk::validate_all_reduce(m, nullptr, 2, DFM_REDUCE_SUM); }, who + "all_reduce buffer is NULL");
   expect_refused([&] { sdk::validate_all_reduce(m, &x, 1, static_cast<dfm_reduce_op>(7)); },
                  who + "all_reduce op 7 is neither DFM_REDUCE_SUM nor DFM_REDUCE_MAX");
@@ -166,9 +190,19 @@ struct FakeGroup {
   uint64_t bytes_sent() const { return 42; }
 };
 
+// The same group with batches (ABI 1.4).
+struct BatchingFakeGroup : FakeGroup {
+  static std::shared_ptr<BatchingFakeGroup> create(const dfm_comm_group_desc& desc) {
+    sdk::validate_group_desc(kBackend, desc);
+    return std::make_shared<BatchingFakeGroup>();
+  }
+  void begin_batch() { calls.push_back("begin_batch"); }
+  void end_batch() { calls.push_back("end_batch"); }
+};
+
 TEST(CommTable, ChecksHandlesAndForwardsEverySlotToTheGroup) {
   const dfm_comm_v1 api = sdk::comm_table<FakeGroup>();
-  EXPECT_EQ(api.struct_size, DFM_COMM_V1_SIZE);
+  EXPECT_EQ(api.struct_size, DFM_COMM_V1_4_SIZE);
   void* g = &g;
   EXPECT_EQ(api.group_create(nullptr, &g), DFM_ERR_INVALID_ARGUMENT);
   EXPECT_EQ(sdk::last_error(), std::string("fake: group_create got a NULL argument"));
@@ -210,9 +244,36 @@ TEST(CommTable, ChecksHandlesAndForwardsEverySlotToTheGroup) {
   // A work outlives its group; freeing it releases its operation first.
   for (void* work : works) api.work_free(work);
   EXPECT_TRUE(barrier->released);
-  EXPECT_EQ(FakeGroup::calls, (std::vector<std::string>{"all_reduce 5", "reduce_scatter", "all_gather", "broadcast 2",
-                                                         "send 1", "recv 6", "barrier", "wait barrier 3", "abort",
-                                                         "shutdown"}));
+  EXPECT_EQ(FakeGroup::calls,
+            (std::vector<std::string>{"all_reduce 5", "reduce_scatter", "all_gather", "broadcast 2", "send 1", "recv 6",
+                                      "barrier", "wait barrier 3", "abort", "shutdown"}));
+}
+
+// A group without begin_batch/end_batch leaves the slots NULL (callers then
+// just post); one with them gets both, checked and forwarded.
+TEST(CommTable, OffersBatchesExactlyWhenTheGroupHasThem) {
+  const dfm_comm_v1 plain = sdk::comm_table<FakeGroup>();
+  EXPECT_EQ(plain.batch_begin, nullptr);
+  EXPECT_EQ(plain.batch_end, nullptr);
+
+  const dfm_comm_v1 api = sdk::comm_table<BatchingFakeGroup>();
+  EXPECT_EQ(api.struct_size, DFM_COMM_V1_4_SIZE);
+  ASSERT_NE(api.batch_begin, nullptr);
+  ASSERT_NE(api.batch_end, nullptr);
+  EXPECT_EQ(api.batch_begin(nullptr), DFM_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(sdk::last_error(), std::string("fake: the group handle is NULL"));
+  const dfm_comm_group_desc desc = valid_desc();
+  void* g = nullptr;
+  ASSERT_EQ(api.group_create(&desc, &g), DFM_OK) << sdk::last_error();
+  FakeGroup::calls.clear();
+  float x = 0.0f;
+  void* w = nullptr;
+  EXPECT_EQ(api.batch_begin(g), DFM_OK);
+  EXPECT_EQ(api.send(g, &x, 1, 1, 0, &w), DFM_OK);
+  EXPECT_EQ(api.batch_end(g), DFM_OK);
+  api.work_free(w);
+  api.group_destroy(g);
+  EXPECT_EQ(FakeGroup::calls, (std::vector<std::string>{"begin_batch", "send 1", "end_batch", "shutdown"}));
 }
 
 }  // namespace

@@ -102,9 +102,8 @@ class NcclOneGpu : public ::testing::Test {
     backend_.descriptor = p.cuda->descriptor;
     backend_.api = static_cast<const dfm_compute_v1*>(p.cuda->descriptor->table);
     device_ = std::make_unique<Device>(backend_);
-    dir_ = std::filesystem::temp_directory_path() /
-           ("dfm-nccl-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() / ("dfm-nccl-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     store_ = std::make_unique<FileRendezvous>(dir_);
   }
@@ -171,10 +170,10 @@ TEST(NcclPlugin, LoadsAndSaysWhetherItCanRun) {
   EXPECT_EQ(d.kind, DFM_PLUGIN_COMM);
   EXPECT_STREQ(d.name, "nccl");
   const auto& api = *static_cast<const dfm_comm_v1*>(d.table);
-  ASSERT_GE(api.struct_size, DFM_COMM_V1_SIZE);
-  // Every slot of the v1 table is offered: walk it as an array of function pointers.
+  ASSERT_GE(api.struct_size, DFM_COMM_V1_4_SIZE);
+  // Every slot up to ABI 1.4's batches is offered: walk it as an array of function pointers.
   const auto* first = reinterpret_cast<const char*>(&api.group_create);
-  const auto* end = reinterpret_cast<const char*>(&api) + DFM_COMM_V1_SIZE;
+  const auto* end = reinterpret_cast<const char*>(&api) + DFM_COMM_V1_4_SIZE;
   for (const char* slot = first; slot < end; slot += sizeof(void (*)())) {
     void (*fn)() = nullptr;
     std::memcpy(&fn, slot, sizeof fn);
@@ -270,8 +269,75 @@ TEST_F(NcclOneGpu, SendAndRecvToItselfPairInOneNcclGroupCall) {
   auto src = buffer(message);
   std::string error;
   EXPECT_EQ(run([&](void** w) { return api.send(g, src.data(), count, 0, 3, w); }, &error), DFM_ERR_INVALID_ARGUMENT);
-  EXPECT_TRUE(contains(error, "nccl group 'self' (rank 7): send #5 to rank 7 (tag 3) has no matching recv from this rank"))
+  EXPECT_TRUE(
+      contains(error, "nccl group 'self' (rank 7): send #5 to rank 7 (tag 3) has no matching recv from this rank"))
       << error;
+  api.group_destroy(g);
+}
+
+// A batch (ABI 1.4) is one NCCL group call however its sends and recvs are
+// ordered. Messages to this rank show it at world size 1: NCCL copies to self
+// only inside one group call, so two sends and then two recvs work in a
+// batch, while without one the first recv issues the two sends with it and
+// the second send is left without its partner.
+TEST_F(NcclOneGpu, ABatchIsOneGroupCallAndRefusesWhatCannotGoInIt) {
+  void* g = solo("batch");
+  ASSERT_NE(g, nullptr);
+  const dfm_comm_v1& api = comm();
+  const int64_t count = 1031;
+  const std::vector<float> first = values(count, 1.0f), second = values(count, -3.0f),
+                           sentinel(static_cast<size_t>(count), -1.0f);
+  auto exchange = [&](bool batched, std::vector<std::string>* errors) {
+    auto src_a = buffer(first), src_b = buffer(second), dst_a = buffer(sentinel), dst_b = buffer(sentinel);
+    void* works[4] = {};
+    if (batched) {
+      EXPECT_EQ(api.batch_begin(g), DFM_OK) << comm_error();
+    }
+    EXPECT_EQ(api.send(g, src_a.data(), count, 0, 1, &works[0]), DFM_OK) << comm_error();
+    EXPECT_EQ(api.send(g, src_b.data(), count, 0, 2, &works[1]), DFM_OK) << comm_error();
+    EXPECT_EQ(api.recv(g, dst_a.data(), count, 0, 1, &works[2]), DFM_OK) << comm_error();
+    EXPECT_EQ(api.recv(g, dst_b.data(), count, 0, 2, &works[3]), DFM_OK) << comm_error();
+    if (batched) {
+      EXPECT_EQ(api.batch_end(g), DFM_OK) << comm_error();
+    }
+    for (void* w : works) {
+      if (api.work_wait(w, -1) != DFM_OK) errors->push_back(comm_error());
+      api.work_free(w);
+    }
+    return std::pair{dst_a.read(), dst_b.read()};
+  };
+  std::vector<std::string> errors;
+  const auto [a, b] = exchange(true, &errors);
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  EXPECT_EQ(a, first);
+  EXPECT_EQ(b, second);
+  exchange(false, &errors);
+  ASSERT_FALSE(errors.empty());
+  EXPECT_TRUE(contains(errors.front(), "has no matching recv from this rank issued with it")) << errors.front();
+
+  // Inside a batch: no collective, no wait, no second batch_begin; batch_end needs a batch_begin.
+  auto buf = buffer(first);
+  void* sent = nullptr;
+  ASSERT_EQ(api.batch_begin(g), DFM_OK) << comm_error();
+  ASSERT_EQ(api.send(g, buf.data(), count, 0, 5, &sent), DFM_OK) << comm_error();
+  void* work = nullptr;
+  EXPECT_EQ(api.all_reduce(g, buf.data(), count, DFM_REDUCE_SUM, &work), DFM_ERR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(comm_error(), "nccl group 'batch' (rank 7): all_reduce inside a batch of send/recv"))
+      << comm_error();
+  EXPECT_EQ(api.work_wait(sent, -1), DFM_ERR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(comm_error(), "work_wait on send #") && contains(comm_error(), "call batch_end first"))
+      << comm_error();
+  EXPECT_EQ(api.batch_begin(g), DFM_ERR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(comm_error(), "batches do not nest")) << comm_error();
+  void* received = nullptr;
+  ASSERT_EQ(api.recv(g, buf.data(), count, 0, 5, &received), DFM_OK) << comm_error();
+  EXPECT_EQ(api.batch_end(g), DFM_OK) << comm_error();
+  EXPECT_EQ(api.batch_end(g), DFM_ERR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(comm_error(), "batch_end without a batch_begin before it")) << comm_error();
+  for (void* w : {sent, received}) {
+    EXPECT_EQ(api.work_wait(w, -1), DFM_OK) << comm_error();
+    api.work_free(w);
+  }
   api.group_destroy(g);
 }
 
@@ -287,7 +353,8 @@ TEST_F(NcclOneGpu, ArgumentsOutsideTheContractAreRefusedWithOneLine) {
       {[&](void** w) { return api.send(g, p, 4, 0, int64_t{1} << 32, w); }, "send tag 4294967296 is outside 0..2^32-1"},
       {[&](void** w) { return api.broadcast(g, p, 4, 1, w); }, "broadcast root 1 is outside 0..0"},
       {[&](void** w) { return api.all_reduce(g, p, -1, DFM_REDUCE_SUM, w); }, "all_reduce count must be >= 0, got -1"},
-      {[&](void** w) { return api.all_reduce(g, p, 4, static_cast<dfm_reduce_op>(7), w); }, "all_reduce op 7 is neither"},
+      {[&](void** w) { return api.all_reduce(g, p, 4, static_cast<dfm_reduce_op>(7), w); },
+       "all_reduce op 7 is neither"},
       {[&](void** w) { return api.all_gather(g, nullptr, p, 4, w); }, "all_gather input is NULL"},
   };
   for (const auto& [issue, part] : cases) {
@@ -323,8 +390,9 @@ TEST_F(NcclOneGpu, GroupCreationTimesOutWhenTheSecondMemberNeverJoins) {
 TEST_F(NcclOneGpu, GroupCreationTimesOutNamingTheKeyWhenTheIdNeverAppears) {
   void* g = nullptr;
   EXPECT_EQ(create("lonely", {4, 9}, 1, 800, &g), DFM_ERR_TIMEOUT);
-  EXPECT_TRUE(contains(comm_error(), "nccl group 'lonely' (rank 9): the NCCL id of rank 4 (key 'lonely/nccl_id') "
-                                     "did not appear within 800 ms"))
+  EXPECT_TRUE(contains(comm_error(),
+                       "nccl group 'lonely' (rank 9): the NCCL id of rank 4 (key 'lonely/nccl_id') "
+                       "did not appear within 800 ms"))
       << comm_error();
   EXPECT_EQ(g, nullptr);
 }

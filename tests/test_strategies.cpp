@@ -377,16 +377,5 @@ TEST_F(Strategies, PpInterleavingNeedsAPipeline) {
             "is no pipeline to interleave");
 }
 
-// The pipeline's pre-posted receives deadlock on NCCL's in-order stream: a
-// job refuses to start (create) rather than hang. Planning (validate, as
-// --dry-run does for the cluster configs) still accepts the layout.
-TEST_F(Strategies, PpRefusesToRunOnNcclUntilItsMessagesArePaired) {
-  const std::string toml = std::string(kModel) + "[backend]\ncomm = \"nccl\"\n";
-  EXPECT_EQ(validate("pp", toml, {.pp = 2, .n_layer = 12}), DFM_OK);
-  EXPECT_EQ(create_error("pp", toml, {.pp = 2, .n_layer = 12}),
-            "pp: pipeline parallel (pp_size 2) does not run on backend.comm = \"nccl\" yet: its pre-posted receives "
-            "would hold back the sends on NCCL's in-order stream; use gloo, or pp_size 1");
-}
-
 }  // namespace
 }  // namespace dfm

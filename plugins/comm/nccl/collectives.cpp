@@ -28,10 +28,10 @@ uint64_t ring_all_reduce_bytes(int64_t n, int64_t count) {
 
 }  // namespace
 
-std::shared_ptr<Operation> Group::collective(const char* name, uint64_t bytes, const Enqueue& enqueue,
-                                             bool blocking) {
+std::shared_ptr<Operation> Group::collective(const char* name, uint64_t bytes, const Enqueue& enqueue, bool blocking) {
   // The held-back messages were issued first, so they go first.
   std::lock_guard<std::mutex> lock(mutex_);
+  refuse_in_batch_locked(name);
   flush_locked();
   const int64_t sequence = ++collectives_issued_;
   auto op = std::make_shared<Operation>(std::string(name) + " #" + std::to_string(sequence),

@@ -83,8 +83,8 @@ void Group::progress_locked() {
     if (state == cudaErrorNotReady) break;
     if (state != cudaSuccess) {
       cudaGetLastError();
-      const std::string message = membership_.describe() + ": " + op.label + " failed: CUDA reports " +
-                                  cudaGetErrorString(state);
+      const std::string message =
+          membership_.describe() + ": " + op.label + " failed: CUDA reports " + cudaGetErrorString(state);
       return fail_all_locked(&op, DFM_ERR_RUNTIME, message, op.label + " failed");
     }
     op.finish(DFM_OK);
@@ -97,15 +97,15 @@ void Group::progress_locked() {
     if (queried != ncclSuccess) async = queried;
     if (async != ncclSuccess && async != ncclInProgress) {
       Operation& op = *in_flight_.front();
-      const std::string message = membership_.describe() + ": " + op.label + " failed: NCCL reports " +
-                                  nccl_reason(async, comm_);
+      const std::string message =
+          membership_.describe() + ": " + op.label + " failed: NCCL reports " + nccl_reason(async, comm_);
       return fail_all_locked(&op, DFM_ERR_RUNTIME, message, op.label + " failed");
     }
   }
   // The oldest operation is the first to pass its deadline.
   const auto now = Clock::now();
-  for (Operation* op : {in_flight_.empty() ? nullptr : in_flight_.front().get(),
-                        held_.empty() ? nullptr : held_.front().op.get()}) {
+  for (Operation* op :
+       {in_flight_.empty() ? nullptr : in_flight_.front().get(), held_.empty() ? nullptr : held_.front().op.get()}) {
     if (op && now >= op->deadline)
       return fail_all_locked(op, DFM_ERR_TIMEOUT, timeout_message(*op), op->label + " timed out");
   }
@@ -145,6 +145,7 @@ dfm_status Group::wait(Operation& op, int64_t timeout_ms) {
   bool held = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    refuse_in_batch_locked("work_wait on " + op.label);
     held = !op.finished && !op.event;
   }
   if (held) flush();
@@ -157,8 +158,8 @@ dfm_status Group::wait(Operation& op, int64_t timeout_ms) {
                membership_.describe() + ": ordering the compute stream after " + op.label, "cudaStreamWaitEvent");
     return DFM_OK;
   }
-  const auto caller_deadline = timeout_ms < 0 ? Clock::time_point::max()
-                                              : Clock::now() + std::chrono::milliseconds(timeout_ms);
+  const auto caller_deadline =
+      timeout_ms < 0 ? Clock::time_point::max() : Clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -177,7 +178,7 @@ void Group::release(Operation& op) {
   bool held = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    held = !op.finished && !op.event;
+    held = !op.finished && !op.event && !batching_;  // inside a batch it goes out at batch_end
   }
   if (held) flush();
 }

@@ -34,6 +34,10 @@
 // recv issued one by one deadlock a ring exchange) as soon as the held-back
 // messages include both a send and a recv, or when the caller waits for or
 // frees any work of the group, issues a collective, or destroys the group.
+// Inside a batch (batch_begin .. batch_end, ABI 1.4) they are held back until
+// batch_end, so a batch of several sends and recvs is one group call — the
+// exchange of a pipeline stage with both neighbours, which split at its first
+// recv could wait on a peer's second half in a circle.
 //
 // Timeouts. Each operation must finish within the group's timeout from its
 // issue, which includes the compute work queued before it. A watchdog thread
@@ -90,6 +94,10 @@ class Group {
   // Point-to-point with the member at group index `peer` (point_to_point.cpp).
   std::shared_ptr<Operation> send(const float* buf, int64_t count, int64_t peer, int64_t tag);
   std::shared_ptr<Operation> recv(float* buf, int64_t count, int64_t peer, int64_t tag);
+  // batch_begin / batch_end (point_to_point.cpp): hold send/recv back, then
+  // issue them in one group call.
+  void begin_batch();
+  void end_batch();
 
   // work_wait: DFM_OK, or the operation's failure, or DFM_ERR_TIMEOUT when
   // `timeout_ms` (>= 0) passed first; the message goes to sdk::last_error.
@@ -127,6 +135,8 @@ class Group {
   // Issues the held-back messages (point_to_point.cpp).
   void flush();
   void flush_locked();
+  // Throws when a batch is open: `what` (a collective, a wait) cannot run inside one.
+  void refuse_in_batch_locked(const std::string& what) const;
   // Orders the group's stream after the compute stream, runs `enqueue` for
   // `ops` (one NCCL call, or one group call), settles NCCL's non-blocking
   // answer and records each op's event.
@@ -151,16 +161,17 @@ class Group {
 
   const Membership membership_;
   int device_ = 0;
-  ncclComm_t comm_ = nullptr;  // null before connect and once aborted
+  ncclComm_t comm_ = nullptr;              // null before connect and once aborted
   cudaStream_t stream_ = nullptr;          // the group's own
   cudaStream_t compute_stream_ = nullptr;  // the compute backend's (not owned)
   cudaEvent_t ready_ = nullptr;            // recorded on compute_stream_ at each issue
-  float* barrier_scratch_ = nullptr;  // one float on the device
+  float* barrier_scratch_ = nullptr;       // one float on the device
   std::atomic<uint64_t> bytes_sent_{0};
 
   std::mutex mutex_;
   std::deque<std::shared_ptr<Operation>> in_flight_;  // on the stream, in stream order
   std::vector<Message> held_;                         // send/recv not yet issued
+  bool batching_ = false;                             // between batch_begin and batch_end
   int64_t collectives_issued_ = 0;
   int64_t messages_issued_ = 0;
   std::string failure_;  // why the group is unusable; empty while it works

@@ -29,9 +29,9 @@ ncclUniqueId exchange_id(const Membership& m, const dfm_comm_rendezvous* rendezv
   size_t size = 0;
   const dfm_status got = rendezvous->get(rendezvous->store, key.c_str(), &id, sizeof id, &size, m.timeout.count());
   if (got == DFM_ERR_TIMEOUT)
-    throw sdk::Error(DFM_ERR_TIMEOUT, m.describe() + ": the NCCL id of rank " + std::to_string(m.ranks[0]) +
-                                          " (key '" + key + "') did not appear within " +
-                                          std::to_string(m.timeout.count()) + " ms");
+    throw sdk::Error(DFM_ERR_TIMEOUT, m.describe() + ": the NCCL id of rank " + std::to_string(m.ranks[0]) + " (key '" +
+                                          key + "') did not appear within " + std::to_string(m.timeout.count()) +
+                                          " ms");
   if (got != DFM_OK)
     throw sdk::Error(DFM_ERR_RUNTIME, m.describe() + ": the rendezvous store failed to get key '" + key + "'");
   if (size != sizeof id)

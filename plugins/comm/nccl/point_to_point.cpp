@@ -9,7 +9,7 @@
 // When held-back messages are issued (see group.hpp): once they include a
 // send and a recv (a ring or pairwise exchange issues both before waiting),
 // or when the caller waits for or frees any work of the group, issues a
-// collective or destroys the group. A batch is ordered after the compute
+// collective or destroys the group; inside a batch, at batch_end only. A batch is ordered after the compute
 // work issued before it is put on the stream, which covers the work that
 // wrote the send buffers before they were posted (group.hpp, Streams).
 //
@@ -51,8 +51,29 @@ std::shared_ptr<Operation> Group::post(bool is_send, float* buf, int64_t count, 
   }
   held_.push_back({op, is_send, buf, static_cast<size_t>(count), static_cast<int>(peer)});
   const auto sends = std::count_if(held_.begin(), held_.end(), [](const Message& m) { return m.is_send; });
-  if (sends > 0 && sends < static_cast<std::ptrdiff_t>(held_.size())) flush_locked();  // an exchange
+  if (!batching_ && sends > 0 && sends < static_cast<std::ptrdiff_t>(held_.size())) flush_locked();  // an exchange
   return op;
+}
+
+void Group::begin_batch() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  refuse_in_batch_locked("batch_begin");
+  batching_ = true;
+}
+
+void Group::end_batch() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!batching_)
+    throw sdk::Error(DFM_ERR_INVALID_ARGUMENT, membership_.describe() + ": batch_end without a batch_begin before it");
+  batching_ = false;
+  flush_locked();
+}
+
+void Group::refuse_in_batch_locked(const std::string& what) const {
+  if (batching_)
+    throw sdk::Error(DFM_ERR_INVALID_ARGUMENT, membership_.describe() + ": " + what +
+                                                   " inside a batch of send/recv (batches do not nest, and only "
+                                                   "send and recv go in one; call batch_end first)");
 }
 
 void Group::flush() {
@@ -73,11 +94,10 @@ void Group::flush_locked() {
     Message* s = i < self_sends.size() ? self_sends[i] : nullptr;
     Message* r = i < self_recvs.size() ? self_recvs[i] : nullptr;
     if (s && r && s->count == r->count) continue;
-    const std::string why =
-        s && r ? ": the send to and recv from this rank paired with it differ in count (" +
-                     std::to_string(s->count) + " vs " + std::to_string(r->count) + " elements)"
-               : " has no matching " + std::string(s ? "recv from" : "send to") +
-                     " this rank issued with it (NCCL copies to self only inside one group call)";
+    const std::string why = s && r ? ": the send to and recv from this rank paired with it differ in count (" +
+                                         std::to_string(s->count) + " vs " + std::to_string(r->count) + " elements)"
+                                   : " has no matching " + std::string(s ? "recv from" : "send to") +
+                                         " this rank issued with it (NCCL copies to self only inside one group call)";
     for (Message* m : {s, r})
       if (m) m->op->finish(DFM_ERR_INVALID_ARGUMENT, membership_.describe() + ": " + m->op->label + why);
   }

@@ -16,10 +16,9 @@ PipelineLinks::PipelineLinks(const dfm_host_services& host, int32_t virtual_stag
 
 PipelineLinks::~PipelineLinks() {
   // Messages still posted belong to a failing job; their buffers go with it.
-  for (auto* list : {&receives_, &sends_})
-    for (Message& m : *list)
-      if (m.work) host_.comm->work_free(m.work);
-  for (float* b : buffers_) host_.free(host_.host, b);
+  for (Posted& m : exchange_)
+    if (m.work) host_.comm->work_free(m.work);
+  for (float* b : staging_) host_.free(host_.host, b);
 }
 
 void PipelineLinks::check_comm(dfm_status status, const std::string& what) const {
@@ -28,79 +27,94 @@ void PipelineLinks::check_comm(dfm_status status, const std::string& what) const
                             (host_.comm_last_error ? host_.comm_last_error() : "comm failed"));
 }
 
-void PipelineLinks::wait(void*& work, const char* what) {
+void PipelineLinks::wait(void*& work, const std::string& what) {
   const dfm_status status = host_.comm->work_wait(work, -1);
   host_.comm->work_free(work);
   work = nullptr;
   check_comm(status, what);
 }
 
-// Staging buffer `index` of this step, each `count` floats.
-float* PipelineLinks::staging(size_t index, int64_t count) {
-  if (count > buffer_count_) {  // a larger message than before: start the pool afresh
-    for (float* b : buffers_) host_.free(host_.host, b);
-    buffers_.clear();
-    buffer_count_ = count;
-  }
-  while (buffers_.size() <= index) {
-    void* p = nullptr;
-    if (host_.alloc(host_.host, static_cast<size_t>(buffer_count_) * sizeof(float), &p) != DFM_OK)
-      throw Error(DFM_ERR_OUT_OF_MEMORY,
-                  "pp: cannot allocate a message buffer of " + std::to_string(buffer_count_ * 4) + " bytes");
-    buffers_.push_back(static_cast<float*>(p));
-  }
-  return buffers_[index];
+void PipelineLinks::use_schedule(std::vector<PipeAction> schedule) {
+  if (!exchange_.empty()) throw Error(DFM_ERR_RUNTIME, "pp: a new schedule in the middle of an exchange");
+  schedule_ = std::move(schedule);
+  next_ = 0;
 }
 
-void PipelineLinks::post_receives(int64_t count) {
+// The schedule index of `action`: the next transfer of the step, past the computes before it.
+size_t PipelineLinks::locate(const PipeAction& action) const {
   using Kind = PipeAction::Kind;
-  step_count_ = count;
-  for (const PipeAction& a : schedule_) {
-    if (a.kind != Kind::RecvActivation && a.kind != Kind::RecvGradient) continue;
-    Message m{message_id(stages(), virtual_stages_, stage(), a), staging(receives_.size(), count), nullptr};
-    check_comm(host_.comm->recv(pp_.group, m.staging, count, a.peer, m.tag, &m.work),
-               "receive from stage " + std::to_string(a.peer));
-    receives_.push_back(m);
+  size_t i = next_;
+  while (i < schedule_.size() && (schedule_[i].kind == Kind::Forward || schedule_[i].kind == Kind::Backward)) ++i;
+  if (i == schedule_.size())
+    throw Error(DFM_ERR_INVALID_ARGUMENT, "pp: transfer " + to_string(action) + " after the schedule's last one");
+  if (!(schedule_[i] == action))
+    throw Error(DFM_ERR_INVALID_ARGUMENT,
+                "pp: transfer " + to_string(action) + " where the schedule has " + to_string(schedule_[i]));
+  return i;
+}
+
+// A staging buffer of `count` floats for the exchange's next send.
+float* PipelineLinks::send_staging(int64_t count) {
+  if (count > staging_count_) {  // a larger message than before: start the pool afresh
+    if (staged_sends_ > 0) throw Error(DFM_ERR_INVALID_ARGUMENT, "pp: messages of different sizes in one exchange");
+    for (float* b : staging_) host_.free(host_.host, b);
+    staging_.clear();
+    staging_count_ = count;
   }
+  if (staged_sends_ == staging_.size()) {
+    void* p = nullptr;
+    if (host_.alloc(host_.host, static_cast<size_t>(staging_count_) * sizeof(float), &p) != DFM_OK)
+      throw Error(DFM_ERR_OUT_OF_MEMORY,
+                  "pp: cannot allocate a message buffer of " + std::to_string(staging_count_ * 4) + " bytes");
+    staging_.push_back(static_cast<float*>(p));
+  }
+  return staging_[staged_sends_++];
 }
 
 void PipelineLinks::transfer(const PipeAction& a, float* buffer, int64_t count) {
   using Kind = PipeAction::Kind;
   if (a.kind == Kind::Forward || a.kind == Kind::Backward)
     throw Error(DFM_ERR_INVALID_ARGUMENT, "pp: pipeline_transfer of a compute action");
-  if (step_count_ == 0) post_receives(count);
-  if (count != step_count_)
-    throw Error(DFM_ERR_INVALID_ARGUMENT, "pp: a transfer of " + std::to_string(count) + " floats in a step of " +
-                                              std::to_string(step_count_) + "-float messages");
+  const size_t index = locate(a);
+  const bool batches =
+      host_.comm->struct_size >= DFM_COMM_V1_4_SIZE && host_.comm->batch_begin && host_.comm->batch_end;
+  if (exchange_.empty() && batches) check_comm(host_.comm->batch_begin(pp_.group), "batch_begin");
+
   const int64_t tag = message_id(stages(), virtual_stages_, stage(), a);
-  const size_t bytes = static_cast<size_t>(count) * sizeof(float);
+  Posted m{nullptr,
+           (a.kind == Kind::SendActivation || a.kind == Kind::SendGradient ? "send " : "receive ") + to_string(a)};
   if (a.kind == Kind::SendActivation || a.kind == Kind::SendGradient) {
-    Message m{tag, staging(receives_.size() + sends_.size(), count), nullptr};
-    const dfm_status copied = host_.compute->copy(host_.compute_ctx, m.staging, buffer, bytes, DFM_COPY_DEVICE_TO_DEVICE);
+    float* staged = send_staging(count);
+    const size_t bytes = static_cast<size_t>(count) * sizeof(float);
+    const dfm_status copied = host_.compute->copy(host_.compute_ctx, staged, buffer, bytes, DFM_COPY_DEVICE_TO_DEVICE);
     if (copied != DFM_OK) throw Error(copied, std::string("pp: staging a send: ") + host_.compute_last_error());
-    check_comm(host_.comm->send(pp_.group, m.staging, count, a.peer, tag, &m.work),
-               "send to stage " + std::to_string(a.peer));
-    sends_.push_back(m);
-    return;
+    check_comm(host_.comm->send(pp_.group, staged, count, a.peer, tag, &m.work), m.what);
+  } else {
+    check_comm(host_.comm->recv(pp_.group, buffer, count, a.peer, tag, &m.work), m.what);
   }
-  for (Message& m : receives_) {
-    if (m.tag != tag) continue;
-    if (!m.work) throw Error(DFM_ERR_INVALID_ARGUMENT, "pp: message " + std::to_string(tag) + " received twice");
-    wait(m.work, "receive");
-    const dfm_status copied = host_.compute->copy(host_.compute_ctx, buffer, m.staging, bytes, DFM_COPY_DEVICE_TO_DEVICE);
-    if (copied != DFM_OK) throw Error(copied, std::string("pp: delivering a message: ") + host_.compute_last_error());
-    return;
-  }
-  throw Error(DFM_ERR_INVALID_ARGUMENT, "pp: a receive that is not in the schedule (message " + std::to_string(tag) + ")");
+  exchange_.push_back(std::move(m));
+  next_ = index + 1;
+  if (!ends_exchange(schedule_, index)) return;
+
+  if (batches) check_comm(host_.comm->batch_end(pp_.group), "batch_end");
+  complete_exchange();
+}
+
+// Waits for every message of the exchange, in posting order.
+void PipelineLinks::complete_exchange() {
+  for (Posted& m : exchange_) wait(m.work, m.what);
+  exchange_.clear();
+  staged_sends_ = 0;
 }
 
 void PipelineLinks::flush() {
-  for (Message& m : sends_) wait(m.work, "send");
-  for (const Message& m : receives_)
-    if (m.work) throw Error(DFM_ERR_RUNTIME, "pp: the step ended with message " + std::to_string(m.tag) + " unreceived");
-  sends_.clear();
-  receives_.clear();
-  step_count_ = 0;
+  using Kind = PipeAction::Kind;
+  if (!exchange_.empty())
+    throw Error(DFM_ERR_RUNTIME, "pp: the step ended in the middle of an exchange (" + exchange_.front().what + ")");
+  for (size_t i = next_; i < schedule_.size(); ++i)
+    if (schedule_[i].kind != Kind::Forward && schedule_[i].kind != Kind::Backward)
+      throw Error(DFM_ERR_RUNTIME, "pp: the step ended before its transfer " + to_string(schedule_[i]));
+  next_ = 0;
 }
 
 void PipelineLinks::reduce_tied_gradients(float* grad, int64_t count) {

@@ -1,23 +1,30 @@
 // The communication of pipeline parallel over the pp group: the activations
-// and gradients that cross a stage boundary (point to point, tagged by
-// pipeline_schedule.hpp's message_id so a send meets its receive in any
-// order), the tied embedding's gradient over the first and last stages
-// (DFM_GROUP_PP_ENDS), and the sums and broadcasts over every stage.
+// and gradients that cross a stage boundary (point to point), the tied
+// embedding's gradient over the first and last stages (DFM_GROUP_PP_ENDS),
+// and the sums and broadcasts over every stage.
 //
-// A step's messages are posted so that none can wait on another: when the
-// step's first transfer comes, every receive of the step's schedule is
-// posted at once into a staging buffer of its own; sends are posted as the
-// schedule reaches them, from a staging copy. Comm backends may complete a
-// group's operations in posting order (the gloo plugin does, like an NCCL
-// stream); posting a receive only when the schedule reaches it would then let
-// an earlier send to a peer that is itself waiting hold it back — which
-// deadlocks interleaved 1F1B. With every receive posted first, a receive
-// waits only for its own send, which is the buffered-send model the schedule
-// simulator proves deadlock-free. The cost is staging memory for one step's
-// messages (2 m v boundary tensors at most), freed when the job ends.
+// Point-to-point messages go out in the schedule's exchanges (the runs of
+// transfers between computes, pipeline_schedule.hpp). Each transfer is posted
+// when the host reaches it — a send from a staging copy, so the core's buffer
+// is its own again on return; a receive straight into the core's buffer —
+// and the exchange's last transfer waits for all of its messages. So a
+// receive's data is in place when its exchange ends, before the next compute
+// (strategy.h, pipeline_transfer). It is one protocol for every comm backend:
+//   - nccl runs an exchange as one group call (it holds sends back until a
+//     receive or a wait comes, then issues them together), and the waits
+//     order the compute stream after the messages without blocking the host;
+//   - gloo posts at once and the waits block until the messages are done.
+// A send thus waits for its receiver's exchange, as a blocking NCCL group
+// does; the schedule simulator proves every schedule deadlock-free under that
+// model, where a rank's operations run in posting order. Tags carry
+// message_id, which gloo matches on; NCCL matches a pair's messages in
+// posting order instead, which the schedules keep consistent (checked by the
+// simulator too). Staging memory: one buffer per send of an exchange (at most
+// two), reused exchange after exchange and freed when the job ends.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "dfm/host.h"
@@ -36,35 +43,37 @@ class PipelineLinks {
   int32_t stage() const { return static_cast<int32_t>(pp_.index); }
   int32_t stages() const { return static_cast<int32_t>(pp_.size); }
 
-  // The schedule whose receives the next steps post (pipeline_schedule's).
-  void use_schedule(std::vector<PipeAction> schedule) { schedule_ = std::move(schedule); }
-  // One transfer of the schedule; every transfer of a step has the same count.
+  // The schedule the next steps run (pipeline_schedule's), whose exchanges
+  // the transfers are grouped by.
+  void use_schedule(std::vector<PipeAction> schedule);
+  // One transfer of the schedule, in schedule order.
   void transfer(const PipeAction& action, float* buffer, int64_t count);
-  // The end of a step: every send completed, every receive consumed.
+  // The end of a step: every exchange completed, every transfer made.
   void flush();
   void reduce_tied_gradients(float* grad, int64_t count);
   void all_reduce(float* data, int64_t count);
   void broadcast(int32_t stage, float* data, int64_t count);
 
  private:
-  struct Message {
-    int64_t tag = 0;
-    float* staging = nullptr;  // this step's copy of the data
-    void* work = nullptr;      // the posted send or receive, until waited for
+  struct Posted {
+    void* work = nullptr;  // the send or receive, until waited for
+    std::string what;      // "send SA(3,0)>1", for errors
   };
-  void post_receives(int64_t count);
-  float* staging(size_t index, int64_t count);
-  void wait(void*& work, const char* what);
+  size_t locate(const PipeAction& action) const;
+  float* send_staging(int64_t count);
+  void complete_exchange();
+  void wait(void*& work, const std::string& what);
   void check_comm(dfm_status status, const std::string& what) const;
 
   const dfm_host_services& host_;
   int32_t virtual_stages_;
   dfm_group_info pp_{}, ends_{};
   std::vector<PipeAction> schedule_;
-  int64_t step_count_ = 0;                     // floats per message this step; 0 between steps
-  std::vector<Message> receives_, sends_;      // this step's
-  std::vector<float*> buffers_;                // staging, reused step after step
-  int64_t buffer_count_ = 0;                   // floats each staging buffer holds
+  size_t next_ = 0;               // index in schedule_ after the last transfer made this step
+  std::vector<Posted> exchange_;  // the messages of the exchange in progress
+  size_t staged_sends_ = 0;       // staging buffers in use by exchange_'s sends
+  std::vector<float*> staging_;   // reused exchange after exchange
+  int64_t staging_count_ = 0;     // floats each staging buffer holds
 };
 
 }  // namespace dfm::pp

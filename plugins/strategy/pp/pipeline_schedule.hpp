@@ -16,15 +16,24 @@
 //     Megatron-LM's: (pp - r - 1) * 2 + (v - 1) * pp, at most m * v. It needs
 //     m to be a multiple of pp, and pp >= 2.
 //
-// Messages: a forward of a virtual stage s > 0 is preceded by the receive of
-// its input activation from stage s - 1, and a forward of s < last is followed
-// by the send of its output to s + 1; a backward of s < last is preceded by
-// the receive of its output's gradient from s + 1, and a backward of s > 0 is
-// followed by the send of its input's gradient to s - 1. Sends must be
-// asynchronous (post and go on, wait for completion later, as dfm_comm_v1's
-// send and work_wait allow): with a send that blocks until the peer receives,
-// 1F1B deadlocks already at pp = 2, m = 2 — both ranks send before they
-// receive in the steady phase.
+// Messages: a forward of a virtual stage s > 0 needs its input activation
+// from stage s - 1, and a forward of s < last sends its output to s + 1; a
+// backward of s < last needs its output's gradient from s + 1, and a backward
+// of s > 0 sends its input's gradient to s - 1. A receive comes before the
+// compute that needs it, a send after the one that produced it.
+//
+// Exchanges: the transfers of a schedule go out in exchanges, each a run of
+// consecutive transfers between two computes. An exchange's messages are all
+// posted before any is waited for, and all complete before the rank computes
+// again — NCCL's group call (ncclGroupStart/End), as Megatron-LM's batched
+// p2p calls do. This is the model of a comm backend that runs a rank's
+// operations in posting order and matches a pair's messages in posting
+// order rather than by tag (NCCL does both), and the gloo backend satisfies
+// it too. It rules out lone blocking sends that wait on each other: 1F1B
+// deadlocks with those already at pp = 2, m = 2 (both ranks send before they
+// receive in the steady phase), and its send and the next receive form one
+// exchange instead. tests/pipeline_simulator.hpp proves every schedule
+// deadlock-free with its messages in matching order under this model.
 #pragma once
 
 #include <cstdint>
@@ -55,6 +64,11 @@ std::string schedule_shape_error(int32_t pp, int32_t micro_batches, int32_t virt
 // 1F1B for v > 1. Throws std::invalid_argument with schedule_shape_error's
 // sentence (or a bad rank) when there is no schedule.
 std::vector<PipeAction> build_schedule(int32_t pp, int32_t rank, int32_t micro_batches, int32_t virtual_stages);
+
+// Whether schedule[index], a transfer, is the last of its exchange: the
+// schedule's next action is no transfer, or there is none. Throws
+// std::invalid_argument for a compute action.
+bool ends_exchange(const std::vector<PipeAction>& schedule, size_t index);
 
 // The virtual stage (0..pp*v-1) of `chunk` on `rank`: chunk * pp + rank.
 int32_t virtual_stage(int32_t pp, int32_t rank, int32_t chunk);

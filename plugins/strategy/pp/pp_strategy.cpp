@@ -46,8 +46,8 @@ std::vector<int64_t> stage_layers(const dfm_job_shape& job) {
   }
   bool ok = true;
   if (static_cast<int64_t>(given.size()) != pp) {
-    host.config_error(key, std::to_string(given.size()) + " entries for pp_size " + std::to_string(pp) +
-                               "; expected one per stage");
+    host.config_error(
+        key, std::to_string(given.size()) + " entries for pp_size " + std::to_string(pp) + "; expected one per stage");
     ok = false;
   }
   int64_t total = 0;
@@ -82,8 +82,8 @@ bool schedule_exists(const dfm_job_shape& job, int64_t virtual_stages) {
   const int64_t per_step = dp * job.micro_batch;
   if (per_step <= 0 || job.global_batch % per_step != 0) return true;
   const int64_t micro_batches = job.global_batch / per_step;
-  const std::string problem = dfm::pp::schedule_shape_error(static_cast<int32_t>(pp), static_cast<int32_t>(micro_batches),
-                                                            static_cast<int32_t>(virtual_stages));
+  const std::string problem = dfm::pp::schedule_shape_error(
+      static_cast<int32_t>(pp), static_cast<int32_t>(micro_batches), static_cast<int32_t>(virtual_stages));
   if (problem.empty()) return true;
   host.config_error(key, problem + " = train.global_batch " + std::to_string(job.global_batch) + " / (dp " +
                              std::to_string(dp) + " x train.micro_batch " + std::to_string(job.micro_batch) + ")");
@@ -99,8 +99,9 @@ dfm_status validate(const dfm_job_shape* job) {
     const std::string key = host.own_key("virtual_stages");
     const int64_t virtual_stages = host.get_int(key);
     if (virtual_stages < 1) {
-      host.config_error(key, std::to_string(virtual_stages) + " is less than 1; expected 1 or more model "
-                                                              "chunks per pp rank");
+      host.config_error(key, std::to_string(virtual_stages) +
+                                 " is less than 1; expected 1 or more model "
+                                 "chunks per pp rank");
       return DFM_ERR_CONFIG;
     }
     for (size_t stage = 0; stage < stages.size(); ++stage) {
@@ -147,24 +148,8 @@ void report_expected_bubble(const dfm_job_shape& job, int64_t virtual_stages) {
     host.log(DFM_LOG_INFO, text);
 }
 
-// The links post all of a step's receives before its sends (pipeline_links.hpp):
-// right for comm backends that complete each operation on its own (gloo), a
-// deadlock on NCCL, where one stream runs a rank's messages in posting order.
-// Pairing each send with the schedule's next receive in one NCCL group call
-// (Megatron's batched p2p) is not written yet, so a pipeline refuses to run on
-// nccl — at create, so that --dry-run still plans such a layout.
-void check_comm_backend(const dfm_job_shape& job) {
-  if (job.axis_size[DFM_AXIS_PP] < 2 || host.get_string("backend.comm") != "nccl") return;
-  throw dfm::sdk::Error(DFM_ERR_UNSUPPORTED, "pp: pipeline parallel (pp_size " +
-                                                 std::to_string(job.axis_size[DFM_AXIS_PP]) +
-                                                 ") does not run on backend.comm = \"nccl\" yet: its pre-posted "
-                                                 "receives would hold back the sends on NCCL's in-order stream; use "
-                                                 "gloo, or pp_size 1");
-}
-
 dfm_status create(const dfm_job_shape* job, void** instance) {
   return dfm::sdk::guard([&] {
-    check_comm_backend(*job);
     auto p = std::make_unique<Pipeline>();
     p->layers_per_stage = stage_layers(*job);  // validated already
     p->virtual_stages = static_cast<int32_t>(host.get_int(host.own_key("virtual_stages")));
@@ -189,8 +174,7 @@ void deliver(const std::vector<T>& items, T* out, size_t capacity, size_t* count
   }
 }
 
-dfm_status pipeline_chunks(void* instance, int32_t stage, dfm_pipeline_chunk* chunks, size_t capacity,
-                           size_t* count) {
+dfm_status pipeline_chunks(void* instance, int32_t stage, dfm_pipeline_chunk* chunks, size_t capacity, size_t* count) {
   return dfm::sdk::guard([&] {
     const Pipeline& p = pipeline(instance);
     std::vector<dfm_pipeline_chunk> out;
@@ -202,24 +186,36 @@ dfm_status pipeline_chunks(void* instance, int32_t stage, dfm_pipeline_chunk* ch
 
 dfm_pipeline_op op_of(PipeAction::Kind kind) {
   switch (kind) {
-    case PipeAction::Kind::Forward: return DFM_PIPELINE_FORWARD;
-    case PipeAction::Kind::Backward: return DFM_PIPELINE_BACKWARD;
-    case PipeAction::Kind::SendActivation: return DFM_PIPELINE_SEND_ACTIVATION;
-    case PipeAction::Kind::RecvActivation: return DFM_PIPELINE_RECV_ACTIVATION;
-    case PipeAction::Kind::SendGradient: return DFM_PIPELINE_SEND_GRADIENT;
-    case PipeAction::Kind::RecvGradient: return DFM_PIPELINE_RECV_GRADIENT;
+    case PipeAction::Kind::Forward:
+      return DFM_PIPELINE_FORWARD;
+    case PipeAction::Kind::Backward:
+      return DFM_PIPELINE_BACKWARD;
+    case PipeAction::Kind::SendActivation:
+      return DFM_PIPELINE_SEND_ACTIVATION;
+    case PipeAction::Kind::RecvActivation:
+      return DFM_PIPELINE_RECV_ACTIVATION;
+    case PipeAction::Kind::SendGradient:
+      return DFM_PIPELINE_SEND_GRADIENT;
+    case PipeAction::Kind::RecvGradient:
+      return DFM_PIPELINE_RECV_GRADIENT;
   }
   throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "pp: unknown action");
 }
 
 PipeAction::Kind kind_of(dfm_pipeline_op op) {
   switch (op) {
-    case DFM_PIPELINE_FORWARD: return PipeAction::Kind::Forward;
-    case DFM_PIPELINE_BACKWARD: return PipeAction::Kind::Backward;
-    case DFM_PIPELINE_SEND_ACTIVATION: return PipeAction::Kind::SendActivation;
-    case DFM_PIPELINE_RECV_ACTIVATION: return PipeAction::Kind::RecvActivation;
-    case DFM_PIPELINE_SEND_GRADIENT: return PipeAction::Kind::SendGradient;
-    case DFM_PIPELINE_RECV_GRADIENT: return PipeAction::Kind::RecvGradient;
+    case DFM_PIPELINE_FORWARD:
+      return PipeAction::Kind::Forward;
+    case DFM_PIPELINE_BACKWARD:
+      return PipeAction::Kind::Backward;
+    case DFM_PIPELINE_SEND_ACTIVATION:
+      return PipeAction::Kind::SendActivation;
+    case DFM_PIPELINE_RECV_ACTIVATION:
+      return PipeAction::Kind::RecvActivation;
+    case DFM_PIPELINE_SEND_GRADIENT:
+      return PipeAction::Kind::SendGradient;
+    case DFM_PIPELINE_RECV_GRADIENT:
+      return PipeAction::Kind::RecvGradient;
   }
   throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "pp: unknown pipeline op " + std::to_string(op));
 }
@@ -243,8 +239,7 @@ dfm_status pipeline_transfer(void* instance, const dfm_pipeline_action* action, 
     Pipeline& p = pipeline(instance);
     if (!action) throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "pp: pipeline_transfer without an action");
     const PipeAction::Kind kind = kind_of(action->op);
-    const int32_t peer =
-        dfm::pp::peer_of(p.links->stages(), p.virtual_stages, p.links->stage(), kind, action->chunk);
+    const int32_t peer = dfm::pp::peer_of(p.links->stages(), p.virtual_stages, p.links->stage(), kind, action->chunk);
     p.links->transfer({kind, action->micro_batch, action->chunk, peer}, buffer, count);
   });
 }

@@ -116,9 +116,26 @@ typedef struct dfm_comm_v1 {
 
   /* Bytes this rank has sent in the group since it was created. */
   uint64_t (*bytes_sent)(void* group);
+
+  /* ---- ABI 1.4: batches of point-to-point messages ----
+   * The send and recv calls between batch_begin and batch_end go out as one
+   * unit whose messages progress together, like an NCCL group call
+   * (ncclGroupStart/End) or PyTorch's batch_isend_irecv. A backend that runs
+   * a group's operations one after another (NCCL) needs it when a rank's
+   * messages each wait for a different peer's: a pipeline stage that sends
+   * to its successor and receives from it while the successor does the
+   * same. Inside a batch only send and recv may be called; their works are
+   * waited for after batch_end (a work_wait or a collective inside fails
+   * with DFM_ERR_INVALID_ARGUMENT), and batches do not nest. A backend
+   * whose posting never blocks and whose messages complete each on its own
+   * (gloo) leaves both slots NULL, and callers then just post. */
+  dfm_status (*batch_begin)(void* group);
+  dfm_status (*batch_end)(void* group);
 } dfm_comm_v1;
 
 #define DFM_COMM_V1_SIZE DFM_STRUCT_SIZE(dfm_comm_v1, bytes_sent)
+/* Reaches batch_begin and batch_end (ABI 1.4). */
+#define DFM_COMM_V1_4_SIZE DFM_STRUCT_SIZE(dfm_comm_v1, batch_end)
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,8 @@
 //   void abort(); void shutdown(); uint64_t bytes_sent() const;
 // and may have
 //   void release(Op&);                          // work_free, before the delete
+//   void begin_batch(); void end_batch();       // batch_begin / batch_end (ABI 1.4),
+//                                               // both or neither; NULL slots without
 //
 // A work keeps its group alive: it may be waited for or freed after
 // group_destroy (it has finished by then). Use:
@@ -35,8 +37,27 @@ template <typename Group>
 class CommTable {
  public:
   static dfm_comm_v1 table() {
-    return {DFM_COMM_V1_SIZE, group_create, group_destroy, all_reduce, reduce_scatter, all_gather, broadcast,
-            send,             recv,         barrier,       work_wait,  work_free,      abort,      bytes_sent};
+    dfm_comm_v1 t = {DFM_COMM_V1_4_SIZE,
+                     group_create,
+                     group_destroy,
+                     all_reduce,
+                     reduce_scatter,
+                     all_gather,
+                     broadcast,
+                     send,
+                     recv,
+                     barrier,
+                     work_wait,
+                     work_free,
+                     abort,
+                     bytes_sent,
+                     nullptr,
+                     nullptr};
+    if constexpr (HasBatch<Group>::value) {
+      t.batch_begin = batch_begin;
+      t.batch_end = batch_end;
+    }
+    return t;
   }
 
  private:
@@ -46,7 +67,13 @@ class CommTable {
   template <typename G, typename = void>
   struct HasRelease : std::false_type {};
   template <typename G>
-  struct HasRelease<G, std::void_t<decltype(std::declval<G&>().release(std::declval<Operation&>()))>>
+  struct HasRelease<G, std::void_t<decltype(std::declval<G&>().release(std::declval<Operation&>()))>> : std::true_type {
+  };
+
+  template <typename G, typename = void>
+  struct HasBatch : std::false_type {};
+  template <typename G>
+  struct HasBatch<G, std::void_t<decltype(std::declval<G&>().begin_batch()), decltype(std::declval<G&>().end_batch())>>
       : std::true_type {};
 
   struct GroupHandle {
@@ -135,6 +162,13 @@ class CommTable {
   }
 
   static uint64_t bytes_sent(void* group) { return group ? handle_of(group).group->bytes_sent() : 0; }
+
+  static dfm_status batch_begin(void* group) {
+    return guard([&] { handle_of(group).group->begin_batch(); });
+  }
+  static dfm_status batch_end(void* group) {
+    return guard([&] { handle_of(group).group->end_batch(); });
+  }
 };
 
 // The dfm_comm_v1 table of `Group` (see the top of this file).

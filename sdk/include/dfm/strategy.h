@@ -327,10 +327,14 @@ typedef struct dfm_strategy_v1 {
    * before the compute that needs it or after the one that produced it. */
   dfm_status (*pipeline_schedule)(void* instance, int64_t micro_batches, dfm_pipeline_action* actions,
                                   size_t capacity, size_t* count);
-  /* One transfer action of the schedule with `count` device floats: a send
-   * may return before the peer received (the strategy keeps what it needs;
-   * `buffer` is the core's again on return), a receive returns once `buffer`
-   * holds the data. Called in schedule order. */
+  /* One transfer action of the schedule with `count` device floats, called
+   * in schedule order. A send may return before the peer received (the
+   * strategy keeps what it needs; `buffer` is the core's again on return).
+   * The transfers between two computes of the schedule form one exchange,
+   * which the strategy may post whole before it waits for any of it (NCCL
+   * needs that, pipeline_schedule.hpp of the pp plugin says why): a
+   * receive's `buffer` holds the data once the exchange's last transfer has
+   * returned, and the host leaves it alone until then. */
   dfm_status (*pipeline_transfer)(void* instance, const dfm_pipeline_action* action, float* buffer, int64_t count);
   /* The end of a step's schedule: every send has completed. */
   dfm_status (*pipeline_flush)(void* instance);
