@@ -5,6 +5,7 @@
 // run against 1F1B written out independently; stage 0's activation sets
 // counted while it ran. The measured bubble: test_pp_bubble.cpp.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
@@ -12,8 +13,6 @@
 #include <string>
 #include <tuple>
 #include <vector>
-
-#include <unistd.h>
 
 #include "dfm/core/trace_writer.hpp"
 #include "support/training_runs.hpp"
@@ -49,9 +48,10 @@ struct Layout {
   std::string args(const fs::path& dir, int64_t steps, const std::string& extra = "") const {
     const int64_t micro_batch = kGlobalBatch / dp / micro_batches;
     return "--nproc-per-node " + std::to_string(world()) + " " +
-           test::tiny_job(dir, steps, kGlobalBatch, micro_batch, kShape + extra) + " --set fsdp.pp_size=" +
-           std::to_string(pp) + " --set fsdp.tp_size=" + std::to_string(tp) + " --set fsdp.cp_size=" +
-           std::to_string(cp) + " --set strategy.pp.virtual_stages=" + std::to_string(virtual_stages) +
+           test::tiny_job(dir, steps, kGlobalBatch, micro_batch, kShape + extra) +
+           " --set fsdp.pp_size=" + std::to_string(pp) + " --set fsdp.tp_size=" + std::to_string(tp) +
+           " --set fsdp.cp_size=" + std::to_string(cp) +
+           " --set strategy.pp.virtual_stages=" + std::to_string(virtual_stages) +
            (tp > 1 ? std::string(" --set strategy.tp.sequence_parallel=") + (sequence_parallel ? "true" : "false")
                    : "");
   }
@@ -73,9 +73,34 @@ TEST_P(PpEquivalence, LossesAndFinalWeightsMatchOneProcess) {
 
 INSTANTIATE_TEST_SUITE_P(Layouts, PpEquivalence,
                          ::testing::Values(Layout{2, 2}, Layout{2, 4}, Layout{4, 4}, Layout{4, 8}, Layout{4, 2},
-                                           Layout{2, 4, 2},            // interleaved: 2 chunks of 1 block per rank
-                                           Layout{2, 2, 1, 2},         // pp x dp (fsdp2 full sharding)
+                                           Layout{2, 4, 2},     // interleaved: 2 chunks of 1 block per rank
+                                           Layout{2, 2, 1, 2},  // pp x dp (fsdp2 full sharding)
                                            Layout{2, 2, 1, 2, 2, 2, true}),  // 4-D: 16 ranks
+                         [](const auto& info) { return info.param.name(); });
+
+// The same runs under NCCL's ordering: comm "nccl_model" (gloo with one
+// operation at a time per group and a pair's messages matched in posting
+// order, tests/plugins/nccl_model_comm.cpp), so the protocol pipeline
+// parallel asks of nccl — exchanges as comm batches — runs end to end here,
+// where no two GPUs do. A deadlock would end in gloo's timeout.
+class PpUnderNcclOrdering : public ::testing::TestWithParam<Layout> {};
+
+TEST_P(PpUnderNcclOrdering, LossesAndFinalWeightsMatchOneProcess) {
+  const Layout& layout = GetParam();
+  const fs::path ref = reference();
+  ASSERT_FALSE(HasFatalFailure());
+  const fs::path dir = test::fresh_dir("pp", layout.name() + "_nccl_model");
+  ::setenv("DFM_PLUGIN_PATH", DFM_TEST_PLUGIN_CASES_DIR "/nccl_model", 1);
+  test::run_job(layout.args(dir, kSteps, "--set backend.comm=nccl_model"));
+  ::unsetenv("DFM_PLUGIN_PATH");
+  ASSERT_FALSE(HasFatalFailure());
+  test::expect_same_training(ref, dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, PpUnderNcclOrdering,
+                         ::testing::Values(Layout{4, 8},         // 1F1B over a chain of 4
+                                           Layout{2, 4, 2},      // interleaved: the links form a ring
+                                           Layout{2, 2, 1, 2}),  // pp x dp: fsdp2's collectives beside
                          [](const auto& info) { return info.param.name(); });
 
 // "F3", "B0": a forward or backward of a micro-batch (appended, not "F" +
