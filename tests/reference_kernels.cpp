@@ -25,6 +25,12 @@ void matmul(const dfm_matmul_desc& d, const Vec& a, const Vec& b, Vec& c) {
   }
 }
 
+double round_to_bf16(double x) {
+  if (x == 0 || !std::isfinite(x)) return x;
+  const double ulp = std::ldexp(1.0, std::ilogb(x) - 7);
+  return std::nearbyint(x / ulp) * ulp;  // the default rounding mode: to nearest, ties to even
+}
+
 double gelu(double x) {
   const double pi = 3.14159265358979323846;
   return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / pi) * (x + 0.044715 * x * x * x)));

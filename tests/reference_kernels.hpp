@@ -17,6 +17,10 @@ using Vec = std::vector<double>;
 // C = alpha op(A) op(B) + beta C for each batch matrix (beta = 0 ignores C).
 void matmul(const dfm_matmul_desc& d, const Vec& a, const Vec& b, Vec& c);
 
+// x rounded to bf16 (8 significant bits) to nearest, ties to even, as
+// tensor cores take their inputs; 0, infinities and NaN stay as they are.
+double round_to_bf16(double x);
+
 // GELU, tanh form, and its derivative.
 double gelu(double x);
 double gelu_grad(double x);

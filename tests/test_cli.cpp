@@ -100,12 +100,10 @@ TEST(DfmRun, UsageErrorsExitWithCode2) {
             std::string::npos);
 }
 
-// bf16 is the cuda backend's: on the cpu backend the run stops at start with one line.
-TEST(DfmRun, Bf16OnTheCpuBackendStopsAtStartNamingTheKey) {
-  const Result r = run("dfm-run " + kDefault + " --set backend.precision=\\\"bf16\\\"");
-  EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("precision bf16 is not offered"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("backend.precision"), std::string::npos) << r.output;
+// A GPU job's precision runs on a laptop: bf16 on the cpu backend trains.
+TEST(DfmRun, Bf16RunsOnTheCpuBackend) {
+  const Result r = run("dfm-run " + kDefault + " --set backend.precision=\\\"bf16\\\" --set train.steps=2");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 // A strategy that declares and checks itself but has no execution slots (the

@@ -55,6 +55,46 @@ TEST_F(CpuKernels, MatmulMatchesReference) {
   }
 }
 
+// backend.precision = "bf16": the same cases equal the reference GEMM of the
+// inputs rounded to bf16 (C and the sums stay fp32), within the fp32
+// tolerance above; and the rounding shows, as the unrounded reference is
+// clearly farther away.
+TEST_F(CpuKernels, Bf16MatmulIsTheGemmOfBf16RoundedInputs) {
+  const Device bf16(backend, 1, DFM_PRECISION_BF16);
+  const auto rounded = [](const std::vector<float>& x) {
+    ref::Vec r = to_double(x);
+    for (double& v : r) v = ref::round_to_bf16(v);
+    return r;
+  };
+  uint64_t seed = 300;
+  double largest_rounding_effect = 0;
+  for (const MatmulCase& c : kMatmulCases) {
+    SCOPED_TRACE(describe_matmul(c));
+    dfm_matmul_desc d = make_matmul_desc(c);
+    const auto a = random_floats(matrices_elements(d.stride_a, c.batch), seed++);
+    const auto b = random_floats(matrices_elements(d.stride_b, c.batch), seed++);
+    auto c0 = random_floats(matrices_elements(d.stride_c, c.batch), seed++);
+    if (c.beta == 0.0f) std::fill(c0.begin(), c0.end(), kNaN);
+
+    Buffer<float> da(bf16, a), db(bf16, b), dc(bf16, c0);
+    d.a = da.data();
+    d.b = db.data();
+    d.c = dc.data();
+    DFM_ASSERT_OK(bf16, bf16.api().matmul(bf16.ctx(), &d));
+    const std::vector<float> got = dc.read();
+
+    ref::Vec expected = to_double(c0), unrounded = to_double(c0);
+    ref::matmul(d, rounded(a), rounded(b), expected);
+    ref::matmul(d, to_double(a), to_double(b), unrounded);
+    const double atol = 1e-6 * static_cast<double>(c.k + 1) * std::abs(c.alpha) + 1e-6;
+    expect_close(got, expected, atol, 1e-6, "C");
+    for (size_t i = 0; i < got.size(); ++i)
+      if (!std::isnan(unrounded[i]))
+        largest_rounding_effect = std::max(largest_rounding_effect, std::abs(got[i] - unrounded[i]));
+  }
+  EXPECT_GT(largest_rounding_effect, 1e-3) << "no bf16 rounding visible: the GEMM ran on fp32 inputs";
+}
+
 TEST_F(CpuKernels, ElementwiseKernelsMatchFormulas) {
   for (const int64_t count : {int64_t{1}, int64_t{17}, int64_t{100003}}) {
     SCOPED_TRACE(count);

@@ -96,7 +96,8 @@ const std::vector<KeySpec>& Config::core_schema() {
        .doc = "Arithmetic of the compute backend. fp32: every kernel in fp32. bf16 (cuda): matmuls on bf16 "
               "tensor cores with fp32 accumulation, attention on cuDNN's fused flash attention (bf16 operands, "
               "fp32 statistics); weights, gradients, optimizer state, activations in memory "
-              "and reductions stay fp32. The cpu backend offers fp32 only.",
+              "and reductions stay fp32. bf16 (cpu): matmul inputs rounded to bf16 with fp32 accumulation, "
+              "the cuda backend's GEMM numerics at fp32 speed, so a GPU job's precision runs on a laptop.",
        .choices = {"fp32", "bf16"}},
       {.key = "backend.threads", .type = T::Int, .default_toml = "0",
        .doc = "CPU threads per process; 0 means the cores this process may use, shared evenly by the ranks on its machine.", .min = 0},

@@ -25,10 +25,8 @@ dfm_status create(const dfm_compute_options* options, void** ctx) {
     const dfm_compute_options checked = sdk::validate_create(args, options, ctx);
     if (checked.threads < 0)
       args.fail("'threads' is " + std::to_string(checked.threads) + ", expected >= 0 (0 = every core)");
-    if (checked.precision != DFM_PRECISION_FP32)
-      args.unsupported("precision bf16 is not offered: the cpu backend computes in fp32 only (set "
-                       "backend.precision = \"fp32\")");
     auto* context = new Context;
+    context->bf16 = checked.precision == DFM_PRECISION_BF16;
     context->threads = checked.threads == 0 ? usable_cores() : static_cast<int>(checked.threads);
     // oneDNN sizes its parallel regions with omp_get_max_threads(); matmul sets
     // it again before each call because the setting is per calling thread.

@@ -17,6 +17,8 @@ namespace dfm::cpu {
 // `threads` threads.
 struct Context {
   int threads = 1;
+  // backend.precision = "bf16": GEMMs round their inputs to bf16 (gemm.cpp).
+  bool bf16 = false;
 };
 
 // Hot tile loops are compiled three times (AVX-512, AVX2 + FMA, baseline
@@ -80,16 +82,14 @@ dfm_status embedding_backward(void* ctx, float* dtable, const float* dout, const
 // ---- LayerNorm (layernorm.cpp) ----
 dfm_status layernorm_forward(void* ctx, float* out, float* mean, float* rstd, const float* in, const float* weight,
                              const float* bias, int64_t rows, int64_t dim, float eps);
-dfm_status layernorm_backward(void* ctx, float* din, float* dweight, float* dbias, const float* dout,
-                              const float* in, const float* weight, const float* mean, const float* rstd,
-                              int64_t rows, int64_t dim);
+dfm_status layernorm_backward(void* ctx, float* din, float* dweight, float* dbias, const float* dout, const float* in,
+                              const float* weight, const float* mean, const float* rstd, int64_t rows, int64_t dim);
 
 // ---- attention (attention_forward.cpp, attention_backward.cpp) ----
-dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k,
-                             const float* v, float* out, float* lse, int32_t accumulate);
-dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k,
-                              const float* v, const float* out, const float* dout, const float* lse, float* dq,
-                              float* dk, float* dv);
+dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k, const float* v,
+                             float* out, float* lse, int32_t accumulate);
+dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k, const float* v,
+                              const float* out, const float* dout, const float* lse, float* dq, float* dk, float* dv);
 
 // ---- loss (cross_entropy.cpp) ----
 dfm_status softmax_cross_entropy(void* ctx, float* logits, const int32_t* targets, float* losses, int64_t rows,

@@ -43,7 +43,9 @@ typedef enum dfm_copy_kind {
  * every reduction. */
 typedef enum dfm_precision {
   DFM_PRECISION_FP32 = 0, /* every kernel computes in fp32 */
-  DFM_PRECISION_BF16 = 1  /* matmuls may round their inputs to bf16 and accumulate in fp32 (tensor cores) */
+  DFM_PRECISION_BF16 = 1  /* matmuls may round their inputs to bf16 and accumulate in fp32 (tensor cores);
+                          * attention may too (its Q, K, V, O, dO: "cuda" on cuDNN); "cpu" rounds the
+                          * matmul inputs only */
 } dfm_precision;
 
 typedef struct dfm_compute_options {
