@@ -1,9 +1,10 @@
 // Pipeline parallel end to end (dfm-run --nproc-per-node N): losses and final
 // weights against the single-process run (DESIGN §4) for pp 2 and 4 with m =
 // pp and 2pp micro-batches, interleaved stages, pp x dp, and the 4-D layout
-// tp x cp x pp x dp; each rank's order of forwards and backwards in a traced
-// run against 1F1B written out independently; stage 0's activation sets
-// counted while it ran. The measured bubble: test_pp_bubble.cpp.
+// tp x cp x pp x dp, also under NCCL's ordering (comm nccl_model); each
+// rank's order of forwards and backwards in a traced run against 1F1B
+// written out independently; stage 0's activation sets counted while it ran.
+// The measured bubble: test_pp_bubble.cpp.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -82,10 +83,12 @@ INSTANTIATE_TEST_SUITE_P(Layouts, PpEquivalence,
 // operation at a time per group and a pair's messages matched in posting
 // order, tests/plugins/nccl_model_comm.cpp), so the protocol pipeline
 // parallel asks of nccl — exchanges as comm batches — runs end to end here,
-// where no two GPUs do. A deadlock would end in gloo's timeout.
-class PpUnderNcclOrdering : public ::testing::TestWithParam<Layout> {};
+// where no two GPUs do; the 4-D layout puts tp's regions, cp's ring and
+// fsdp2's collectives under that ordering too. A deadlock would end in
+// gloo's timeout.
+class UnderNcclOrdering : public ::testing::TestWithParam<Layout> {};
 
-TEST_P(PpUnderNcclOrdering, LossesAndFinalWeightsMatchOneProcess) {
+TEST_P(UnderNcclOrdering, LossesAndFinalWeightsMatchOneProcess) {
   const Layout& layout = GetParam();
   const fs::path ref = reference();
   ASSERT_FALSE(HasFatalFailure());
@@ -97,10 +100,10 @@ TEST_P(PpUnderNcclOrdering, LossesAndFinalWeightsMatchOneProcess) {
   test::expect_same_training(ref, dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(Layouts, PpUnderNcclOrdering,
-                         ::testing::Values(Layout{4, 8},         // 1F1B over a chain of 4
-                                           Layout{2, 4, 2},      // interleaved: the links form a ring
-                                           Layout{2, 2, 1, 2}),  // pp x dp: fsdp2's collectives beside
+INSTANTIATE_TEST_SUITE_P(Layouts, UnderNcclOrdering,
+                         ::testing::Values(Layout{4, 8},                     // 1F1B over a chain of 4
+                                           Layout{2, 4, 2},                  // interleaved: the links form a ring
+                                           Layout{2, 2, 1, 2, 2, 2, true}),  // 4-D: 16 ranks
                          [](const auto& info) { return info.param.name(); });
 
 // "F3", "B0": a forward or backward of a micro-batch (appended, not "F" +
