@@ -30,28 +30,43 @@ TEST_F(CpuKernels, DescriptorIsACompleteComputeTable) {
   EXPECT_NE(api.matmul_epilogue, nullptr);  // after native_stream, which a host backend leaves NULL
 }
 
+// One matmul case on `device` with random inputs (a NaN-filled C when beta
+// is 0, which must be ignored): the shape, the inputs, and C as the kernel
+// left it.
+struct MatmulRun {
+  dfm_matmul_desc desc;
+  std::vector<float> a, b, c0, c;
+};
+MatmulRun run_matmul(const Device& device, const MatmulCase& c, uint64_t& seed) {
+  MatmulRun run{make_matmul_desc(c), {}, {}, {}, {}};
+  dfm_matmul_desc& d = run.desc;
+  run.a = random_floats(matrices_elements(d.stride_a, c.batch), seed++);
+  run.b = random_floats(matrices_elements(d.stride_b, c.batch), seed++);
+  run.c0 = random_floats(matrices_elements(d.stride_c, c.batch), seed++);
+  if (c.beta == 0.0f) std::fill(run.c0.begin(), run.c0.end(), kNaN);
+  Buffer<float> da(device, run.a), db(device, run.b), dc(device, run.c0);
+  d.a = da.data();
+  d.b = db.data();
+  d.c = dc.data();
+  EXPECT_EQ(device.api().matmul(device.ctx(), &d), DFM_OK) << device.last_error();
+  run.c = dc.read();
+  d.a = d.b = nullptr;  // the buffers go with this scope; desc keeps the shape for the reference
+  d.c = nullptr;
+  return run;
+}
+
+// Bound for a k-term fp32 dot product of values in [-1, 1]: k * 2^-23 * |alpha| grows
+// far slower in practice; 1e-6 * (k + 1) keeps a safety factor of ~10 on k = 512.
+double matmul_atol(const MatmulCase& c) { return 1e-6 * static_cast<double>(c.k + 1) * std::abs(c.alpha) + 1e-6; }
+
 TEST_F(CpuKernels, MatmulMatchesReference) {
   uint64_t seed = 1;
   for (const MatmulCase& c : kMatmulCases) {
     SCOPED_TRACE(describe_matmul(c));
-    dfm_matmul_desc d = make_matmul_desc(c);
-    const auto a = random_floats(matrices_elements(d.stride_a, c.batch), seed++);
-    const auto b = random_floats(matrices_elements(d.stride_b, c.batch), seed++);
-    auto c0 = random_floats(matrices_elements(d.stride_c, c.batch), seed++);
-    if (c.beta == 0.0f) std::fill(c0.begin(), c0.end(), kNaN);  // beta = 0 must ignore C, NaNs included
-
-    Buffer<float> da(device, a), db(device, b), dc(device, c0);
-    d.a = da.data();
-    d.b = db.data();
-    d.c = dc.data();
-    DFM_ASSERT_OK(device, api.matmul(ctx(), &d));
-
-    ref::Vec expected = to_double(c0);
-    ref::matmul(d, to_double(a), to_double(b), expected);
-    // Bound for a k-term fp32 dot product of values in [-1, 1]: k * 2^-23 * |alpha| grows
-    // far slower in practice; 1e-6 * (k + 1) keeps a safety factor of ~10 on k = 512.
-    const double atol = 1e-6 * static_cast<double>(c.k + 1) * std::abs(c.alpha) + 1e-6;
-    expect_close(dc.read(), expected, atol, 1e-6, "C");
+    const MatmulRun run = run_matmul(device, c, seed);
+    ref::Vec expected = to_double(run.c0);
+    ref::matmul(run.desc, to_double(run.a), to_double(run.b), expected);
+    expect_close(run.c, expected, matmul_atol(c), 1e-6, "C");
   }
 }
 
@@ -70,27 +85,14 @@ TEST_F(CpuKernels, Bf16MatmulIsTheGemmOfBf16RoundedInputs) {
   double largest_rounding_effect = 0;
   for (const MatmulCase& c : kMatmulCases) {
     SCOPED_TRACE(describe_matmul(c));
-    dfm_matmul_desc d = make_matmul_desc(c);
-    const auto a = random_floats(matrices_elements(d.stride_a, c.batch), seed++);
-    const auto b = random_floats(matrices_elements(d.stride_b, c.batch), seed++);
-    auto c0 = random_floats(matrices_elements(d.stride_c, c.batch), seed++);
-    if (c.beta == 0.0f) std::fill(c0.begin(), c0.end(), kNaN);
-
-    Buffer<float> da(bf16, a), db(bf16, b), dc(bf16, c0);
-    d.a = da.data();
-    d.b = db.data();
-    d.c = dc.data();
-    DFM_ASSERT_OK(bf16, bf16.api().matmul(bf16.ctx(), &d));
-    const std::vector<float> got = dc.read();
-
-    ref::Vec expected = to_double(c0), unrounded = to_double(c0);
-    ref::matmul(d, rounded(a), rounded(b), expected);
-    ref::matmul(d, to_double(a), to_double(b), unrounded);
-    const double atol = 1e-6 * static_cast<double>(c.k + 1) * std::abs(c.alpha) + 1e-6;
-    expect_close(got, expected, atol, 1e-6, "C");
-    for (size_t i = 0; i < got.size(); ++i)
+    const MatmulRun run = run_matmul(bf16, c, seed);
+    ref::Vec expected = to_double(run.c0), unrounded = to_double(run.c0);
+    ref::matmul(run.desc, rounded(run.a), rounded(run.b), expected);
+    ref::matmul(run.desc, to_double(run.a), to_double(run.b), unrounded);
+    expect_close(run.c, expected, matmul_atol(c), 1e-6, "C");
+    for (size_t i = 0; i < run.c.size(); ++i)
       if (!std::isnan(unrounded[i]))
-        largest_rounding_effect = std::max(largest_rounding_effect, std::abs(got[i] - unrounded[i]));
+        largest_rounding_effect = std::max(largest_rounding_effect, std::abs(run.c[i] - unrounded[i]));
   }
   EXPECT_GT(largest_rounding_effect, 1e-3) << "no bf16 rounding visible: the GEMM ran on fp32 inputs";
 }
@@ -203,18 +205,18 @@ TEST_F(CpuKernels, LayerNormForwardMatchesReference) {
 // ---- attention ----
 
 const AttentionCase kAttentionCases[] = {
-    {1, 1, 1, 1, 1, 0, 0, 1, 0},     {2, 3, 5, 17, 17, 0, 0, 1, 0},    {1, 2, 17, 65, 130, 64, 0, 1, 2},
-    {2, 1, 8, 130, 65, 0, 0, 0, 1},  {1, 3, 3, 9, 12, 20, 5, 1, 0},    {1, 2, 64, 130, 130, 0, 0, 1, 0},
-    {1, 1, 4, 5, 7, 0, 10, 1, 0},    {2, 2, 7, 70, 66, 3, 5, 1, 3},    {1, 5, 16, 3, 200, 190, 0, 1, 0},
+    {1, 1, 1, 1, 1, 0, 0, 1, 0},    {2, 3, 5, 17, 17, 0, 0, 1, 0}, {1, 2, 17, 65, 130, 64, 0, 1, 2},
+    {2, 1, 8, 130, 65, 0, 0, 0, 1}, {1, 3, 3, 9, 12, 20, 5, 1, 0}, {1, 2, 64, 130, 130, 0, 0, 1, 0},
+    {1, 1, 4, 5, 7, 0, 10, 1, 0},   {2, 2, 7, 70, 66, 3, 5, 1, 3}, {1, 5, 16, 3, 200, 190, 0, 1, 0},
 };
 
 TEST_F(CpuKernels, AttentionForwardMatchesReference) {
   uint64_t seed = 100;
   for (const AttentionCase& c : kAttentionCases) {
     const dfm_attention_desc d = make_desc(c);
-    SCOPED_TRACE(::testing::Message() << "batch " << c.batch << " heads " << c.heads << " dim " << c.head_dim
-                                      << " q " << c.q_len << "@" << c.q_pos0 << " kv " << c.kv_len << "@"
-                                      << c.kv_pos0 << " causal " << c.causal);
+    SCOPED_TRACE(::testing::Message() << "batch " << c.batch << " heads " << c.heads << " dim " << c.head_dim << " q "
+                                      << c.q_len << "@" << c.q_pos0 << " kv " << c.kv_len << "@" << c.kv_pos0
+                                      << " causal " << c.causal);
     const auto q = random_floats(c.batch * c.q_len * d.q_token_stride, seed++, -2.0f, 2.0f);
     const auto k = random_floats(c.batch * c.kv_len * d.kv_token_stride, seed++, -2.0f, 2.0f);
     const auto v = random_floats(c.batch * c.kv_len * d.kv_token_stride, seed++);
@@ -244,8 +246,8 @@ void blockwise_attention(const Device& device, const dfm_attention_desc& full, c
     d.kv_pos0 = full.kv_pos0 + begin;
     const auto kb = kv_block(k, full, begin, end), vb = kv_block(v, full, begin, end);
     Buffer<float> dk(device, kb), dv(device, vb);
-    DFM_ASSERT_OK(device, device.api().attention_forward(device.ctx(), &d, dq.data(), dk.data(), dv.data(),
-                                                         dout.data(), dlse.data(), n > 0 ? 1 : 0));
+    DFM_ASSERT_OK(device, device.api().attention_forward(device.ctx(), &d, dq.data(), dk.data(), dv.data(), dout.data(),
+                                                         dlse.data(), n > 0 ? 1 : 0));
   }
   out = dout.read();
   lse = dlse.read();
@@ -384,8 +386,8 @@ TEST_F(CpuKernels, VocabParallelCrossEntropyMatchesLogSoftmax) {
     std::vector<float> sums(2 * c.rows, 0.0f);
     for (int64_t s = 0; s < c.slices; ++s) {
       Buffer<float> mine(device, std::vector<float>(2 * c.rows, kNaN));
-      DFM_ASSERT_OK(device, api.cross_entropy_sums(ctx(), slice_logits[s].data(), dtargets.data(), dmax.data(),
-                                                   c.rows, valid[s], ld, s * width, mine.data()));
+      DFM_ASSERT_OK(device, api.cross_entropy_sums(ctx(), slice_logits[s].data(), dtargets.data(), dmax.data(), c.rows,
+                                                   valid[s], ld, s * width, mine.data()));
       const auto values = mine.read();
       for (int64_t i = 0; i < 2 * c.rows; ++i) sums[i] += values[i];
     }
@@ -394,14 +396,14 @@ TEST_F(CpuKernels, VocabParallelCrossEntropyMatchesLogSoftmax) {
     ref::Vec expected_loss(c.rows, 0.0);
     for (int64_t r = 0; r < c.rows; ++r)
       if (targets[r] >= 0)
-        expected_loss[r] = ref::cross_entropy(ref::Vec(logits.begin() + r * c.vocab, logits.begin() + (r + 1) * c.vocab).data(),
-                                              c.vocab, targets[r]);
+        expected_loss[r] = ref::cross_entropy(
+            ref::Vec(logits.begin() + r * c.vocab, logits.begin() + (r + 1) * c.vocab).data(), c.vocab, targets[r]);
     for (int64_t s = 0; s < c.slices; ++s) {
       SCOPED_TRACE(::testing::Message() << "slice " << s);
       Buffer<float> losses(device, std::vector<float>(c.rows, kNaN));
-      DFM_ASSERT_OK(device, api.cross_entropy_finish(ctx(), slice_logits[s].data(), dtargets.data(), dmax.data(),
-                                                     dsums.data(), losses.data(), c.rows, valid[s], ld, s * width,
-                                                     grad_scale));
+      DFM_ASSERT_OK(device,
+                    api.cross_entropy_finish(ctx(), slice_logits[s].data(), dtargets.data(), dmax.data(), dsums.data(),
+                                             losses.data(), c.rows, valid[s], ld, s * width, grad_scale));
       expect_close(losses.read(), expected_loss, 1e-5, 1e-6, "loss");
       ref::Vec expected_grad(c.rows * ld, 0.0);
       for (int64_t r = 0; r < c.rows; ++r) {
