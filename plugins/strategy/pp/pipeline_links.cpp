@@ -81,9 +81,9 @@ void PipelineLinks::transfer(const PipeAction& a, float* buffer, int64_t count) 
   if (exchange_.empty() && batches) check_comm(host_.comm->batch_begin(pp_.group), "batch_begin");
 
   const int64_t tag = message_id(stages(), virtual_stages_, stage(), a);
-  Posted m{nullptr,
-           (a.kind == Kind::SendActivation || a.kind == Kind::SendGradient ? "send " : "receive ") + to_string(a)};
-  if (a.kind == Kind::SendActivation || a.kind == Kind::SendGradient) {
+  const bool sending = a.kind == Kind::SendActivation || a.kind == Kind::SendGradient;
+  Posted m{nullptr, (sending ? "send " : "receive ") + to_string(a)};
+  if (sending) {
     float* staged = send_staging(count);
     const size_t bytes = static_cast<size_t>(count) * sizeof(float);
     const dfm_status copied = host_.compute->copy(host_.compute_ctx, staged, buffer, bytes, DFM_COPY_DEVICE_TO_DEVICE);
