@@ -89,8 +89,11 @@ typedef struct dfm_comm_v1 {
   /* buf of the member at `root` (group index) is copied to every member. */
   dfm_status (*broadcast)(void* group, float* buf, int64_t count, int64_t root, void** work);
   /* Point-to-point with the member at group index `peer`; `tag`
-   * (0..2^32-1) matches a send with the recv of the same tag, whatever the
-   * order they were posted in. */
+   * (0..2^32-1) names the message. gloo matches a send with the recv of the
+   * same tag, whatever the order they were posted in; nccl matches a pair's
+   * messages in posting order (NCCL has no tags) and names the tag in
+   * errors only. Portable callers post each pair's messages in the same
+   * order on both sides, with the tags that order gives. */
   dfm_status (*send)(void* group, const float* buf, int64_t count, int64_t peer, int64_t tag, void** work);
   dfm_status (*recv)(void* group, float* buf, int64_t count, int64_t peer, int64_t tag, void** work);
   dfm_status (*barrier)(void* group, void** work);
