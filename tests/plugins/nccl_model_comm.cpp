@@ -39,7 +39,9 @@ namespace {
 
 using dfm::sdk::Error;
 
-// The gloo plugin, loaded from the build (DFM_GLOO_PLUGIN) on first use.
+// The gloo plugin, loaded from the build (DFM_GLOO_PLUGIN) on first use,
+// with the two calls of dlopen: a plugin links the SDK alone, so this one
+// does not bring Boost.DLL (the core's loader) in for them.
 const dfm_plugin_descriptor& gloo_plugin() {
   static const dfm_plugin_descriptor* descriptor = [] {
     void* library = dlopen(DFM_GLOO_PLUGIN, RTLD_NOW | RTLD_LOCAL);
