@@ -17,9 +17,7 @@ using Result = dfm::test::CommandResult;
 
 Result run(const std::string& args) { return dfm::test::run_bin(args); }
 
-Result run_in(const fs::path& dir, const std::string& args) {
-  return dfm::test::run_bin(args, dir.string());
-}
+Result run_in(const fs::path& dir, const std::string& args) { return dfm::test::run_bin(args, dir.string()); }
 
 fs::path scratch(const std::string& name) {
   const fs::path dir = fs::path(DFM_TEST_BINARY_DIR) / "tmp" / "cli" / name;
@@ -32,8 +30,9 @@ const std::string kDefault = std::string(DFM_TEST_SOURCE_DIR) + "/configs/defaul
 
 TEST(DfmRun, TrainsTheDefaultJobAndWritesItsOutputs) {
   const fs::path out = scratch("default");
-  const Result r = run("dfm-run " + kDefault + " --set train.steps=4 --set sample.every=2 --set backend.threads=1 --set job.out_dir=" +
-                       out.string());
+  const Result r =
+      run("dfm-run " + kDefault +
+          " --set train.steps=4 --set sample.every=2 --set backend.threads=1 --set job.out_dir=" + out.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("step 4/4"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("sample at step 2"), std::string::npos) << r.output;
@@ -82,7 +81,8 @@ TEST(DfmRun, EveryBrokenConfigExitsWith2AndItsMessages) {
     // Run from the folder so messages name the file as the expectations do.
     const Result r = run_in(dir, "dfm-run " + args + " --world-size " + world + " " + entry.path().filename().string());
     EXPECT_EQ(r.exit_code, 2) << entry.path() << "\n" << r.output;
-    for (const auto& e : expected) EXPECT_NE(r.output.find(e), std::string::npos) << entry.path() << ": " << e << "\n" << r.output;
+    for (const auto& e : expected)
+      EXPECT_NE(r.output.find(e), std::string::npos) << entry.path() << ": " << e << "\n" << r.output;
     ++checked;
   }
   EXPECT_GE(checked, 30);
@@ -95,9 +95,28 @@ TEST(DfmRun, UsageErrorsExitWithCode2) {
   EXPECT_EQ(run("dfm-run --nproc-per-node 0 " + kDefault).exit_code, 2);
   EXPECT_EQ(run("dfm-run --nproc-per-node 2 --dry-run " + kDefault).exit_code, 2);
   EXPECT_EQ(run("dfm-run --help").exit_code, 0);
-  EXPECT_NE(run("dfm-run --version").output.find("ABI " + std::to_string(DFM_ABI_MAJOR) + "." +
-                                                 std::to_string(DFM_ABI_MINOR)),
+  EXPECT_NE(run("dfm-run --version")
+                .output.find("ABI " + std::to_string(DFM_ABI_MAJOR) + "." + std::to_string(DFM_ABI_MINOR)),
             std::string::npos);
+}
+
+// The cuda backend on a machine without a GPU or driver: one line at start
+// naming the key and CUDA's reason, no crash (issue 9). SKIPPED where the
+// plugin can run (a GPU is there) or was not built (no CUDA toolkit).
+TEST(DfmRun, CudaWithoutAGpuStopsAtStartWithOneLine) {
+  const std::string plugins = run("dfm-run --list-plugins").output;
+  const auto unavailable = plugins.find("unavailable:");
+  if (plugins.find("libdfm_compute_cuda.so") == std::string::npos) GTEST_SKIP() << "the cuda plugin was not built";
+  if (unavailable == std::string::npos || plugins.find("compute cuda", unavailable) == std::string::npos)
+    GTEST_SKIP() << "the cuda plugin can run here: a GPU is present";
+  const Result r = run("dfm-run " + kDefault + " --set backend.compute=\\\"cuda\\\"");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  const std::string line = "backend.compute: cuda backend: no CUDA device: ";
+  const auto at = r.output.find(line);
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const std::string reason = r.output.substr(at + line.size(), r.output.find('\n', at) - at - line.size());
+  EXPECT_GT(reason.size(), 10u) << "CUDA's reason is missing: " << r.output;
+  EXPECT_EQ(r.output.find("terminate"), std::string::npos) << r.output;
 }
 
 // A GPU job's precision runs on a laptop: bf16 on the cpu backend trains.

@@ -5,8 +5,8 @@
 #include "dfm/core/config.hpp"
 #include "dfm/core/host_services.hpp"
 #include "dfm/core/param_placement.hpp"
-#include "dfm/core/plugin_registry.hpp"
 #include "dfm/core/pipeline.hpp"
+#include "dfm/core/plugin_registry.hpp"
 #include "dfm/core/tensor_split.hpp"
 #include "dfm/core/train_settings.hpp"
 #include "dfm/strategy.h"
@@ -62,8 +62,8 @@ JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& ho
       (dry_run ? plan.warnings : plan.errors).push_back(config.format_error(key, plugin_not_found(what, name)));
     else if (!p->available)
       (dry_run ? plan.warnings : plan.errors)
-          .push_back(config.format_error(key, std::string(what) + " plugin '" + name + "' is unavailable here: " +
-                                                  p->unavailable_reason));
+          .push_back(config.format_error(key, name + " backend: " + p->unavailable_reason + " (the " + what +
+                                                  " plugin loaded but cannot run on this machine)"));
     return p;
   };
   plan.compute_name = config.get_string("backend.compute");
@@ -83,8 +83,8 @@ JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& ho
     const size_t reported = host.config_errors().size();
     const dfm_status status = table->validate(&shape);
     if (status != DFM_OK && host.config_errors().size() == reported)
-      plan.errors.push_back(config.source_name() + ": strategy '" + p->name + "' refused the job: " +
-                            p->descriptor->last_error());
+      plan.errors.push_back(config.source_name() + ": strategy '" + p->name +
+                            "' refused the job: " + p->descriptor->last_error());
   }
   plan.errors.insert(plan.errors.end(), host.config_errors().begin(), host.config_errors().end());
   return plan;
