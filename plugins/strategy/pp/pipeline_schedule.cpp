@@ -53,18 +53,12 @@ int32_t rank_of_stage(int32_t stage, int32_t pp) { return stage % pp; }
 
 const char* code(Kind kind) {
   switch (kind) {
-    case Kind::Forward:
-      return "F";
-    case Kind::Backward:
-      return "B";
-    case Kind::SendActivation:
-      return "SA";
-    case Kind::RecvActivation:
-      return "RA";
-    case Kind::SendGradient:
-      return "SG";
-    case Kind::RecvGradient:
-      return "RG";
+    case Kind::Forward: return "F";
+    case Kind::Backward: return "B";
+    case Kind::SendActivation: return "SA";
+    case Kind::RecvActivation: return "RA";
+    case Kind::SendGradient: return "SG";
+    case Kind::RecvGradient: return "RG";
   }
   return "?";
 }
@@ -75,14 +69,11 @@ std::string to_string(const PipeAction& a) {
   std::string s = std::string(code(a.kind)) + "(" + std::to_string(a.micro_batch) + "," + std::to_string(a.chunk) + ")";
   switch (a.kind) {
     case Kind::SendActivation:
-    case Kind::SendGradient:
-      return s + ">" + std::to_string(a.peer);
+    case Kind::SendGradient: return s + ">" + std::to_string(a.peer);
     case Kind::RecvActivation:
-    case Kind::RecvGradient:
-      return s + "<" + std::to_string(a.peer);
+    case Kind::RecvGradient: return s + "<" + std::to_string(a.peer);
     case Kind::Forward:
-    case Kind::Backward:
-      break;
+    case Kind::Backward: break;
   }
   return s;
 }
@@ -224,12 +215,8 @@ int64_t message_id(int32_t pp, int32_t v, int32_t rank, const PipeAction& a) {
   int32_t boundary = 0;
   bool gradient = false;
   switch (a.kind) {
-    case Kind::SendActivation:
-      boundary = stage;
-      break;
-    case Kind::RecvActivation:
-      boundary = stage - 1;
-      break;
+    case Kind::SendActivation: boundary = stage; break;
+    case Kind::RecvActivation: boundary = stage - 1; break;
     case Kind::SendGradient:
       boundary = stage - 1;
       gradient = true;
@@ -239,8 +226,7 @@ int64_t message_id(int32_t pp, int32_t v, int32_t rank, const PipeAction& a) {
       gradient = true;
       break;
     case Kind::Forward:
-    case Kind::Backward:
-      throw std::invalid_argument("message_id of " + to_string(a) + ", which is no message");
+    case Kind::Backward: throw std::invalid_argument("message_id of " + to_string(a) + ", which is no message");
   }
   const int64_t boundaries = static_cast<int64_t>(pp) * v - 1;
   return (static_cast<int64_t>(a.micro_batch) * boundaries + boundary) * 2 + (gradient ? 1 : 0);

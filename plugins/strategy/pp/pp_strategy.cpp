@@ -186,36 +186,24 @@ dfm_status pipeline_chunks(void* instance, int32_t stage, dfm_pipeline_chunk* ch
 
 dfm_pipeline_op op_of(PipeAction::Kind kind) {
   switch (kind) {
-    case PipeAction::Kind::Forward:
-      return DFM_PIPELINE_FORWARD;
-    case PipeAction::Kind::Backward:
-      return DFM_PIPELINE_BACKWARD;
-    case PipeAction::Kind::SendActivation:
-      return DFM_PIPELINE_SEND_ACTIVATION;
-    case PipeAction::Kind::RecvActivation:
-      return DFM_PIPELINE_RECV_ACTIVATION;
-    case PipeAction::Kind::SendGradient:
-      return DFM_PIPELINE_SEND_GRADIENT;
-    case PipeAction::Kind::RecvGradient:
-      return DFM_PIPELINE_RECV_GRADIENT;
+    case PipeAction::Kind::Forward: return DFM_PIPELINE_FORWARD;
+    case PipeAction::Kind::Backward: return DFM_PIPELINE_BACKWARD;
+    case PipeAction::Kind::SendActivation: return DFM_PIPELINE_SEND_ACTIVATION;
+    case PipeAction::Kind::RecvActivation: return DFM_PIPELINE_RECV_ACTIVATION;
+    case PipeAction::Kind::SendGradient: return DFM_PIPELINE_SEND_GRADIENT;
+    case PipeAction::Kind::RecvGradient: return DFM_PIPELINE_RECV_GRADIENT;
   }
   throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "pp: unknown action");
 }
 
 PipeAction::Kind kind_of(dfm_pipeline_op op) {
   switch (op) {
-    case DFM_PIPELINE_FORWARD:
-      return PipeAction::Kind::Forward;
-    case DFM_PIPELINE_BACKWARD:
-      return PipeAction::Kind::Backward;
-    case DFM_PIPELINE_SEND_ACTIVATION:
-      return PipeAction::Kind::SendActivation;
-    case DFM_PIPELINE_RECV_ACTIVATION:
-      return PipeAction::Kind::RecvActivation;
-    case DFM_PIPELINE_SEND_GRADIENT:
-      return PipeAction::Kind::SendGradient;
-    case DFM_PIPELINE_RECV_GRADIENT:
-      return PipeAction::Kind::RecvGradient;
+    case DFM_PIPELINE_FORWARD: return PipeAction::Kind::Forward;
+    case DFM_PIPELINE_BACKWARD: return PipeAction::Kind::Backward;
+    case DFM_PIPELINE_SEND_ACTIVATION: return PipeAction::Kind::SendActivation;
+    case DFM_PIPELINE_RECV_ACTIVATION: return PipeAction::Kind::RecvActivation;
+    case DFM_PIPELINE_SEND_GRADIENT: return PipeAction::Kind::SendGradient;
+    case DFM_PIPELINE_RECV_GRADIENT: return PipeAction::Kind::RecvGradient;
   }
   throw dfm::sdk::Error(DFM_ERR_INVALID_ARGUMENT, "pp: unknown pipeline op " + std::to_string(op));
 }
