@@ -81,7 +81,7 @@ INSTANTIATE_TEST_SUITE_P(Layouts, PpEquivalence,
 
 // The same runs under NCCL's ordering: comm "nccl_model" (gloo with one
 // operation at a time per group and a pair's messages matched in posting
-// order, tests/plugins/nccl_model_comm.cpp), so the protocol pipeline
+// order, plugins/comm/nccl_model), so the protocol pipeline
 // parallel asks of nccl — exchanges as comm batches — runs end to end here,
 // where no two GPUs do; the 4-D layout puts tp's regions, cp's ring and
 // fsdp2's collectives under that ordering too. A deadlock would end in
@@ -93,9 +93,7 @@ TEST_P(UnderNcclOrdering, LossesAndFinalWeightsMatchOneProcess) {
   const fs::path ref = reference();
   ASSERT_FALSE(HasFatalFailure());
   const fs::path dir = test::fresh_dir("pp", layout.name() + "_nccl_model");
-  ::setenv("DFM_PLUGIN_PATH", DFM_TEST_PLUGIN_CASES_DIR "/nccl_model", 1);
   test::run_job(layout.args(dir, kSteps, "--set backend.comm=nccl_model"));
-  ::unsetenv("DFM_PLUGIN_PATH");
   ASSERT_FALSE(HasFatalFailure());
   test::expect_same_training(ref, dir);
 }

@@ -1,7 +1,8 @@
-// Comm plugin "nccl_model", for tests only: gloo underneath, NCCL's ordering
-// on top, so CPU jobs run what a multi-GPU job asks of NCCL — which no
-// machine here can run. What it takes from NCCL (and from the nccl plugin's
-// rules, plugins/comm/nccl/group.hpp):
+// Comm plugin "nccl_model": gloo underneath, NCCL's ordering on top, so a
+// strategy's messages can be checked on CPU against what a multi-GPU job will
+// ask of NCCL — before a GPU cluster is at hand. `[backend] comm =
+// "nccl_model"` where the job would say "nccl". What it takes from NCCL (and
+// from the nccl plugin's rules, plugins/comm/nccl/group.hpp):
 //   - a group runs its operations one after another (a CUDA stream): a
 //     worker thread takes the group's units in issue order and starts a unit
 //     only when the one before it has completed;
@@ -16,7 +17,8 @@
 // A wait blocks the host until the operation's unit completed (NCCL would
 // order the compute stream instead: the same completions, in the same order).
 // A protocol that deadlocks on NCCL deadlocks here, and gloo's timeout then
-// fails the job with a line naming the operation.
+// fails the job with a line naming the operation. What it does not model:
+// NCCL's algorithms, speed, or its limits on message sizes.
 #include <dlfcn.h>
 
 #include <condition_variable>
@@ -39,16 +41,23 @@ namespace {
 
 using dfm::sdk::Error;
 
-// The gloo plugin, loaded from the build (DFM_GLOO_PLUGIN) on first use,
-// with the two calls of dlopen: a plugin links the SDK alone, so this one
-// does not bring Boost.DLL (the core's loader) in for them.
+// The gloo plugin, from this plugin's own folder (both are installed side by
+// side), loaded on first use with dlopen: a plugin links the SDK alone, so
+// this one does not bring Boost.DLL (the core's loader) in for two calls.
+const char kInThisPlugin = 0;  // an address dladdr finds in this library
+
 const dfm_plugin_descriptor& gloo_plugin() {
   static const dfm_plugin_descriptor* descriptor = [] {
-    void* library = dlopen(DFM_GLOO_PLUGIN, RTLD_NOW | RTLD_LOCAL);
-    if (!library) throw Error(DFM_ERR_UNSUPPORTED, std::string("nccl_model: cannot load gloo: ") + dlerror());
+    Dl_info self{};
+    if (dladdr(&kInThisPlugin, &self) == 0 || !self.dli_fname)
+      throw Error(DFM_ERR_UNSUPPORTED, "nccl_model: cannot tell which folder this plugin was loaded from");
+    const std::string here = self.dli_fname;
+    const std::string path = here.substr(0, here.rfind('/') + 1) + "libdfm_comm_gloo.so";
+    void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!library) throw Error(DFM_ERR_UNSUPPORTED, "nccl_model: cannot load gloo: " + std::string(dlerror()));
     using Entry = const dfm_plugin_descriptor* (*)();
     auto entry = reinterpret_cast<Entry>(dlsym(library, DFM_PLUGIN_ENTRY_SYMBOL));
-    if (!entry) throw Error(DFM_ERR_UNSUPPORTED, "nccl_model: the gloo plugin has no entry point");
+    if (!entry) throw Error(DFM_ERR_UNSUPPORTED, "nccl_model: " + path + " has no dfm entry point");
     return entry();
   }();
   return *descriptor;
@@ -243,7 +252,8 @@ const dfm_plugin_descriptor kDescriptor = {
     DFM_PLUGIN_COMM,
     "nccl_model",
     "0.1.0",
-    "tests only: gloo with NCCL's ordering (one operation at a time per group, messages matched in posting order)",
+    "gloo with NCCL's ordering, to check a strategy's messages on CPU (one operation at a time per group, "
+    "messages matched in posting order)",
     nullptr,
     dfm::sdk::last_error,
     &kTable,
