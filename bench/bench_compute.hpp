@@ -1,6 +1,8 @@
 // The compute backend a benchmark runs on, chosen on its command line as
 // dfm-run would: --compute NAME (default cpu), --precision fp32|bf16 (default
-// fp32), --threads N (default 0: every core). Bad choices throw one line.
+// fp32), --activations fp32|bf16 (default: fp32, or with --precision bf16
+// bf16 where the backend offers it, as backend.activations = "auto"),
+// --threads N (default 0: every core). Bad choices throw one line.
 #pragma once
 
 #include <memory>
@@ -24,18 +26,25 @@ class BenchCompute {
     const LoadedPlugin* plugin = registry_.find(DFM_PLUGIN_COMPUTE, name_);
     if (plugin == nullptr)
       throw std::runtime_error("compute plugin '" + name_ + "' was not found (run from the build or install tree)");
+    const auto& table = *static_cast<const dfm_compute_v1*>(plugin->descriptor->table);
+    activations_ =
+        text_flag(argc, argv, "--activations", precision_ == "bf16" && offers_typed_kernels(table) ? "bf16" : "fp32");
+    if (activations_ != "fp32" && activations_ != "bf16")
+      throw std::runtime_error("--activations is '" + activations_ + "', expected fp32 or bf16");
     backend_ = std::make_unique<ComputeBackend>(*plugin, flag(argc, argv, "--threads", 0), 0,
-                                                precision_ == "bf16" ? DFM_PRECISION_BF16 : DFM_PRECISION_FP32);
+                                                precision_ == "bf16" ? DFM_PRECISION_BF16 : DFM_PRECISION_FP32,
+                                                activations_ == "bf16" ? DFM_DTYPE_BF16 : DFM_DTYPE_FP32);
   }
 
   ComputeBackend& backend() { return *backend_; }
   const std::string& name() const { return name_; }
   const std::string& precision() const { return precision_; }
+  const std::string& activations() const { return activations_; }
 
  private:
   HostContext host_;
   PluginRegistry registry_{host_};
-  std::string name_, precision_;
+  std::string name_, precision_, activations_;
   std::unique_ptr<ComputeBackend> backend_;
 };
 

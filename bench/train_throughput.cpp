@@ -3,7 +3,7 @@
 //
 //   bench_train_throughput [--layers 12 --d-model 768 --heads 12 --vocab 50257
 //                           --seq 256 --batch 4 --steps 6 --threads 0 --compute cpu
-//                           --precision fp32|bf16 --peak-tflops P]
+//                           --precision fp32|bf16 --activations fp32|bf16 --peak-tflops P]
 //
 // With --peak-tflops (the device's dense peak at the precision used, e.g.
 // 989 for bf16 on an H100 SXM) it also prints the model FLOPs utilisation.
@@ -23,11 +23,11 @@
 #include <string>
 #include <vector>
 
+#include "bench_compute.hpp"
+#include "bench_flags.hpp"
 #include "dfm/core/compute_backend.hpp"
 #include "dfm/core/gpt_model.hpp"
 #include "dfm/core/optimizer.hpp"
-#include "bench_compute.hpp"
-#include "bench_flags.hpp"
 
 namespace {
 
@@ -114,12 +114,14 @@ int run(int argc, char** argv) {
   const double tokens_per_s = static_cast<double>(rows) / step;
   const double model_gflops = tokens_per_s * flops_per_token / 1e9;
   const double gemm = gemm_gflops(backend, rows, 4 * shape.d_model, shape.d_model);
-  std::printf("backend: %s, %s\n", compute.name().c_str(), compute.precision().c_str());
+  std::printf("backend: %s, %s, activations in %s\n", compute.name().c_str(), compute.precision().c_str(),
+              compute.activations().c_str());
   std::printf("model: %lld layers, d_model %lld, %lld heads, vocab %lld, seq %lld, batch %lld (%.1fM parameters)\n",
               static_cast<long long>(shape.n_layer), static_cast<long long>(shape.d_model),
               static_cast<long long>(shape.n_head), static_cast<long long>(shape.vocab_size),
               static_cast<long long>(shape.seq_len), static_cast<long long>(batch),
               static_cast<double>(params.total_count()) / 1e6);
+  std::printf("activation memory: %.1f MiB\n", static_cast<double>(model.activation_bytes()) / (1 << 20));
   std::printf("step time (median of %lld): %.1f ms\n", static_cast<long long>(steps), step * 1e3);
   std::printf("tokens/s: %.0f\n", tokens_per_s);
   std::printf("model FLOP/s: %.1f GFLOP/s (%.2f GFLOP per token)\n", model_gflops, flops_per_token / 1e9);
@@ -133,6 +135,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  return dfm::bench::main_reporting_errors("bench_train_throughput", run, argc, argv);
-}
+int main(int argc, char** argv) { return dfm::bench::main_reporting_errors("bench_train_throughput", run, argc, argv); }

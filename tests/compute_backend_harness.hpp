@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "support/test_paths.hpp"
 #include "dfm/compute.h"
+#include "support/test_paths.hpp"
 
 namespace dfm::test {
 
@@ -54,12 +54,14 @@ struct ComputeBackend {
 // One backend context; destroyed with the object.
 class Device {
  public:
-  explicit Device(const ComputeBackend& backend, int64_t threads = 1, dfm_precision precision = DFM_PRECISION_FP32)
+  explicit Device(const ComputeBackend& backend, int64_t threads = 1, dfm_precision precision = DFM_PRECISION_FP32,
+                  dfm_dtype activations = DFM_DTYPE_FP32)
       : backend_(backend) {
     dfm_compute_options options{};
     options.struct_size = sizeof options;
     options.threads = threads;
     options.precision = precision;
+    options.activation_dtype = activations;
     if (backend_.api->create(&options, &ctx_) != DFM_OK)
       throw std::runtime_error(std::string("create failed: ") + backend_.last_error());
   }
@@ -83,8 +85,7 @@ class Buffer {
   Buffer(const Device& device, const std::vector<T>& host) : device_(device), count_(host.size()) {
     if (device_.api().alloc(device_.ctx(), bytes(), &ptr_) != DFM_OK)
       throw std::runtime_error(std::string("alloc failed: ") + device_.last_error());
-    if (count_ > 0 &&
-        device_.api().copy(device_.ctx(), ptr_, host.data(), bytes(), DFM_COPY_HOST_TO_DEVICE) != DFM_OK)
+    if (count_ > 0 && device_.api().copy(device_.ctx(), ptr_, host.data(), bytes(), DFM_COPY_HOST_TO_DEVICE) != DFM_OK)
       throw std::runtime_error(std::string("copy failed: ") + device_.last_error());
   }
   ~Buffer() { device_.api().free(device_.ctx(), ptr_); }
@@ -128,12 +129,12 @@ inline void expect_close(const std::vector<float>& actual, const std::vector<dou
   for (size_t i = 0; i < actual.size(); ++i) {
     const double tolerance = atol + rtol * std::abs(expected[i]);
     // An expected infinity must match exactly; an expected NaN marks memory the kernel must leave alone.
-    const bool same_special = (std::isinf(expected[i]) && actual[i] == expected[i]) ||
-                              (std::isnan(expected[i]) && std::isnan(actual[i]));
+    const bool same_special =
+        (std::isinf(expected[i]) && actual[i] == expected[i]) || (std::isnan(expected[i]) && std::isnan(actual[i]));
     if (!same_special && !(std::abs(actual[i] - expected[i]) <= tolerance)) {
       if (++failures <= 5)
-        ADD_FAILURE() << what << "[" << i << "]: got " << actual[i] << ", expected " << expected[i]
-                      << " (tolerance " << tolerance << ")";
+        ADD_FAILURE() << what << "[" << i << "]: got " << actual[i] << ", expected " << expected[i] << " (tolerance "
+                      << tolerance << ")";
     }
   }
   EXPECT_EQ(failures, 0u) << what << ": elements out of tolerance";

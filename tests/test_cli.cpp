@@ -125,6 +125,33 @@ TEST(DfmRun, Bf16RunsOnTheCpuBackend) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
+// backend.activations = "auto": bf16 with precision bf16 on a chain that moves
+// no activations, fp32 otherwise; the layout shows which.
+TEST(DfmRun, AutoActivationsFollowThePrecisionAndTheChain) {
+  const std::string tp = std::string(DFM_TEST_SOURCE_DIR) + "/configs/cpu-tp2-dp2.toml";
+  const Result fp32 = run("dfm-run --dry-run " + kDefault);
+  EXPECT_NE(fp32.output.find("activations in fp32"), std::string::npos) << fp32.output;
+  const Result bf16 = run("dfm-run --dry-run " + kDefault + " --set backend.precision=\\\"bf16\\\"");
+  EXPECT_NE(bf16.output.find("activations in bf16"), std::string::npos) << bf16.output;
+  const Result sliced = run("dfm-run --dry-run --world-size 4 " + tp + " --set backend.precision=\\\"bf16\\\"");
+  EXPECT_EQ(sliced.exit_code, 0) << sliced.output;
+  EXPECT_NE(sliced.output.find("activations in fp32"), std::string::npos) << sliced.output;
+}
+
+// Asked for explicitly, bf16 activations with tensor parallel (whose regions
+// send activations through the fp32 comm ABI) stop the job with one line that
+// names where the value came from and the key.
+TEST(DfmRun, Bf16ActivationsWithTensorParallelAreRefusedNamingTheKey) {
+  const std::string tp = std::string(DFM_TEST_SOURCE_DIR) + "/configs/cpu-tp2-dp2.toml";
+  const Result r = run("dfm-run --dry-run --world-size 4 " + tp + " --set backend.activations=\\\"bf16\\\"");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  // The value came from --set, which the line names as its source.
+  EXPECT_NE(r.output.find("--set backend.activations=\"bf16\": backend.activations: \"bf16\" cannot run with "
+                          "strategy 'tp'"),
+            std::string::npos)
+      << r.output;
+}
+
 // A strategy that declares and checks itself but has no execution slots (the
 // loader tests' "good" plugin on the dp axis) cannot run a job.
 TEST(DfmRun, ARunThatNeedsAStrategyStopsAtStartNamingIt) {

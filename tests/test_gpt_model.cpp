@@ -62,7 +62,8 @@ double reference_loss(const Tiny& t, const std::map<std::string, int64_t>& offse
   auto P = [&](const std::string& name) { return p.data() + offsets.at(name); };
   Vec x(B * T * C);
   for (int64_t r = 0; r < B * T; ++r)
-    for (int64_t c = 0; c < C; ++c) x[r * C + c] = P("wte.weight")[t.tokens[r] * C + c] + P("wpe.weight")[t.positions[r] * C + c];
+    for (int64_t c = 0; c < C; ++c)
+      x[r * C + c] = P("wte.weight")[t.tokens[r] * C + c] + P("wpe.weight")[t.positions[r] * C + c];
   for (int64_t l = 0; l < s.n_layer; ++l) {
     auto L = [&](const char* n) { return P("h." + std::to_string(l) + "." + n); };
     const Vec qkv = linear(layernorm(x, L("ln_1.weight"), L("ln_1.bias"), B * T, C), L("attn.c_attn.weight"),
@@ -75,7 +76,8 @@ double reference_loss(const Tiny& t, const std::map<std::string, int64_t>& offse
           double mx = -1e300, sum = 0;
           for (int64_t j = 0; j <= i; ++j) {  // causal
             double d = 0;
-            for (int64_t e = 0; e < hd; ++e) d += qkv[(b * T + i) * 3 * C + h * hd + e] * qkv[(b * T + j) * 3 * C + C + h * hd + e];
+            for (int64_t e = 0; e < hd; ++e)
+              d += qkv[(b * T + i) * 3 * C + h * hd + e] * qkv[(b * T + j) * 3 * C + C + h * hd + e];
             score[j] = d / std::sqrt(static_cast<double>(hd));
             mx = std::max(mx, score[j]);
           }
@@ -181,6 +183,51 @@ TEST_F(GptModelTest, EveryParameterGradientMatchesFiniteDifferences) {
       const double numeric = (up - down) / (2 * h);
       EXPECT_NEAR(grads[i], numeric, 2e-4 + 0.02 * std::abs(numeric)) << info.name << " element " << i - start;
     }
+  }
+}
+
+// bf16 activations (compute.h, ABI 1.5) change only the rounding of the
+// tensors between kernels: on the same weights, the loss and every parameter
+// tensor's gradient stay within a few bf16 roundings (2^-8 relative each) of
+// the fp32-activation model's, and differ from them (the storage is bf16).
+TEST_F(GptModelTest, Bf16ActivationsFollowTheFp32Gradients) {
+  params.zero_grad_shards();
+  const double fp32_loss = loss();
+  model.backward(tokens.data());
+  const auto fp32_grads = test::download_flat(*backend, params, true);
+
+  test::CpuBackend bf16_backend{1, DFM_PRECISION_FP32, DFM_DTYPE_BF16};
+  LocalPlacement bf16_placement;
+  GptParams bf16_params{*bf16_backend, t.shape, bf16_placement};
+  test::upload_flat(*bf16_backend, bf16_params, test::download_flat(*backend, params, false));
+  GptModel bf16_model{*bf16_backend, bf16_params, bf16_placement, t.shape, t.batch};
+  // Half the bytes, plus the fp32 row statistics, which do not shrink.
+  EXPECT_GT(bf16_model.activation_bytes(), model.activation_bytes() / 2);
+  EXPECT_LT(bf16_model.activation_bytes(), model.activation_bytes() * 6 / 10);
+  DeviceBuffer<int32_t> bf16_tokens{*bf16_backend, 10}, bf16_targets{*bf16_backend, 10},
+      bf16_positions{*bf16_backend, 10};
+  bf16_tokens.upload(t.tokens);
+  bf16_targets.upload(t.targets);
+  bf16_positions.upload(t.positions);
+  bf16_params.zero_grad_shards();
+  bf16_model.forward(bf16_tokens.data(), bf16_positions.data(), t.batch, t.shape.seq_len);
+  const float* l = bf16_model.loss(bf16_targets.data(), 1.0f / static_cast<float>(t.batch * t.shape.seq_len));
+  std::vector<float> losses(static_cast<size_t>(t.batch * t.shape.seq_len));
+  bf16_backend->download(losses.data(), l, losses.size() * 4);
+  const double bf16_loss = std::accumulate(losses.begin(), losses.end(), 0.0) / static_cast<double>(losses.size());
+  bf16_model.backward(bf16_tokens.data());
+  const auto bf16_grads = test::download_flat(*bf16_backend, bf16_params, true);
+
+  EXPECT_NEAR(bf16_loss, fp32_loss, 0.01 * fp32_loss);
+  EXPECT_NE(bf16_loss, fp32_loss) << "no rounding visible: the activations stayed fp32";
+  for (const auto& info : params.infos()) {
+    const int64_t start = test::flat_offset(params, info);
+    double diff = 0, norm = 0;
+    for (int64_t i = start; i < start + info.count(); ++i) {
+      diff += std::pow(bf16_grads[i] - fp32_grads[i], 2);
+      norm += std::pow(fp32_grads[i], 2);
+    }
+    EXPECT_LT(std::sqrt(diff), 0.03 * std::sqrt(norm)) << info.name;
   }
 }
 

@@ -5,7 +5,6 @@
 
 #include <filesystem>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "dfm/core/safetensors.hpp"
@@ -61,32 +60,47 @@ TEST(Trainer, MicroBatchesDoNotChangeTheMath) {
     for (size_t step = 0; step < losses[0].size(); ++step)
       EXPECT_NEAR(losses[run][step], losses[0][step], 1e-5 * losses[0][step]) << "run " << run << " step " << step;
     double max_diff = 0;
-    for (size_t i = 0; i < weights[0].size(); ++i) max_diff = std::max(max_diff, std::abs(double(weights[run][i]) - weights[0][i]));
+    for (size_t i = 0; i < weights[0].size(); ++i)
+      max_diff = std::max(max_diff, std::abs(double(weights[run][i]) - weights[0][i]));
     EXPECT_LT(max_diff, 1e-5) << "run " << run;
   }
 }
 
 // backend.precision = "bf16" on the cpu backend (GEMM inputs rounded to
-// bf16, fp32 accumulation, storage and optimizer): the loss curve stays
-// within 2% of fp32's at every step — the tolerance the cuda backend's bf16
-// is held to (test_gpt_cuda.cpp) — while not equal to it.
-TEST(Trainer, Bf16LossCurveFollowsFp32) {
-  std::vector<std::vector<double>> losses(2);
-  for (int b = 0; b < 2; ++b) {
-    test::CpuBackend backend(1, b == 0 ? DFM_PRECISION_FP32 : DFM_PRECISION_BF16);
-    TrainSettings s = tiny_settings(b == 0 ? "fp32" : "bf16");
+// bf16, fp32 accumulation, storage and optimizer), then with bf16 activations
+// as well (every tensor between kernels rounded to bf16): each loss curve
+// stays within 2% of fp32's at every step — the tolerance the cuda backend's
+// bf16 is held to (test_gpt_cuda.cpp) — while not equal to it, and learns.
+TEST(Trainer, Bf16LossCurvesFollowFp32) {
+  struct Run {
+    dfm_precision precision;
+    dfm_dtype activations;
+    const char* name;
+  };
+  const Run runs[] = {{DFM_PRECISION_FP32, DFM_DTYPE_FP32, "fp32"},
+                      {DFM_PRECISION_BF16, DFM_DTYPE_FP32, "bf16"},
+                      {DFM_PRECISION_BF16, DFM_DTYPE_BF16, "bf16, bf16 activations"}};
+  std::vector<std::vector<double>> losses;
+  for (const Run& run : runs) {
+    test::CpuBackend backend(1, run.precision, run.activations);
+    TrainSettings s = tiny_settings(run.activations == DFM_DTYPE_BF16 ? "bf16-activations" : run.name);
     s.steps = 20;
     s.lr = LrSchedule{3e-3, 3e-4, 2, 20, LrShape::Cosine};
     Trainer trainer(s, *backend);
-    for (int64_t step = 0; step < s.steps; ++step) losses[b].push_back(trainer.train_step(step).loss);
+    losses.emplace_back();
+    for (int64_t step = 0; step < s.steps; ++step) losses.back().push_back(trainer.train_step(step).loss);
   }
-  double largest_gap = 0;
-  for (size_t i = 0; i < losses[0].size(); ++i) {
-    EXPECT_NEAR(losses[1][i], losses[0][i], 0.02 * losses[0][i]) << "step " << i + 1;
-    largest_gap = std::max(largest_gap, std::abs(losses[1][i] - losses[0][i]));
+  for (size_t r = 1; r < losses.size(); ++r) {
+    SCOPED_TRACE(runs[r].name);
+    double largest_gap = 0;
+    for (size_t i = 0; i < losses[0].size(); ++i) {
+      EXPECT_NEAR(losses[r][i], losses[0][i], 0.02 * losses[0][i]) << "step " << i + 1;
+      largest_gap = std::max(largest_gap, std::abs(losses[r][i] - losses[0][i]));
+    }
+    EXPECT_GT(largest_gap, 1e-6) << "fp32's losses exactly: nothing was rounded to bf16";
+    EXPECT_LT(losses[r].back(), losses[r].front() - 0.5) << "bf16 training does not learn";
   }
-  EXPECT_GT(largest_gap, 1e-6) << "bf16 gave fp32's losses exactly: its GEMMs did not round";
-  EXPECT_LT(losses[1].back(), losses[1].front() - 0.5) << "bf16 training does not learn";
+  EXPECT_NE(losses[2], losses[1]) << "bf16 activations changed nothing: they were not stored in bf16";
 }
 
 TEST(Trainer, RunWritesMetricsAndAHuggingFaceExport) {
@@ -112,7 +126,8 @@ TEST(Trainer, RunWritesMetricsAndAHuggingFaceExport) {
       {"wte.weight", {256, C}}, {"wpe.weight", {32, C}}, {"ln_f.weight", {C}}, {"ln_f.bias", {C}}};
   for (int l = 0; l < 2; ++l) {
     const std::string h = "h." + std::to_string(l) + ".";
-    expected[h + "ln_1.weight"] = expected[h + "ln_1.bias"] = expected[h + "ln_2.weight"] = expected[h + "ln_2.bias"] = {C};
+    expected[h + "ln_1.weight"] = expected[h + "ln_1.bias"] = expected[h + "ln_2.weight"] =
+        expected[h + "ln_2.bias"] = {C};
     expected[h + "attn.c_attn.weight"] = {C, 3 * C};
     expected[h + "attn.c_attn.bias"] = {3 * C};
     expected[h + "attn.c_proj.weight"] = {C, C};
@@ -129,7 +144,8 @@ TEST(Trainer, RunWritesMetricsAndAHuggingFaceExport) {
     ASSERT_TRUE(expected.count(t.name)) << t.name;
     EXPECT_EQ(t.shape, expected[t.name]) << t.name;
     const ParamInfo& info = trainer.params().info(t.name);
-    EXPECT_TRUE(std::equal(t.data.begin(), t.data.end(), live.begin() + test::flat_offset(trainer.params(), info))) << t.name;
+    EXPECT_TRUE(std::equal(t.data.begin(), t.data.end(), live.begin() + test::flat_offset(trainer.params(), info)))
+        << t.name;
   }
   std::ifstream config_file(s.out_dir / "final" / "config.json");
   const auto config = nlohmann::json::parse(config_file);

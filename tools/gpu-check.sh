@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs dfm's GPU checks on a machine with an NVIDIA GPU, from the relocatable
 # bundle (packaging/make-bundle.sh) and this source tree's configs/:
-#   1. the cuda kernels against the cpu kernels (test_cuda_kernels), and the
-#      nccl comm plugin on groups of one GPU (test_nccl);
+#   1. the cuda kernels against the cpu kernels (test_cuda_kernels), the
+#      nccl comm plugin on groups of one GPU (test_nccl), GPT training cuda vs
+#      cpu (test_gpt_cuda) and bf16 activation storage (test_bf16_activations);
 #   2. GPT training on cuda fp32 against cpu: per-step loss over 20 steps;
 #   3. the exported model against Hugging Face transformers (if torch is there);
 #   4. throughput of GPT-2 124M and 350M shapes at seq_len 1024, fp32 and bf16
@@ -37,7 +38,7 @@ gtest_step() {  # label program
   if ((rc != 0)); then
     note "$label" "FAIL"
   elif [[ -n $skipped ]]; then
-    note "$label" "SKIPPED ($skipped cases: no usable GPU)"
+    note "$label" "PASS (${passed:-0} cases), SKIPPED ($skipped cases; the log says why)"
   else
     note "$label" "PASS (${passed:-0} cases)"
   fi
@@ -52,6 +53,9 @@ gtest_step "nccl comm plugin test" test_nccl
 
 echo "== 1c. GPT training, cuda vs cpu backend (CTest's GPU equivalence test)"
 gtest_step "GPT cuda vs cpu test" test_gpt_cuda
+
+echo "== 1d. bf16 activations: each backend's bf16-storage kernels vs its fp32 ones"
+gtest_step "bf16 activations test" test_bf16_activations
 
 echo "== 2. GPT fp32: cuda vs cpu, 20 steps"
 run_job() {  # backend out_dir [extra --set ...]

@@ -7,25 +7,36 @@
 
 namespace dfm {
 
+bool offers_typed_kernels(const dfm_compute_v1& table) {
+  return table.struct_size >= DFM_COMPUTE_V1_5_SIZE && table.fill_typed && table.add_typed && table.convert;
+}
+
 ComputeBackend::ComputeBackend(const LoadedPlugin& plugin, int64_t threads, int64_t device_index,
-                               dfm_precision precision)
+                               dfm_precision precision, dfm_dtype activations)
     : descriptor_(plugin.descriptor),
       table_(static_cast<const dfm_compute_v1*>(plugin.descriptor->table)),
-      name_(plugin.name) {
-  if (plugin.kind != DFM_PLUGIN_COMPUTE) throw std::logic_error("plugin '" + plugin.name + "' is not a compute backend");
-  if (!plugin.available)
-    throw std::runtime_error(name_ + " backend: " + plugin.unavailable_reason);
+      name_(plugin.name),
+      activations_(activations) {
+  if (plugin.kind != DFM_PLUGIN_COMPUTE)
+    throw std::logic_error("plugin '" + plugin.name + "' is not a compute backend");
+  if (!plugin.available) throw std::runtime_error(name_ + " backend: " + plugin.unavailable_reason);
   if (table_->struct_size < DFM_COMPUTE_V1_SIZE)
     throw std::runtime_error("compute backend '" + name_ + "' has a table older than ABI 1.0");
   // A backend built before ABI 1.1 cannot read the precision: it computes fp32 only.
   if (precision != DFM_PRECISION_FP32 && table_->struct_size < DFM_COMPUTE_V1_1_SIZE)
-    throw std::runtime_error("compute backend '" + name_ + "' predates backend.precision (ABI 1.1) and computes fp32 "
+    throw std::runtime_error("compute backend '" + name_ +
+                             "' predates backend.precision (ABI 1.1) and computes fp32 "
                              "only; set backend.precision = \"fp32\"");
+  if (activations != DFM_DTYPE_FP32 && !offers_typed_kernels(*table_))
+    throw std::runtime_error("compute backend '" + name_ +
+                             "' predates backend.activations (ABI 1.5) and keeps fp32 "
+                             "activations only; set backend.activations = \"fp32\"");
   dfm_compute_options options{};
   options.struct_size = sizeof options;
   options.threads = threads;
   options.device_index = device_index;
   options.precision = precision;
+  options.activation_dtype = activations;
   check(table_->create(&options, &ctx_), "create");
 }
 
@@ -72,6 +83,21 @@ void ComputeBackend::fill(float* dst, float value, int64_t count) {
   check(table_->fill(ctx_, dst, value, count), "fill");
 }
 
+void ComputeBackend::fill_activations(float* dst, float value, int64_t count) {
+  if (activations_ == DFM_DTYPE_FP32) return fill(dst, value, count);
+  check(table_->fill_typed(ctx_, dst, activations_, value, count), "fill_typed");
+}
+
+void ComputeBackend::add_activations(float* out, const float* a, const float* b, int64_t count) {
+  if (activations_ == DFM_DTYPE_FP32) return check(table_->add(ctx_, out, a, b, count), "add");
+  check(table_->add_typed(ctx_, activations_, out, a, b, count), "add_typed");
+}
+
+void ComputeBackend::activations_to_fp32(float* dst, const float* act, int64_t count) {
+  if (activations_ == DFM_DTYPE_FP32) return copy(dst, act, static_cast<size_t>(count) * sizeof(float));
+  check(table_->convert(ctx_, dst, DFM_DTYPE_FP32, act, activations_, count), "convert");
+}
+
 void ComputeBackend::matmul_epilogue(const dfm_matmul_desc& d, const dfm_matmul_epilogue& e) {
   if (table_->struct_size >= DFM_COMPUTE_V1_3_SIZE && table_->matmul_epilogue != nullptr) {
     check(table_->matmul_epilogue(ctx_, &d, &e), "matmul_epilogue");
@@ -82,19 +108,16 @@ void ComputeBackend::matmul_epilogue(const dfm_matmul_desc& d, const dfm_matmul_
   check(table_->matmul(ctx_, &d), "matmul");
   const int64_t count = d.m * d.n;
   switch (e.kind) {
-    case DFM_EPILOGUE_BIAS:
-      check(table_->bias_add(ctx_, d.c, e.bias, d.m, d.n), "bias_add");
-      return;
+    case DFM_EPILOGUE_BIAS: check(table_->bias_add(ctx_, d.c, e.bias, d.m, d.n), "bias_add"); return;
     case DFM_EPILOGUE_BIAS_GELU:
       check(table_->bias_add(ctx_, d.c, e.bias, d.m, d.n), "bias_add");
-      copy(e.aux, d.c, static_cast<size_t>(count) * sizeof(float));
+      copy(e.aux, d.c, static_cast<size_t>(count) * dtype_size(static_cast<dfm_dtype>(d.c_dtype)));
       check(table_->gelu_forward(ctx_, d.c, d.c, count), "gelu_forward");
       return;
     case DFM_EPILOGUE_GELU_BACKWARD:
       check(table_->gelu_backward(ctx_, d.c, e.aux, d.c, count), "gelu_backward");
       return;
-    default:
-      throw std::logic_error("ComputeBackend::matmul_epilogue: unknown epilogue kind " + std::to_string(e.kind));
+    default: throw std::logic_error("ComputeBackend::matmul_epilogue: unknown epilogue kind " + std::to_string(e.kind));
   }
 }
 

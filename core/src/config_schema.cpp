@@ -95,10 +95,18 @@ const std::vector<KeySpec>& Config::core_schema() {
       {.key = "backend.precision", .type = T::String, .default_toml = "\"fp32\"",
        .doc = "Arithmetic of the compute backend. fp32: every kernel in fp32. bf16 (cuda): matmuls on bf16 "
               "tensor cores with fp32 accumulation, attention on cuDNN's fused flash attention (bf16 operands, "
-              "fp32 statistics); weights, gradients, optimizer state, activations in memory "
-              "and reductions stay fp32. bf16 (cpu): matmul inputs rounded to bf16 with fp32 accumulation, "
-              "the cuda backend's GEMM numerics at fp32 speed, so a GPU job's precision runs on a laptop.",
+              "fp32 statistics); weights, gradients, optimizer state and reductions stay fp32 (the storage of "
+              "activations is backend.activations). bf16 (cpu): matmul inputs rounded to bf16 with fp32 "
+              "accumulation, the cuda backend's GEMM numerics at fp32 speed, so a GPU job's precision runs on a "
+              "laptop.",
        .choices = {"fp32", "bf16"}},
+      {.key = "backend.activations", .type = T::String, .default_toml = "\"auto\"",
+       .doc = "Storage of the activations (the tensors between kernels, kept for the backward). bf16 halves "
+              "their memory and traffic; kernels still compute in fp32 and round each result once. auto: bf16 "
+              "when backend.precision is bf16, the compute backend offers it (ABI 1.5) and no strategy in the "
+              "chain exchanges activations (tp, cp and pp send them through the comm ABI, which carries fp32), "
+              "else fp32.",
+       .choices = {"auto", "fp32", "bf16"}},
       {.key = "backend.threads", .type = T::Int, .default_toml = "0",
        .doc = "CPU threads per process; 0 means the cores this process may use, shared evenly by the ranks on its machine.", .min = 0},
       {.key = "backend.comm_timeout_s", .type = T::Float, .default_toml = "300.0",

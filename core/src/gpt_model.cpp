@@ -16,6 +16,7 @@ GptModel::GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& p
       sequence_(sequence),
       tensor_(TensorSplit::or_none(tensor)),
       shape_(shape),
+      act_(backend.activation_dtype()),
       layout_(layout.chunks.empty() ? ModelLayout::whole(shape.n_layer) : std::move(layout)),
       max_rows_(max_batch * shape.seq_len),
       root_{&params.info("wte.weight"), &params.info("wpe.weight"), &params.info("ln_f.weight"),
@@ -27,8 +28,9 @@ GptModel::GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& p
   vocab_offset_ = tensor_.rank() * local_vocab_;
   valid_vocab_ = std::min(local_vocab_, V - vocab_offset_);
   if (tensor_.split() && k_.struct_size < DFM_COMPUTE_V1_1_SIZE)
-    throw std::runtime_error("the compute backend has no vocabulary-parallel loss (compute.h, ABI 1.1), which "
-                             "tensor parallel needs; rebuild it against this SDK");
+    throw std::runtime_error(
+        "the compute backend has no vocabulary-parallel loss (compute.h, ABI 1.1), which "
+        "tensor parallel needs; rebuild it against this SDK");
   // Outside the regions a sequence-parallel training pass holds R / tp rows;
   // forward-only passes (sampling, one sequence) hold whole sequences.
   const int64_t R = max_rows_;
@@ -36,8 +38,8 @@ GptModel::GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& p
   for (int64_t l = 0; l < shape.n_layer; ++l) {
     std::vector<const ParamInfo*> members;
     for (const char* suffix : {"ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
-                               "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
-                               "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"})
+                               "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight",
+                               "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"})
       members.push_back(&params.info(GptParams::layer_name(l, suffix)));
     layer_params_.push_back(std::move(members));
   }
@@ -47,43 +49,48 @@ GptModel::GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& p
     auto& chunk_slots = slots_.emplace_back();
     for (int64_t s = 0; s < layout_.slots[c]; ++s) chunk_slots.push_back(make_slot(layout_.chunks[c], max_batch));
   }
-  auto buf = [&](int64_t n) { return DeviceBuffer<float>(backend, n); };
+  auto act = [&](int64_t n) { return ActivationBuffer(backend, n); };
   if (tensor_.split()) {
-    row_max_ = buf(R);
-    row_sums_ = buf(2 * R);
+    row_max_ = DeviceBuffer<float>(backend, R);
+    row_sums_ = DeviceBuffer<float>(backend, 2 * R);
   }
   if (tensor_.sequence_parallel()) {
     outside_positions_ = DeviceBuffer<int32_t>(backend, outside_capacity_);
-    outside_scratch_ = buf(outside_capacity_ * C);
-    d_outside_ = buf(outside_capacity_ * C);
+    outside_scratch_ = act(outside_capacity_ * C);
+    d_outside_ = act(outside_capacity_ * C);
   }
-  inside_scratch_ = buf(R * C);
-  d_ln_ = buf(R * C);
-  d_qkv_ = buf(R * 3 * local_c_);
-  d_attn_ = buf(R * local_c_);
-  d_fc_ = buf(R * local_fc_);
+  inside_scratch_ = act(R * C);
+  d_ln_ = act(R * C);
+  d_qkv_ = act(R * 3 * local_c_);
+  d_attn_ = act(R * local_c_);
+  d_fc_ = act(R * local_fc_);
 }
 
 GptModel::SlotActivations GptModel::make_slot(const ModelChunk& chunk, int64_t max_batch) {
   const int64_t R = max_rows_, O = outside_capacity_, C = shape_.d_model;
   const int64_t heads = shape_.n_head / tensor_.size();
-  auto buf = [&](int64_t n) {
+  auto act = [&](int64_t n) {
+    ActivationBuffer b(backend_, n);
+    activation_bytes_ += static_cast<int64_t>(b.bytes());
+    return b;
+  };
+  auto stat = [&](int64_t n) {  // fp32 row statistics
     activation_bytes_ += n * static_cast<int64_t>(sizeof(float));
     return DeviceBuffer<float>(backend_, n);
   };
   SlotActivations a;
   for (int64_t l = 0; l < chunk.layers; ++l)
-    a.layers.push_back({buf(O * C), buf(R * C), buf(O), buf(O), buf(R * 3 * local_c_), buf(R * local_c_),
-                        buf(max_batch * heads * shape_.seq_len), buf(O * C), buf(R * C), buf(O), buf(O),
-                        buf(R * local_fc_), buf(R * local_fc_)});
-  a.output = buf(O * C);
-  a.output_grad = buf(O * C);
+    a.layers.push_back({act(O * C), act(R * C), stat(O), stat(O), act(R * 3 * local_c_), act(R * local_c_),
+                        stat(max_batch * heads * shape_.seq_len), act(O * C), act(R * C), stat(O), stat(O),
+                        act(R * local_fc_), act(R * local_fc_)});
+  a.output = act(O * C);
+  a.output_grad = act(O * C);
   if (chunk.head) {
-    a.lnf = buf(R * C);
-    a.lnf_mean = buf(O);
-    a.lnf_rstd = buf(O);
-    a.logits = buf(R * local_vocab_);
-    a.losses = buf(R);
+    a.lnf = act(R * C);
+    a.lnf_mean = stat(O);
+    a.lnf_rstd = stat(O);
+    a.logits = act(R * local_vocab_);
+    a.losses = stat(R);
   }
   return a;
 }
@@ -113,13 +120,11 @@ float* GptModel::chunk_input_gradient(int32_t chunk, int32_t slot) { return slot
 GptModel::LayerWeights GptModel::weights_of(int64_t layer, bool grads) const {
   const auto& m = layer_params_[static_cast<size_t>(layer)];
   auto member = [&](size_t i) { return at(*m[i], grads); };
-  return {member(0), member(1), member(2),  member(3),  member(4),  member(5),
-          member(6), member(7), member(8),  member(9),  member(10), member(11)};
+  return {member(0), member(1), member(2), member(3), member(4),  member(5),
+          member(6), member(7), member(8), member(9), member(10), member(11)};
 }
 
-float* GptModel::at(const ParamInfo& info, bool grad) const {
-  return grad ? params_.grad(info) : params_.param(info);
-}
+float* GptModel::at(const ParamInfo& info, bool grad) const { return grad ? params_.grad(info) : params_.param(info); }
 
 dfm_attention_desc GptModel::attention_desc() const {
   dfm_attention_desc d{};
@@ -136,8 +141,9 @@ dfm_attention_desc GptModel::attention_desc() const {
   return d;
 }
 
-dfm_matmul_desc GptModel::matmul_desc(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
-                                      int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+dfm_matmul_desc GptModel::matmul_desc(GemmDtypes dtypes, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                                      const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                                      int64_t ldc) {
   dfm_matmul_desc d{};
   d.struct_size = sizeof d;
   d.trans_a = trans_a;
@@ -154,42 +160,46 @@ dfm_matmul_desc GptModel::matmul_desc(bool trans_a, bool trans_b, int64_t m, int
   d.c = c;
   d.ldc = ldc;
   d.batch = 1;
+  d.a_dtype = dtypes.a;
+  d.b_dtype = dtypes.b;
+  d.c_dtype = dtypes.c;
   return d;
 }
 
-void GptModel::matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-                      const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  const dfm_matmul_desc d = matmul_desc(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+void GptModel::matmul(GemmDtypes dtypes, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
+                      int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const dfm_matmul_desc d = matmul_desc(dtypes, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
   backend_.check(k_.matmul(backend_.ctx(), &d), "matmul");
 }
 
 void GptModel::linear_forward(float* out, const float* in, const float* w, const float* b, int64_t in_dim,
                               int64_t out_dim) {
-  if (b == nullptr) return matmul(false, false, rows_, out_dim, in_dim, in, in_dim, w, out_dim, 0.0f, out, out_dim);
-  const dfm_matmul_epilogue bias{sizeof(dfm_matmul_epilogue), DFM_EPILOGUE_BIAS, b, nullptr, 0};
-  backend_.matmul_epilogue(matmul_desc(false, false, rows_, out_dim, in_dim, in, in_dim, w, out_dim, 0.0f, out, out_dim),
-                           bias);
+  const dfm_matmul_desc d =
+      matmul_desc(into_activations(), false, false, rows_, out_dim, in_dim, in, in_dim, w, out_dim, 0.0f, out, out_dim);
+  if (b == nullptr) return backend_.check(k_.matmul(backend_.ctx(), &d), "matmul");
+  backend_.matmul_epilogue(d, {sizeof(dfm_matmul_epilogue), DFM_EPILOGUE_BIAS, b, nullptr, 0});
 }
 
 void GptModel::linear_gelu_forward(float* out, float* pre, const float* in, const float* w, const float* b,
                                    int64_t in_dim, int64_t out_dim) {
   const dfm_matmul_epilogue bias_gelu{sizeof(dfm_matmul_epilogue), DFM_EPILOGUE_BIAS_GELU, b, pre, out_dim};
-  backend_.matmul_epilogue(matmul_desc(false, false, rows_, out_dim, in_dim, in, in_dim, w, out_dim, 0.0f, out, out_dim),
-                           bias_gelu);
+  backend_.matmul_epilogue(
+      matmul_desc(into_activations(), false, false, rows_, out_dim, in_dim, in, in_dim, w, out_dim, 0.0f, out, out_dim),
+      bias_gelu);
 }
 
 void GptModel::linear_backward(float* din, float* dw, float* db, const float* dout, const float* in, const float* w,
                                int64_t in_dim, int64_t out_dim, float* gelu_input) {
   if (gelu_input == nullptr) {
-    matmul(false, true, rows_, in_dim, out_dim, dout, out_dim, w, out_dim, 0.0f, din, in_dim);
+    matmul(into_activations(), false, true, rows_, in_dim, out_dim, dout, out_dim, w, out_dim, 0.0f, din, in_dim);
   } else {
     const dfm_matmul_epilogue gelu_backward{sizeof(dfm_matmul_epilogue), DFM_EPILOGUE_GELU_BACKWARD, nullptr,
                                             gelu_input, in_dim};
-    backend_.matmul_epilogue(matmul_desc(false, true, rows_, in_dim, out_dim, dout, out_dim, w, out_dim, 0.0f, din,
-                                         in_dim),
+    backend_.matmul_epilogue(matmul_desc(into_activations(), false, true, rows_, in_dim, out_dim, dout, out_dim, w,
+                                         out_dim, 0.0f, din, in_dim),
                              gelu_backward);
   }
-  matmul(true, false, in_dim, out_dim, rows_, in, in_dim, dout, out_dim, 1.0f, dw, out_dim);
+  matmul(into_weight_grad(), true, false, in_dim, out_dim, rows_, in, in_dim, dout, out_dim, 1.0f, dw, out_dim);
   if (db) backend_.check(k_.bias_backward(backend_.ctx(), db, dout, rows_, out_dim), "bias_backward");
 }
 
@@ -216,7 +226,8 @@ void GptModel::embed(const int32_t* tokens, float* x) {
   const int64_t C = shape_.d_model;
   float* partial = sequence_split_ ? inside_scratch_.data() : x;
   backend_.check(k_.embedding_forward(backend_.ctx(), partial, tokens, rows_, at(*root_.wte, false), local_vocab_,
-                                      vocab_offset_, C, 0), "embedding");
+                                      vocab_offset_, C, 0),
+                 "embedding");
   edge(DFM_REGION_EXIT_FORWARD, partial, x, C);
 }
 
@@ -271,7 +282,8 @@ void GptModel::forward_chunk(int32_t chunk, int32_t slot, const int32_t* tokens,
     float* x = chunk_input(chunk, slot);
     embed(tokens, x);
     backend_.check(k_.embedding_forward(backend_.ctx(), x, positions_outside_, outside_rows_, at(*root_.wpe, false),
-                                        shape_.seq_len, 0, shape_.d_model, 1), "position embedding");
+                                        shape_.seq_len, 0, shape_.d_model, 1),
+                   "position embedding");
     if (!c.head) placement_.on_unit(0, DFM_UNIT_FORWARD_END, step);
   }
   for (int64_t i = 0; i < c.layers; ++i) {
@@ -296,20 +308,19 @@ void GptModel::block_forward(int64_t layer, LayerActivations& a, float* block_ou
   // Attention: column-parallel QKV (this rank's heads), row-parallel projection.
   layernorm_into_region(a.residual_in.data(), w.ln1_w, w.ln1_b, a.ln1_mean.data(), a.ln1_rstd.data(), a.ln1.data());
   linear_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, C, 3 * Cl);
-  const float* qkv = a.qkv.data();
+  const float *q = a.qkv.data(), *k = a.qkv.at(Cl), *v = a.qkv.at(2 * Cl);
   if (sequence_ && step)
-    sequence_->attention_forward(attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), a.lse.data());
+    sequence_->attention_forward(attn, q, k, v, a.attn.data(), a.lse.data());
   else
-    backend_.check(k_.attention_forward(ctx, &attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), a.lse.data(), 0),
-                   "attention");
+    backend_.check(k_.attention_forward(ctx, &attn, q, k, v, a.attn.data(), a.lse.data(), 0), "attention");
   const float* attn_out = row_parallel_forward(a.attn.data(), w.attn_proj_w, w.attn_proj_b, Cl);
-  backend_.check(k_.add(ctx, a.residual_mid.data(), a.residual_in.data(), attn_out, outside_rows_ * C), "residual");
+  backend_.add_activations(a.residual_mid.data(), a.residual_in.data(), attn_out, outside_rows_ * C);
 
   // MLP: column-parallel first linear, row-parallel second.
   layernorm_into_region(a.residual_mid.data(), w.ln2_w, w.ln2_b, a.ln2_mean.data(), a.ln2_rstd.data(), a.ln2.data());
   linear_gelu_forward(a.fc_act.data(), a.fc_pre.data(), a.ln2.data(), w.fc_w, w.fc_b, C, local_fc_);
   const float* mlp_out = row_parallel_forward(a.fc_act.data(), w.fc_proj_w, w.fc_proj_b, local_fc_);
-  backend_.check(k_.add(ctx, block_out, a.residual_mid.data(), mlp_out, outside_rows_ * C), "residual");
+  backend_.add_activations(block_out, a.residual_mid.data(), mlp_out, outside_rows_ * C);
   placement_.on_unit(unit, DFM_UNIT_FORWARD_END, step);
 }
 
@@ -319,8 +330,8 @@ void GptModel::head_forward(SlotActivations& act) {
                         act.lnf_mean.data(), act.lnf_rstd.data(), act.lnf.data());
   // The LM head is tied to the token embedding: logits = lnf @ wte^T, this
   // rank's vocabulary rows only (the whole logits never exist on one rank).
-  matmul(false, true, rows_, local_vocab_, C, act.lnf.data(), C, at(*root_.wte, false), C, 0.0f, act.logits.data(),
-         local_vocab_);
+  matmul(into_activations(), false, true, rows_, local_vocab_, C, act.lnf.data(), C, at(*root_.wte, false), C, 0.0f,
+         act.logits.data(), local_vocab_);
 }
 
 const float* GptModel::chunk_loss(int32_t chunk, int32_t slot, const int32_t* targets, float grad_scale) {
@@ -345,7 +356,8 @@ void GptModel::vocab_parallel_loss(SlotActivations& act, const int32_t* targets,
                  "cross_entropy_max");
   tensor_.all_reduce(row_max_.data(), rows_, DFM_REDUCE_MAX);
   backend_.check(k_.cross_entropy_sums(ctx, logits, targets, row_max_.data(), rows_, valid_vocab_, local_vocab_,
-                                       vocab_offset_, row_sums_.data()), "cross_entropy_sums");
+                                       vocab_offset_, row_sums_.data()),
+                 "cross_entropy_sums");
   tensor_.all_reduce(row_sums_.data(), 2 * rows_, DFM_REDUCE_SUM);
   backend_.check(k_.cross_entropy_finish(ctx, logits, targets, row_max_.data(), row_sums_.data(), act.losses.data(),
                                          rows_, valid_vocab_, local_vocab_, vocab_offset_, grad_scale),
@@ -355,15 +367,16 @@ void GptModel::vocab_parallel_loss(SlotActivations& act, const int32_t* targets,
 void GptModel::row_logits(int32_t chunk, int64_t row, float* out) {
   if (!layout_.chunks[static_cast<size_t>(chunk)].head)
     throw std::logic_error("GptModel::row_logits: chunk " + std::to_string(chunk) + " has no head");
-  const float* logits = slot_of(chunk, 0).logits.data();
   const int64_t V = shape_.vocab_size;
+  DeviceBuffer<float> slice(backend_, local_vocab_);
+  backend_.activations_to_fp32(slice.data(), slot_of(chunk, 0).logits.at(row * local_vocab_), local_vocab_);
   if (!tensor_.split()) {
-    backend_.download(out, logits + row * V, static_cast<size_t>(V) * sizeof(float));
+    backend_.download(out, slice.data(), static_cast<size_t>(V) * sizeof(float));
     return;
   }
   // The slices in order hold the vocabulary and then the padding.
   DeviceBuffer<float> whole(backend_, tensor_.size() * local_vocab_);
-  tensor_.all_gather(logits + row * local_vocab_, whole.data(), local_vocab_);
+  tensor_.all_gather(slice.data(), whole.data(), local_vocab_);
   backend_.download(out, whole.data(), static_cast<size_t>(V) * sizeof(float));
 }
 
@@ -393,13 +406,14 @@ void GptModel::head_backward(SlotActivations& act, float* d_res) {
   // Tied head over this rank's vocabulary rows: d(lnf) = dlogits @ wte (a
   // partial sum over the slices, completed where the region is entered);
   // d(wte) += dlogits^T @ lnf.
-  matmul(false, false, rows_, C, Vl, dlogits, Vl, at(*root_.wte, false), C, 0.0f, d_ln_.data(), C);
-  matmul(true, false, Vl, C, rows_, dlogits, Vl, act.lnf.data(), C, 1.0f, at(*root_.wte, true), C);
+  matmul(into_activations(), false, false, rows_, C, Vl, dlogits, Vl, at(*root_.wte, false), C, 0.0f, d_ln_.data(), C);
+  matmul(into_weight_grad(), true, false, Vl, C, rows_, dlogits, Vl, act.lnf.data(), C, 1.0f, at(*root_.wte, true), C);
   const float* d_lnf = edge(DFM_REGION_ENTER_BACKWARD, d_ln_.data(), d_outside_.data(), C);
-  backend_.fill(d_res, 0.0f, outside_rows_ * C);
+  backend_.fill_activations(d_res, 0.0f, outside_rows_ * C);
   backend_.check(k_.layernorm_backward(backend_.ctx(), d_res, at(*root_.ln_f_weight, true), at(*root_.ln_f_bias, true),
                                        d_lnf, act.output.data(), at(*root_.ln_f_weight, false), act.lnf_mean.data(),
-                                       act.lnf_rstd.data(), outside_rows_, C), "layernorm_backward");
+                                       act.lnf_rstd.data(), outside_rows_, C),
+                 "layernorm_backward");
 }
 
 // d_res holds dLoss/d(block output), outside rows; it leaves as dLoss/d(block input).
@@ -415,43 +429,44 @@ void GptModel::block_backward(int64_t layer, LayerActivations& a, float* d_res, 
   backend_.check(k_.bias_backward(ctx, g.fc_proj_b, d_res, outside_rows_, C), "bias_backward");
   const float* d_mlp_out = edge(DFM_REGION_EXIT_BACKWARD, d_res, d_inside, C);
   // Through fc_proj and back through the GELU in one GEMM: d_fc = (d_mlp_out @ fc_proj_w^T) * GELU'(fc_pre).
-  linear_backward(d_fc_.data(), g.fc_proj_w, nullptr, d_mlp_out, a.fc_act.data(), w.fc_proj_w, Fl, C,
-                  a.fc_pre.data());
+  linear_backward(d_fc_.data(), g.fc_proj_w, nullptr, d_mlp_out, a.fc_act.data(), w.fc_proj_w, Fl, C, a.fc_pre.data());
   linear_backward(d_ln_.data(), g.fc_w, g.fc_b, d_fc_.data(), a.ln2.data(), w.fc_w, C, Fl);
   const float* d_ln2 = edge(DFM_REGION_ENTER_BACKWARD, d_ln_.data(), d_outside_.data(), C);
   // The residual passes d_res through; the LayerNorm adds its part (kernels accumulate into din).
   backend_.check(k_.layernorm_backward(ctx, d_res, g.ln2_w, g.ln2_b, d_ln2, a.residual_mid.data(), w.ln2_w,
-                                       a.ln2_mean.data(), a.ln2_rstd.data(), outside_rows_, C), "layernorm_backward");
+                                       a.ln2_mean.data(), a.ln2_rstd.data(), outside_rows_, C),
+                 "layernorm_backward");
   // Attention branch:
   backend_.check(k_.bias_backward(ctx, g.attn_proj_b, d_res, outside_rows_, C), "bias_backward");
   const float* d_attn_out = edge(DFM_REGION_EXIT_BACKWARD, d_res, d_inside, C);
   linear_backward(d_attn_.data(), g.attn_proj_w, nullptr, d_attn_out, a.attn.data(), w.attn_proj_w, Cl, C);
-  backend_.fill(d_qkv_.data(), 0.0f, rows_ * 3 * Cl);
+  backend_.fill_activations(d_qkv_.data(), 0.0f, rows_ * 3 * Cl);
   const dfm_attention_desc attn = attention_desc();
-  const float* qkv = a.qkv.data();
-  float* dqkv = d_qkv_.data();
+  const float *q = a.qkv.data(), *k = a.qkv.at(Cl), *v = a.qkv.at(2 * Cl);
+  float *dq = d_qkv_.data(), *dk = d_qkv_.at(Cl), *dv = d_qkv_.at(2 * Cl);
   if (sequence_ && step)
-    sequence_->attention_backward(attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), d_attn_.data(), a.lse.data(), dqkv,
-                                  dqkv + Cl, dqkv + 2 * Cl);
+    sequence_->attention_backward(attn, q, k, v, a.attn.data(), d_attn_.data(), a.lse.data(), dq, dk, dv);
   else
-    backend_.check(k_.attention_backward(ctx, &attn, qkv, qkv + Cl, qkv + 2 * Cl, a.attn.data(), d_attn_.data(),
-                                         a.lse.data(), dqkv, dqkv + Cl, dqkv + 2 * Cl),
+    backend_.check(k_.attention_backward(ctx, &attn, q, k, v, a.attn.data(), d_attn_.data(), a.lse.data(), dq, dk, dv),
                    "attention_backward");
-  linear_backward(d_ln_.data(), g.qkv_w, g.qkv_b, dqkv, a.ln1.data(), w.qkv_w, C, 3 * Cl);
+  linear_backward(d_ln_.data(), g.qkv_w, g.qkv_b, dq, a.ln1.data(), w.qkv_w, C, 3 * Cl);
   const float* d_ln1 = edge(DFM_REGION_ENTER_BACKWARD, d_ln_.data(), d_outside_.data(), C);
   backend_.check(k_.layernorm_backward(ctx, d_res, g.ln1_w, g.ln1_b, d_ln1, a.residual_in.data(), w.ln1_w,
-                                       a.ln1_mean.data(), a.ln1_rstd.data(), outside_rows_, C), "layernorm_backward");
+                                       a.ln1_mean.data(), a.ln1_rstd.data(), outside_rows_, C),
+                 "layernorm_backward");
   placement_.on_unit(unit, DFM_UNIT_BACKWARD_END, step);
 }
 
 void GptModel::embedding_backward(const int32_t* tokens, float* d_res) {
   void* ctx = backend_.ctx();
   const int64_t C = shape_.d_model;
-  backend_.check(k_.embedding_backward(ctx, at(*root_.wpe, true), d_res, positions_outside_, outside_rows_,
-                                       shape_.seq_len, 0, C), "embedding_backward");
+  backend_.check(
+      k_.embedding_backward(ctx, at(*root_.wpe, true), d_res, positions_outside_, outside_rows_, shape_.seq_len, 0, C),
+      "embedding_backward");
   const float* d_embedded = edge(DFM_REGION_EXIT_BACKWARD, d_res, inside_scratch_.data(), C);
-  backend_.check(k_.embedding_backward(ctx, at(*root_.wte, true), d_embedded, tokens, rows_, local_vocab_,
-                                       vocab_offset_, C), "embedding_backward");
+  backend_.check(
+      k_.embedding_backward(ctx, at(*root_.wte, true), d_embedded, tokens, rows_, local_vocab_, vocab_offset_, C),
+      "embedding_backward");
 }
 
 }  // namespace dfm

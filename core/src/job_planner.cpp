@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "dfm/core/compute_backend.hpp"
 #include "dfm/core/config.hpp"
 #include "dfm/core/host_services.hpp"
 #include "dfm/core/param_placement.hpp"
@@ -16,6 +17,36 @@ namespace {
 
 std::string plugin_not_found(const char* kind, const std::string& name) {
   return std::string(kind) + " plugin '" + name + "' was not found (dfm-run --list-plugins shows what is installed)";
+}
+
+// A strategy that moves activations between ranks: the comm ABI carries fp32.
+bool exchanges_activations(const dfm_strategy_v1& table) {
+  return splits_sequence(table) || splits_tensors(table) || pipelines_model(table);
+}
+
+// backend.activations, with "auto" resolved (config_schema.cpp tells the rule).
+dfm_dtype resolve_activations(Config& config, JobPlan& plan) {
+  const std::string asked = config.get_string("backend.activations");
+  if (asked == "fp32" || (asked == "auto" && config.get_string("backend.precision") != "bf16")) return DFM_DTYPE_FP32;
+  const bool explicit_bf16 = asked == "bf16";
+  for (const LoadedPlugin* p : plan.strategies) {
+    if (!exchanges_activations(*p->strategy())) continue;
+    if (explicit_bf16)
+      plan.errors.push_back(config.format_error(
+          "backend.activations", "\"bf16\" cannot run with strategy '" + p->name +
+                                     "': it exchanges activations through the comm ABI, which carries fp32; use "
+                                     "\"fp32\" or \"auto\""));
+    return DFM_DTYPE_FP32;
+  }
+  const auto* table = plan.compute ? static_cast<const dfm_compute_v1*>(plan.compute->descriptor->table) : nullptr;
+  if (table != nullptr && !offers_typed_kernels(*table)) {
+    if (explicit_bf16)
+      plan.errors.push_back(config.format_error(
+          "backend.activations", "\"bf16\" needs a compute backend of ABI 1.5 and '" + plan.compute->name + "' (" +
+                                     plan.compute->path.string() + ") predates it; use \"fp32\""));
+    return DFM_DTYPE_FP32;
+  }
+  return DFM_DTYPE_BF16;
 }
 
 }  // namespace
@@ -70,6 +101,7 @@ JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& ho
   plan.comm_name = config.get_string("backend.comm");
   plan.compute = backend(DFM_PLUGIN_COMPUTE, "backend.compute");
   if (plan.layout.world > 1) plan.comm = backend(DFM_PLUGIN_COMM, "backend.comm");
+  plan.activations = resolve_activations(config, plan);
 
   // Each strategy checks the shapes it needs (heads by tp, layers by pp, ...).
   host.attach_config(&config);
@@ -99,6 +131,8 @@ std::string describe_plugins(const JobPlan& plan) {
   };
   for (const LoadedPlugin* p : plan.strategies) line("strategy", p, "");
   line("compute ", plan.compute, plan.compute_name);
+  out += std::string("  activations in ") + (plan.activations == DFM_DTYPE_BF16 ? "bf16" : "fp32") +
+         " (backend.activations)\n";
   if (plan.layout.world > 1) line("comm    ", plan.comm, plan.comm_name);
   return out;
 }

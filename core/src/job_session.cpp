@@ -79,7 +79,7 @@ JobSession::JobSession(const Config& config, const JobPlan& plan, HostContext& h
   const dfm_precision precision =
       config.get_string("backend.precision") == "bf16" ? DFM_PRECISION_BF16 : DFM_PRECISION_FP32;
   backend_ = std::make_unique<ComputeBackend>(*plan.compute, threads_for_rank(threads, env.local_world), env.local_rank,
-                                              precision);
+                                              precision, plan.activations);
   scalar_scratch_ = std::make_unique<DeviceBuffer<float>>(*backend_, 16);
   if (plan.layout.world > 1) {
     connect(env, timeout_ms);

@@ -22,8 +22,10 @@ inline const LoadedPlugin& load_cpu_plugin(PluginRegistry& registry) {
 
 class CpuBackend {
  public:
-  explicit CpuBackend(int64_t threads = 1, dfm_precision precision = DFM_PRECISION_FP32) : registry_(host_) {
-    backend_ = std::make_unique<dfm::ComputeBackend>(load_cpu_plugin(registry_), threads, 0, precision);
+  explicit CpuBackend(int64_t threads = 1, dfm_precision precision = DFM_PRECISION_FP32,
+                      dfm_dtype activations = DFM_DTYPE_FP32)
+      : registry_(host_) {
+    backend_ = std::make_unique<dfm::ComputeBackend>(load_cpu_plugin(registry_), threads, 0, precision, activations);
   }
   dfm::ComputeBackend& operator*() { return *backend_; }
   dfm::ComputeBackend* operator->() { return backend_.get(); }

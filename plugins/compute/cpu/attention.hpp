@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "cpu_backend.hpp"
+#include "fp32_staging.hpp"
 #include "vector_math.hpp"
 
 namespace dfm::cpu {
@@ -63,9 +64,44 @@ struct AttentionShape {
 
 // The shape of a descriptor that sdk::validate_attention_forward/backward accepted.
 inline AttentionShape attention_shape(const dfm_attention_desc& d) {
-  return AttentionShape{d.batch,          d.heads,          d.head_dim,       d.q_len,  d.kv_len,
-                        d.q_token_stride, d.kv_token_stride, d.o_token_stride, d.q_pos0, d.kv_pos0,
-                        d.causal != 0,    d.scale};
+  return AttentionShape{d.batch,           d.heads,          d.head_dim, d.q_len,   d.kv_len,      d.q_token_stride,
+                        d.kv_token_stride, d.o_token_stride, d.q_pos0,   d.kv_pos0, d.causal != 0, d.scale};
+}
+
+// The [act] tensors of one call as fp32 (fp32_staging.hpp), read with the
+// strides of the call's shape `given`. Staged copies are dense, so each sets
+// the token stride of its kind in `view` (queries: q and dq; keys: k, v, dk and
+// dv; outputs: out and dout); a call's [act] tensors share one dtype, so the
+// views of a kind agree.
+inline float* stage_queries(Fp32Staging& s, Fp32Staging::Use use, const float* x, const AttentionShape& given,
+                            AttentionShape& view) {
+  const Fp32Rows rows = s.activation_rows(use, x, given.batch * given.q_len, given.heads * given.head_dim, given.q_ts);
+  view.q_ts = rows.ld;
+  return rows.data;
+}
+inline float* stage_keys(Fp32Staging& s, Fp32Staging::Use use, const float* x, const AttentionShape& given,
+                         AttentionShape& view) {
+  const Fp32Rows rows =
+      s.activation_rows(use, x, given.batch * given.kv_len, given.heads * given.head_dim, given.kv_ts);
+  view.kv_ts = rows.ld;
+  return rows.data;
+}
+inline float* stage_outputs(Fp32Staging& s, Fp32Staging::Use use, const float* x, const AttentionShape& given,
+                            AttentionShape& view) {
+  const Fp32Rows rows = s.activation_rows(use, x, given.batch * given.q_len, given.heads * given.head_dim, given.o_ts);
+  view.o_ts = rows.ld;
+  return rows.data;
+}
+
+// Q, K and V of one call, read as fp32.
+struct Fp32Inputs {
+  const float *q, *k, *v;
+};
+inline Fp32Inputs stage_inputs(Fp32Staging& s, const float* q, const float* k, const float* v,
+                               const AttentionShape& given, AttentionShape& view) {
+  using Use = Fp32Staging::Use;
+  return {stage_queries(s, Use::kRead, q, given, view), stage_keys(s, Use::kRead, k, given, view),
+          stage_keys(s, Use::kRead, v, given, view)};
 }
 
 // Copies keys (or values) j0 .. j0 + count - 1 of head h into tile[d * kKeyTile + j],

@@ -21,9 +21,9 @@ namespace {
 
 int64_t scratch_floats(int64_t head_dim) {
   const int64_t dp = padded(head_dim);
-  return 2 * head_dim * kKeyTile    // K and V tiles transposed, for the scores
-         + 3 * kKeyTile * dp        // K tile by rows; dk and dv of the tile
-         + 2 * kQueryTile * dp      // Q and dout tiles by rows
+  return 2 * head_dim * kKeyTile       // K and V tiles transposed, for the scores
+         + 3 * kKeyTile * dp           // K tile by rows; dk and dv of the tile
+         + 2 * kQueryTile * dp         // Q and dout tiles by rows
          + 2 * kQueryTile * kKeyTile;  // p and ds of the tile pair
 }
 
@@ -163,23 +163,30 @@ void backward_pair(const AttentionShape& a, const float* q, const float* k, cons
 
 }  // namespace
 
-dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k,
-                              const float* v, const float* out, const float* dout, const float* lse, float* dq,
-                              float* dk, float* dv) {
+dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k, const float* v,
+                              const float* out, const float* dout, const float* lse, float* dq, float* dk, float* dv) {
   return sdk::guard([&] {
     const Args args("attention_backward", ctx);
-    const AttentionShape a =
+    const AttentionShape given =
         attention_shape(sdk::validate_attention_backward(args, desc, q, k, v, out, dout, lse, dq, dk, dv));
+    AttentionShape a = given;  // with the strides of the fp32 views
+    Fp32Staging staging(args);
+    using Use = Fp32Staging::Use;
+    const Fp32Inputs in = stage_inputs(staging, q, k, v, given, a);
+    const float* os = stage_outputs(staging, Use::kRead, out, given, a);
+    const float* dos = stage_outputs(staging, Use::kRead, dout, given, a);
+    const Gradients g{stage_queries(staging, Use::kUpdate, dq, given, a),
+                      stage_keys(staging, Use::kUpdate, dk, given, a), stage_keys(staging, Use::kUpdate, dv, given, a)};
 
     const int64_t pairs = a.batch * a.heads;
     const int threads = args.threads_for(pairs * a.q_len * std::max<int64_t>(a.kv_len, 1) * a.head_dim);
     const int64_t per_thread = scratch_floats(a.head_dim);
     std::vector<float> scratch(static_cast<size_t>(per_thread * threads));
-    const Gradients g{dq, dk, dv};
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
     for (int64_t pair = 0; pair < pairs; ++pair)
-      backward_pair(a, q, k, v, out, dout, lse, g, pair / a.heads, pair % a.heads,
+      backward_pair(a, in.q, in.k, in.v, os, dos, lse, g, pair / a.heads, pair % a.heads,
                     scratch.data() + omp_get_thread_num() * per_thread);
+    staging.finish();
   });
 }
 

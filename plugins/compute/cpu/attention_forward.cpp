@@ -24,18 +24,17 @@ constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
 
 // Floats of scratch one thread needs.
 int64_t scratch_floats(int64_t head_dim) {
-  return head_dim * kKeyTile            // transposed key tile
-         + kKeyTile * padded(head_dim)  // value tile by rows
-         + kKeyTile                     // one row of scores / probabilities
+  return head_dim * kKeyTile              // transposed key tile
+         + kKeyTile * padded(head_dim)    // value tile by rows
+         + kKeyTile                       // one row of scores / probabilities
          + kQueryTile * padded(head_dim)  // acc
-         + 2 * kQueryTile;              // m, l
+         + 2 * kQueryTile;                // m, l
 }
 
 // Queries i0 .. i0 + rows - 1 of pair (b, h).
 DFM_CPU_MULTIVERSION
-void forward_query_tile(const AttentionShape& a, const float* q, const float* k, const float* v, float* out,
-                        float* lse, bool accumulate, int64_t b, int64_t h, int64_t i0, int64_t rows,
-                        float* scratch) {
+void forward_query_tile(const AttentionShape& a, const float* q, const float* k, const float* v, float* out, float* lse,
+                        bool accumulate, int64_t b, int64_t h, int64_t i0, int64_t rows, float* scratch) {
   const int64_t dim = a.head_dim;
   const int64_t dp = padded(dim);
   float* kt = scratch;
@@ -126,11 +125,16 @@ void forward_query_tile(const AttentionShape& a, const float* q, const float* k,
 
 }  // namespace
 
-dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k,
-                             const float* v, float* out, float* lse, int32_t accumulate) {
+dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k, const float* v,
+                             float* out, float* lse, int32_t accumulate) {
   return sdk::guard([&] {
     const Args args("attention_forward", ctx);
-    const AttentionShape a = attention_shape(sdk::validate_attention_forward(args, desc, q, k, v, out, lse));
+    const AttentionShape given = attention_shape(sdk::validate_attention_forward(args, desc, q, k, v, out, lse));
+    AttentionShape a = given;  // with the strides of the fp32 views
+    Fp32Staging staging(args);
+    const Fp32Inputs in = stage_inputs(staging, q, k, v, given, a);
+    float* os =
+        stage_outputs(staging, accumulate ? Fp32Staging::Use::kUpdate : Fp32Staging::Use::kWrite, out, given, a);
 
     const int64_t query_tiles = (a.q_len + kQueryTile - 1) / kQueryTile;
     const int64_t tasks = a.batch * a.heads * query_tiles;
@@ -143,9 +147,10 @@ dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const fl
       const int64_t tile = task % query_tiles;
       const int64_t pair = task / query_tiles;
       const int64_t i0 = tile * kQueryTile;
-      forward_query_tile(a, q, k, v, out, lse, accumulate != 0, pair / a.heads, pair % a.heads, i0,
+      forward_query_tile(a, in.q, in.k, in.v, os, lse, accumulate != 0, pair / a.heads, pair % a.heads, i0,
                          std::min(kQueryTile, a.q_len - i0), scratch.data() + omp_get_thread_num() * per_thread);
     }
+    staging.finish();
   });
 }
 

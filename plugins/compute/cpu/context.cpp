@@ -27,6 +27,7 @@ dfm_status create(const dfm_compute_options* options, void** ctx) {
       args.fail("'threads' is " + std::to_string(checked.threads) + ", expected >= 0 (0 = every core)");
     auto* context = new Context;
     context->bf16 = checked.precision == DFM_PRECISION_BF16;
+    context->activation_dtype = checked.activation_dtype;
     context->threads = checked.threads == 0 ? usable_cores() : static_cast<int>(checked.threads);
     // oneDNN sizes its parallel regions with omp_get_max_threads(); matmul sets
     // it again before each call because the setting is per calling thread.

@@ -19,6 +19,8 @@ struct Context {
   int threads = 1;
   // backend.precision = "bf16": GEMMs round their inputs to bf16 (gemm.cpp).
   bool bf16 = false;
+  // backend.activations: the dfm_dtype of the [act] arguments (fp32_staging.hpp).
+  int32_t activation_dtype = DFM_DTYPE_FP32;
 };
 
 // Hot tile loops are compiled three times (AVX-512, AVX2 + FMA, baseline
@@ -60,6 +62,11 @@ dfm_status alloc(void* ctx, size_t bytes, void** ptr);
 void free(void* ctx, void* ptr);
 dfm_status copy(void* ctx, void* dst, const void* src, size_t bytes, dfm_copy_kind kind);
 dfm_status fill(void* ctx, float* dst, float value, int64_t count);
+
+// ---- tensors of any dtype (typed.cpp) ----
+dfm_status fill_typed(void* ctx, void* dst, int32_t dtype, float value, int64_t count);
+dfm_status add_typed(void* ctx, int32_t dtype, void* out, const void* a, const void* b, int64_t count);
+dfm_status convert(void* ctx, void* dst, int32_t dst_dtype, const void* src, int32_t src_dtype, int64_t count);
 
 // ---- GEMM (gemm.cpp) ----
 dfm_status matmul(void* ctx, const dfm_matmul_desc* desc);

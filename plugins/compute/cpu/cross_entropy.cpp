@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "cpu_backend.hpp"
+#include "fp32_staging.hpp"
 #include "vector_math.hpp"
 
 namespace dfm::cpu {
@@ -39,9 +40,11 @@ dfm_status softmax_cross_entropy(void* ctx, float* logits, const int32_t* target
     const Args args("softmax_cross_entropy", ctx);
     sdk::validate_softmax_cross_entropy(args, logits, targets, losses, rows, vocab, ld);
     sdk::validate_targets_in_host_memory(args, targets, rows, vocab);
-#pragma omp parallel for num_threads(args.threads_for(rows * vocab))
+    Fp32Staging staging(args);
+    float* x = staging.update(logits, rows * ld);
+#pragma omp parallel for num_threads(args.threads_for(rows* vocab))
     for (int64_t r = 0; r < rows; ++r) {
-      float* row = logits + r * ld;
+      float* row = x + r * ld;
       if (targets[r] < 0) {  // ignored row: no loss, no gradient
         losses[r] = 0.0f;
         std::fill(row, row + vocab, 0.0f);
@@ -50,6 +53,7 @@ dfm_status softmax_cross_entropy(void* ctx, float* logits, const int32_t* target
       }
       std::fill(row + vocab, row + ld, 0.0f);  // padding columns
     }
+    staging.finish();
   });
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "cpu_backend.hpp"
+#include "fp32_staging.hpp"
 
 namespace dfm::cpu {
 namespace {
@@ -19,10 +20,12 @@ dfm_status embedding_forward(void* ctx, float* out, const int32_t* ids, int64_t 
   return sdk::guard([&] {
     const Args args("embedding_forward", ctx);
     sdk::validate_embedding_forward(args, out, ids, count, table, table_rows, row_offset, dim);
-#pragma omp parallel for num_threads(args.threads_for(count * dim))
+    Fp32Staging staging(args);
+    float* rows = accumulate ? staging.update(out, count * dim) : staging.write(out, count * dim);
+#pragma omp parallel for num_threads(args.threads_for(count* dim))
     for (int64_t i = 0; i < count; ++i) {
       const int64_t row = static_cast<int64_t>(ids[i]) - row_offset;
-      float* __restrict dst = out + i * dim;
+      float* __restrict dst = rows + i * dim;
       if (row < 0 || row >= table_rows) {
         if (!accumulate) std::fill(dst, dst + dim, 0.0f);
         continue;
@@ -35,6 +38,7 @@ dfm_status embedding_forward(void* ctx, float* out, const int32_t* ids, int64_t 
         std::copy(src, src + dim, dst);
       }
     }
+    staging.finish();
   });
 }
 
@@ -43,8 +47,10 @@ dfm_status embedding_backward(void* ctx, float* dtable, const float* dout, const
   return sdk::guard([&] {
     const Args args("embedding_backward", ctx);
     sdk::validate_embedding_backward(args, dtable, dout, ids, count, table_rows, row_offset, dim);
+    Fp32Staging staging(args);
+    const float* grad = staging.read(dout, count * dim);
     const int64_t blocks = (dim + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel for num_threads(args.threads_for(count * dim))
+#pragma omp parallel for num_threads(args.threads_for(count* dim))
     for (int64_t block = 0; block < blocks; ++block) {
       const int64_t j0 = block * kColumnBlock;
       const int64_t width = std::min(kColumnBlock, dim - j0);
@@ -52,7 +58,7 @@ dfm_status embedding_backward(void* ctx, float* dtable, const float* dout, const
         const int64_t row = static_cast<int64_t>(ids[i]) - row_offset;
         if (row < 0 || row >= table_rows) continue;
         float* __restrict dst = dtable + row * dim + j0;
-        const float* __restrict src = dout + i * dim + j0;
+        const float* __restrict src = grad + i * dim + j0;
 #pragma omp simd
         for (int64_t j = 0; j < width; ++j) dst[j] += src[j];
       }

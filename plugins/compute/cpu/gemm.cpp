@@ -10,13 +10,18 @@
 // of the sums, on any CPU (oneDNN's own bf16 GEMM needs AVX512-BF16 or AMX).
 // It costs one pass over A and B per call, against m·n·k multiply-adds: a
 // laptop runs a GPU job's numerics, not its speed.
+//
+// Operands stored in bf16 (the ABI 1.5 dtypes) are widened into dense fp32
+// copies, and C is rounded back after the epilogue (fp32_staging.hpp): the
+// sums stay fp32 and C is rounded once, as a tensor-core GEMM with a bf16
+// output does.
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 
-#include <bit>
 #include <vector>
 
 #include "cpu_backend.hpp"
+#include "fp32_staging.hpp"
 #include "vector_math.hpp"
 
 namespace dfm::cpu {
@@ -28,50 +33,29 @@ void scale_c(float* c, int64_t m, int64_t n, int64_t ldc, float beta) {
     for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
 }
 
-// x rounded to the nearest bf16 (ties to even), as a float; NaN stays NaN.
-float round_to_bf16(float x) {
-  uint32_t bits = std::bit_cast<uint32_t>(x);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return x;
-  bits += 0x7fffu + ((bits >> 16) & 1u);
-  return std::bit_cast<float>(bits & 0xffff0000u);
-}
-
-// The rows x cols matrix at x (leading dimension *ld) rounded to bf16 into
-// `dense`, which *ld then describes.
-const float* bf16_copy(const Args& args, const float* x, int64_t rows, int64_t cols, int64_t* ld,
-                       std::vector<float>& dense) {
+// The rows x cols matrix at x (leading dimension ld) rounded to bf16 into `dense`.
+Fp32Rows bf16_copy(const Args& args, const float* x, int64_t rows, int64_t cols, int64_t ld,
+                   std::vector<float>& dense) {
   dense.resize(static_cast<size_t>(rows * cols));
-  const int64_t from = *ld;
 #pragma omp parallel for num_threads(args.threads_for(rows* cols))
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < cols; ++j) dense[static_cast<size_t>(r * cols + j)] = round_to_bf16(x[r * from + j]);
-  *ld = cols;
-  return dense.data();
+    for (int64_t j = 0; j < cols; ++j) dense[static_cast<size_t>(r * cols + j)] = round_to_bf16(x[r * ld + j]);
+  return {dense.data(), cols};
 }
 
-// Matrix `i` of the batch: C_i = alpha op(A_i) op(B_i) + beta C_i.
-void gemm_one(const Args& args, const dfm_matmul_desc& d, int64_t i) {
-  float* c = d.c + i * d.stride_c;
-  if (d.k == 0) {  // op(A) op(B) is empty: only the beta term is left
-    scale_c(c, d.m, d.n, d.ldc, d.beta);
-    return;
-  }
-  const float* a = d.a + i * d.stride_a;
-  const float* b = d.b + i * d.stride_b;
-  int64_t lda = d.lda, ldb = d.ldb;
-  if (args.context().bf16) {
-    // Per thread, reused call after call: the largest operands a step has, once.
-    thread_local std::vector<float> a_bf16, b_bf16;
-    a = bf16_copy(args, a, d.trans_a ? d.k : d.m, d.trans_a ? d.m : d.k, &lda, a_bf16);
-    b = bf16_copy(args, b, d.trans_b ? d.n : d.k, d.trans_b ? d.k : d.n, &ldb, b_bf16);
-  }
-  // dnnl_sgemm follows BLAS: beta = 0 never reads C (tests/test_cpu_kernels checks NaNs).
-  const dnnl_status_t status = dnnl_sgemm(d.trans_a ? 'T' : 'N', d.trans_b ? 'T' : 'N', d.m, d.n, d.k, d.alpha, a, lda,
-                                          b, ldb, d.beta, c, d.ldc);
-  if (status != dnnl_success)
-    args.fail(DFM_ERR_RUNTIME, "dnnl_sgemm failed with status " + std::to_string(static_cast<int>(status)) + " (m " +
-                                   std::to_string(d.m) + ", n " + std::to_string(d.n) + ", k " + std::to_string(d.k) +
-                                   ")");
+// An input operand as the GEMM reads it: bf16 storage widened (its values are
+// bf16 already), fp32 storage rounded to bf16 under precision "bf16", or as is.
+Fp32Rows gemm_input(const Args& args, Fp32Staging& staging, const void* x, int32_t dtype, int64_t rows, int64_t cols,
+                    int64_t ld, std::vector<float>& rounded) {
+  if (dtype != DFM_DTYPE_FP32) return staging.stage(Fp32Staging::Use::kRead, x, dtype, rows, cols, ld);
+  const auto* values = static_cast<const float*>(x);
+  if (args.context().bf16) return bf16_copy(args, values, rows, cols, ld, rounded);
+  return {const_cast<float*>(values), ld};
+}
+
+// Matrix i of X: `offset` elements of X's dtype past x.
+const void* matrix_at(const float* x, int32_t dtype, int64_t offset) {
+  return reinterpret_cast<const char*>(x) + offset * static_cast<int64_t>(sdk::dtype_size(dtype));
 }
 
 // Row i of the epilogue (compute.h, dfm_matmul_epilogue) over c = P's row.
@@ -95,6 +79,46 @@ void epilogue_row(const dfm_matmul_epilogue& e, float* __restrict c, float* __re
   }
 }
 
+// Matrix `i` of the batch: C_i = alpha op(A_i) op(B_i) + beta C_i, then the
+// epilogue when one is given, on fp32 views of operands of any dtype.
+void gemm_one(const Args& args, const dfm_matmul_desc& d, int64_t i, const dfm_matmul_epilogue* epilogue) {
+  using Use = Fp32Staging::Use;
+  const sdk::MatmulDtypes dtypes = sdk::matmul_dtypes(d);
+  Fp32Staging staging(args);
+  const Fp32Rows c = staging.stage(d.beta == 0.0f ? Use::kWrite : Use::kUpdate,
+                                   matrix_at(d.c, dtypes.c, i * d.stride_c), dtypes.c, d.m, d.n, d.ldc);
+  if (d.k == 0) {  // op(A) op(B) is empty: only the beta term is left
+    scale_c(c.data, d.m, d.n, c.ld, d.beta);
+  } else {
+    // Per thread, reused call after call: the largest operands a step has, once.
+    thread_local std::vector<float> a_bf16, b_bf16;
+    const Fp32Rows a = gemm_input(args, staging, matrix_at(d.a, dtypes.a, i * d.stride_a), dtypes.a,
+                                  d.trans_a ? d.k : d.m, d.trans_a ? d.m : d.k, d.lda, a_bf16);
+    const Fp32Rows b = gemm_input(args, staging, matrix_at(d.b, dtypes.b, i * d.stride_b), dtypes.b,
+                                  d.trans_b ? d.n : d.k, d.trans_b ? d.k : d.n, d.ldb, b_bf16);
+    // The ICV that oneDNN reads is per calling thread: set it on this one.
+    omp_set_num_threads(args.threads());
+    // dnnl_sgemm follows BLAS: beta = 0 never reads C (tests/test_cpu_kernels checks NaNs).
+    const dnnl_status_t status = dnnl_sgemm(d.trans_a ? 'T' : 'N', d.trans_b ? 'T' : 'N', d.m, d.n, d.k, d.alpha,
+                                            a.data, a.ld, b.data, b.ld, d.beta, c.data, c.ld);
+    if (status != dnnl_success)
+      args.fail(DFM_ERR_RUNTIME, "dnnl_sgemm failed with status " + std::to_string(static_cast<int>(status)) + " (m " +
+                                     std::to_string(d.m) + ", n " + std::to_string(d.n) + ", k " + std::to_string(d.k) +
+                                     ")");
+  }
+  if (epilogue != nullptr) {
+    const dfm_matmul_epilogue& e = *epilogue;
+    Fp32Rows aux{nullptr, 0};  // BIAS comes without aux; aux has C's dtype
+    if (e.kind != DFM_EPILOGUE_BIAS)
+      aux = staging.stage(e.kind == DFM_EPILOGUE_BIAS_GELU ? Use::kWrite : Use::kRead, e.aux, dtypes.c, d.m, d.n,
+                          e.ld_aux);
+#pragma omp parallel for num_threads(args.threads_for(d.m* d.n))
+    for (int64_t r = 0; r < d.m; ++r)
+      epilogue_row(e, c.data + r * c.ld, aux.data != nullptr ? aux.data + r * aux.ld : nullptr, d.n);
+  }
+  staging.finish();
+}
+
 }  // namespace
 
 dfm_status matmul(void* ctx, const dfm_matmul_desc* desc) {
@@ -102,9 +126,7 @@ dfm_status matmul(void* ctx, const dfm_matmul_desc* desc) {
     const Args args("matmul", ctx);
     const dfm_matmul_desc& d = sdk::validate_matmul(args, desc);
     if (d.m == 0 || d.n == 0) return;
-    // The ICV that oneDNN reads is per calling thread: set it on this one.
-    omp_set_num_threads(args.threads());
-    for (int64_t i = 0; i < d.batch; ++i) gemm_one(args, d, i);
+    for (int64_t i = 0; i < d.batch; ++i) gemm_one(args, d, i, nullptr);
   });
 }
 
@@ -114,11 +136,7 @@ dfm_status matmul_epilogue(void* ctx, const dfm_matmul_desc* desc, const dfm_mat
     const dfm_matmul_desc& d = sdk::validate_matmul(args, desc);
     const dfm_matmul_epilogue& e = sdk::validate_matmul_epilogue(args, d, epilogue);
     if (d.m == 0 || d.n == 0) return;
-    omp_set_num_threads(args.threads());
-    gemm_one(args, d, 0);
-#pragma omp parallel for num_threads(args.threads_for(d.m* d.n))
-    for (int64_t i = 0; i < d.m; ++i)  // BIAS may come without aux
-      epilogue_row(e, d.c + i * d.ldc, e.aux != nullptr ? e.aux + i * e.ld_aux : nullptr, d.n);
+    gemm_one(args, d, 0, &e);
   });
 }
 

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "cpu_backend.hpp"
+#include "fp32_staging.hpp"
 
 namespace dfm::cpu {
 namespace {
@@ -20,10 +21,13 @@ dfm_status layernorm_forward(void* ctx, float* out, float* mean, float* rstd, co
   return sdk::guard([&] {
     const Args args("layernorm_forward", ctx);
     sdk::validate_layernorm_forward(args, out, mean, rstd, in, weight, bias, rows, dim, eps);
-#pragma omp parallel for num_threads(args.threads_for(rows * dim))
+    Fp32Staging staging(args);
+    float* normed = staging.write(out, rows * dim);
+    const float* input = staging.read(in, rows * dim);
+#pragma omp parallel for num_threads(args.threads_for(rows* dim))
     for (int64_t r = 0; r < rows; ++r) {
-      const float* __restrict x = in + r * dim;
-      float* __restrict y = out + r * dim;
+      const float* __restrict x = input + r * dim;
+      float* __restrict y = normed + r * dim;
       double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
       for (int64_t j = 0; j < dim; ++j) sum += x[j];
@@ -40,24 +44,28 @@ dfm_status layernorm_forward(void* ctx, float* out, float* mean, float* rstd, co
       mean[r] = mu;
       rstd[r] = rs;
     }
+    staging.finish();
   });
 }
 
 // With x^ = (x - mean) rstd and g = dout * weight:
 //   din = rstd (g - mean(g) - x^ mean(g x^)),  dweight = sum_r dout x^,  dbias = sum_r dout.
-dfm_status layernorm_backward(void* ctx, float* din, float* dweight, float* dbias, const float* dout,
-                              const float* in, const float* weight, const float* mean, const float* rstd,
-                              int64_t rows, int64_t dim) {
+dfm_status layernorm_backward(void* ctx, float* din, float* dweight, float* dbias, const float* dout, const float* in,
+                              const float* weight, const float* mean, const float* rstd, int64_t rows, int64_t dim) {
   return sdk::guard([&] {
     const Args args("layernorm_backward", ctx);
     sdk::validate_layernorm_backward(args, din, dweight, dbias, dout, in, weight, mean, rstd, rows, dim);
+    Fp32Staging staging(args);
+    float* dinput = staging.update(din, rows * dim);
+    const float* doutput = staging.read(dout, rows * dim);
+    const float* input = staging.read(in, rows * dim);
     const int threads = args.threads_for(rows * dim);
 
 #pragma omp parallel for num_threads(threads)
     for (int64_t r = 0; r < rows; ++r) {
-      const float* __restrict x = in + r * dim;
-      const float* __restrict dy = dout + r * dim;
-      float* __restrict dx = din + r * dim;
+      const float* __restrict x = input + r * dim;
+      const float* __restrict dy = doutput + r * dim;
+      float* __restrict dx = dinput + r * dim;
       const float mu = mean[r];
       const float rs = rstd[r];
       double sum_g = 0.0;
@@ -85,8 +93,8 @@ dfm_status layernorm_backward(void* ctx, float* din, float* dweight, float* dbia
       double sum_w[kColumnBlock] = {};
       double sum_b[kColumnBlock] = {};
       for (int64_t r = 0; r < rows; ++r) {
-        const float* __restrict x = in + r * dim + j0;
-        const float* __restrict dy = dout + r * dim + j0;
+        const float* __restrict x = input + r * dim + j0;
+        const float* __restrict dy = doutput + r * dim + j0;
         const float mu = mean[r];
         const float rs = rstd[r];
 #pragma omp simd
@@ -100,6 +108,7 @@ dfm_status layernorm_backward(void* ctx, float* din, float* dweight, float* dbia
         dbias[j0 + j] += static_cast<float>(sum_b[j]);
       }
     }
+    staging.finish();
   });
 }
 

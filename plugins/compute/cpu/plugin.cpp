@@ -34,6 +34,9 @@ const dfm_compute_v1 kTable = {
     cross_entropy_finish,
     nullptr,  // native_stream (ABI 1.2): none, every kernel has finished when it returns
     matmul_epilogue,
+    fill_typed,
+    add_typed,
+    convert,
 };
 
 const dfm_plugin_descriptor kDescriptor = {

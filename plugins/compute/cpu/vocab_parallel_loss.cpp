@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "cpu_backend.hpp"
+#include "fp32_staging.hpp"
 #include "vector_math.hpp"
 
 namespace dfm::cpu {
@@ -23,9 +24,11 @@ dfm_status cross_entropy_max(void* ctx, const float* logits, int64_t rows, int64
   return sdk::guard([&] {
     const Args args("cross_entropy_max", ctx);
     sdk::validate_cross_entropy_slice(args, logits, rows, vocab, ld, 0, row_max);
-#pragma omp parallel for num_threads(args.threads_for(rows * vocab))
+    Fp32Staging staging(args);
+    const float* scores = staging.read(logits, rows * ld);
+#pragma omp parallel for num_threads(args.threads_for(rows* vocab))
     for (int64_t r = 0; r < rows; ++r) {
-      const float* x = logits + r * ld;
+      const float* x = scores + r * ld;
       float mx = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : mx)
       for (int64_t j = 0; j < vocab; ++j) mx = x[j] > mx ? x[j] : mx;
@@ -39,9 +42,11 @@ dfm_status cross_entropy_sums(void* ctx, const float* logits, const int32_t* tar
   return sdk::guard([&] {
     const Args args("cross_entropy_sums", ctx);
     sdk::validate_cross_entropy_sums(args, logits, targets, row_max, rows, vocab, ld, vocab_offset, sums);
-#pragma omp parallel for num_threads(args.threads_for(rows * vocab))
+    Fp32Staging staging(args);
+    const float* scores = staging.read(logits, rows * ld);
+#pragma omp parallel for num_threads(args.threads_for(rows* vocab))
     for (int64_t r = 0; r < rows; ++r) {
-      const float* x = logits + r * ld;
+      const float* x = scores + r * ld;
       const float mx = row_max[r];
       double sum = 0.0;  // in double, as softmax_cross_entropy
 #pragma omp simd reduction(+ : sum)
@@ -59,11 +64,13 @@ dfm_status cross_entropy_finish(void* ctx, float* logits, const int32_t* targets
   return sdk::guard([&] {
     const Args args("cross_entropy_finish", ctx);
     sdk::validate_cross_entropy_finish(args, logits, targets, row_max, sums, losses, rows, vocab, ld, vocab_offset);
-#pragma omp parallel for num_threads(args.threads_for(rows * vocab))
+    Fp32Staging staging(args);
+    float* scores = staging.update(logits, rows * ld);
+#pragma omp parallel for num_threads(args.threads_for(rows* vocab))
     for (int64_t r = 0; r < rows; ++r) {
-      float* x = logits + r * ld;
+      float* x = scores + r * ld;
       std::fill(x + vocab, x + ld, 0.0f);  // padding columns
-      if (targets[r] < 0) {  // ignored row: no loss, no gradient
+      if (targets[r] < 0) {                // ignored row: no loss, no gradient
         losses[r] = 0.0f;
         std::fill(x, x + vocab, 0.0f);
         continue;
@@ -75,6 +82,7 @@ dfm_status cross_entropy_finish(void* ctx, float* logits, const int32_t* targets
       if (const int64_t t = local_target(targets[r], vocab, vocab_offset); t >= 0) x[t] -= grad_scale;
       losses[r] = std::log(total) + mx - sums[2 * r + 1];
     }
+    staging.finish();
   });
 }
 

@@ -16,6 +16,18 @@
  *  - Every function returns DFM_OK or an error with a message in the
  *    descriptor's last_error. A NULL slot means the backend does not offer it.
  *
+ * Activations (ABI 1.5). A context created with activation_dtype = BF16
+ * keeps the activations in bf16: arguments marked [act] below then hold bf16
+ * elements (uint16_t, the upper half of an fp32) although their C type stays
+ * float*, so that tables written against earlier minors still compile; the
+ * host casts. Kernels widen what they read to fp32, compute in fp32 and round
+ * each result to bf16 once (to nearest, ties to even) — llm.c's and
+ * Megatron's bf16 activations. Everything unmarked stays fp32 whatever the
+ * context: parameters, their gradients, optimizer state, LayerNorm's mean and
+ * rstd, attention's lse, losses and the loss statistics; fill, add, scale and
+ * sum_squares act on fp32 (fill_typed and add_typed take a dtype), and copy
+ * counts bytes. matmul names each operand's dtype in its descriptor.
+ *
  * Attention is blockwise with an online softmax (FlashAttention, Dao et al.
  * 2022): it takes one block of keys/values at a time, with the global
  * positions of the queries and keys for the causal mask, and merges into an
@@ -38,9 +50,15 @@ typedef enum dfm_copy_kind {
   DFM_COPY_DEVICE_TO_DEVICE = 2
 } dfm_copy_kind;
 
-/* [backend] precision. Storage is fp32 either way: parameters (the master
- * weights), gradients, optimizer state, activations in the core's buffers and
- * every reduction. */
+/* ABI 1.5: element types of tensors. */
+typedef enum dfm_dtype {
+  DFM_DTYPE_FP32 = 0,
+  DFM_DTYPE_BF16 = 1 /* bfloat16: fp32's sign, exponent and top 7 mantissa bits, stored as uint16_t */
+} dfm_dtype;
+
+/* [backend] precision: how kernels compute. Parameters (the master weights),
+ * gradients, optimizer state and every reduction are fp32 either way; the
+ * activations are stored in the context's activation_dtype. */
 typedef enum dfm_precision {
   DFM_PRECISION_FP32 = 0, /* every kernel computes in fp32 */
   DFM_PRECISION_BF16 = 1  /* matmuls may round their inputs to bf16 and accumulate in fp32 (tensor cores);
@@ -55,14 +73,23 @@ typedef struct dfm_compute_options {
   /* ABI 1.1: a dfm_precision. A backend that does not offer it fails create
    * with DFM_ERR_UNSUPPORTED and a message naming backend.precision. */
   int32_t precision;
+  /* ABI 1.5: a dfm_dtype, the storage of the [act] arguments. A backend that
+   * does not offer it fails create with DFM_ERR_UNSUPPORTED and a message
+   * naming backend.activations. */
+  int32_t activation_dtype;
 } dfm_compute_options;
 
 #define DFM_COMPUTE_OPTIONS_V1_SIZE DFM_STRUCT_SIZE(dfm_compute_options, device_index)
 
 /* C = alpha * op(A) * op(B) + beta * C for each of `batch` matrices, row-major:
  * op(A) is m x k, op(B) is k x n, C is m x n. op(X) = X^T when trans_x != 0.
- * Matrix i of X starts at x + i * stride_x. beta = 0 ignores C's old values
- * (NaNs included); beta = 1 accumulates. */
+ * Matrix i of X starts at x + i * stride_x (strides and leading dimensions
+ * count elements of X's dtype). beta = 0 ignores C's old values (NaNs
+ * included); beta = 1 accumulates. The dtypes (ABI 1.5) may differ per
+ * operand — a linear layer's forward multiplies bf16 activations by fp32
+ * master weights into bf16 activations, its weight gradient two bf16
+ * activations into fp32 — and read as FP32 in a descriptor whose struct_size
+ * stops before them. Products accumulate in fp32 whatever the dtypes. */
 typedef struct dfm_matmul_desc {
   size_t struct_size;
   int32_t trans_a, trans_b;
@@ -72,9 +99,12 @@ typedef struct dfm_matmul_desc {
   const float* b; int64_t ldb; int64_t stride_b;
   float* c; int64_t ldc; int64_t stride_c;
   int64_t batch; /* >= 1 */
+  int32_t a_dtype, b_dtype, c_dtype; /* ABI 1.5: dfm_dtype of each operand */
 } dfm_matmul_desc;
 
 #define DFM_MATMUL_DESC_V1_SIZE DFM_STRUCT_SIZE(dfm_matmul_desc, batch)
+/* Reaches the operand dtypes (ABI 1.5). */
+#define DFM_MATMUL_DESC_V1_5_SIZE DFM_STRUCT_SIZE(dfm_matmul_desc, c_dtype)
 
 /* ABI 1.3: the pointwise work after a linear layer's GEMM, fused into the
  * GEMM where the backend can (cuBLASLt epilogues), so its output is written
@@ -86,7 +116,7 @@ typedef struct dfm_matmul_desc {
  *   DFM_EPILOGUE_GELU_BACKWARD: C[i,j] = P[i,j] * GELU'(aux[i,j])
  *                               (the gradient that leaves the next linear, taken back through the GELU)
  * GELU is gelu_forward's tanh form. aux is m x n, row-major, leading
- * dimension ld_aux >= n, and must not overlap C. */
+ * dimension ld_aux >= n, in C's dtype, and must not overlap C; bias is fp32. */
 typedef enum dfm_epilogue_kind {
   DFM_EPILOGUE_BIAS = 1,
   DFM_EPILOGUE_BIAS_GELU = 2,
@@ -153,14 +183,14 @@ typedef struct dfm_compute_v1 {
   dfm_status (*add)(void* ctx, float* out, const float* a, const float* b, int64_t count);
   /* x[i] *= alpha. */
   dfm_status (*scale)(void* ctx, float* x, float alpha, int64_t count);
-  /* out[r, j] += bias[j] for r < rows, j < dim. */
+  /* out[r, j] += bias[j] for r < rows, j < dim. out [act]. */
   dfm_status (*bias_add)(void* ctx, float* out, const float* bias, int64_t rows, int64_t dim);
-  /* dbias[j] += sum over r of dout[r, j]. */
+  /* dbias[j] += sum over r of dout[r, j]. dout [act]. */
   dfm_status (*bias_backward)(void* ctx, float* dbias, const float* dout, int64_t rows, int64_t dim);
   /* out = GELU(in), tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-   * out may alias in. */
+   * out may alias in. out, in [act]. */
   dfm_status (*gelu_forward)(void* ctx, float* out, const float* in, int64_t count);
-  /* din = dout * GELU'(in); din may alias dout. */
+  /* din = dout * GELU'(in); din may alias dout. din, in, dout [act]. */
   dfm_status (*gelu_backward)(void* ctx, float* din, const float* in, const float* dout, int64_t count);
 
   /* ---- embedding ----
@@ -168,20 +198,21 @@ typedef struct dfm_compute_v1 {
    * vocabulary-parallel) table live on this device as `table`. Ids outside
    * that range contribute nothing. */
   /* out[i, :] (= or += when accumulate) table[ids[i] - row_offset, :]; rows
-   * whose id is out of range are set to 0 (or left as they are). */
+   * whose id is out of range are set to 0 (or left as they are). out [act]. */
   dfm_status (*embedding_forward)(void* ctx, float* out, const int32_t* ids, int64_t count,
                                   const float* table, int64_t table_rows, int64_t row_offset,
                                   int64_t dim, int32_t accumulate);
-  /* dtable[ids[i] - row_offset, :] += dout[i, :] for ids in range. */
+  /* dtable[ids[i] - row_offset, :] += dout[i, :] for ids in range. dout [act]. */
   dfm_status (*embedding_backward)(void* ctx, float* dtable, const float* dout, const int32_t* ids,
                                    int64_t count, int64_t table_rows, int64_t row_offset, int64_t dim);
 
   /* ---- LayerNorm over the last dimension ---- */
-  /* out = (in - mean) * rstd * weight + bias; also stores mean[rows], rstd[rows]. */
+  /* out = (in - mean) * rstd * weight + bias; also stores mean[rows], rstd[rows].
+   * out, in [act]. */
   dfm_status (*layernorm_forward)(void* ctx, float* out, float* mean, float* rstd, const float* in,
                                   const float* weight, const float* bias, int64_t rows, int64_t dim,
                                   float eps);
-  /* din += dL/din; dweight += dL/dweight; dbias += dL/dbias. */
+  /* din += dL/din; dweight += dL/dweight; dbias += dL/dbias. din, dout, in [act]. */
   dfm_status (*layernorm_backward)(void* ctx, float* din, float* dweight, float* dbias,
                                    const float* dout, const float* in, const float* weight,
                                    const float* mean, const float* rstd, int64_t rows, int64_t dim);
@@ -190,13 +221,14 @@ typedef struct dfm_compute_v1 {
    * accumulate = 0: out and lse are overwritten with this block's result (rows
    * that see no key get out = 0 and lse = -inf).
    * accumulate = 1: out and lse hold the result over earlier blocks and are
-   * merged exactly with this block's. */
+   * merged exactly with this block's. q, k, v, out [act]. */
   dfm_status (*attention_forward)(void* ctx, const dfm_attention_desc* desc, const float* q,
                                   const float* k, const float* v, float* out, float* lse,
                                   int32_t accumulate);
   /* Gradients for one K/V block given the final out and lse over all blocks:
    * dq += dL/dq, dk += dL/dk, dv += dL/dv. dq uses q's layout (token stride
-   * q_token_stride), dk and dv use k's (kv_token_stride); dout uses out's. */
+   * q_token_stride), dk and dv use k's (kv_token_stride); dout uses out's.
+   * Every tensor but lse [act]. */
   dfm_status (*attention_backward)(void* ctx, const dfm_attention_desc* desc, const float* q,
                                    const float* k, const float* v, const float* out,
                                    const float* dout, const float* lse, float* dq, float* dk,
@@ -207,7 +239,7 @@ typedef struct dfm_compute_v1 {
    * losses[r] = -log p[targets[r]], and, in place, logits[r, j] becomes the
    * gradient grad_scale * (p[j] - [j == targets[r]]) for j < vocab. Columns
    * vocab..ld-1 (padding) are set to 0. A target < 0 ignores the row: its loss
-   * and gradient are 0. */
+   * and gradient are 0. logits [act]. */
   dfm_status (*softmax_cross_entropy)(void* ctx, float* logits, const int32_t* targets,
                                       float* losses, int64_t rows, int64_t vocab, int64_t ld,
                                       float grad_scale);
@@ -245,7 +277,7 @@ typedef struct dfm_compute_v1 {
    * phases equal softmax_cross_entropy. Rows with target < 0 are ignored
    * (loss 0, gradient 0); targets outside the slice belong to another device.
    * A table whose struct_size stops before these slots cannot run tensor
-   * parallel jobs (the host says so). */
+   * parallel jobs (the host says so). logits [act]. */
   dfm_status (*cross_entropy_max)(void* ctx, const float* logits, int64_t rows, int64_t vocab, int64_t ld,
                                   float* row_max);
   dfm_status (*cross_entropy_sums)(void* ctx, const float* logits, const int32_t* targets, const float* row_max,
@@ -270,6 +302,15 @@ typedef struct dfm_compute_v1 {
    * the host then runs matmul and the separate kernels (bias_add,
    * gelu_forward, gelu_backward), which give the same result. */
   dfm_status (*matmul_epilogue)(void* ctx, const dfm_matmul_desc* desc, const dfm_matmul_epilogue* epilogue);
+
+  /* ---- ABI 1.5: tensors of any dtype (see "Activations" above) ----
+   * fill and add for a tensor of `dtype`, results rounded to it; fill_typed
+   * and add_typed with DFM_DTYPE_FP32 are fill and add. */
+  dfm_status (*fill_typed)(void* ctx, void* dst, int32_t dtype, float value, int64_t count);
+  dfm_status (*add_typed)(void* ctx, int32_t dtype, void* out, const void* a, const void* b, int64_t count);
+  /* dst[i] = src[i] converted from src_dtype to dst_dtype (to nearest, ties
+   * to even, when narrowing); dst and src do not overlap. */
+  dfm_status (*convert)(void* ctx, void* dst, int32_t dst_dtype, const void* src, int32_t src_dtype, int64_t count);
 } dfm_compute_v1;
 
 #define DFM_COMPUTE_V1_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, sum_squares)
@@ -279,6 +320,8 @@ typedef struct dfm_compute_v1 {
 #define DFM_COMPUTE_V1_2_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, native_stream)
 /* Reaches matmul_epilogue (ABI 1.3). */
 #define DFM_COMPUTE_V1_3_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, matmul_epilogue)
+/* Reaches the typed kernels; a backend of this size reads activation_dtype (ABI 1.5). */
+#define DFM_COMPUTE_V1_5_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, convert)
 
 #ifdef __cplusplus
 }

@@ -123,6 +123,27 @@ class KernelArgs {
   const char* kernel_;
 };
 
+// ---- element types (ABI 1.5) ----
+
+inline bool is_dtype(int32_t dtype) { return dtype == DFM_DTYPE_FP32 || dtype == DFM_DTYPE_BF16; }
+
+inline void validate_dtype(const KernelArgs& args, const char* name, int32_t dtype) {
+  if (!is_dtype(dtype))
+    args.fail("'" + std::string(name) + "' is " + std::to_string(dtype) + ", expected a dfm_dtype (0 fp32, 1 bf16)");
+}
+
+// Bytes of one element of a valid dtype.
+inline size_t dtype_size(int32_t dtype) { return dtype == DFM_DTYPE_BF16 ? 2 : 4; }
+
+// The operand dtypes of a matmul descriptor: FP32 where its struct_size stops before them.
+struct MatmulDtypes {
+  int32_t a = DFM_DTYPE_FP32, b = DFM_DTYPE_FP32, c = DFM_DTYPE_FP32;
+};
+inline MatmulDtypes matmul_dtypes(const dfm_matmul_desc& d) {
+  if (d.struct_size < DFM_MATMUL_DESC_V1_5_SIZE) return {};
+  return {d.a_dtype, d.b_dtype, d.c_dtype};
+}
+
 // ---- context ----
 
 // create: `ctx` is not NULL; `options` is NULL (all defaults) or has
@@ -138,6 +159,7 @@ inline dfm_compute_options validate_create(const KernelArgs& args, const dfm_com
   known.struct_size = sizeof known;  // fields past the caller's struct_size read as 0 (fp32)
   if (known.precision != DFM_PRECISION_FP32 && known.precision != DFM_PRECISION_BF16)
     args.fail("'precision' is " + std::to_string(known.precision) + ", not a dfm_precision");
+  validate_dtype(args, "activation_dtype", known.activation_dtype);
   return known;
 }
 
@@ -183,6 +205,10 @@ inline const dfm_matmul_desc& validate_matmul(const KernelArgs& args, const dfm_
   args.pointer("a", d.a, d.m * d.k);
   args.pointer("b", d.b, d.k * d.n);
   args.pointer("c", d.c, d.m * d.n);
+  const MatmulDtypes dtypes = matmul_dtypes(d);
+  validate_dtype(args, "a_dtype", dtypes.a);
+  validate_dtype(args, "b_dtype", dtypes.b);
+  validate_dtype(args, "c_dtype", dtypes.c);
   return d;
 }
 
@@ -202,9 +228,10 @@ inline const dfm_matmul_epilogue& validate_matmul_epilogue(const KernelArgs& arg
   args.pointer("aux", e.aux, desc.m * desc.n);
   if (desc.m > 0 && desc.n > 0) {
     // The byte ranges the two matrices span, from their first to their last element.
+    const size_t element = dtype_size(matmul_dtypes(desc).c);  // aux has C's dtype
     const auto span_of = [&](const float* x, int64_t ld) {
       const auto first = reinterpret_cast<uintptr_t>(x);
-      return std::pair<uintptr_t, uintptr_t>(first, first + ((desc.m - 1) * ld + desc.n) * sizeof(float));
+      return std::pair<uintptr_t, uintptr_t>(first, first + static_cast<size_t>((desc.m - 1) * ld + desc.n) * element);
     };
     const auto [aux_begin, aux_end] = span_of(e.aux, e.ld_aux);
     const auto [c_begin, c_end] = span_of(desc.c, desc.ldc);
@@ -228,8 +255,7 @@ inline void validate_scale(const KernelArgs& args, const float* x, int64_t count
 }
 
 // bias_add: `bias` may be NULL only when there are no rows.
-inline void validate_bias_add(const KernelArgs& args, const float* out, const float* bias, int64_t rows,
-                              int64_t dim) {
+inline void validate_bias_add(const KernelArgs& args, const float* out, const float* bias, int64_t rows, int64_t dim) {
   args.non_negative("rows", rows);
   args.non_negative("dim", dim);
   args.pointer("out", out, rows * dim);
@@ -287,9 +313,9 @@ inline void validate_embedding_backward(const KernelArgs& args, const float* dta
 
 // layernorm_forward: dim >= 1 when there are rows (a row needs elements to
 // normalise); eps >= 0 (NaN refused); weight and bias NULL only without rows.
-inline void validate_layernorm_forward(const KernelArgs& args, const float* out, const float* mean,
-                                       const float* rstd, const float* in, const float* weight, const float* bias,
-                                       int64_t rows, int64_t dim, float eps) {
+inline void validate_layernorm_forward(const KernelArgs& args, const float* out, const float* mean, const float* rstd,
+                                       const float* in, const float* weight, const float* bias, int64_t rows,
+                                       int64_t dim, float eps) {
   args.non_negative("rows", rows);
   args.non_negative("dim", dim);
   if (dim == 0 && rows > 0) args.fail("'dim' is 0, expected >= 1 (a row needs elements to normalise)");
@@ -389,8 +415,8 @@ inline void validate_softmax_cross_entropy(const KernelArgs& args, const float* 
 
 // The text for a target >= vocab, for a backend that finds one later (on the device).
 inline std::string target_out_of_range(int64_t row, int64_t target, int64_t vocab) {
-  return "targets[" + std::to_string(row) + "] is " + std::to_string(target) + ", expected < vocab = " +
-         std::to_string(vocab) + " (or < 0 to ignore the row)";
+  return "targets[" + std::to_string(row) + "] is " + std::to_string(target) +
+         ", expected < vocab = " + std::to_string(vocab) + " (or < 0 to ignore the row)";
 }
 
 // Every target is < vocab (negative ones mark ignored rows). Only for a
@@ -446,6 +472,37 @@ inline void validate_sum_squares(const KernelArgs& args, const float* x, int64_t
   args.non_negative("count", count);
   args.pointer("x", x, count);
   args.not_null("out", out);
+}
+
+// ---- tensors of any dtype (ABI 1.5) ----
+
+inline void validate_fill_typed(const KernelArgs& args, const void* dst, int32_t dtype, int64_t count) {
+  validate_dtype(args, "dtype", dtype);
+  args.non_negative("count", count);
+  args.pointer("dst", dst, count);
+}
+
+inline void validate_add_typed(const KernelArgs& args, int32_t dtype, const void* out, const void* a, const void* b,
+                               int64_t count) {
+  validate_dtype(args, "dtype", dtype);
+  args.non_negative("count", count);
+  args.pointer("out", out, count);
+  args.pointer("a", a, count);
+  args.pointer("b", b, count);
+}
+
+// convert: dst and src do not overlap.
+inline void validate_convert(const KernelArgs& args, const void* dst, int32_t dst_dtype, const void* src,
+                             int32_t src_dtype, int64_t count) {
+  validate_dtype(args, "dst_dtype", dst_dtype);
+  validate_dtype(args, "src_dtype", src_dtype);
+  args.non_negative("count", count);
+  args.pointer("dst", dst, count);
+  args.pointer("src", src, count);
+  const auto dst_begin = reinterpret_cast<uintptr_t>(dst), src_begin = reinterpret_cast<uintptr_t>(src);
+  const auto dst_end = dst_begin + static_cast<size_t>(count) * dtype_size(dst_dtype);
+  const auto src_end = src_begin + static_cast<size_t>(count) * dtype_size(src_dtype);
+  if (count > 0 && dst_begin < src_end && src_begin < dst_end) args.fail("'dst' overlaps 'src'");
 }
 
 }  // namespace dfm::sdk

@@ -17,11 +17,19 @@ namespace dfm {
 
 struct LoadedPlugin;
 
+// Bytes of one element of a dfm_dtype.
+inline size_t dtype_size(dfm_dtype dtype) { return dtype == DFM_DTYPE_BF16 ? 2 : 4; }
+
+// Whether a compute table has ABI 1.5's typed kernels, which activations other than fp32 need.
+bool offers_typed_kernels(const dfm_compute_v1& table);
+
 class ComputeBackend {
  public:
   // `plugin` must be a loaded compute plugin; threads 0 = all cores.
+  // `activations` is the storage of the kernels' [act] arguments (compute.h);
+  // anything but fp32 needs a backend of ABI 1.5 that offers it.
   ComputeBackend(const LoadedPlugin& plugin, int64_t threads, int64_t device_index,
-                 dfm_precision precision = DFM_PRECISION_FP32);
+                 dfm_precision precision = DFM_PRECISION_FP32, dfm_dtype activations = DFM_DTYPE_FP32);
   ~ComputeBackend();
   ComputeBackend(const ComputeBackend&) = delete;
   ComputeBackend& operator=(const ComputeBackend&) = delete;
@@ -45,6 +53,20 @@ class ComputeBackend {
   void download(void* host_dst, const void* device_src, size_t bytes);
   void copy(void* device_dst, const void* device_src, size_t bytes);
   void fill(float* dst, float value, int64_t count);
+
+  // ---- activations, in the dtype the context was created with ----
+  dfm_dtype activation_dtype() const { return activations_; }
+  size_t activation_size() const { return dtype_size(activations_); }
+  // `act` moved on by `elements` activations (the kernels' [act] arguments are float*).
+  float* activation_at(const float* act, int64_t elements) const {
+    return reinterpret_cast<float*>(const_cast<char*>(reinterpret_cast<const char*>(act)) +
+                                    elements * static_cast<int64_t>(activation_size()));
+  }
+  void fill_activations(float* dst, float value, int64_t count);
+  // out = a + b; out may alias a or b.
+  void add_activations(float* out, const float* a, const float* b, int64_t count);
+  // `count` activations into fp32 (a plain copy when the activations are fp32).
+  void activations_to_fp32(float* dst, const float* act, int64_t count);
   // matmul with a fused epilogue (compute.h matmul_epilogue, ABI 1.3). A
   // backend without the slot gets matmul and the separate kernels (the same
   // result); that path needs C and aux dense (ldc = ld_aux = n).
@@ -55,6 +77,7 @@ class ComputeBackend {
   const dfm_compute_v1* table_ = nullptr;
   void* ctx_ = nullptr;
   std::string name_;
+  dfm_dtype activations_ = DFM_DTYPE_FP32;
 };
 
 // Device memory of `count` elements of T, freed with its backend.
@@ -64,7 +87,8 @@ class DeviceBuffer {
   DeviceBuffer() = default;
   // count 0 allocates nothing (data() is null).
   DeviceBuffer(ComputeBackend& backend, int64_t count)
-      : backend_(&backend), count_(count),
+      : backend_(&backend),
+        count_(count),
         data_(count > 0 ? static_cast<T*>(backend.alloc(static_cast<size_t>(count) * sizeof(T))) : nullptr) {}
   ~DeviceBuffer() { reset(); }
   DeviceBuffer(DeviceBuffer&& o) noexcept { *this = std::move(o); }
@@ -99,6 +123,24 @@ class DeviceBuffer {
   ComputeBackend* backend_ = nullptr;
   int64_t count_ = 0;
   T* data_ = nullptr;
+};
+
+// Device memory for `count` activations in the backend's activation dtype.
+class ActivationBuffer {
+ public:
+  ActivationBuffer() = default;
+  ActivationBuffer(ComputeBackend& backend, int64_t count)
+      : backend_(&backend), bytes_(backend, count * static_cast<int64_t>(backend.activation_size())) {}
+
+  // The buffer as the kernels' [act] arguments take it.
+  float* data() const { return reinterpret_cast<float*>(bytes_.data()); }
+  // Activation `element` of the buffer.
+  float* at(int64_t element) const { return backend_->activation_at(data(), element); }
+  size_t bytes() const { return bytes_.bytes(); }
+
+ private:
+  ComputeBackend* backend_ = nullptr;
+  DeviceBuffer<std::byte> bytes_;
 };
 
 }  // namespace dfm

@@ -73,7 +73,7 @@ class GptModel {
   float* chunk_output(int32_t chunk, int32_t slot);
   float* chunk_output_gradient(int32_t chunk, int32_t slot);
   float* chunk_input_gradient(int32_t chunk, int32_t slot);
-  // Floats in each of those tensors for micro-batches of `batch` sequences of
+  // Activations in each of those tensors for micro-batches of `batch` sequences of
   // `tokens_per_seq` tokens in a training pass.
   int64_t boundary_count(int64_t batch, int64_t tokens_per_seq) const;
 
@@ -92,7 +92,8 @@ class GptModel {
 
   const GptShape& shape() const { return shape_; }
   const ModelLayout& layout() const { return layout_; }
-  // Device bytes of the activation slots this rank allocated.
+  // Device bytes of the activation slots this rank allocated (activations in
+  // the backend's activation dtype, row statistics in fp32).
   int64_t activation_bytes() const { return activation_bytes_; }
 
  private:
@@ -102,24 +103,36 @@ class GptModel {
   };
   // "outside" rows are this rank's tokens outside the tensor-parallel regions
   // (all of them, or its sequence-parallel share); "inside" rows are all of them.
+  // Activations (and their gradients) are in the backend's activation dtype;
+  // the row statistics (mean, rstd, lse) and losses are fp32 (compute.h).
   struct LayerActivations {
-    DeviceBuffer<float> residual_in;  // [outside, C] the stream entering the block
-    DeviceBuffer<float> ln1;          // [inside, C]
+    ActivationBuffer residual_in;            // [outside, C] the stream entering the block
+    ActivationBuffer ln1;                    // [inside, C]
     DeviceBuffer<float> ln1_mean, ln1_rstd;  // [outside]
-    DeviceBuffer<float> qkv;          // [inside, 3C/tp]: this rank's heads of Q, K, V
-    DeviceBuffer<float> attn, lse;    // [inside, C/tp], [B, H/tp, T]
-    DeviceBuffer<float> residual_mid; // [outside, C] after the attention residual
-    DeviceBuffer<float> ln2;          // [inside, C]
+    ActivationBuffer qkv;                    // [inside, 3C/tp]: this rank's heads of Q, K, V
+    ActivationBuffer attn;                   // [inside, C/tp]
+    DeviceBuffer<float> lse;                 // [B, H/tp, T]
+    ActivationBuffer residual_mid;           // [outside, C] after the attention residual
+    ActivationBuffer ln2;                    // [inside, C]
     DeviceBuffer<float> ln2_mean, ln2_rstd;
-    DeviceBuffer<float> fc_pre, fc_act;  // [inside, 4C/tp]
+    ActivationBuffer fc_pre, fc_act;  // [inside, 4C/tp]
   };
   // One micro-batch's activations of one chunk.
   struct SlotActivations {
     std::vector<LayerActivations> layers;  // the chunk's blocks
-    DeviceBuffer<float> output;            // [outside, C] after the last block
-    DeviceBuffer<float> output_grad;       // [outside, C] dLoss/d(output) (no head); backward's running gradient
-    DeviceBuffer<float> lnf, lnf_mean, lnf_rstd, logits, losses;  // the head's
+    ActivationBuffer output;               // [outside, C] after the last block
+    ActivationBuffer output_grad;          // [outside, C] dLoss/d(output) (no head); backward's running gradient
+    ActivationBuffer lnf, logits;          // the head's
+    DeviceBuffer<float> lnf_mean, lnf_rstd, losses;
   };
+  // Operand dtypes of the model's GEMMs: activations times weights into
+  // activations (forward, input gradients), or activations times activations
+  // into a weight gradient (fp32, accumulated).
+  struct GemmDtypes {
+    dfm_dtype a, b, c;
+  };
+  GemmDtypes into_activations() const { return {act_, DFM_DTYPE_FP32, act_}; }
+  GemmDtypes into_weight_grad() const { return {act_, act_, DFM_DTYPE_FP32}; }
 
   SlotActivations make_slot(const ModelChunk& chunk, int64_t max_batch);
   SlotActivations& slot_of(int32_t chunk, int32_t slot);
@@ -158,10 +171,11 @@ class GptModel {
   // linear, on the GEMM's epilogue); dw += in^T @ dout; db += colsum(dout) when db is given.
   void linear_backward(float* din, float* dw, float* db, const float* dout, const float* in, const float* w,
                        int64_t in_dim, int64_t out_dim, float* gelu_input = nullptr);
-  static dfm_matmul_desc matmul_desc(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
-                                     int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
-  void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-              const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+  static dfm_matmul_desc matmul_desc(GemmDtypes dtypes, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                                     const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                                     int64_t ldc);
+  void matmul(GemmDtypes dtypes, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
+              int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
   ComputeBackend& backend_;
   const dfm_compute_v1& k_;
@@ -170,6 +184,7 @@ class GptModel {
   SequenceSplit* sequence_;
   const TensorSplit& tensor_;
   GptShape shape_;
+  dfm_dtype act_;  // the backend's activation dtype
   ModelLayout layout_;
   int64_t max_rows_, outside_capacity_;
   // This rank's slice sizes: channels of its heads, MLP columns, vocabulary rows and where they start.
@@ -187,11 +202,11 @@ class GptModel {
   std::vector<std::vector<SlotActivations>> slots_;          // per chunk, per slot
   DeviceBuffer<float> row_max_, row_sums_;                   // vocabulary-parallel loss statistics
   DeviceBuffer<int32_t> outside_positions_;
-  const int32_t* positions_outside_ = nullptr;               // of the current micro-batch
+  const int32_t* positions_outside_ = nullptr;  // of the current micro-batch
   // scratch: inside rows (partial sums before a region exit, gradients after a
   // region's backward exit) and outside rows (sequence-parallel shares).
-  DeviceBuffer<float> inside_scratch_, outside_scratch_, d_outside_;
-  DeviceBuffer<float> d_ln_, d_qkv_, d_attn_, d_fc_;
+  ActivationBuffer inside_scratch_, outside_scratch_, d_outside_;
+  ActivationBuffer d_ln_, d_qkv_, d_attn_, d_fc_;
 };
 
 }  // namespace dfm

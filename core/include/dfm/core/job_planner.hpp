@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "dfm/compute.h"
 #include "dfm/core/layout.hpp"
 #include "dfm/core/mesh.hpp"
 
@@ -23,13 +24,14 @@ struct LoadedPlugin;
 struct JobPlan {
   Layout layout;
   Mesh mesh{1, 1, 1, 1};
-  std::vector<std::string> chain;                 // strategy names in application order
-  std::vector<const LoadedPlugin*> strategies;    // same order
-  const LoadedPlugin* compute = nullptr;          // null only in a dry run whose backend is missing
-  const LoadedPlugin* comm = nullptr;             // null when world == 1 or missing in a dry run
-  std::string compute_name, comm_name;            // [backend] compute and comm
-  std::vector<std::string> warnings;              // shown, not fatal (dry run only)
-  std::vector<std::string> errors;                // fatal: "file:line:col: key: ..."
+  std::vector<std::string> chain;               // strategy names in application order
+  std::vector<const LoadedPlugin*> strategies;  // same order
+  const LoadedPlugin* compute = nullptr;        // null only in a dry run whose backend is missing
+  const LoadedPlugin* comm = nullptr;           // null when world == 1 or missing in a dry run
+  std::string compute_name, comm_name;          // [backend] compute and comm
+  dfm_dtype activations = DFM_DTYPE_FP32;       // backend.activations, "auto" resolved
+  std::vector<std::string> warnings;            // shown, not fatal (dry run only)
+  std::vector<std::string> errors;              // fatal: "file:line:col: key: ..."
   bool ok() const { return errors.empty(); }
 };
 
