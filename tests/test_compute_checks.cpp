@@ -86,6 +86,51 @@ TEST(ComputeChecks, MatmulLeadingDimensionsFollowTheTransposes) {
   expect_refused([&] { sdk::validate_matmul(kArgs, nullptr); }, "mine.kernel: 'desc' is NULL");
 }
 
+// ABI 1.5: dtypes are checked wherever they appear; a matmul descriptor that
+// stops before its dtypes reads as all fp32, whatever lies past its struct_size.
+TEST(ComputeChecks, DtypesOfOptionsMatmulsAndTypedKernels) {
+  void* ctx = nullptr;
+  dfm_compute_options options{};
+  options.struct_size = sizeof options;
+  options.activation_dtype = DFM_DTYPE_BF16;
+  EXPECT_EQ(sdk::validate_create(kArgs, &options, &ctx).activation_dtype, DFM_DTYPE_BF16);
+  options.activation_dtype = 2;
+  expect_refused([&] { sdk::validate_create(kArgs, &options, &ctx); },
+                 "mine.kernel: 'activation_dtype' is 2, expected a dfm_dtype (0 fp32, 1 bf16)");
+
+  float x[8] = {};
+  dfm_matmul_desc d{};
+  d.struct_size = sizeof d;
+  d.m = d.n = d.k = 2;
+  d.lda = d.ldb = d.ldc = 2;
+  d.batch = 1;
+  d.a = d.b = d.c = x;
+  d.a_dtype = DFM_DTYPE_BF16;
+  d.c_dtype = 9;
+  expect_refused([&] { sdk::validate_matmul(kArgs, &d); },
+                 "mine.kernel: 'c_dtype' is 9, expected a dfm_dtype (0 fp32, 1 bf16)");
+  d.c_dtype = DFM_DTYPE_BF16;
+  const sdk::MatmulDtypes read = sdk::matmul_dtypes(sdk::validate_matmul(kArgs, &d));
+  EXPECT_EQ(read.a, DFM_DTYPE_BF16);
+  EXPECT_EQ(read.b, DFM_DTYPE_FP32);
+  EXPECT_EQ(read.c, DFM_DTYPE_BF16);
+  d.struct_size = DFM_MATMUL_DESC_V1_SIZE;  // an ABI 1.0 caller: the fields past it are not its
+  d.c_dtype = 9;
+  EXPECT_EQ(sdk::matmul_dtypes(sdk::validate_matmul(kArgs, &d)).a, DFM_DTYPE_FP32);
+
+  uint16_t bf16[4] = {};
+  sdk::validate_convert(kArgs, bf16, DFM_DTYPE_BF16, x, DFM_DTYPE_FP32, 4);
+  // 4 fp32 values from x span bytes 0..16; bf16 written at x + 2 floats overlap them.
+  expect_refused([&] { sdk::validate_convert(kArgs, x + 2, DFM_DTYPE_BF16, x, DFM_DTYPE_FP32, 4); },
+                 "mine.kernel: 'dst' overlaps 'src'");
+  expect_refused([&] { sdk::validate_fill_typed(kArgs, nullptr, DFM_DTYPE_BF16, 3); },
+                 "mine.kernel: 'dst' is NULL but addresses 3 elements");
+  expect_refused([&] { sdk::validate_add_typed(kArgs, -1, x, x, x, 1); },
+                 "mine.kernel: 'dtype' is -1, expected a dfm_dtype (0 fp32, 1 bf16)");
+  EXPECT_EQ(sdk::dtype_size(DFM_DTYPE_BF16), 2u);
+  EXPECT_EQ(sdk::dtype_size(DFM_DTYPE_FP32), 4u);
+}
+
 TEST(ComputeChecks, AttentionCountsValuesNotTokens) {
   dfm_attention_desc d{};
   d.struct_size = sizeof d;
