@@ -2,7 +2,7 @@
 // backend: each kernel with [act] arguments runs twice on the same values —
 // in a context with fp32 activations and in one with bf16 activations — and
 // the bf16 result must be the fp32 result rounded to bf16 (to within one bf16
-// step, 2^-8 relative, for sums taken in another order). Inputs are drawn as
+// step, for sums taken in another order). Inputs are drawn as
 // bf16 values so both contexts see the same numbers; the fp32 kernels
 // themselves are checked against references in test_cpu_kernels and
 // test_cuda_kernels. Strided cases (Q, K, V read from one fused row, dQ, dK,
@@ -84,15 +84,33 @@ class Act {
   Buffer<uint16_t> b16_;
 };
 
+// The distance from bf16 value v to the next one away from zero: 2^-7 of
+// v's power of two (bf16 keeps 7 fraction bits), between 2^-8 and 2^-7 of |v|.
+double bf16_step(double v) { return v == 0.0 ? 0.0 : std::ldexp(1.0, std::ilogb(v) - 7); }
+
 // The bf16 context's result is the fp32 one rounded, within one bf16 step
-// (and 1e-5 of the tensor's largest value, for sums that cancel).
+// (and 1e-5 of the tensor's largest value, for sums that cancel): a kernel
+// that sums in another order (a GPU library picks its kernel by the output's
+// dtype) may land an fp32 value on the other side of a rounding boundary.
+// That is rare — fp32's noise is a few 2^-24 against a step of 2^-8 — so at
+// most 1% of the elements may differ at all: a kernel that rounds twice
+// (before and after adding a bias, say) moves far more of them.
 void expect_rounded(const Act& x, const std::string& what) {
   const std::vector<float> want = x.f32_result(), got = x.b16_result();
   double largest = 0;
   for (float v : want) largest = std::max(largest, static_cast<double>(std::abs(v)));
-  std::vector<double> expected;
-  for (float v : want) expected.push_back(rounded(v));
-  expect_close(got, expected, 1e-5 * largest, std::ldexp(1.0, -8), what);
+  size_t failures = 0, moved = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double expected = rounded(want[i]);
+    const double tolerance = bf16_step(expected) + 1e-5 * largest;
+    if (got[i] != expected) ++moved;
+    if (!(std::abs(got[i] - expected) <= tolerance) && ++failures <= 5)
+      ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", expected " << expected << " (tolerance "
+                    << tolerance << ")";
+  }
+  EXPECT_EQ(failures, 0u) << what << ": elements more than one bf16 step from the fp32 result rounded";
+  EXPECT_LE(moved, want.size() / 100) << what << ": " << moved << " of " << want.size()
+                                      << " elements are not the fp32 result rounded";
 }
 
 // An fp32 tensor (weights, statistics, gradients of weights) on both contexts.
@@ -137,21 +155,30 @@ dfm_matmul_desc gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k
   return d;
 }
 
-class Bf16Activations : public ::testing::TestWithParam<const char*> {
+// A backend, and the precision both contexts compute in: fp32, or bf16
+// (GEMM inputs rounded to bf16, attention on cuDNN where the backend has it),
+// whose inputs here are bf16 values already, so the rule holds for both.
+struct BackendPrecision {
+  const char* backend;
+  dfm_precision precision;
+};
+
+class Bf16Activations : public ::testing::TestWithParam<BackendPrecision> {
  protected:
   void SetUp() override {
     Backends& b = Backends::get();
-    const LoadedPlugin* plugin = b.registry.find(DFM_PLUGIN_COMPUTE, GetParam());
-    if (plugin == nullptr && std::string(GetParam()) == "cuda")
+    const char* name = GetParam().backend;
+    const LoadedPlugin* plugin = b.registry.find(DFM_PLUGIN_COMPUTE, name);
+    if (plugin == nullptr && std::string(name) == "cuda")
       GTEST_SKIP() << "the cuda plugin was not built (no CUDA toolkit)";
     ASSERT_NE(plugin, nullptr) << refusals(b.registry);
-    if (!plugin->available) GTEST_SKIP() << GetParam() << " backend: " << plugin->unavailable_reason;
+    if (!plugin->available) GTEST_SKIP() << name << " backend: " << plugin->unavailable_reason;
     backend_.descriptor = plugin->descriptor;
     backend_.api = static_cast<const dfm_compute_v1*>(plugin->descriptor->table);
     if (backend_.api->struct_size < DFM_COMPUTE_V1_5_SIZE || backend_.api->convert == nullptr)
-      GTEST_SKIP() << GetParam() << " backend does not offer bf16 activations (compute.h ABI 1.5 typed slots NULL)";
-    f32_ = std::make_unique<Device>(backend_, 1, DFM_PRECISION_FP32, DFM_DTYPE_FP32);
-    b16_ = std::make_unique<Device>(backend_, 1, DFM_PRECISION_FP32, DFM_DTYPE_BF16);
+      GTEST_SKIP() << name << " backend does not offer bf16 activations (compute.h ABI 1.5 typed slots NULL)";
+    f32_ = std::make_unique<Device>(backend_, 1, GetParam().precision, DFM_DTYPE_FP32);
+    b16_ = std::make_unique<Device>(backend_, 1, GetParam().precision, DFM_DTYPE_BF16);
   }
   Act act(const std::vector<float>& values) const { return Act(*f32_, *b16_, values); }
   Fp32 fp32(const std::vector<float>& values) const { return Fp32(*f32_, *b16_, values); }
@@ -412,8 +439,13 @@ TEST_P(Bf16Activations, GeluBackwardEpilogueReadsABf16Aux) {
   expect_rounded(dx, "GELU-backward epilogue");
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, Bf16Activations, ::testing::Values("cpu", "cuda"),
-                         [](const ::testing::TestParamInfo<const char*>& info) { return std::string(info.param); });
+INSTANTIATE_TEST_SUITE_P(
+    Backends, Bf16Activations,
+    ::testing::Values(BackendPrecision{"cpu", DFM_PRECISION_FP32}, BackendPrecision{"cpu", DFM_PRECISION_BF16},
+                      BackendPrecision{"cuda", DFM_PRECISION_FP32}, BackendPrecision{"cuda", DFM_PRECISION_BF16}),
+    [](const ::testing::TestParamInfo<BackendPrecision>& info) {
+      return std::string(info.param.backend) + (info.param.precision == DFM_PRECISION_BF16 ? "_bf16" : "_fp32");
+    });
 
 }  // namespace
 }  // namespace dfm::test

@@ -7,35 +7,51 @@
 #   2. GPT training on cuda fp32 against cpu: per-step loss over 20 steps;
 #   3. the exported model against Hugging Face transformers (if torch is there);
 #   4. throughput of GPT-2 124M and 350M shapes at seq_len 1024, fp32 and bf16
-#      (bf16 with the MFU against the GPU's bf16 dense peak when the GPU is known);
+#      (bf16 activations, and fp32 ones for comparison; bf16 with the MFU
+#      against the GPU's bf16 dense peak when the GPU is known);
 #   5. causal attention forward+backward TFLOP/s at seq 4K, head_dim 64 and 128,
-#      fp32 (dfm's kernel) and bf16 (cuDNN's fused flash attention).
-# Prints a short table at the end. Usage: tools/gpu-check.sh BUNDLE_DIR
+#      fp32 (dfm's kernel) and bf16 (cuDNN's fused flash attention);
+#   6. the GPU time of each kernel in a bf16 GPT-2 124M step (DFM_CUDA_KERNEL_TIMES).
+# Prints a short table at the end; every step's log stays in LOG_DIR (default: a
+# fresh temporary folder). Usage: tools/gpu-check.sh BUNDLE_DIR [LOG_DIR]
 set -uo pipefail
 bundle=$(cd "${1:?usage: tools/gpu-check.sh BUNDLE_DIR}" && pwd)
 here=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d)
+work=${2:-$(mktemp -d)}
+mkdir -p "$work"
+# Each step is cut off after this many seconds, so one hung step cannot eat the machine's time.
+step_limit=${DFM_GPU_STEP_LIMIT_S:-150}
+limited() { timeout --kill-after=10 "$step_limit" "$@"; }
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-# cuDNN may come with the toolkit or as a Python wheel (nvidia-cudnn-cu13): take the wheel's where the toolkit has none.
-if ! ldconfig -p | grep -q libcudnn.so.9 && [[ ! -e /usr/local/cuda/lib64/libcudnn.so.9 ]]; then
-  cudnn_wheel=$(python3 -c 'import nvidia.cudnn, os; print(os.path.join(list(nvidia.cudnn.__path__)[0], "lib"))' 2>/dev/null)
-  [[ -n $cudnn_wheel ]] && export LD_LIBRARY_PATH="$cudnn_wheel:$LD_LIBRARY_PATH"
-fi
+# cuDNN and NCCL may come with the toolkit or as Python wheels (nvidia-cudnn-cu13,
+# nvidia-nccl-cu13): take a wheel's library folder where the system has none.
+for wheel_lib in cudnn:libcudnn.so.9 nccl:libnccl.so.2; do
+  module=${wheel_lib%%:*} soname=${wheel_lib#*:}
+  if ! ldconfig -p | grep -q "$soname" && [[ ! -e /usr/local/cuda/lib64/$soname ]]; then
+    wheel_dir=$(python3 -c "import nvidia.$module, os; print(os.path.join(list(nvidia.$module.__path__)[0], 'lib'))" 2>/dev/null)
+    [[ -n $wheel_dir ]] && export LD_LIBRARY_PATH="$wheel_dir:$LD_LIBRARY_PATH"
+  fi
+done
 export DFM_TEST_PLUGIN_DIR="$bundle/lib/dfm/plugins"
 summary=()
 note() { summary+=("$(printf '%-34s %s' "$1" "$2")"); }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$bundle/bin/dfm-run" --list-plugins
+for plugin in "$bundle"/lib/dfm/plugins/*.so; do  # a library the plugins cannot find, named now
+  ldd "$plugin" | sed -n "s|^\s*\(.*not found\)|$(basename "$plugin"): \1|p"
+done
 
 # Runs a GoogleTest program of the bundle and notes PASS, SKIPPED or FAIL.
 gtest_step() {  # label program
   local label=$1 program=$2
-  "$bundle/bin/$program" --gtest_brief=1 >"$work/$program.log" 2>&1
+  limited "$bundle/bin/$program" --gtest_brief=1 >"$work/$program.log" 2>&1
   local rc=$? passed skipped
   passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$work/$program.log")
   skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$work/$program.log")
-  if ((rc != 0)); then
+  if ((rc == 124 || rc == 137)); then
+    note "$label" "FAIL (cut off after ${step_limit} s)"
+  elif ((rc != 0)); then
     note "$label" "FAIL"
   elif [[ -n $skipped ]]; then
     note "$label" "PASS (${passed:-0} cases), SKIPPED ($skipped cases; the log says why)"
@@ -61,7 +77,7 @@ echo "== 2. GPT fp32: cuda vs cpu, 20 steps"
 run_job() {  # backend out_dir [extra --set ...]
   local backend=$1 out=$2
   shift 2
-  "$bundle/bin/dfm-run" "$here/configs/default.toml" --set train.steps=20 --set sample.every=0 \
+  limited "$bundle/bin/dfm-run" "$here/configs/default.toml" --set train.steps=20 --set sample.every=0 \
     --set "backend.compute=\"$backend\"" --set "job.out_dir=\"$out\"" "$@" >"$out.log" 2>&1
 }
 run_job cpu "$work/cpu" || tail -n 5 "$work/cpu.log"
@@ -103,25 +119,31 @@ esac
 bench() {  # name peak-tflops (0: no MFU) args...
   local name=$1 peak_tflops=$2
   shift 2
-  "$bundle/bin/bench_train_throughput" --compute cuda --peak-tflops "$peak_tflops" "$@" | tee "$work/bench-$name.txt"
+  limited "$bundle/bin/bench_train_throughput" --compute cuda --peak-tflops "$peak_tflops" "$@" | tee "$work/bench-$name.txt"
   local mfu
   mfu=$(sed -n 's/^MFU: \([0-9.]*%\).*/, MFU \1/p' "$work/bench-$name.txt")
   note "$name tokens/s" "$(sed -n 's/^tokens\/s: //p' "$work/bench-$name.txt") ($(sed -n 's/^model FLOP\/s: \([0-9.]*\) GFLOP.*/\1 GFLOP\/s/p' "$work/bench-$name.txt")$mfu)"
 }
 bench "GPT-2 124M seq 1024 b8 fp32" 0 --seq 1024 --batch 8 --steps 5
 bench "GPT-2 350M seq 1024 b8 fp32" 0 --layers 24 --d-model 1024 --heads 16 --seq 1024 --batch 8 --steps 5
+bench "GPT-2 124M seq 1024 b8 bf16, fp32 act" "$peak" --seq 1024 --batch 8 --steps 5 --precision bf16 --activations fp32
 bench "GPT-2 124M seq 1024 b8 bf16" "$peak" --seq 1024 --batch 8 --steps 5 --precision bf16
+bench "GPT-2 124M seq 1024 b32 bf16" "$peak" --seq 1024 --batch 32 --steps 5 --precision bf16
 bench "GPT-2 350M seq 1024 b8 bf16" "$peak" --layers 24 --d-model 1024 --heads 16 --seq 1024 --batch 8 --steps 5 --precision bf16
 
 echo "== 5. attention, causal, seq 4096 (fp32: dfm's kernel; bf16: cuDNN)"
 for precision in fp32 bf16; do
   for head_dim in 64 128; do
     out="$work/attention-$precision-$head_dim.txt"
-    "$bundle/bin/bench_attention_throughput" --compute cuda --precision "$precision" --seq 4096 \
+    limited "$bundle/bin/bench_attention_throughput" --compute cuda --precision "$precision" --seq 4096 \
       --heads $((1024 / head_dim)) --head-dim "$head_dim" --batch 4 --reps 5 | tee "$out"
     note "attention $precision fwd+bwd head_dim $head_dim" "$(sed -n 's/^forward+backward: //p' "$out")"
   done
 done
+
+echo "== 6. where the GPU time goes: GPT-2 124M, seq 1024, b8, bf16 (DFM_CUDA_KERNEL_TIMES)"
+DFM_CUDA_KERNEL_TIMES=1 limited "$bundle/bin/bench_train_throughput" --compute cuda --seq 1024 --batch 8 --steps 5 \
+  --precision bf16 2>&1 | sed -n '/cuda kernel times/,$p' | tee "$work/kernel-times.txt"
 
 echo
 echo "== summary"

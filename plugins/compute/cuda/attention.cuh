@@ -17,6 +17,7 @@
 
 #include "cuda_backend.hpp"
 #include "device_math.cuh"
+#include "staging.hpp"
 
 namespace dfm::cuda {
 
@@ -64,9 +65,25 @@ inline AttentionShape attention_shape(const Args& args, const dfm_attention_desc
   if (d.head_dim > kMaxHeadDim)
     args.unsupported("'head_dim' is " + std::to_string(d.head_dim) + ", the fp32 attention kernel takes at most " +
                      std::to_string(kMaxHeadDim));
-  return AttentionShape{d.batch,          d.heads,          d.head_dim,       d.q_len,  d.kv_len,
-                        d.q_token_stride, d.kv_token_stride, d.o_token_stride, d.q_pos0, d.kv_pos0,
-                        d.causal != 0 ? 1 : 0, d.scale};
+  return AttentionShape{d.batch,
+                        d.heads,
+                        d.head_dim,
+                        d.q_len,
+                        d.kv_len,
+                        d.q_token_stride,
+                        d.kv_token_stride,
+                        d.o_token_stride,
+                        d.q_pos0,
+                        d.kv_pos0,
+                        d.causal != 0 ? 1 : 0,
+                        d.scale};
+}
+
+// One of a call's tensors (q, k, v, out, or a gradient) as staging.hpp sees
+// it: batch * tokens rows of heads * head_dim values, token_stride apart. In a
+// bf16-activation context the fp32 kernels run on fp32 copies of them.
+inline MatrixLayout attention_rows(const dfm_attention_desc& d, int64_t tokens, int64_t token_stride) {
+  return MatrixLayout{d.batch * tokens, d.heads * d.head_dim, token_stride};
 }
 
 // Blocks of a kernel that gives each (batch, head) pair `tiles` blocks.

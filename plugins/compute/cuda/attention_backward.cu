@@ -28,9 +28,9 @@ size_t dkdv_shared_bytes(int64_t head_dim) {
 }
 
 size_t dq_shared_bytes(int64_t head_dim) {
-  return sizeof(float) * (3 * kQueryTile * head_dim           // queries, their dout, dQ
+  return sizeof(float) * (3 * kQueryTile * head_dim             // queries, their dout, dQ
                           + 2 * kKeyTile * key_pitch(head_dim)  // K and V tiles
-                          + 2 * kQueryTile);                  // lse, D
+                          + 2 * kQueryTile);                    // lse, D
 }
 
 __global__ void __launch_bounds__(kAttentionThreads)
@@ -39,13 +39,13 @@ __global__ void __launch_bounds__(kAttentionThreads)
   extern __shared__ float shared[];
   const int dim = static_cast<int>(a.head_dim);
   const int pitch = key_pitch(dim);
-  float* k_tile = shared;                             // [kKeyTile][pitch]
-  float* v_tile = k_tile + kKeyTile * pitch;          // [kKeyTile][pitch]
-  float* dk_acc = v_tile + kKeyTile * pitch;          // [kKeyTile][dim]
-  float* dv_acc = dk_acc + kKeyTile * dim;            // [kKeyTile][dim]
-  float* q_chunk = dv_acc + kKeyTile * dim;           // [kQueryChunk][dim]
-  float* do_chunk = q_chunk + kQueryChunk * dim;      // [kQueryChunk][dim]
-  float* p_chunk = do_chunk + kQueryChunk * dim;      // [kQueryChunk][kKeyTile]
+  float* k_tile = shared;                              // [kKeyTile][pitch]
+  float* v_tile = k_tile + kKeyTile * pitch;           // [kKeyTile][pitch]
+  float* dk_acc = v_tile + kKeyTile * pitch;           // [kKeyTile][dim]
+  float* dv_acc = dk_acc + kKeyTile * dim;             // [kKeyTile][dim]
+  float* q_chunk = dv_acc + kKeyTile * dim;            // [kQueryChunk][dim]
+  float* do_chunk = q_chunk + kQueryChunk * dim;       // [kQueryChunk][dim]
+  float* p_chunk = do_chunk + kQueryChunk * dim;       // [kQueryChunk][kKeyTile]
   float* ds_chunk = p_chunk + kQueryChunk * kKeyTile;  // [kQueryChunk][kKeyTile]
 
   const int lane = threadIdx.x % kWarpSize;
@@ -117,13 +117,13 @@ __global__ void __launch_bounds__(kAttentionThreads)
   extern __shared__ float shared[];
   const int dim = static_cast<int>(a.head_dim);
   const int pitch = key_pitch(dim);
-  float* q_tile = shared;                       // [kQueryTile][dim]
-  float* do_tile = q_tile + kQueryTile * dim;   // [kQueryTile][dim]
-  float* dq_acc = do_tile + kQueryTile * dim;   // [kQueryTile][dim]
-  float* k_tile = dq_acc + kQueryTile * dim;    // [kKeyTile][pitch]
-  float* v_tile = k_tile + kKeyTile * pitch;    // [kKeyTile][pitch]
-  float* row_lse = v_tile + kKeyTile * pitch;   // [kQueryTile]
-  float* row_d = row_lse + kQueryTile;          // [kQueryTile]
+  float* q_tile = shared;                      // [kQueryTile][dim]
+  float* do_tile = q_tile + kQueryTile * dim;  // [kQueryTile][dim]
+  float* dq_acc = do_tile + kQueryTile * dim;  // [kQueryTile][dim]
+  float* k_tile = dq_acc + kQueryTile * dim;   // [kKeyTile][pitch]
+  float* v_tile = k_tile + kKeyTile * pitch;   // [kKeyTile][pitch]
+  float* row_lse = v_tile + kKeyTile * pitch;  // [kQueryTile]
+  float* row_d = row_lse + kQueryTile;         // [kQueryTile]
 
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
@@ -181,9 +181,8 @@ __global__ void __launch_bounds__(kAttentionThreads)
 
 }  // namespace
 
-dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k,
-                              const float* v, const float* out, const float* dout, const float* lse, float* dq,
-                              float* dk, float* dv) {
+dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k, const float* v,
+                              const float* out, const float* dout, const float* lse, float* dq, float* dk, float* dv) {
   return sdk::guard([&] {
     const Args args("attention_backward", ctx);
     const dfm_attention_desc& d = sdk::validate_attention_backward(args, desc, q, k, v, out, dout, lse, dq, dk, dv);
@@ -192,12 +191,28 @@ dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const f
     const AttentionShape a = attention_shape(args, d);
     // With no queries or no keys every gradient term is 0: nothing to add.
     if (a.batch * a.q_len == 0 || a.batch * a.kv_len == 0) return;
+    Staging staging(args);
+    const int32_t act = args.context().activations;
+    const auto fp32 = [&](const float* x, int64_t tokens, int64_t stride) {
+      return static_cast<const float*>(staging.read(x, act, DFM_DTYPE_FP32, attention_rows(d, tokens, stride)));
+    };
+    const auto fp32_sum = [&](float* x, int64_t tokens, int64_t stride) {  // a gradient the kernels add to
+      return static_cast<float*>(staging.write(x, act, DFM_DTYPE_FP32, attention_rows(d, tokens, stride), true));
+    };
+    q = fp32(q, d.q_len, d.q_token_stride);
+    k = fp32(k, d.kv_len, d.kv_token_stride);
+    v = fp32(v, d.kv_len, d.kv_token_stride);
+    out = fp32(out, d.q_len, d.o_token_stride);
+    dout = fp32(dout, d.q_len, d.o_token_stride);
+    dq = fp32_sum(dq, d.q_len, d.q_token_stride);
+    dk = fp32_sum(dk, d.kv_len, d.kv_token_stride);
+    dv = fp32_sum(dv, d.kv_len, d.kv_token_stride);
 
     const unsigned dkdv_blocks = attention_blocks(args, a, (a.kv_len + kKeyTile - 1) / kKeyTile);
     const size_t dkdv_shared = dkdv_shared_bytes(a.head_dim);
     allow_shared_memory(args, attention_dkdv_kernel, dkdv_shared);
-    attention_dkdv_kernel<<<dkdv_blocks, kAttentionThreads, dkdv_shared, args.stream()>>>(a, q, k, v, out, dout,
-                                                                                          lse, dk, dv);
+    attention_dkdv_kernel<<<dkdv_blocks, kAttentionThreads, dkdv_shared, args.stream()>>>(a, q, k, v, out, dout, lse,
+                                                                                          dk, dv);
     args.launched();
 
     const unsigned dq_blocks = attention_blocks(args, a, (a.q_len + kQueryTile - 1) / kQueryTile);
@@ -205,6 +220,7 @@ dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const f
     allow_shared_memory(args, attention_dq_kernel, dq_shared);
     attention_dq_kernel<<<dq_blocks, kAttentionThreads, dq_shared, args.stream()>>>(a, q, k, v, out, dout, lse, dq);
     args.launched();
+    staging.finish();
   });
 }
 

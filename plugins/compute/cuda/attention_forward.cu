@@ -18,14 +18,14 @@ namespace {
 constexpr int kQueryTile = 64;
 
 size_t forward_shared_bytes(int64_t head_dim) {
-  return sizeof(float) * (2 * kQueryTile * head_dim       // queries, acc
+  return sizeof(float) * (2 * kQueryTile * head_dim             // queries, acc
                           + 2 * kKeyTile * key_pitch(head_dim)  // K and V tiles
-                          + 2 * kQueryTile);              // m, l
+                          + 2 * kQueryTile);                    // m, l
 }
 
 __global__ void __launch_bounds__(kAttentionThreads)
-    attention_forward_kernel(AttentionShape a, const float* q, const float* k, const float* v, float* out,
-                             float* lse, int accumulate) {
+    attention_forward_kernel(AttentionShape a, const float* q, const float* k, const float* v, float* out, float* lse,
+                             int accumulate) {
   extern __shared__ float shared[];
   const int dim = static_cast<int>(a.head_dim);
   const int pitch = key_pitch(dim);
@@ -103,8 +103,8 @@ __global__ void __launch_bounds__(kAttentionThreads)
 
 }  // namespace
 
-dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k,
-                             const float* v, float* out, float* lse, int32_t accumulate) {
+dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k, const float* v,
+                             float* out, float* lse, int32_t accumulate) {
   return sdk::guard([&] {
     const Args args("attention_forward", ctx);
     const dfm_attention_desc& d = sdk::validate_attention_forward(args, desc, q, k, v, out, lse);
@@ -115,9 +115,18 @@ dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const fl
     if (blocks == 0) return;
     const size_t shared = forward_shared_bytes(a.head_dim);
     allow_shared_memory(args, attention_forward_kernel, shared);
-    attention_forward_kernel<<<blocks, kAttentionThreads, shared, args.stream()>>>(a, q, k, v, out, lse,
-                                                                                   accumulate != 0);
+    Staging staging(args);
+    const int32_t act = args.context().activations;
+    const auto fp32 = [&](const float* x, int64_t tokens, int64_t stride) {
+      return static_cast<const float*>(staging.read(x, act, DFM_DTYPE_FP32, attention_rows(d, tokens, stride)));
+    };
+    float* out32 = static_cast<float*>(
+        staging.write(out, act, DFM_DTYPE_FP32, attention_rows(d, d.q_len, d.o_token_stride), accumulate != 0));
+    attention_forward_kernel<<<blocks, kAttentionThreads, shared, args.stream()>>>(
+        a, fp32(q, d.q_len, d.q_token_stride), fp32(k, d.kv_len, d.kv_token_stride),
+        fp32(v, d.kv_len, d.kv_token_stride), out32, lse, accumulate != 0);
     args.launched();
+    staging.finish();
   });
 }
 

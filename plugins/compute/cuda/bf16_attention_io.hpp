@@ -1,6 +1,7 @@
-// The fp32 <-> bf16 traffic around cuDNN's attention (cudnn_attention.hpp):
-// the ABI's strided fp32 activations in, dense bf16 operands for cuDNN, and
-// cuDNN's bf16 results back into the ABI's fp32 outputs. Rows are tokens
+// The traffic around cuDNN's attention (cudnn_attention.hpp): the ABI's
+// strided activations (fp32 or bf16: the context's activation type) in,
+// dense bf16 operands for cuDNN, and cuDNN's bf16 results back into the
+// ABI's outputs. Rows are tokens
 // (batch * tokens of them), each `width` = heads * head_dim values wide; an
 // fp32 row starts `token_stride` elements after the previous one, a bf16 row
 // right after it. Every function issues one kernel on the context's
@@ -17,10 +18,10 @@ namespace dfm::cuda {
 // Bytes of one bf16 value.
 constexpr size_t kBf16Bytes = 2;
 
-// dst (bf16) = src (fp32) rounded to nearest even.
+// dst (bf16) = src (activations) rounded to nearest even.
 void pack_bf16(const Args& args, void* dst, const float* src, int64_t rows, int64_t width, int64_t token_stride);
 
-// dst (fp32) += src (bf16).
+// dst (activations) += src (bf16).
 void add_bf16(const Args& args, float* dst, const void* src, int64_t rows, int64_t width, int64_t token_stride);
 
 // One K/V block's attention result — o (bf16, dense) and its log-sum-exp

@@ -1,5 +1,6 @@
 // Context lifetime and CUDA error reporting.
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 
 #include "cuda_backend.hpp"
@@ -24,11 +25,27 @@ void use_cudnn_attention(Context& context) {
   }
 }
 
+// The staging copies (staging.hpp) come from the device's default
+// stream-ordered pool, which by default hands its free memory back to the
+// driver at every synchronize — twice a training step — so that each step
+// would map it again. Keeping it makes the copies' allocations cheap.
+void keep_pool_memory(const Args& args, int device) {
+  cudaMemPool_t pool = nullptr;
+  args.cuda(cudaDeviceGetDefaultMemPool(&pool, device), "cudaDeviceGetDefaultMemPool");
+  uint64_t keep_all = UINT64_MAX;
+  args.cuda(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all),
+            "cudaMemPoolSetAttribute(ReleaseThreshold)");
+}
+
 }  // namespace
 
 Context::~Context() {
   // Teardown is best effort: a failed call here has no one left to report to.
   if (stream != nullptr) cudaStreamSynchronize(stream);
+  if (times) {
+    times->collect();
+    job_log(DFM_LOG_INFO, times->report());
+  }
   cudnn.reset();  // its handle uses the stream
   lt.reset();
   if (sum_partials != nullptr) cudaFree(sum_partials);
@@ -41,6 +58,11 @@ Args::Args(const char* kernel, void* ctx)
     : KernelArgs("cuda", kernel), ctx_(static_cast<Context*>(require_context(ctx))) {
   // The calling thread may not be the one that made the context.
   cuda(cudaSetDevice(ctx_->device), "cudaSetDevice");
+  if (ctx_->times) ctx_->times->begin(kernel, ctx_->stream);
+}
+
+Args::~Args() {
+  if (ctx_->times) ctx_->times->end(ctx_->stream);
 }
 
 void Args::cuda(cudaError_t status, const char* call) const {
@@ -76,6 +98,7 @@ dfm_status create(const dfm_compute_options* options, void** ctx) {
     auto context = std::make_unique<Context>();
     context->device = static_cast<int>(device);
     context->bf16 = checked.precision == DFM_PRECISION_BF16;
+    context->activations = checked.activation_dtype;
     const Args args("create", context.get());  // makes the device current
     int shared_optin = 0;
     args.cuda(cudaDeviceGetAttribute(&shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, context->device),
@@ -88,11 +111,13 @@ dfm_status create(const dfm_compute_options* options, void** ctx) {
     // bf16 asks for them per call (gemm.cu).
     args.blas(cublasSetMathMode(context->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
     context->lt = std::make_unique<LtGemm>(args);
+    keep_pool_memory(args, context->device);
     args.cuda(cudaMalloc(&context->sum_partials, kSumSquaresBlocks * sizeof(double)), "cudaMalloc");
     args.cuda(cudaMalloc(&context->bad_target, sizeof(BadTarget)), "cudaMalloc");
     // On the context's stream: a non-blocking stream does not wait for the legacy default stream.
     args.cuda(cudaMemsetAsync(context->bad_target, 0, sizeof(BadTarget), context->stream), "cudaMemsetAsync");
     if (context->bf16) use_cudnn_attention(*context);
+    context->times = KernelTimes::from_environment();
     *ctx = context.release();
   });
 }
@@ -109,6 +134,7 @@ dfm_status synchronize(void* ctx) {
     const Args args("synchronize", ctx);
     Context& context = args.context();
     args.cuda(cudaStreamSynchronize(context.stream), "waiting for the kernels and copies issued earlier");
+    if (context.times) context.times->collect();
     if (!context.targets_unchecked) return;
     context.targets_unchecked = false;
     BadTarget bad{};

@@ -14,9 +14,11 @@
 #include <memory>
 #include <string>
 
+#include "device_scratch.hpp"
 #include "dfm/compute.h"
 #include "dfm/compute_checks.hpp"
 #include "dfm/sdk.hpp"
+#include "kernel_times.hpp"
 
 namespace dfm::cuda {
 
@@ -44,11 +46,17 @@ struct Context {
   // backend.precision = "bf16": GEMMs may round inputs to bf16 (tensor cores), accumulating in fp32,
   // and attention runs on cuDNN where it can.
   bool bf16 = false;
+  // compute.h's activation_dtype: the storage of the [act] arguments (activations.cuh).
+  int32_t activations = DFM_DTYPE_FP32;
   // backend.precision = "bf16" with a usable cuDNN: attention on cuDNN's fused kernels.
   std::unique_ptr<CudnnAttention> cudnn;
   // matmul_epilogue's fused GEMMs (cuBLASLt), made with the context.
   std::unique_ptr<LtGemm> lt;
-  double* sum_partials = nullptr;  // [kSumSquaresBlocks], device
+  // Temporaries of one call (column sums' partial sums, ...): see device_scratch.hpp.
+  DeviceScratch scratch{"kernel scratch"};
+  // DFM_CUDA_KERNEL_TIMES: GPU time per kernel, logged at destroy (kernel_times.hpp); null when off.
+  std::unique_ptr<KernelTimes> times;
+  double* sum_partials = nullptr;   // [kSumSquaresBlocks], device
   BadTarget* bad_target = nullptr;  // device
   bool targets_unchecked = false;   // a cross entropy ran since synchronize last looked at bad_target
 
@@ -61,10 +69,14 @@ struct Context {
 // The checks of one kernel call (dfm/compute_checks.hpp: invalid arguments
 // read "cuda.add: 'out' is NULL ..."), plus CUDA's answers: CUDA failures name
 // the kernel, the CUDA call and CUDA's own message. Making one also makes the
-// context's device current on the calling thread.
+// context's device current on the calling thread, and, with
+// DFM_CUDA_KERNEL_TIMES, brackets the call with timing events.
 class Args : public sdk::KernelArgs {
  public:
   Args(const char* kernel, void* ctx);
+  ~Args();
+  Args(const Args&) = delete;
+  Args& operator=(const Args&) = delete;
 
   Context& context() const { return *ctx_; }
   cudaStream_t stream() const { return ctx_->stream; }
@@ -98,11 +110,26 @@ void free(void* ctx, void* ptr);
 dfm_status copy(void* ctx, void* dst, const void* src, size_t bytes, dfm_copy_kind kind);
 dfm_status fill(void* ctx, float* dst, float value, int64_t count);
 
+// ---- ABI 1.5's typed kernels (typed.cu) ----
+dfm_status fill_typed(void* ctx, void* dst, int32_t dtype, float value, int64_t count);
+dfm_status add_typed(void* ctx, int32_t dtype, void* out, const void* a, const void* b, int64_t count);
+dfm_status convert(void* ctx, void* dst, int32_t dst_dtype, const void* src, int32_t src_dtype, int64_t count);
+
 // ---- GEMM (gemm.cu, gemm_epilogue.cu) ----
 dfm_status matmul(void* ctx, const dfm_matmul_desc* desc);
 dfm_status matmul_epilogue(void* ctx, const dfm_matmul_desc* desc, const dfm_matmul_epilogue* epilogue);
-// What matmul does once its arguments are checked, for matmul_epilogue's plain path.
-void gemm(const Args& args, const dfm_matmul_desc& d);
+class Staging;  // staging.hpp
+// The descriptor cuBLAS runs for the checked `d`: A and B in the precision's
+// dtype (and, with precision fp32, C in fp32), as copies in `staging` where
+// they come in another (gemm.cu's header), every dtype field set.
+dfm_matmul_desc cublas_operands(const Args& args, const dfm_matmul_desc& d, Staging& staging);
+// `g` (cublas_operands of `d`) with C in fp32: g itself where its C is fp32,
+// else with C an fp32 scratch copy (holding d's C where beta != 0) that is
+// not rounded back — for an epilogue that reads the fp32 sum and writes the
+// rounded result into g's C itself.
+dfm_matmul_desc fp32_product(const dfm_matmul_desc& d, dfm_matmul_desc g, Staging& staging);
+// Issues the GEMM of such a descriptor.
+void gemm(const Args& args, const dfm_matmul_desc& g);
 
 // ---- elementwise (elementwise.cu) ----
 dfm_status add(void* ctx, float* out, const float* a, const float* b, int64_t count);
@@ -121,16 +148,14 @@ dfm_status embedding_backward(void* ctx, float* dtable, const float* dout, const
 // ---- LayerNorm (layernorm.cu) ----
 dfm_status layernorm_forward(void* ctx, float* out, float* mean, float* rstd, const float* in, const float* weight,
                              const float* bias, int64_t rows, int64_t dim, float eps);
-dfm_status layernorm_backward(void* ctx, float* din, float* dweight, float* dbias, const float* dout,
-                              const float* in, const float* weight, const float* mean, const float* rstd,
-                              int64_t rows, int64_t dim);
+dfm_status layernorm_backward(void* ctx, float* din, float* dweight, float* dbias, const float* dout, const float* in,
+                              const float* weight, const float* mean, const float* rstd, int64_t rows, int64_t dim);
 
 // ---- attention (attention_forward.cu, attention_backward.cu) ----
-dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k,
-                             const float* v, float* out, float* lse, int32_t accumulate);
-dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k,
-                              const float* v, const float* out, const float* dout, const float* lse, float* dq,
-                              float* dk, float* dv);
+dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k, const float* v,
+                             float* out, float* lse, int32_t accumulate);
+dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k, const float* v,
+                              const float* out, const float* dout, const float* lse, float* dq, float* dk, float* dv);
 
 // ---- loss (cross_entropy.cu) ----
 dfm_status softmax_cross_entropy(void* ctx, float* logits, const int32_t* targets, float* losses, int64_t rows,

@@ -14,9 +14,6 @@ namespace {
 // The variant pack's names for the graphs' tensors.
 enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kDO, kDQ, kDK, kDV };
 
-// Scratch pieces start on 256-byte boundaries (cuDNN's and the tensor cores' alignment).
-size_t aligned(size_t bytes) { return (bytes + 255) / 256 * 256; }
-
 // [batch, heads, tokens, head_dim] view of a dense bf16 [batch, tokens, heads, head_dim] buffer.
 fe::graph::Tensor_attributes bshd(const char* name, Uid uid, int64_t b, int64_t h, int64_t tokens, int64_t d) {
   return fe::graph::Tensor_attributes()
@@ -124,7 +121,6 @@ CudnnAttention::CudnnAttention(cudaStream_t stream) {
 
 CudnnAttention::~CudnnAttention() {
   graphs_.clear();
-  if (scratch_ != nullptr) cudaFree(scratch_);
   cudnnDestroy(handle_);
 }
 
@@ -166,20 +162,6 @@ const CudnnGraph* CudnnAttention::graph(const Key& key) {
   return graphs_.emplace(key, std::move(built)).first->second.get();
 }
 
-char* CudnnAttention::scratch(const Args& args, size_t bytes) {
-  if (bytes <= scratch_bytes_) return scratch_;
-  // Kernels issued earlier may still use the old buffer.
-  if (scratch_ != nullptr) {
-    args.cuda(cudaStreamSynchronize(args.stream()), "cudaStreamSynchronize");
-    args.cuda(cudaFree(scratch_), "cudaFree");
-  }
-  scratch_ = nullptr;
-  scratch_bytes_ = 0;
-  args.cuda(cudaMalloc(&scratch_, bytes), "cudaMalloc (cuDNN attention scratch)");
-  scratch_bytes_ = bytes;
-  return scratch_;
-}
-
 bool CudnnAttention::forward(const Args& args, const dfm_attention_desc& a, const float* q, const float* k,
                              const float* v, float* out, float* lse, bool accumulate) {
   const std::optional<int64_t> bound = right_bound(a);
@@ -187,10 +169,10 @@ bool CudnnAttention::forward(const Args& args, const dfm_attention_desc& a, cons
   const CudnnGraph* g = graph(key(Pass::forward, a, *bound));
   if (g == nullptr) return false;
   const int64_t width = a.heads * a.head_dim;
-  const size_t q_bytes = aligned(a.batch * a.q_len * width * kBf16Bytes);
-  const size_t kv_bytes = aligned(a.batch * a.kv_len * width * kBf16Bytes);
-  const size_t stats_bytes = aligned(a.batch * a.heads * a.q_len * sizeof(float));
-  char* base = scratch(args, 2 * q_bytes + 2 * kv_bytes + stats_bytes + static_cast<size_t>(g->workspace_bytes));
+  const size_t q_bytes = aligned_bytes(a.batch * a.q_len * width * kBf16Bytes);
+  const size_t kv_bytes = aligned_bytes(a.batch * a.kv_len * width * kBf16Bytes);
+  const size_t stats_bytes = aligned_bytes(a.batch * a.heads * a.q_len * sizeof(float));
+  char* base = scratch_.get(args, 2 * q_bytes + 2 * kv_bytes + stats_bytes + static_cast<size_t>(g->workspace_bytes));
   char* q16 = base;
   char* k16 = q16 + q_bytes;
   char* v16 = k16 + kv_bytes;
@@ -216,10 +198,10 @@ bool CudnnAttention::backward(const Args& args, const dfm_attention_desc& a, con
   if (g == nullptr) return false;
   const int64_t width = a.heads * a.head_dim;
   const int64_t q_rows = a.batch * a.q_len, kv_rows = a.batch * a.kv_len;
-  const size_t q_bytes = aligned(q_rows * width * kBf16Bytes);
-  const size_t kv_bytes = aligned(kv_rows * width * kBf16Bytes);
+  const size_t q_bytes = aligned_bytes(q_rows * width * kBf16Bytes);
+  const size_t kv_bytes = aligned_bytes(kv_rows * width * kBf16Bytes);
   // Q, O, dO, dQ and K, V, dK, dV, then the workspace.
-  char* base = scratch(args, 4 * q_bytes + 4 * kv_bytes + static_cast<size_t>(g->workspace_bytes));
+  char* base = scratch_.get(args, 4 * q_bytes + 4 * kv_bytes + static_cast<size_t>(g->workspace_bytes));
   char* q16 = base;
   char* o16 = q16 + q_bytes;
   char* do16 = o16 + q_bytes;

@@ -2,14 +2,15 @@
 // frontend) for backend.precision = "bf16": bf16 Q/K/V/O/dO, fp32 softmax
 // statistics, fp32 accumulation inside the kernels.
 //
-// The compute ABI keeps activations in fp32 (compute.h), so each call packs
-// its strided fp32 Q, K, V (and O, dO for the backward) into dense bf16
+// Each call packs its strided Q, K, V (and O, dO for the backward) — fp32,
+// or bf16 in a bf16-activation context (compute.h, ABI 1.5) — into dense bf16
 // scratch buffers, runs the cuDNN graph, and turns the bf16 results back into
-// the ABI's fp32 outputs: the forward's O and log-sum-exp merged into `out` and
+// the ABI's outputs: the forward's O and log-sum-exp merged into `out` and
 // `lse` (exactly as the fp32 kernel merges K/V blocks), the backward's dQ, dK,
 // dV added into the caller's gradients (+=). The packing costs a few memory
 // passes, small against the attention FLOPs at the sequence lengths where
-// attention matters.
+// attention matters. (With bf16 activations cuDNN could read the strided
+// tensors in place; that is the next step for short sequences.)
 //
 // Ring context parallel works unchanged: cuDNN's "Stats" output is the
 // natural-log log-sum-exp of the scaled scores, the ABI's lse, and its
@@ -74,14 +75,11 @@ class CudnnAttention {
   // The built graph for `key`, or null when cuDNN turned the shape down
   // (remembered, and logged once).
   const CudnnGraph* graph(const Key& key);
-  // Device scratch of at least `bytes` (grown, never shrunk) and the graph's workspace.
-  char* scratch(const Args& args, size_t bytes);
 
   cudnnHandle_t handle_ = nullptr;
   std::map<Key, std::unique_ptr<CudnnGraph>> graphs_;  // null entries: shapes cuDNN refused
   bool told_unmasked_rows_ = false;                    // the log said once that such blocks run on the fp32 kernel
-  char* scratch_ = nullptr;
-  size_t scratch_bytes_ = 0;
+  DeviceScratch scratch_{"cuDNN attention scratch"};   // bf16 operands and the graph's workspace
 };
 
 }  // namespace dfm::cuda

@@ -3,6 +3,8 @@
 #ifndef DFM_PLUGINS_COMPUTE_CUDA_DEVICE_MATH_CUH
 #define DFM_PLUGINS_COMPUTE_CUDA_DEVICE_MATH_CUH
 
+#include <cuda_bf16.h>
+
 #include <cstdint>
 
 namespace dfm::cuda {
@@ -14,6 +16,15 @@ constexpr int kBlockThreads = 256;
 
 __device__ inline int64_t global_thread() { return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
 __device__ inline int64_t grid_threads() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+
+// Activations are fp32 or bf16 (compute.h, ABI 1.5): kernels are templates
+// over the storage type T and read and write through these, computing in fp32
+// and rounding each result once (to nearest, ties to even).
+using bf16 = __nv_bfloat16;
+__device__ inline float load(const float* p) { return *p; }
+__device__ inline float load(const bf16* p) { return __bfloat162float(*p); }
+__device__ inline void store(float* p, float value) { *p = value; }
+__device__ inline void store(bf16* p, float value) { *p = __float2bfloat16_rn(value); }
 
 // Every lane of the warp must call these; every lane gets the result.
 template <typename T>

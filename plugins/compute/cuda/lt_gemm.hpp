@@ -1,9 +1,9 @@
 // GEMMs with fused epilogues on cuBLASLt (compute.h matmul_epilogue): the
-// bias add, the bias + GELU of the MLP's first linear (keeping the
-// pre-activation in the epilogue's aux matrix) and the GELU backward folded
-// into the GEMM that makes the gradient, so the GEMM's output is written once
-// (cuBLASLt's BIAS, GELU_AUX_BIAS and DGELU epilogues; llm.c and Megatron's
-// fused bias-GELU use the same ones).
+// bias add and the bias + GELU of the MLP's first linear (keeping the
+// pre-activation in the epilogue's aux matrix), so the GEMM's output is
+// written once (cuBLASLt's BIAS and GELU_AUX_BIAS epilogues; llm.c and
+// Megatron's fused bias-GELU use the same ones). The GELU backward is not
+// fused: cuBLASLt's DGELU is less accurate than the numerics contract (lt_gemm.cpp).
 //
 // Layout: as in gemm.cu, the row-major C = op(A) op(B) is the column-major
 // C^T = op(B)^T op(A)^T. The row-major bias over C's columns is then
@@ -40,19 +40,19 @@ class LtGemm {
   // Issues C = epilogue(alpha op(A) op(B) + beta C) on the stream and returns
   // true, or returns false having issued nothing when cuBLASLt offers no
   // kernel for it. `d` and `e` are checked (compute_checks.hpp), with
-  // m, n, k >= 1. `bf16`: inputs rounded to bf16 on tensor cores.
-  bool run(const Args& args, const dfm_matmul_desc& d, const dfm_matmul_epilogue& e, bool bf16);
+  // m, n, k >= 1, and `d` is gemm.cu's cublas_operands (every dtype set; A and
+  // B of one dtype, bf16 where the precision is). Only an fp32 C is fused.
+  bool run(const Args& args, const dfm_matmul_desc& d, const dfm_matmul_epilogue& e);
 
  private:
   struct Plan;  // descriptors and algorithm of one key (lt_gemm.cpp)
-  // trans_a, trans_b, m, n, k, lda, ldb, ldc, ld_aux, epilogue kind, bf16,
-  // and the 16-byte alignment of each pointer (a bit each), which the
-  // heuristic's choice depends on.
-  using Key = std::tuple<int32_t, int32_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int32_t, bool,
-                         unsigned>;
+  // trans_a, trans_b, m, n, k, lda, ldb, ldc, ld_aux, epilogue kind, the
+  // inputs' dtype, and the 16-byte alignment of each pointer (a bit each),
+  // which the heuristic's choice depends on.
+  using Key = std::tuple<int32_t, int32_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int32_t,
+                         int32_t, unsigned>;
 
-  const Plan& plan_for(const Args& args, const Key& key, const dfm_matmul_desc& d, const dfm_matmul_epilogue& e,
-                       bool bf16);
+  Plan& plan_for(const Args& args, const Key& key, const dfm_matmul_desc& d, const dfm_matmul_epilogue& e);
 
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t handle_ = nullptr;

@@ -32,8 +32,8 @@ dfm_status alloc(void* ctx, size_t bytes, void** ptr) {
     const cudaError_t status = cudaMalloc(&memory, bytes == 0 ? 256 : bytes);
     if (status == cudaErrorMemoryAllocation) {
       cudaGetLastError();
-      args.fail(DFM_ERR_OUT_OF_MEMORY,
-                "cannot allocate " + std::to_string(bytes) + " bytes on device " + std::to_string(args.context().device));
+      args.fail(DFM_ERR_OUT_OF_MEMORY, "cannot allocate " + std::to_string(bytes) + " bytes on device " +
+                                           std::to_string(args.context().device));
     }
     args.cuda(status, "cudaMalloc");
     *ptr = memory;

@@ -53,11 +53,9 @@ const dfm_compute_v1 kTable = {
     cross_entropy_finish,
     native_stream,
     matmul_epilogue,
-    // ABI 1.5's typed kernels: not offered yet, so jobs on this backend keep
-    // fp32 activations (backend.activations = "auto" picks fp32 here).
-    nullptr,  // fill_typed
-    nullptr,  // add_typed
-    nullptr,  // convert
+    fill_typed,
+    add_typed,
+    convert,
 };
 
 const dfm_plugin_descriptor kDescriptor = {
