@@ -103,13 +103,14 @@ int run(int argc, char** argv) {
   d_targets.upload(tokens);
   d_positions.upload(positions);
 
-  std::vector<double> step_seconds;
+  std::vector<double> step_seconds, issue_seconds;
   for (int64_t s = 0; s < steps + 1; ++s) {  // step 0 warms caches and the thread pool
     const auto t0 = Clock::now();
     params.zero_grad_shards();
     model.forward(d_tokens.data(), d_positions.data(), batch, shape.seq_len);
     model.loss(d_targets.data(), 1.0f / static_cast<float>(rows));
     model.backward(d_tokens.data());
+    if (s > 0) issue_seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
     const double norm = std::sqrt(adamw.local_grad_sum_squares(params));
     adamw.step(params, 1e-4, s + 1, dfm::clip_coefficient(norm, 1.0));
     backend.synchronize();
@@ -132,6 +133,10 @@ int run(int argc, char** argv) {
               static_cast<double>(params.total_count()) / 1e6);
   std::printf("activation memory: %.1f MiB\n", static_cast<double>(model.activation_bytes()) / (1 << 20));
   std::printf("step time (median of %lld): %.1f ms\n", static_cast<long long>(steps), step * 1e3);
+  // A GPU backend returns from its calls before the kernels ran: when issuing
+  // the forward and backward takes nearly the whole step, the host is the
+  // bottleneck; a host backend computes as it issues, so there the two meet.
+  std::printf("host time to issue forward + loss + backward: %.1f ms (median)\n", median(issue_seconds) * 1e3);
   std::printf("tokens/s: %.0f\n", tokens_per_s);
   std::printf("model FLOP/s: %.1f GFLOP/s (%.2f GFLOP per token)\n", model_gflops, flops_per_token / 1e9);
   std::printf("GEMM rate (%lld x %lld x %lld, same run): %.1f GFLOP/s\n", static_cast<long long>(rows),

@@ -128,6 +128,9 @@ dfm_matmul_desc cublas_operands(const Args& args, const dfm_matmul_desc& d, Stag
 // not rounded back — for an epilogue that reads the fp32 sum and writes the
 // rounded result into g's C itself.
 dfm_matmul_desc fp32_product(const dfm_matmul_desc& d, dfm_matmul_desc g, Staging& staging);
+// With DFM_CUDA_KERNEL_TIMES, names this call's row by shape and dtypes
+// ("matmul 8192x3072x768 bf16,fp32>bf16"); nothing otherwise.
+void label_gemm(const Args& args, const std::string& kernel, const dfm_matmul_desc& d);
 // Issues the GEMM of such a descriptor.
 void gemm(const Args& args, const dfm_matmul_desc& g);
 

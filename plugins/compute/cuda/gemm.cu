@@ -113,10 +113,21 @@ void gemm(const Args& args, const dfm_matmul_desc& g) {
             "cublasGemmStridedBatchedEx_64 (bf16 tensor cores)");
 }
 
+void label_gemm(const Args& args, const std::string& kernel, const dfm_matmul_desc& d) {
+  KernelTimes* times = args.context().times.get();
+  if (times == nullptr) return;
+  const sdk::MatmulDtypes t = sdk::matmul_dtypes(d);
+  const auto name = [](int32_t dtype) { return dtype == DFM_DTYPE_BF16 ? "bf16" : "fp32"; };
+  times->label(kernel + " " + std::to_string(d.m) + "x" + std::to_string(d.n) + "x" + std::to_string(d.k) +
+               (d.batch > 1 ? " (" + std::to_string(d.batch) + ")" : "") + " " + name(t.a) + "," + name(t.b) + ">" +
+               name(t.c));
+}
+
 dfm_status matmul(void* ctx, const dfm_matmul_desc* desc) {
   return sdk::guard([&] {
     const Args args("matmul", ctx);
     const dfm_matmul_desc& d = sdk::validate_matmul(args, desc);
+    label_gemm(args, "matmul", d);
     Staging staging(args);
     gemm(args, cublas_operands(args, d, staging));
     staging.finish();

@@ -59,6 +59,11 @@ dfm_status matmul_epilogue(void* ctx, const dfm_matmul_desc* desc, const dfm_mat
     const Args args("matmul_epilogue", ctx);
     const dfm_matmul_desc& d = sdk::validate_matmul(args, desc);
     const dfm_matmul_epilogue& e = sdk::validate_matmul_epilogue(args, d, epilogue);
+    label_gemm(args,
+               e.kind == DFM_EPILOGUE_BIAS        ? "matmul+bias"
+               : e.kind == DFM_EPILOGUE_BIAS_GELU ? "matmul+bias_gelu"
+                                                  : "matmul+dgelu",
+               d);
     if (d.m == 0 || d.n == 0) return;
     Staging staging(args);
     const dfm_matmul_desc g = cublas_operands(args, d, staging);

@@ -59,6 +59,10 @@ void KernelTimes::begin(const char* kernel, cudaStream_t stream) {
   pending_.push_back({kernel, start, nullptr});
 }
 
+void KernelTimes::label(std::string name) {
+  if (!pending_.empty() && pending_.back().end == nullptr) pending_.back().kernel = std::move(name);
+}
+
 void KernelTimes::end(cudaStream_t stream) {
   if (pending_.empty() || pending_.back().end != nullptr) return;
   const cudaEvent_t finish = take_event();
@@ -116,11 +120,11 @@ std::string KernelTimes::report() {
                 all_calls, all_ms, all_idle_ms,
                 all_ms + all_idle_ms > 0 ? 100.0 * all_idle_ms / (all_ms + all_idle_ms) : 0.0);
   std::string text = line;
-  std::snprintf(line, sizeof line, "\n  %-24s %6s %11s %9s %11s %14s %15s", "kernel", "share", "typical ms", "calls",
+  std::snprintf(line, sizeof line, "\n  %-44s %6s %11s %9s %11s %14s %15s", "kernel", "share", "typical ms", "calls",
                 "total ms", "median ms/call", "idle before ms");
   text += line;
   for (const Row& row : rows) {
-    std::snprintf(line, sizeof line, "\n  %-24s %5.1f%% %11.2f %9lld %11.2f %14.4f %15.2f", row.kernel.c_str(),
+    std::snprintf(line, sizeof line, "\n  %-44s %5.1f%% %11.2f %9lld %11.2f %14.4f %15.2f", row.kernel.c_str(),
                   all_typical_ms > 0 ? 100.0 * row.typical_ms / all_typical_ms : 0.0, row.typical_ms, row.calls, row.ms,
                   row.median_ms, row.idle_before_ms);
     text += line;

@@ -37,6 +37,9 @@ class KernelTimes {
   // Records the start of a call of `kernel` (a string literal) on `stream`;
   // end() records its end.
   void begin(const char* kernel, cudaStream_t stream);
+  // Names the call begun last more finely ("matmul 8192x3072x768 bf16,bf16>bf16"),
+  // so that calls of one kernel on different shapes get rows of their own.
+  void label(std::string name);
   void end(cudaStream_t stream);
   // Adds the finished calls' times to the totals; `stream` must have finished them.
   void collect();
@@ -46,7 +49,7 @@ class KernelTimes {
  private:
   KernelTimes() = default;
   struct Call {
-    const char* kernel;
+    std::string kernel;
     cudaEvent_t start, end;
   };
   struct Total {
