@@ -27,6 +27,15 @@ GptModel::GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& p
   local_vocab_ = vocab_rows_per_slice(V, tensor_.size());
   vocab_offset_ = tensor_.rank() * local_vocab_;
   valid_vocab_ = std::min(local_vocab_, V - vocab_offset_);
+  // Each row of logits starts on a 128-byte boundary in bf16 (256 in fp32),
+  // as a GPU's tensor-core GEMM kernels want their operands: with GPT-2's odd
+  // vocabulary (50257) as the row stride, the LM head's three GEMMs — a third
+  // of a 124M model's FLOPs — would run on cuBLAS's unaligned kernels. llm.c
+  // pads the vocabulary to 50304 and Megatron-LM to a multiple of 128 for the
+  // same reason; only the stride is padded here, so no parameter changes
+  // shape. The loss writes zeros into the padding and nothing reads it.
+  constexpr int64_t kLogitsRowAlign = 64;
+  logits_ld_ = (local_vocab_ + kLogitsRowAlign - 1) / kLogitsRowAlign * kLogitsRowAlign;
   if (tensor_.split() && k_.struct_size < DFM_COMPUTE_V1_1_SIZE)
     throw std::runtime_error(
         "the compute backend has no vocabulary-parallel loss (compute.h, ABI 1.1), which "
@@ -89,7 +98,7 @@ GptModel::SlotActivations GptModel::make_slot(const ModelChunk& chunk, int64_t m
     a.lnf = act(R * C);
     a.lnf_mean = stat(O);
     a.lnf_rstd = stat(O);
-    a.logits = act(R * local_vocab_);
+    a.logits = act(R * logits_ld_);
     a.losses = stat(R);
   }
   return a;
@@ -331,7 +340,7 @@ void GptModel::head_forward(SlotActivations& act) {
   // The LM head is tied to the token embedding: logits = lnf @ wte^T, this
   // rank's vocabulary rows only (the whole logits never exist on one rank).
   matmul(into_activations(), false, true, rows_, local_vocab_, C, act.lnf.data(), C, at(*root_.wte, false), C, 0.0f,
-         act.logits.data(), local_vocab_);
+         act.logits.data(), logits_ld_);
 }
 
 const float* GptModel::chunk_loss(int32_t chunk, int32_t slot, const int32_t* targets, float grad_scale) {
@@ -342,7 +351,7 @@ const float* GptModel::chunk_loss(int32_t chunk, int32_t slot, const int32_t* ta
     vocab_parallel_loss(act, targets, grad_scale);
   else
     backend_.check(k_.softmax_cross_entropy(backend_.ctx(), act.logits.data(), targets, act.losses.data(), rows_,
-                                            shape_.vocab_size, shape_.vocab_size, grad_scale),
+                                            shape_.vocab_size, logits_ld_, grad_scale),
                    "softmax_cross_entropy");
   return act.losses.data();
 }
@@ -352,15 +361,15 @@ const float* GptModel::chunk_loss(int32_t chunk, int32_t slot, const int32_t* ta
 void GptModel::vocab_parallel_loss(SlotActivations& act, const int32_t* targets, float grad_scale) {
   void* ctx = backend_.ctx();
   float* logits = act.logits.data();
-  backend_.check(k_.cross_entropy_max(ctx, logits, rows_, valid_vocab_, local_vocab_, row_max_.data()),
+  backend_.check(k_.cross_entropy_max(ctx, logits, rows_, valid_vocab_, logits_ld_, row_max_.data()),
                  "cross_entropy_max");
   tensor_.all_reduce(row_max_.data(), rows_, DFM_REDUCE_MAX);
-  backend_.check(k_.cross_entropy_sums(ctx, logits, targets, row_max_.data(), rows_, valid_vocab_, local_vocab_,
+  backend_.check(k_.cross_entropy_sums(ctx, logits, targets, row_max_.data(), rows_, valid_vocab_, logits_ld_,
                                        vocab_offset_, row_sums_.data()),
                  "cross_entropy_sums");
   tensor_.all_reduce(row_sums_.data(), 2 * rows_, DFM_REDUCE_SUM);
   backend_.check(k_.cross_entropy_finish(ctx, logits, targets, row_max_.data(), row_sums_.data(), act.losses.data(),
-                                         rows_, valid_vocab_, local_vocab_, vocab_offset_, grad_scale),
+                                         rows_, valid_vocab_, logits_ld_, vocab_offset_, grad_scale),
                  "cross_entropy_finish");
 }
 
@@ -369,7 +378,7 @@ void GptModel::row_logits(int32_t chunk, int64_t row, float* out) {
     throw std::logic_error("GptModel::row_logits: chunk " + std::to_string(chunk) + " has no head");
   const int64_t V = shape_.vocab_size;
   DeviceBuffer<float> slice(backend_, local_vocab_);
-  backend_.activations_to_fp32(slice.data(), slot_of(chunk, 0).logits.at(row * local_vocab_), local_vocab_);
+  backend_.activations_to_fp32(slice.data(), slot_of(chunk, 0).logits.at(row * logits_ld_), local_vocab_);
   if (!tensor_.split()) {
     backend_.download(out, slice.data(), static_cast<size_t>(V) * sizeof(float));
     return;
@@ -406,8 +415,10 @@ void GptModel::head_backward(SlotActivations& act, float* d_res) {
   // Tied head over this rank's vocabulary rows: d(lnf) = dlogits @ wte (a
   // partial sum over the slices, completed where the region is entered);
   // d(wte) += dlogits^T @ lnf.
-  matmul(into_activations(), false, false, rows_, C, Vl, dlogits, Vl, at(*root_.wte, false), C, 0.0f, d_ln_.data(), C);
-  matmul(into_weight_grad(), true, false, Vl, C, rows_, dlogits, Vl, act.lnf.data(), C, 1.0f, at(*root_.wte, true), C);
+  matmul(into_activations(), false, false, rows_, C, Vl, dlogits, logits_ld_, at(*root_.wte, false), C, 0.0f,
+         d_ln_.data(), C);
+  matmul(into_weight_grad(), true, false, Vl, C, rows_, dlogits, logits_ld_, act.lnf.data(), C, 1.0f,
+         at(*root_.wte, true), C);
   const float* d_lnf = edge(DFM_REGION_ENTER_BACKWARD, d_ln_.data(), d_outside_.data(), C);
   backend_.fill_activations(d_res, 0.0f, outside_rows_ * C);
   backend_.check(k_.layernorm_backward(backend_.ctx(), d_res, at(*root_.ln_f_weight, true), at(*root_.ln_f_bias, true),

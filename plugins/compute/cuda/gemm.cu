@@ -7,12 +7,12 @@
 // weights of a linear layer, or every operand of a job with fp32 activations
 // — are rounded into bf16 copies first, and C is written in its own dtype.
 // (CUBLAS_COMPUTE_32F_FAST_16BF on fp32 storage would save the copies, but it
-// only allows the rounding: on an H100 cuBLAS ran misaligned shapes in plain
-// fp32, so the result depended on the shape; and on the benchmark GEMM it ran
-// 325 TFLOP/s where bf16 storage, weight copy included, ran 460-520,
-// bench/README.md.) With precision fp32, bf16 operands are widened into fp32
-// copies and a bf16 C is computed in an fp32 copy that is rounded back
-// (staging.hpp).
+// only *allows* cuBLAS to round, so whether a GEMM's inputs were rounded
+// depended on the kernel cuBLAS picked for the shape; and on the benchmark
+// GEMM it ran 325 TFLOP/s where bf16 storage, weight copy included, ran
+// 460-520, bench/README.md.) With precision fp32, bf16 operands are widened
+// into fp32 copies and a bf16 C is computed in an fp32 copy that is rounded
+// back (staging.hpp).
 //
 // cuBLAS is column-major; a row-major matrix X (rows x cols, leading
 // dimension ldx) is the column-major X^T with the same leading dimension. So

@@ -189,6 +189,9 @@ class GptModel {
   int64_t max_rows_, outside_capacity_;
   // This rank's slice sizes: channels of its heads, MLP columns, vocabulary rows and where they start.
   int64_t local_c_, local_fc_, local_vocab_, vocab_offset_, valid_vocab_;
+  // The logits' row stride: local_vocab_ rounded up to a multiple of 64
+  // elements (gpt_model.cpp says why); the padding columns belong to no one.
+  int64_t logits_ld_;
   struct RootParams {  // the root unit's parameters, looked up once
     const ParamInfo *wte, *wpe, *ln_f_weight, *ln_f_bias;
   } root_;
