@@ -11,7 +11,8 @@
 #      against the GPU's bf16 dense peak when the GPU is known);
 #   5. causal attention forward+backward TFLOP/s at seq 4K, head_dim 64 and 128,
 #      fp32 (dfm's kernel) and bf16 (cuDNN's fused flash attention);
-#   6. the GPU time of each kernel in a bf16 GPT-2 124M step (DFM_CUDA_KERNEL_TIMES).
+#   6. the GPU time of each kernel in a bf16 GPT-2 124M step (DFM_CUDA_KERNEL_TIMES);
+#   7. the kernels' own durations from Nsight Compute, where ncu is installed.
 # Prints a short table at the end; every step's log stays in LOG_DIR (default: a
 # fresh temporary folder). Usage: tools/gpu-check.sh BUNDLE_DIR [LOG_DIR]
 set -uo pipefail
@@ -144,6 +145,22 @@ done
 echo "== 6. where the GPU time goes: GPT-2 124M, seq 1024, b8, bf16 (DFM_CUDA_KERNEL_TIMES)"
 DFM_CUDA_KERNEL_TIMES=1 limited "$bundle/bin/bench_train_throughput" --compute cuda --seq 1024 --batch 8 --steps 5 \
   --precision bf16 2>&1 | sed -n '/cuda kernel times/,$p' | tee "$work/kernel-times.txt"
+
+echo "== 7. the kernels' own GPU time (Nsight Compute): the first launches of a GPT-2 124M bf16 job"
+# The profiler times each kernel with the host out of the picture; against
+# step 6's call times this shows how much of a call is the GPU's.
+if command -v ncu >/dev/null; then
+  limited ncu --csv --metrics gpu__time_duration.sum --cache-control none --clock-control none --launch-count 2000 \
+    "$bundle/bin/bench_train_throughput" --compute cuda --seq 1024 --batch 8 --steps 1 --precision bf16 \
+    >"$work/ncu.csv" 2>"$work/ncu.log"
+  if python3 "$here/tools/ncu_summary.py" "$work/ncu.csv" 30 | tee "$work/ncu-summary.txt"; then
+    note "kernel GPU time (ncu)" "$(sed -n 's/^GPU time of //p' "$work/ncu-summary.txt") (table above)"
+  else
+    note "kernel GPU time (ncu)" "FAIL (see $work/ncu.log)"
+  fi
+else
+  note "kernel GPU time (ncu)" "SKIPPED (no ncu on PATH)"
+fi
 
 echo
 echo "== summary"

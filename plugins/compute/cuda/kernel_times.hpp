@@ -16,6 +16,9 @@
 // launch, a synchronize, host work between calls): the table charges it to
 // the call that follows, as "idle before", and sums it in its first line —
 // where that is large, the step is bound by the host, not by the kernels.
+// Where it is small the host may still be the bottleneck inside the calls
+// (a library's host-side work lands in the call's own time):
+// bench_train_throughput's "host time to issue" tells the two apart.
 #ifndef DFM_PLUGINS_COMPUTE_CUDA_KERNEL_TIMES_HPP
 #define DFM_PLUGINS_COMPUTE_CUDA_KERNEL_TIMES_HPP
 
