@@ -14,7 +14,9 @@
 #   6. the GPU time of each kernel in a bf16 GPT-2 124M step (DFM_CUDA_KERNEL_TIMES);
 #   7. the kernels' own durations from Nsight Compute, where ncu is installed.
 # Prints a short table at the end; every step's log stays in LOG_DIR (default: a
-# fresh temporary folder). Usage: tools/gpu-check.sh BUNDLE_DIR [LOG_DIR]
+# fresh temporary folder). DFM_GPU_CHECK_STEPS picks steps ("1 4", say: the
+# tests and the throughput, when device time is short); all by default.
+# Usage: tools/gpu-check.sh BUNDLE_DIR [LOG_DIR]
 set -uo pipefail
 bundle=$(cd "${1:?usage: tools/gpu-check.sh BUNDLE_DIR}" && pwd)
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,38 +64,45 @@ gtest_step() {  # label program
   tail -n 30 "$work/$program.log"
 }
 
-echo "== 1. cuda kernels vs cpu"
-gtest_step "kernel differential test" test_cuda_kernels
-
-echo "== 1b. nccl comm plugin, groups of one GPU"
-gtest_step "nccl comm plugin test" test_nccl
-
-echo "== 1c. GPT training, cuda vs cpu backend (CTest's GPU equivalence test)"
-gtest_step "GPT cuda vs cpu test" test_gpt_cuda
-
-echo "== 1d. bf16 activations: each backend's bf16-storage kernels vs its fp32 ones"
-gtest_step "bf16 activations test" test_bf16_activations
-
-echo "== 2. GPT fp32: cuda vs cpu, 20 steps"
+# Runs one of the repository's jobs (configs/default.toml, 20 steps) on a backend.
 run_job() {  # backend out_dir [extra --set ...]
   local backend=$1 out=$2
   shift 2
   limited "$bundle/bin/dfm-run" "$here/configs/default.toml" --set train.steps=20 --set sample.every=0 \
     --set "backend.compute=\"$backend\"" --set "job.out_dir=\"$out\"" "$@" >"$out.log" 2>&1
 }
-run_job cpu "$work/cpu" || tail -n 5 "$work/cpu.log"
-run_job cuda "$work/cuda" || tail -n 5 "$work/cuda.log"
-python3 - "$work/cpu/metrics.jsonl" "$work/cuda/metrics.jsonl" <<'PY' | tee "$work/gpt.txt"
+
+step_1() {
+  echo "== 1. cuda kernels vs cpu"
+  gtest_step "kernel differential test" test_cuda_kernels
+  echo "== 1b. nccl comm plugin, groups of one GPU"
+  gtest_step "nccl comm plugin test" test_nccl
+  echo "== 1c. GPT training, cuda vs cpu backend (CTest's GPU equivalence test)"
+  gtest_step "GPT cuda vs cpu test" test_gpt_cuda
+  echo "== 1d. bf16 activations: each backend's bf16-storage kernels vs its fp32 ones"
+  gtest_step "bf16 activations test" test_bf16_activations
+}
+
+step_2() {
+  echo "== 2. GPT fp32: cuda vs cpu, 20 steps"
+  run_job cpu "$work/cpu" || tail -n 5 "$work/cpu.log"
+  run_job cuda "$work/cuda" || tail -n 5 "$work/cuda.log"
+  python3 - "$work/cpu/metrics.jsonl" "$work/cuda/metrics.jsonl" <<'PY' | tee "$work/gpt.txt"
 import json, sys
 a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
 b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
 worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
 print(f"steps {len(a)}: first loss {a[0]:.6f} vs {b[0]:.6f}, last {a[-1]:.6f} vs {b[-1]:.6f}, max relative difference {worst:.2e}")
 PY
-note "GPT fp32 cuda vs cpu (20 steps)" "$(sed -n 's/.*max relative difference /max rel diff /p' "$work/gpt.txt")"
+  note "GPT fp32 cuda vs cpu (20 steps)" "$(sed -n 's/.*max relative difference /max rel diff /p' "$work/gpt.txt")"
+}
 
-echo "== 3. export vs Hugging Face transformers"
-if python3 -c "import torch, transformers, safetensors" 2>/dev/null; then
+step_3() {
+  echo "== 3. export vs Hugging Face transformers"
+  if ! python3 -c "import torch, transformers, safetensors" 2>/dev/null; then
+    note "export vs transformers" "SKIPPED (no torch/transformers here)"
+    return
+  fi
   head -c 200000 "$here/README.md" "$here"/docs/*.md >"$work/text.txt"
   "$bundle/bin/dfm-data" encode "$work/text.txt" --out "$work/text.bin" >/dev/null
   run_job cuda "$work/hf0" --set train.steps=0 --set 'data.source="tokens"' --set "data.path=\"$work/text.bin\""
@@ -103,53 +112,71 @@ if python3 -c "import torch, transformers, safetensors" 2>/dev/null; then
   else
     note "export vs transformers GPT2LMHeadModel" "FAIL"
   fi
-else
-  note "export vs transformers" "SKIPPED (no torch/transformers here)"
-fi
+}
 
-echo "== 4. throughput"
 # bf16 dense tensor-core peak (TFLOP/s, NVIDIA data sheets) of the GPU, for the MFU.
-gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
-case "$gpu_name" in
-  *H100*PCIe*) peak=756 ;;
-  *H100* | *H200* | *GH200*) peak=989 ;;
-  *A100*) peak=312 ;;
-  *L40S*) peak=362 ;;
-  *) peak=0 ;;
-esac
+bf16_peak_tflops() {
+  case "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)" in
+    *H100*PCIe*) echo 756 ;;
+    *H100* | *H200* | *GH200*) echo 989 ;;
+    *A100*) echo 312 ;;
+    *L40S*) echo 362 ;;
+    *) echo 0 ;;
+  esac
+}
+
 bench() {  # name peak-tflops (0: no MFU) args...
   local name=$1 peak_tflops=$2
   shift 2
-  limited "$bundle/bin/bench_train_throughput" --compute cuda --peak-tflops "$peak_tflops" "$@" | tee "$work/bench-$name.txt"
+  if ! limited "$bundle/bin/bench_train_throughput" --compute cuda --peak-tflops "$peak_tflops" "$@" 2>&1 |
+    tee "$work/bench-$name.txt"; then
+    note "$name" "FAIL ($(tail -n 1 "$work/bench-$name.txt"))"
+    return
+  fi
   local mfu
   mfu=$(sed -n 's/^MFU: \([0-9.]*%\).*/, MFU \1/p' "$work/bench-$name.txt")
   note "$name tokens/s" "$(sed -n 's/^tokens\/s: //p' "$work/bench-$name.txt") ($(sed -n 's/^model FLOP\/s: \([0-9.]*\) GFLOP.*/\1 GFLOP\/s/p' "$work/bench-$name.txt")$mfu)"
 }
-bench "GPT-2 124M seq 1024 b8 fp32" 0 --seq 1024 --batch 8 --steps 5
-bench "GPT-2 350M seq 1024 b8 fp32" 0 --layers 24 --d-model 1024 --heads 16 --seq 1024 --batch 8 --steps 5
-bench "GPT-2 124M seq 1024 b8 bf16, fp32 act" "$peak" --seq 1024 --batch 8 --steps 5 --precision bf16 --activations fp32
-bench "GPT-2 124M seq 1024 b8 bf16" "$peak" --seq 1024 --batch 8 --steps 5 --precision bf16
-bench "GPT-2 124M seq 1024 b32 bf16" "$peak" --seq 1024 --batch 32 --steps 5 --precision bf16
-bench "GPT-2 350M seq 1024 b8 bf16" "$peak" --layers 24 --d-model 1024 --heads 16 --seq 1024 --batch 8 --steps 5 --precision bf16
 
-echo "== 5. attention, causal, seq 4096 (fp32: dfm's kernel; bf16: cuDNN)"
-for precision in fp32 bf16; do
-  for head_dim in 64 128; do
-    out="$work/attention-$precision-$head_dim.txt"
-    limited "$bundle/bin/bench_attention_throughput" --compute cuda --precision "$precision" --seq 4096 \
-      --heads $((1024 / head_dim)) --head-dim "$head_dim" --batch 4 --reps 5 | tee "$out"
-    note "attention $precision fwd+bwd head_dim $head_dim" "$(sed -n 's/^forward+backward: //p' "$out")"
+step_4() {
+  echo "== 4. throughput"
+  local peak
+  peak=$(bf16_peak_tflops)
+  bench "GPT-2 124M seq 1024 b8 fp32" 0 --seq 1024 --batch 8 --steps 5
+  bench "GPT-2 350M seq 1024 b8 fp32" 0 --layers 24 --d-model 1024 --heads 16 --seq 1024 --batch 8 --steps 5
+  bench "GPT-2 124M seq 1024 b8 bf16, fp32 act" "$peak" --seq 1024 --batch 8 --steps 5 --precision bf16 --activations fp32
+  bench "GPT-2 124M seq 1024 b8 bf16" "$peak" --seq 1024 --batch 8 --steps 5 --precision bf16
+  bench "GPT-2 124M seq 1024 b32 bf16" "$peak" --seq 1024 --batch 32 --steps 5 --precision bf16
+  bench "GPT-2 350M seq 1024 b8 bf16" "$peak" --layers 24 --d-model 1024 --heads 16 --seq 1024 --batch 8 --steps 5 --precision bf16
+}
+
+step_5() {
+  echo "== 5. attention, causal, seq 4096 (fp32: dfm's kernel; bf16: cuDNN)"
+  local precision head_dim out
+  for precision in fp32 bf16; do
+    for head_dim in 64 128; do
+      out="$work/attention-$precision-$head_dim.txt"
+      limited "$bundle/bin/bench_attention_throughput" --compute cuda --precision "$precision" --seq 4096 \
+        --heads $((1024 / head_dim)) --head-dim "$head_dim" --batch 4 --reps 5 | tee "$out"
+      note "attention $precision fwd+bwd head_dim $head_dim" "$(sed -n 's/^forward+backward: //p' "$out")"
+    done
   done
-done
+}
 
-echo "== 6. where the GPU time goes: GPT-2 124M, seq 1024, b8, bf16 (DFM_CUDA_KERNEL_TIMES)"
-DFM_CUDA_KERNEL_TIMES=1 limited "$bundle/bin/bench_train_throughput" --compute cuda --seq 1024 --batch 8 --steps 5 \
-  --precision bf16 2>&1 | sed -n '/cuda kernel times/,$p' | tee "$work/kernel-times.txt"
+step_6() {
+  echo "== 6. where the GPU time goes: GPT-2 124M, seq 1024, b8, bf16 (DFM_CUDA_KERNEL_TIMES)"
+  DFM_CUDA_KERNEL_TIMES=1 limited "$bundle/bin/bench_train_throughput" --compute cuda --seq 1024 --batch 8 --steps 5 \
+    --precision bf16 2>&1 | sed -n '/cuda kernel times/,$p' | tee "$work/kernel-times.txt"
+}
 
-echo "== 7. the kernels' own GPU time (Nsight Compute): the first launches of a GPT-2 124M bf16 job"
-# The profiler times each kernel with the host out of the picture; against
-# step 6's call times this shows how much of a call is the GPU's.
-if command -v ncu >/dev/null; then
+step_7() {
+  echo "== 7. the kernels' own GPU time (Nsight Compute): the first launches of a GPT-2 124M bf16 job"
+  # The profiler times each kernel with the host out of the picture; against
+  # step 6's call times this shows how much of a call is the GPU's.
+  if ! command -v ncu >/dev/null; then
+    note "kernel GPU time (ncu)" "SKIPPED (no ncu on PATH)"
+    return
+  fi
   limited ncu --csv --metrics gpu__time_duration.sum --cache-control none --clock-control none --launch-count 2000 \
     "$bundle/bin/bench_train_throughput" --compute cuda --seq 1024 --batch 8 --steps 1 --precision bf16 \
     >"$work/ncu.csv" 2>"$work/ncu.log"
@@ -158,9 +185,15 @@ if command -v ncu >/dev/null; then
   else
     note "kernel GPU time (ncu)" "FAIL (see $work/ncu.log)"
   fi
-else
-  note "kernel GPU time (ncu)" "SKIPPED (no ncu on PATH)"
-fi
+}
+
+for step in ${DFM_GPU_CHECK_STEPS:-1 2 3 4 5 6 7}; do
+  if [[ $(type -t "step_$step") != function ]]; then
+    echo "tools/gpu-check.sh: DFM_GPU_CHECK_STEPS has '$step', expected step numbers 1 to 7" >&2
+    exit 2
+  fi
+  "step_$step"
+done
 
 echo
 echo "== summary"
