@@ -7,14 +7,17 @@
 //
 // Without a CUDA device (or driver) the plugin's init says so and every case
 // here reports SKIPPED with that reason; the plugin must still load.
+#include <glog/logging.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -789,6 +792,58 @@ TEST_F(CudaKernels, BadArgumentsGetOneLineNamingKernelAndArgument) {
   EXPECT_STREQ(gpu().last_error(), "cuda.add: 'out' is NULL but addresses 4 elements");
   EXPECT_EQ(gpu().api().scale(gpu().ctx(), x.data(), 2.0f, -1), DFM_ERR_INVALID_ARGUMENT);
   EXPECT_STREQ(gpu().last_error(), "cuda.scale: 'count' is -1, expected >= 0");
+}
+
+// Keeps the log lines written while it lives (glog sink): the job log, where
+// plugins' messages go through the host services.
+class LogCapture : public google::LogSink {
+ public:
+  LogCapture() { google::AddLogSink(this); }
+  ~LogCapture() override { google::RemoveLogSink(this); }
+  void send(google::LogSeverity, const char*, const char*, int, const struct ::tm*, const char* message,
+            size_t length) override {
+    text_.append(message, length).push_back('\n');
+  }
+  const std::string& text() const { return text_; }
+
+ private:
+  std::string text_;
+};
+
+// The calls column of the kernel-time table's row for `kernel`, or -1.
+long long calls_in_row(const std::string& log, const std::string& kernel) {
+  std::smatch m;
+  const std::regex row("\\n  " + kernel + " +[0-9.]+% +[0-9.]+ +([0-9]+) ");
+  return std::regex_search(log, m, row) ? std::stoll(m[1].str()) : -1;
+}
+
+// DFM_CUDA_KERNEL_TIMES (kernel_times.hpp): a context made with it set logs,
+// when destroyed, one table with a row per kernel — a GEMM's per shape and
+// dtypes — and the calls each row counted.
+TEST_F(CudaKernels, KernelTimesTableCountsEveryCall) {
+  LogCapture capture;
+  ASSERT_EQ(setenv("DFM_CUDA_KERNEL_TIMES", "1", 1), 0);
+  {
+    const Device timed(gpu_backend());
+    unsetenv("DFM_CUDA_KERNEL_TIMES");  // read when the context is made
+    const int64_t n = 96, k = 256;
+    Buffer<float> a(timed, random_floats(64 * k, 500)), b(timed, random_floats(k * n, 501));
+    Buffer<float> c(timed, std::vector<float>(64 * n)), x(timed, random_floats(1000, 502));
+    for (const int64_t m : {64, 64, 64, 32, 32}) {
+      dfm_matmul_desc d = make_matmul_desc({m, n, k, 0, 0, 1.0f, 0.0f, 1, 0});
+      d.a = a.data();
+      d.b = b.data();
+      d.c = c.data();
+      DFM_ASSERT_OK(timed, timed.api().matmul(timed.ctx(), &d));
+    }
+    for (int i = 0; i < 4; ++i) DFM_ASSERT_OK(timed, timed.api().gelu_forward(timed.ctx(), x.data(), x.data(), 1000));
+    DFM_ASSERT_OK(timed, timed.api().synchronize(timed.ctx()));
+  }
+  const std::string& log = capture.text();
+  ASSERT_NE(log.find("cuda kernel times (DFM_CUDA_KERNEL_TIMES)"), std::string::npos) << log;
+  EXPECT_EQ(calls_in_row(log, "matmul 64x96x256 fp32,fp32>fp32"), 3) << log;
+  EXPECT_EQ(calls_in_row(log, "matmul 32x96x256 fp32,fp32>fp32"), 2) << log;
+  EXPECT_EQ(calls_in_row(log, "gelu_forward"), 4) << log;
 }
 
 }  // namespace
