@@ -3,6 +3,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "dfm/compute_checks.hpp"
 #include "dfm/core/plugin_registry.hpp"
 
 namespace dfm {
@@ -83,6 +84,8 @@ void ComputeBackend::fill(float* dst, float value, int64_t count) {
   check(table_->fill(ctx_, dst, value, count), "fill");
 }
 
+size_t ComputeBackend::activation_size() const { return sdk::dtype_size(activations_); }
+
 void ComputeBackend::fill_activations(float* dst, float value, int64_t count) {
   if (activations_ == DFM_DTYPE_FP32) return fill(dst, value, count);
   check(table_->fill_typed(ctx_, dst, activations_, value, count), "fill_typed");
@@ -111,7 +114,7 @@ void ComputeBackend::matmul_epilogue(const dfm_matmul_desc& d, const dfm_matmul_
     case DFM_EPILOGUE_BIAS: check(table_->bias_add(ctx_, d.c, e.bias, d.m, d.n), "bias_add"); return;
     case DFM_EPILOGUE_BIAS_GELU:
       check(table_->bias_add(ctx_, d.c, e.bias, d.m, d.n), "bias_add");
-      copy(e.aux, d.c, static_cast<size_t>(count) * dtype_size(static_cast<dfm_dtype>(d.c_dtype)));
+      copy(e.aux, d.c, static_cast<size_t>(count) * sdk::dtype_size(sdk::matmul_dtypes(d).c));
       check(table_->gelu_forward(ctx_, d.c, d.c, count), "gelu_forward");
       return;
     case DFM_EPILOGUE_GELU_BACKWARD:

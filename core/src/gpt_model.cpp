@@ -16,7 +16,6 @@ GptModel::GptModel(ComputeBackend& backend, GptParams& params, ParamPlacement& p
       sequence_(sequence),
       tensor_(TensorSplit::or_none(tensor)),
       shape_(shape),
-      act_(backend.activation_dtype()),
       layout_(layout.chunks.empty() ? ModelLayout::whole(shape.n_layer) : std::move(layout)),
       max_rows_(max_batch * shape.seq_len),
       root_{&params.info("wte.weight"), &params.info("wpe.weight"), &params.info("ln_f.weight"),

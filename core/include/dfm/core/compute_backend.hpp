@@ -17,9 +17,6 @@ namespace dfm {
 
 struct LoadedPlugin;
 
-// Bytes of one element of a dfm_dtype.
-inline size_t dtype_size(dfm_dtype dtype) { return dtype == DFM_DTYPE_BF16 ? 2 : 4; }
-
 // Whether a compute table has ABI 1.5's typed kernels, which activations other than fp32 need.
 bool offers_typed_kernels(const dfm_compute_v1& table);
 
@@ -56,7 +53,7 @@ class ComputeBackend {
 
   // ---- activations, in the dtype the context was created with ----
   dfm_dtype activation_dtype() const { return activations_; }
-  size_t activation_size() const { return dtype_size(activations_); }
+  size_t activation_size() const;  // bytes of one activation
   // `act` moved on by `elements` activations (the kernels' [act] arguments are float*).
   float* activation_at(const float* act, int64_t elements) const {
     return reinterpret_cast<float*>(const_cast<char*>(reinterpret_cast<const char*>(act)) +

@@ -131,8 +131,12 @@ class GptModel {
   struct GemmDtypes {
     dfm_dtype a, b, c;
   };
-  GemmDtypes into_activations() const { return {act_, DFM_DTYPE_FP32, act_}; }
-  GemmDtypes into_weight_grad() const { return {act_, act_, DFM_DTYPE_FP32}; }
+  GemmDtypes into_activations() const {
+    return {backend_.activation_dtype(), DFM_DTYPE_FP32, backend_.activation_dtype()};
+  }
+  GemmDtypes into_weight_grad() const {
+    return {backend_.activation_dtype(), backend_.activation_dtype(), DFM_DTYPE_FP32};
+  }
 
   SlotActivations make_slot(const ModelChunk& chunk, int64_t max_batch);
   SlotActivations& slot_of(int32_t chunk, int32_t slot);
@@ -184,7 +188,6 @@ class GptModel {
   SequenceSplit* sequence_;
   const TensorSplit& tensor_;
   GptShape shape_;
-  dfm_dtype act_;  // the backend's activation dtype
   ModelLayout layout_;
   int64_t max_rows_, outside_capacity_;
   // This rank's slice sizes: channels of its heads, MLP columns, vocabulary rows and where they start.
