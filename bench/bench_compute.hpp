@@ -10,9 +10,9 @@
 #include <string>
 
 #include "bench_flags.hpp"
-#include "dfm/core/compute_backend.hpp"
-#include "dfm/core/host_services.hpp"
-#include "dfm/core/plugin_registry.hpp"
+#include "dfm/core/plugins/compute_backend.hpp"
+#include "dfm/core/plugins/host_services.hpp"
+#include "dfm/core/plugins/plugin_registry.hpp"
 
 namespace dfm::bench {
 

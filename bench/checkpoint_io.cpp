@@ -17,9 +17,9 @@
 #include <stdexcept>
 #include <vector>
 
-#include "dfm/core/checkpoint.hpp"
-#include "dfm/core/host_services.hpp"
-#include "dfm/core/plugin_registry.hpp"
+#include "dfm/core/checkpoint/checkpoint.hpp"
+#include "dfm/core/plugins/host_services.hpp"
+#include "dfm/core/plugins/plugin_registry.hpp"
 
 namespace {
 

@@ -25,9 +25,9 @@
 
 #include "bench_compute.hpp"
 #include "bench_flags.hpp"
-#include "dfm/core/compute_backend.hpp"
-#include "dfm/core/gpt_model.hpp"
-#include "dfm/core/optimizer.hpp"
+#include "dfm/core/plugins/compute_backend.hpp"
+#include "dfm/core/models/gpt2/gpt_model.hpp"
+#include "dfm/core/train/optimizer.hpp"
 
 namespace {
 

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <string>
 
-#include "dfm/core/launcher.hpp"
+#include "dfm/core/launch/launcher.hpp"
 
 int main(int argc, char** argv) {
   if (argc < 4) {

@@ -21,8 +21,8 @@
 #include <string>
 #include <thread>
 
-#include "dfm/core/launch_env.hpp"
-#include "dfm/core/rendezvous_store.hpp"
+#include "dfm/core/launch/launch_env.hpp"
+#include "dfm/core/rendezvous/rendezvous_store.hpp"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;

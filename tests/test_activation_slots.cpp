@@ -3,7 +3,7 @@
 // The schedules are written out by hand from the release rule: a chunk with
 // the embedding frees a micro-batch's slot after its backward, any other
 // chunk after sending its input's gradient.
-#include "dfm/core/activation_slots.hpp"
+#include "dfm/core/parallel/activation_slots.hpp"
 
 #include <gtest/gtest.h>
 

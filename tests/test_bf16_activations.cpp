@@ -21,8 +21,8 @@
 
 #include "attention_cases.hpp"
 #include "compute_backend_harness.hpp"
-#include "dfm/core/host_services.hpp"
-#include "dfm/core/plugin_registry.hpp"
+#include "dfm/core/plugins/host_services.hpp"
+#include "dfm/core/plugins/plugin_registry.hpp"
 #include "reference_kernels.hpp"
 #include "support/plugin_refusals.hpp"
 

@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dfm/core/checkpoint.hpp"
+#include "dfm/core/checkpoint/checkpoint.hpp"
 #include "support/cpu_backend.hpp"
 
 namespace dfm {

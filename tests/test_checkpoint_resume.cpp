@@ -34,8 +34,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dfm/core/checkpoint.hpp"
-#include "dfm/core/safetensors.hpp"
+#include "dfm/core/checkpoint/checkpoint.hpp"
+#include "dfm/core/common/safetensors.hpp"
 #include "support/checkpoint_pieces.hpp"
 #include "support/run_command.hpp"
 #include "support/test_paths.hpp"

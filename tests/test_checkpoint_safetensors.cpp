@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "dfm/core/safetensors.hpp"
+#include "dfm/core/common/safetensors.hpp"
 
 namespace dfm {
 namespace {

@@ -16,8 +16,8 @@
 #include <random>
 #include <thread>
 
-#include "dfm/core/checkpoint.hpp"
-#include "dfm/core/checkpoint_slice.hpp"
+#include "dfm/core/checkpoint/checkpoint.hpp"
+#include "dfm/core/checkpoint/checkpoint_slice.hpp"
 #include "support/checkpoint_pieces.hpp"
 #include "support/cpu_backend.hpp"
 

@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "dfm/core/config.hpp"
+#include "dfm/core/config/config.hpp"
 
 namespace dfm {
 namespace {

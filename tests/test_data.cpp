@@ -7,8 +7,8 @@
 #include <numeric>
 #include <set>
 
-#include "dfm/core/data_loader.hpp"
-#include "dfm/core/token_files.hpp"
+#include "dfm/core/data/data_loader.hpp"
+#include "dfm/core/data/token_files.hpp"
 
 namespace dfm {
 namespace {

@@ -6,10 +6,10 @@
 #include <cmath>
 #include <memory>
 
-#include "dfm/core/compute_backend.hpp"
-#include "dfm/core/host_services.hpp"
-#include "dfm/core/plugin_registry.hpp"
-#include "dfm/core/trainer.hpp"
+#include "dfm/core/plugins/compute_backend.hpp"
+#include "dfm/core/plugins/host_services.hpp"
+#include "dfm/core/plugins/plugin_registry.hpp"
+#include "dfm/core/train/trainer.hpp"
 #include "support/flat_params.hpp"
 #include "support/test_paths.hpp"
 

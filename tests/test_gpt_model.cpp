@@ -9,8 +9,8 @@
 #include <numeric>
 #include <random>
 
-#include "dfm/core/gpt_model.hpp"
-#include "dfm/core/gpt_params.hpp"
+#include "dfm/core/models/gpt2/gpt_model.hpp"
+#include "dfm/core/models/gpt2/gpt_params.hpp"
 #include "support/cpu_backend.hpp"
 #include "support/flat_params.hpp"
 

@@ -4,7 +4,7 @@
 
 #include <cstdlib>
 
-#include "dfm/core/launch_env.hpp"
+#include "dfm/core/launch/launch_env.hpp"
 
 namespace {
 

@@ -8,8 +8,8 @@
 #include <regex>
 #include <sstream>
 
-#include "dfm/core/config.hpp"
-#include "dfm/core/layout.hpp"
+#include "dfm/core/config/config.hpp"
+#include "dfm/core/job/layout.hpp"
 
 namespace dfm {
 namespace {

@@ -4,7 +4,7 @@
 #include <set>
 #include <tuple>
 
-#include "dfm/core/mesh.hpp"
+#include "dfm/core/job/mesh.hpp"
 
 namespace dfm {
 namespace {

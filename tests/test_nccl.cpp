@@ -37,8 +37,8 @@
 
 #include "compute_backend_harness.hpp"
 #include "dfm/comm.h"
-#include "dfm/core/host_services.hpp"
-#include "dfm/core/plugin_registry.hpp"
+#include "dfm/core/plugins/host_services.hpp"
+#include "dfm/core/plugins/plugin_registry.hpp"
 #include "support/file_rendezvous.hpp"
 #include "support/group_desc.hpp"
 #include "support/plugin_refusals.hpp"

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <numbers>
 
-#include "dfm/core/optimizer.hpp"
-#include "dfm/core/param_placement.hpp"
+#include "dfm/core/train/optimizer.hpp"
+#include "dfm/core/parallel/param_placement.hpp"
 #include "support/cpu_backend.hpp"
 #include "support/flat_params.hpp"
 

@@ -21,7 +21,7 @@
 #include <tuple>
 #include <vector>
 
-#include "dfm/core/trace_writer.hpp"
+#include "dfm/core/observe/trace_writer.hpp"
 #include "pipeline_schedule.hpp"
 #include "pipeline_simulator.hpp"
 

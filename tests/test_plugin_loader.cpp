@@ -11,9 +11,9 @@
 
 #include "dfm/comm.h"
 #include "dfm/compute.h"
-#include "dfm/core/host_services.hpp"
-#include "dfm/core/mesh.hpp"
-#include "dfm/core/plugin_registry.hpp"
+#include "dfm/core/plugins/host_services.hpp"
+#include "dfm/core/job/mesh.hpp"
+#include "dfm/core/plugins/plugin_registry.hpp"
 
 namespace dfm {
 namespace {

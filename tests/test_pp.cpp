@@ -15,7 +15,7 @@
 #include <tuple>
 #include <vector>
 
-#include "dfm/core/trace_writer.hpp"
+#include "dfm/core/observe/trace_writer.hpp"
 #include "support/training_runs.hpp"
 
 namespace dfm {

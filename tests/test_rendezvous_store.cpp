@@ -12,7 +12,7 @@
 #include <mutex>
 #include <thread>
 
-#include "dfm/core/rendezvous_store.hpp"
+#include "dfm/core/rendezvous/rendezvous_store.hpp"
 #include "rendezvous_crypto.hpp"
 
 namespace {
@@ -71,7 +71,7 @@ bool closed_by_server(int fd) {
 }
 
 // Does the client's side of the handshake by hand (the layout documented in
-// core/src/rendezvous_wire.hpp), so a test can then send malformed frames.
+// core/src/rendezvous/rendezvous_wire.hpp), so a test can then send malformed frames.
 int raw_authenticated_connect(uint16_t port, const std::string& secret) {
   const int fd = raw_connect(port);
   std::vector<uint8_t> greeting(21);

@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "dfm/core/safetensors.hpp"
+#include "dfm/core/common/safetensors.hpp"
 
 namespace dfm {
 namespace {

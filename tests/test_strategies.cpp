@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "dfm/core/config.hpp"
-#include "dfm/core/host_services.hpp"
-#include "dfm/core/mesh.hpp"
-#include "dfm/core/plugin_registry.hpp"
+#include "dfm/core/config/config.hpp"
+#include "dfm/core/plugins/host_services.hpp"
+#include "dfm/core/job/mesh.hpp"
+#include "dfm/core/plugins/plugin_registry.hpp"
 
 namespace dfm {
 namespace {

@@ -1,4 +1,4 @@
-// Chrome trace files (core/src/trace_writer.cpp): what a written file holds
+// Chrome trace files (core/src/observe/trace_writer.cpp): what a written file holds
 // against the Trace Event Format's required fields, read back, merged, and
 // the bubble fraction of hand-made spans against values computed by hand.
 #include <gtest/gtest.h>
@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dfm/core/trace_writer.hpp"
+#include "dfm/core/observe/trace_writer.hpp"
 
 namespace dfm {
 namespace {

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "dfm/core/safetensors.hpp"
-#include "dfm/core/trainer.hpp"
+#include "dfm/core/common/safetensors.hpp"
+#include "dfm/core/train/trainer.hpp"
 #include "support/cpu_backend.hpp"
 #include "support/flat_params.hpp"
 

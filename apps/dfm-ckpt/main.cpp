@@ -10,7 +10,7 @@
 #include <iostream>
 #include <string>
 
-#include "dfm/core/checkpoint.hpp"
+#include "dfm/core/checkpoint/checkpoint.hpp"
 
 namespace {
 

@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <vector>
 
-#include "dfm/core/token_files.hpp"
+#include "dfm/core/data/token_files.hpp"
 
 namespace po = boost::program_options;
 

@@ -13,18 +13,18 @@
 #include <string>
 #include <vector>
 
-#include "dfm/core/checkpoint.hpp"
-#include "dfm/core/compute_backend.hpp"
-#include "dfm/core/config.hpp"
-#include "dfm/core/host_services.hpp"
-#include "dfm/core/job_planner.hpp"
-#include "dfm/core/job_session.hpp"
-#include "dfm/core/launch_env.hpp"
-#include "dfm/core/launcher.hpp"
-#include "dfm/core/layout.hpp"
-#include "dfm/core/logging.hpp"
-#include "dfm/core/plugin_registry.hpp"
-#include "dfm/core/trainer.hpp"
+#include "dfm/core/checkpoint/checkpoint.hpp"
+#include "dfm/core/plugins/compute_backend.hpp"
+#include "dfm/core/config/config.hpp"
+#include "dfm/core/plugins/host_services.hpp"
+#include "dfm/core/job/job_planner.hpp"
+#include "dfm/core/job/job_session.hpp"
+#include "dfm/core/launch/launch_env.hpp"
+#include "dfm/core/launch/launcher.hpp"
+#include "dfm/core/job/layout.hpp"
+#include "dfm/core/observe/logging.hpp"
+#include "dfm/core/plugins/plugin_registry.hpp"
+#include "dfm/core/train/trainer.hpp"
 
 namespace po = boost::program_options;
 

@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <string_view>
 
-#include "dfm/core/checkpoint_index.hpp"
+#include "dfm/core/checkpoint/checkpoint_index.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <string_view>
 
-#include "dfm/core/safetensors.hpp"
+#include "dfm/core/common/safetensors.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);

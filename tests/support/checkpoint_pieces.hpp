@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "dfm/core/checkpoint_index.hpp"
+#include "dfm/core/checkpoint/checkpoint_index.hpp"
 
 namespace dfm::test {
 

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "dfm/comm.h"
-#include "dfm/core/host_services.hpp"
-#include "dfm/core/plugin_registry.hpp"
+#include "dfm/core/plugins/host_services.hpp"
+#include "dfm/core/plugins/plugin_registry.hpp"
 #include "support/file_rendezvous.hpp"
 #include "support/group_desc.hpp"
 

@@ -5,9 +5,9 @@
 #include <memory>
 #include <stdexcept>
 
-#include "dfm/core/compute_backend.hpp"
-#include "dfm/core/host_services.hpp"
-#include "dfm/core/plugin_registry.hpp"
+#include "dfm/core/plugins/compute_backend.hpp"
+#include "dfm/core/plugins/host_services.hpp"
+#include "dfm/core/plugins/plugin_registry.hpp"
 #include "support/test_paths.hpp"
 
 namespace dfm::test {

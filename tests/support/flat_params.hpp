@@ -5,8 +5,8 @@
 
 #include <vector>
 
-#include "dfm/core/compute_backend.hpp"
-#include "dfm/core/gpt_params.hpp"
+#include "dfm/core/plugins/compute_backend.hpp"
+#include "dfm/core/models/gpt2/gpt_params.hpp"
 
 namespace dfm::test {
 

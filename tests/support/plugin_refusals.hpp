@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "dfm/core/plugin_registry.hpp"
+#include "dfm/core/plugins/plugin_registry.hpp"
 
 namespace dfm::test {
 

@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dfm/core/safetensors.hpp"
+#include "dfm/core/common/safetensors.hpp"
 #include "support/run_command.hpp"
 
 namespace dfm::test {

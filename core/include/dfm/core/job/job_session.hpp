@@ -1,0 +1,74 @@
+// Everything a running job holds on one rank, set up in order and torn down
+// in reverse: the rendezvous store (served by rank 0), the compute backend,
+// one communicator per process group of this rank, the strategies' instances,
+// and the JobRuntime the trainer runs with.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dfm/core/plugins/compute_backend.hpp"
+#include "dfm/core/job/job_planner.hpp"
+#include "dfm/core/job/job_runtime.hpp"
+#include "dfm/core/launch/launch_env.hpp"
+
+namespace dfm {
+
+class Config;
+class HostContext;
+class StoreServer;
+class StoreClient;
+
+class JobSession {
+ public:
+  // Throws std::runtime_error naming the rank and the step that failed.
+  JobSession(const Config& config, const JobPlan& plan, HostContext& host, const LaunchEnv& env, int64_t threads);
+  ~JobSession();
+  JobSession(const JobSession&) = delete;
+  JobSession& operator=(const JobSession&) = delete;
+
+  ComputeBackend& backend() { return *backend_; }
+  const JobRuntime& runtime() const { return runtime_; }
+
+ private:
+  struct Group {
+    ProcessGroup members;
+    dfm_group_kind kind;
+    void* handle = nullptr;
+  };
+  struct Strategy {
+    const LoadedPlugin* plugin;
+    void* instance;
+  };
+  void connect(const LaunchEnv& env, int64_t timeout_ms);
+  void leave_world() noexcept;
+  void create_groups(int64_t timeout_ms);
+  void create_strategies(const Config& config);
+  dfm_group_info group_info(dfm_group_kind kind) const;
+  std::map<std::string, uint64_t> bytes_sent() const;
+  void sum_over_data_ranks(double* values, size_t count);
+  std::vector<std::string> exchange(const std::string& tag, const std::string& mine);
+
+  const JobPlan& plan_;
+  HostContext& host_;
+  int64_t rank_;
+  std::unique_ptr<StoreServer> server_;
+  std::unique_ptr<StoreClient> store_;
+  dfm_comm_rendezvous rendezvous_{};
+  std::unique_ptr<ComputeBackend> backend_;
+  const dfm_comm_v1* comm_ = nullptr;
+  std::vector<Group> groups_;
+  std::vector<Strategy> strategies_;
+  std::unique_ptr<ParamPlacement> placement_;
+  std::unique_ptr<SequenceSplit> sequence_;
+  std::unique_ptr<TensorSplit> tensor_;
+  std::unique_ptr<Pipeline> pipeline_;
+  int64_t pp_stage_ = 0;  // this rank's pipeline stage
+  std::unique_ptr<DeviceBuffer<float>> scalar_scratch_;
+  JobRuntime runtime_;
+};
+
+}  // namespace dfm

@@ -1,0 +1,48 @@
+// The [job], [model], [data], [train], [log] and [sample] settings the trainer
+// runs with, read from a checked Config, and the core's own cross-key checks.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "dfm/core/models/gpt2/gpt_params.hpp"
+#include "dfm/core/train/optimizer.hpp"
+
+namespace dfm {
+
+class Config;
+
+struct TrainSettings {
+  std::string job_name;
+  uint64_t seed = 0;
+  std::filesystem::path out_dir;
+  GptShape shape;
+  std::string data_source, data_path;
+  bool shuffle = false;
+  int64_t steps = 0, global_batch = 1, micro_batch = 1;
+  LrSchedule lr;
+  AdamWSettings adamw;
+  int64_t threads = 0;
+  int64_t log_every = 10;
+  bool progress = true;
+  bool trace = false;  // [log] trace: Chrome trace files of the schedule
+  int64_t sample_every = 0, sample_tokens = 64;
+  std::string sample_prompt;
+  double sample_temperature = 1.0;
+  // [checkpoint] (docs/checkpoints.md): an empty dir means <out_dir>/checkpoints;
+  // every = 0 saves only when SIGTERM asks the job to stop.
+  std::filesystem::path checkpoint_dir;
+  int64_t checkpoint_every = 0, checkpoint_keep = 3;
+  std::string checkpoint_resume = "auto";
+};
+
+TrainSettings read_train_settings(const Config& config);
+
+// Checks that involve several core keys (d_model divisible by n_head,
+// global_batch by micro_batch, the synthetic corpus needing a byte vocabulary,
+// a token path for source = "tokens"). Appends "file:line:col: key: ..." messages.
+void check_train_settings(const Config& config, std::vector<std::string>& errors);
+
+}  // namespace dfm

@@ -1,0 +1,260 @@
+#include "dfm/core/job/job_session.hpp"
+
+#include <glog/logging.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+#include "dfm/core/config/config.hpp"
+#include "dfm/core/plugins/host_services.hpp"
+#include "dfm/core/job/layout.hpp"
+#include "dfm/core/parallel/param_placement.hpp"
+#include "dfm/core/plugins/plugin_registry.hpp"
+#include "dfm/core/rendezvous/rendezvous_store.hpp"
+
+namespace dfm {
+namespace {
+
+// The comm ABI's rendezvous callbacks on top of the core's store.
+dfm_status store_set(void* store, const char* key, const void* value, size_t size) noexcept {
+  try {
+    const auto* bytes = static_cast<const uint8_t*>(value);
+    static_cast<StoreClient*>(store)->set(key, std::vector<uint8_t>(bytes, bytes + size));
+    return DFM_OK;
+  } catch (...) {
+    return DFM_ERR_RUNTIME;
+  }
+}
+
+dfm_status store_get(void* store, const char* key, void* value, size_t capacity, size_t* size,
+                     int64_t timeout_ms) noexcept {
+  try {
+    const auto bytes = static_cast<StoreClient*>(store)->get(key, std::chrono::milliseconds(timeout_ms));
+    *size = bytes.size();
+    std::memcpy(value, bytes.data(), std::min(capacity, bytes.size()));
+    return DFM_OK;
+  } catch (...) {
+    return DFM_ERR_TIMEOUT;
+  }
+}
+
+dfm_group_kind kind_of(const std::string& group_name) {
+  const std::string kind = group_name.substr(0, group_name.find('/'));
+  if (kind == "tp") return DFM_GROUP_TP;
+  if (kind == "cp") return DFM_GROUP_CP;
+  if (kind == "dp") return DFM_GROUP_DP;
+  if (kind == "pp") return DFM_GROUP_PP;
+  if (kind == "dp_cp") return DFM_GROUP_DP_CP;
+  if (kind == "pp_ends") return DFM_GROUP_PP_ENDS;
+  throw std::logic_error("unknown process group kind '" + kind + "'");
+}
+
+std::string rank_error(int64_t rank, const std::string& what) { return "rank " + std::to_string(rank) + ": " + what; }
+
+// [backend] threads = 0 means the cores this process may use; ranks that share
+// a machine share them (as torchrun's one thread per worker avoids, but
+// without giving up the cores when a machine runs fewer ranks than it has).
+int64_t threads_for_rank(int64_t configured, int64_t local_world) {
+  if (configured > 0 || local_world <= 1) return configured;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const int64_t cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  return std::max<int64_t>(1, cores / local_world);
+}
+
+}  // namespace
+
+JobSession::JobSession(const Config& config, const JobPlan& plan, HostContext& host, const LaunchEnv& env,
+                       int64_t threads)
+    : plan_(plan), host_(host), rank_(env.rank) {
+  if (env.world != plan.layout.world)
+    throw std::runtime_error(rank_error(rank_, "the launcher started " + std::to_string(env.world) +
+                                                   " ranks but the layout needs " + std::to_string(plan.layout.world)));
+  host_.set_rank(rank_);
+  const auto timeout_ms = static_cast<int64_t>(config.get_float("backend.comm_timeout_s") * 1000);
+  const dfm_precision precision =
+      config.get_string("backend.precision") == "bf16" ? DFM_PRECISION_BF16 : DFM_PRECISION_FP32;
+  backend_ = std::make_unique<ComputeBackend>(*plan.compute, threads_for_rank(threads, env.local_world), env.local_rank,
+                                              precision, plan.activations);
+  scalar_scratch_ = std::make_unique<DeviceBuffer<float>>(*backend_, 16);
+  if (plan.layout.world > 1) {
+    connect(env, timeout_ms);
+    create_groups(timeout_ms);
+  }
+  ExecutionServices execution;
+  execution.compute = backend_.get();
+  execution.comm = comm_;
+  execution.comm_last_error = plan.comm ? plan.comm->descriptor->last_error : nullptr;
+  execution.group = [this](dfm_group_kind kind) { return group_info(kind); };
+  host_.attach_execution(execution);
+  const Coords coords = plan.mesh.coords(rank_);
+  pp_stage_ = coords[DFM_AXIS_PP];
+  create_strategies(config);
+
+  runtime_.rank = rank_;
+  runtime_.world = plan.layout.world;
+  runtime_.dp_rank = coords[DFM_AXIS_DP];
+  runtime_.dp_size = plan.layout.dp;
+  runtime_.cp_size = plan.layout.cp;
+  runtime_.placement = placement_.get();
+  runtime_.sequence = sequence_.get();
+  runtime_.tensor = tensor_.get();
+  runtime_.pipeline = pipeline_.get();
+  runtime_.sum_over_data_ranks = [this](double* values, size_t count) { sum_over_data_ranks(values, count); };
+  runtime_.bytes_sent = [this] { return bytes_sent(); };
+  runtime_.strategy_memory_peak = [this] { return host_.plugin_memory_peak(); };
+  runtime_.strategy_memory_peaks = [this] { return host_.plugin_memory_peaks(); };
+  runtime_.reset_strategy_memory_peak = [this] { host_.reset_memory_peak(); };
+  runtime_.take_strategy_metrics = [this] { return host_.take_metrics(); };
+  if (store_) runtime_.exchange = [this](const std::string& tag, const std::string& mine) { return exchange(tag, mine); };
+}
+
+// Each rank sets "exchange/<tag>/<rank>" and reads everyone's. The wait is
+// long because ranks reach a checkpoint's second exchange only once their
+// files are written; a rank that dies is reported by the launcher long before.
+std::vector<std::string> JobSession::exchange(const std::string& tag, const std::string& mine) {
+  constexpr std::chrono::minutes kExchangeTimeout{30};
+  const std::string prefix = "exchange/" + tag + "/";
+  store_->set(prefix + std::to_string(rank_), std::vector<uint8_t>(mine.begin(), mine.end()));
+  std::vector<std::string> all;
+  for (int64_t r = 0; r < plan_.layout.world; ++r) {
+    const auto bytes = store_->get(prefix + std::to_string(r), kExchangeTimeout);
+    all.emplace_back(bytes.begin(), bytes.end());
+  }
+  return all;
+}
+
+JobSession::~JobSession() {
+  // Strategies first (they hold buffers and pending collectives), then the
+  // groups, then the store; the backend goes last with its memory.
+  placement_.reset();
+  sequence_.reset();
+  tensor_.reset();
+  pipeline_.reset();
+  for (auto it = strategies_.rbegin(); it != strategies_.rend(); ++it)
+    if (it->plugin->strategy()->destroy) it->plugin->strategy()->destroy(it->instance);
+  for (Group& g : groups_)
+    if (g.handle) comm_->group_destroy(g.handle);
+  leave_world();
+  store_.reset();
+  server_.reset();
+  scalar_scratch_.reset();
+}
+
+// Rank 0 serves the store: it stops serving only when every rank has said it
+// is done with it, so no rank loses the store in the middle of a request.
+void JobSession::leave_world() noexcept {
+  if (!store_) return;
+  try {
+    store_->add("dfm/left", 1);
+    if (rank_ == 0) {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (store_->add("dfm/left", 0) < plan_.layout.world && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  } catch (const std::exception& e) {
+    LOG(WARNING) << "rank " << rank_ << ": leaving the rendezvous store: " << e.what();
+  }
+}
+
+void JobSession::connect(const LaunchEnv& env, int64_t timeout_ms) {
+  if (!plan_.comm) throw std::runtime_error(rank_error(rank_, "no comm backend for a job of several ranks"));
+  comm_ = static_cast<const dfm_comm_v1*>(plan_.comm->descriptor->table);
+  const auto timeout = std::chrono::milliseconds(timeout_ms);
+  if (rank_ == 0) server_ = std::make_unique<StoreServer>(is_loopback_host(env.master_addr), env.master_port, env.secret);
+  store_ = std::make_unique<StoreClient>(env.master_addr, env.master_port, env.secret, timeout);
+  join_world(*store_, rank_, plan_.layout.world, timeout);
+  rendezvous_.struct_size = sizeof rendezvous_;
+  rendezvous_.store = store_.get();
+  rendezvous_.set = store_set;
+  rendezvous_.get = store_get;
+}
+
+// Every rank creates its groups in the same order (Mesh::groups_of lists them
+// by kind), so the group rendezvous of different groups never interleave badly.
+void JobSession::create_groups(int64_t timeout_ms) {
+  for (ProcessGroup& members : plan_.mesh.groups_of(rank_)) {
+    Group g{members, kind_of(members.name), nullptr};
+    const auto me = std::find(members.ranks.begin(), members.ranks.end(), rank_) - members.ranks.begin();
+    dfm_comm_group_desc desc{};
+    desc.struct_size = sizeof desc;
+    desc.group_name = g.members.name.c_str();
+    desc.ranks = g.members.ranks.data();
+    desc.size = static_cast<int64_t>(g.members.ranks.size());
+    desc.my_index = me;
+    desc.rendezvous = &rendezvous_;
+    desc.timeout_ms = timeout_ms;
+    desc.compute_ctx = backend_->ctx();
+    desc.compute_stream = backend_->native_stream();  // ABI 1.2; NULL for cpu and older backends
+    if (comm_->group_create(&desc, &g.handle) != DFM_OK)
+      throw std::runtime_error(rank_error(rank_, "cannot create process group " + g.members.name + ": " +
+                                                     plan_.comm->descriptor->last_error()));
+    groups_.push_back(std::move(g));
+  }
+  VLOG(1) << "rank " << rank_ << ": " << groups_.size() << " process groups ready";
+}
+
+void JobSession::create_strategies(const Config& config) {
+  std::vector<const char*> names;
+  for (const auto& n : plan_.chain) names.push_back(n.c_str());
+  const dfm_job_shape shape = make_job_shape(config, plan_.layout, names);
+  for (const LoadedPlugin* p : plan_.strategies) {
+    void* instance = nullptr;
+    if (p->strategy()->create && p->strategy()->create(&shape, &instance) != DFM_OK)
+      throw std::runtime_error(rank_error(rank_, "strategy '" + p->name + "' failed to start: " +
+                                                     p->descriptor->last_error()));
+    strategies_.push_back({p, instance});
+    if (places_parameters(*p->strategy())) placement_ = std::make_unique<StrategyPlacement>(*p, instance);
+    if (splits_sequence(*p->strategy())) sequence_ = std::make_unique<StrategySequenceSplit>(*p, instance);
+    if (splits_tensors(*p->strategy())) tensor_ = std::make_unique<TensorSplit>(*p, instance);
+    if (pipelines_model(*p->strategy()))
+      pipeline_ = std::make_unique<Pipeline>(*p, instance, static_cast<int32_t>(pp_stage_),
+                                             static_cast<int32_t>(plan_.layout.pp), shape.n_layer);
+  }
+  if (!placement_) placement_ = std::make_unique<LocalPlacement>();
+}
+
+dfm_group_info JobSession::group_info(dfm_group_kind kind) const {
+  // Without cp the data ranks (dp x cp) are the dp group (host.h).
+  if (kind == DFM_GROUP_DP_CP && plan_.layout.cp == 1) kind = DFM_GROUP_DP;
+  dfm_group_info info{};
+  info.struct_size = sizeof info;
+  info.size = 1;
+  info.index = 0;
+  for (const Group& g : groups_) {
+    if (g.kind != kind) continue;
+    info.group = g.handle;
+    info.size = static_cast<int64_t>(g.members.ranks.size());
+    info.index = std::find(g.members.ranks.begin(), g.members.ranks.end(), rank_) - g.members.ranks.begin();
+  }
+  return info;
+}
+
+std::map<std::string, uint64_t> JobSession::bytes_sent() const {
+  std::map<std::string, uint64_t> out;
+  for (const Group& g : groups_) out[g.members.name.substr(0, g.members.name.find('/'))] += comm_->bytes_sent(g.handle);
+  return out;
+}
+
+void JobSession::sum_over_data_ranks(double* values, size_t count) {
+  const dfm_group_info dp = group_info(DFM_GROUP_DP_CP);
+  if (dp.size == 1 || count == 0) return;
+  if (count > 16) throw std::logic_error("sum_over_dp: at most 16 values");
+  std::vector<float> host(values, values + count);
+  backend_->upload(scalar_scratch_->data(), host.data(), count * sizeof(float));
+  void* work = nullptr;
+  dfm_status status = comm_->all_reduce(dp.group, scalar_scratch_->data(), static_cast<int64_t>(count), DFM_REDUCE_SUM, &work);
+  if (status == DFM_OK) status = comm_->work_wait(work, -1);
+  if (work) comm_->work_free(work);
+  if (status != DFM_OK)
+    throw std::runtime_error(rank_error(rank_, std::string("all-reduce of the loss over the data ranks failed: ") +
+                                                   plan_.comm->descriptor->last_error()));
+  backend_->download(host.data(), scalar_scratch_->data(), count * sizeof(float));
+  for (size_t i = 0; i < count; ++i) values[i] = host[i];
+}
+
+}  // namespace dfm

@@ -1,0 +1,69 @@
+#include "dfm/core/train/train_settings.hpp"
+
+#include "dfm/core/config/config.hpp"
+
+namespace dfm {
+
+TrainSettings read_train_settings(const Config& c) {
+  TrainSettings s;
+  s.job_name = c.get_string("job.name");
+  s.seed = static_cast<uint64_t>(c.get_int("job.seed"));
+  const std::string out = c.get_string("job.out_dir");
+  s.out_dir = out.empty() ? std::filesystem::path("runs") / s.job_name : std::filesystem::path(out);
+  s.shape.n_layer = c.get_int("model.n_layer");
+  s.shape.n_head = c.get_int("model.n_head");
+  s.shape.d_model = c.get_int("model.d_model");
+  s.shape.vocab_size = c.get_int("model.vocab_size");
+  s.shape.seq_len = c.get_int("model.seq_len");
+  s.data_source = c.get_string("data.source");
+  s.data_path = c.get_string("data.path");
+  s.shuffle = c.get_bool("data.shuffle");
+  s.steps = c.get_int("train.steps");
+  s.global_batch = c.get_int("train.global_batch");
+  s.micro_batch = c.get_int("train.micro_batch");
+  s.lr.lr = c.get_float("train.lr");
+  s.lr.min_lr = c.get_float("train.min_lr");
+  s.lr.warmup_steps = c.get_int("train.warmup_steps");
+  s.lr.total_steps = s.steps;
+  s.lr.shape = parse_lr_shape(c.get_string("train.lr_schedule"));
+  s.adamw.weight_decay = c.get_float("train.weight_decay");
+  s.adamw.beta1 = c.get_float("train.beta1");
+  s.adamw.beta2 = c.get_float("train.beta2");
+  s.adamw.eps = c.get_float("train.eps");
+  s.adamw.max_norm = c.get_float("train.max_norm");
+  s.threads = c.get_int("backend.threads");
+  s.log_every = c.get_int("log.every");
+  s.progress = c.get_bool("log.progress");
+  s.trace = c.get_bool("log.trace");
+  s.sample_every = c.get_int("sample.every");
+  s.sample_tokens = c.get_int("sample.tokens");
+  s.sample_prompt = c.get_string("sample.prompt");
+  s.sample_temperature = c.get_float("sample.temperature");
+  s.checkpoint_dir = c.get_string("checkpoint.dir");
+  s.checkpoint_every = c.get_int("checkpoint.every");
+  s.checkpoint_keep = c.get_int("checkpoint.keep");
+  s.checkpoint_resume = c.get_string("checkpoint.resume");
+  return s;
+}
+
+void check_train_settings(const Config& c, std::vector<std::string>& errors) {
+  const int64_t d_model = c.get_int("model.d_model"), n_head = c.get_int("model.n_head");
+  if (n_head > 0 && d_model % n_head != 0)
+    errors.push_back(c.format_error("model.d_model", "d_model " + std::to_string(d_model) + " does not divide into " +
+                                                         std::to_string(n_head) + " heads (model.n_head)"));
+  const int64_t global = c.get_int("train.global_batch"), micro = c.get_int("train.micro_batch");
+  if (micro > 0 && global % micro != 0)
+    errors.push_back(c.format_error("train.global_batch", std::to_string(global) + " sequences do not split into micro-batches of " +
+                                                              std::to_string(micro) + " (train.micro_batch)"));
+  const std::string source = c.get_string("data.source");
+  if (source == "synthetic" && c.get_int("model.vocab_size") < 256)
+    errors.push_back(c.format_error("model.vocab_size", "the synthetic corpus is bytes and needs vocab_size >= 256, got " +
+                                                            std::to_string(c.get_int("model.vocab_size"))));
+  if (source == "tokens" && c.get_string("data.path").empty())
+    errors.push_back(c.format_error("data.path", "data.source = \"tokens\" needs a path (a glob of token files)"));
+  if (c.get_float("train.min_lr") > c.get_float("train.lr"))
+    errors.push_back(c.format_error("train.min_lr", "min_lr " + std::to_string(c.get_float("train.min_lr")) +
+                                                        " is above lr " + std::to_string(c.get_float("train.lr"))));
+}
+
+}  // namespace dfm
