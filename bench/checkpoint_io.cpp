@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "dfm/core/checkpoint/checkpoint.hpp"
+#include "dfm/core/models/gpt2/gpt2_architecture.hpp"
 #include "dfm/core/plugins/host_services.hpp"
 #include "dfm/core/plugins/plugin_registry.hpp"
 
@@ -83,10 +84,11 @@ int main(int argc, char** argv) {
   }
   dfm::ComputeBackend backend(*cpu, 0, 0);
   const dfm::GptShape shape{8, 8, 512, 50257, 1024, 1e-5f};
-  dfm::JobRuntime runtime = dfm::JobRuntime::single_process();
-  dfm::GptParams params(backend, shape, *runtime.placement);
+  const auto spec = dfm::gpt2_spec(shape);
+  const dfm::JobRuntime runtime = dfm::JobRuntime::single_process(backend, shape.n_layer);
+  dfm::ModelParams params(backend, spec->params(0, 1), static_cast<int32_t>(shape.n_layer + 1), runtime.placement());
   params.initialise(1);
-  const dfm::CheckpointJob job{backend, params, runtime, shape};
+  const dfm::CheckpointJob job{backend, params, runtime, *spec};
   const uint64_t bytes = static_cast<uint64_t>(params.total_count()) * 3 * sizeof(float);
 
   // Raw writes before and after the save, averaged: a virtual disk's speed drifts.

@@ -26,7 +26,8 @@
 #include "bench_compute.hpp"
 #include "bench_flags.hpp"
 #include "dfm/core/plugins/compute_backend.hpp"
-#include "dfm/core/models/gpt2/gpt_model.hpp"
+#include "dfm/core/job/job_runtime.hpp"
+#include "dfm/core/models/gpt2/gpt2_architecture.hpp"
 #include "dfm/core/train/optimizer.hpp"
 
 namespace {
@@ -85,10 +86,11 @@ int run(int argc, char** argv) {
 
   dfm::bench::BenchCompute compute(argc, argv);
   dfm::ComputeBackend& backend = compute.backend();
-  dfm::LocalPlacement placement;
-  dfm::GptParams params(backend, shape, placement);
+  const auto spec = dfm::gpt2_spec(shape);
+  const dfm::JobRuntime runtime = dfm::JobRuntime::single_process(backend, shape.n_layer);
+  dfm::ModelParams params(backend, spec->params(0, 1), static_cast<int32_t>(shape.n_layer + 1), runtime.placement());
   params.initialise(1);
-  dfm::GptModel model(backend, params, placement, shape, batch);
+  const auto model = spec->build(backend, params, runtime.roles, batch, dfm::ModelLayout::whole(shape.n_layer));
   dfm::AdamW adamw(backend, {});
 
   const int64_t rows = batch * shape.seq_len;
@@ -102,14 +104,16 @@ int run(int argc, char** argv) {
   std::rotate(tokens.begin(), tokens.begin() + 1, tokens.end());
   d_targets.upload(tokens);
   d_positions.upload(positions);
+  const dfm::MicroBatch in{batch, shape.seq_len, d_tokens.data(), d_positions.data(), d_targets.data()};
 
   std::vector<double> step_seconds, issue_seconds;
   for (int64_t s = 0; s < steps + 1; ++s) {  // step 0 warms caches and the thread pool
     const auto t0 = Clock::now();
     params.zero_grad_shards();
-    model.forward(d_tokens.data(), d_positions.data(), batch, shape.seq_len);
-    model.loss(d_targets.data(), 1.0f / static_cast<float>(rows));
-    model.backward(d_tokens.data());
+    const dfm_step_info info{sizeof(dfm_step_info), s, 0, 1};
+    model->forward_chunk(0, 0, in, &info);
+    model->chunk_loss(0, 0, in, 1.0f / static_cast<float>(rows));
+    model->backward_chunk(0, 0, in, &info);
     if (s > 0) issue_seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
     const double norm = std::sqrt(adamw.local_grad_sum_squares(params));
     adamw.step(params, 1e-4, s + 1, dfm::clip_coefficient(norm, 1.0));
@@ -131,7 +135,7 @@ int run(int argc, char** argv) {
               static_cast<long long>(shape.n_head), static_cast<long long>(shape.vocab_size),
               static_cast<long long>(shape.seq_len), static_cast<long long>(batch),
               static_cast<double>(params.total_count()) / 1e6);
-  std::printf("activation memory: %.1f MiB\n", static_cast<double>(model.activation_bytes()) / (1 << 20));
+  std::printf("activation memory: %.1f MiB\n", static_cast<double>(model->activation_bytes()) / (1 << 20));
   std::printf("step time (median of %lld): %.1f ms\n", static_cast<long long>(steps), step * 1e3);
   // A GPU backend returns from its calls before the kernels ran: when issuing
   // the forward and backward takes nearly the whole step, the host is the

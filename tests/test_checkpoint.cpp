@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dfm/core/models/gpt2/gpt2_architecture.hpp"
 #include "dfm/core/checkpoint/checkpoint.hpp"
 #include "support/cpu_backend.hpp"
 
@@ -32,11 +33,14 @@ fs::path temp_dir(const std::string& name) {
 // numbers that depend on `salt` (the moments start at zero after initialise).
 struct Model {
   test::CpuBackend backend;
-  JobRuntime runtime = JobRuntime::single_process();
-  GptShape shape;
-  GptParams params;
-  explicit Model(const GptShape& s = kShape) : shape(s), params(*backend, s, *runtime.placement) {}
-  CheckpointJob job() { return {*backend, params, runtime, shape}; }
+  JobRuntime runtime;
+  std::shared_ptr<const ModelSpec> spec;
+  ModelParams params;
+  explicit Model(const GptShape& s = kShape)
+      : runtime(JobRuntime::single_process(*backend, s.n_layer)),
+        spec(gpt2_spec(s)),
+        params(*backend, spec->params(0, 1), static_cast<int32_t>(s.n_layer + 1), runtime.placement()) {}
+  CheckpointJob job() { return {*backend, params, runtime, *spec}; }
 
   void fill(float salt) {
     for (const dfm_unit& u : params.units())

@@ -16,6 +16,7 @@
 #include <random>
 #include <thread>
 
+#include "dfm/core/models/gpt2/gpt2_architecture.hpp"
 #include "dfm/core/checkpoint/checkpoint.hpp"
 #include "dfm/core/checkpoint/checkpoint_slice.hpp"
 #include "support/checkpoint_pieces.hpp"
@@ -132,29 +133,33 @@ float value_at(int kind, size_t p, int64_t g) {
 struct World {
   test::CpuBackend backend;
   TpLayout layout;
-  std::vector<std::unique_ptr<EvenShards>> placements;
-  std::vector<std::unique_ptr<GptParams>> params;
+  std::vector<std::shared_ptr<EvenShards>> placements;
+  std::vector<std::unique_ptr<ModelParams>> params;
   std::vector<JobRuntime> runtimes;
+  std::shared_ptr<const ModelSpec> spec = gpt2_spec(kShape);
 
   explicit World(const TpLayout& l) : layout(l) {
     for (int64_t rank = 0; rank < l.world(); ++rank) {
-      placements.push_back(std::make_unique<EvenShards>(rank / l.tp, l.dp));
-      params.push_back(
-          std::make_unique<GptParams>(*backend, kShape, *placements.back(), static_cast<int32_t>(rank % l.tp), l.tp));
+      placements.push_back(std::make_shared<EvenShards>(rank / l.tp, l.dp));
+      params.push_back(std::make_unique<ModelParams>(*backend,
+                                                     gpt_param_infos(kShape, static_cast<int32_t>(rank % l.tp),
+                                                                     static_cast<int32_t>(l.tp)),
+                                                     static_cast<int32_t>(kShape.n_layer + 1), *placements.back()));
       JobRuntime rt;
       rt.rank = rank;
       rt.world = l.world();
       rt.dp_rank = rank / l.tp;
       rt.dp_size = l.dp;
-      rt.placement = placements.back().get();
+      rt.roles.placement = placements.back();
+      rt.roles = rt.roles.with_identities(*backend, kShape.n_layer);
       runtimes.push_back(rt);
     }
   }
   CheckpointJob job(int64_t rank) {
-    return {*backend, *params[static_cast<size_t>(rank)], runtimes[static_cast<size_t>(rank)], kShape};
+    return {*backend, *params[static_cast<size_t>(rank)], runtimes[static_cast<size_t>(rank)], *spec};
   }
   float* shard(int64_t rank, int32_t unit, int kind) {
-    GptParams& p = *params[static_cast<size_t>(rank)];
+    ModelParams& p = *params[static_cast<size_t>(rank)];
     return kind == 0 ? p.units()[static_cast<size_t>(unit)].param_shard : kind == 1 ? p.adam_m(unit) : p.adam_v(unit);
   }
 

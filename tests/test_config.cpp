@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "support/job_config.hpp"
 #include "dfm/core/config/config.hpp"
 #include "dfm/core/job/layout.hpp"
 
@@ -51,6 +52,7 @@ std::vector<std::string> problems_of(const fs::path& file, const BrokenCase& c) 
     Config config = Config::load(file, c.overrides);
     std::vector<std::string> errors;
     const Layout layout = resolve_layout(config, c.world_size, errors);
+    add_model_schema(config, errors);
     config.check_schema(errors, resolve_chain(config, layout));
     return errors;
   } catch (const ConfigError& e) {
@@ -129,7 +131,7 @@ TEST(ConfigErrors, MalformedOverridesAreRefusedAtLoad) {
   };
   for (const auto& [override_text, expected] : cases) {
     try {
-      Config::parse("[train]\nlr = 0.1\n", "job.toml", {override_text});
+      test::parse_job("[train]\nlr = 0.1\n", "job.toml", {override_text});
       ADD_FAILURE() << "no error for --set " << override_text;
     } catch (const ConfigError& e) {
       EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
@@ -138,7 +140,7 @@ TEST(ConfigErrors, MalformedOverridesAreRefusedAtLoad) {
 }
 
 TEST(ConfigErrors, TypedAccessToAWrongValueThrowsTheFormattedMessage) {
-  const Config config = Config::parse("[model]\nn_head = \"twelve\"\n", "job.toml");
+  const Config config = test::parse_job("[model]\nn_head = \"twelve\"\n", "job.toml");
   try {
     config.get_int("model.n_head");
     FAIL() << "no error";
@@ -160,7 +162,7 @@ KeySpec bool_option(const std::string& key) {
 }
 
 TEST(PluginTables, RegisteredTableIsCheckedLikeCoreKeys) {
-  Config config = Config::parse(
+  Config config = test::parse_job(
       "[fsdp]\ntp_size = 2\n"
       "[strategy.tp]\nsequence_paralel = true\n"
       "[strategy.pp]\nx = 1\n"
@@ -179,7 +181,7 @@ TEST(PluginTables, RegisteredTableIsCheckedLikeCoreKeys) {
 }
 
 TEST(PluginTables, OptionValuesAreTypeCheckedAndReadable) {
-  Config config = Config::parse("[strategy.tp]\nsequence_parallel = 1\n", "job.toml", {"strategy.tp.async=true"});
+  Config config = test::parse_job("[strategy.tp]\nsequence_parallel = 1\n", "job.toml", {"strategy.tp.async=true"});
   config.add_table_schema("strategy.tp", {bool_option("sequence_parallel"), bool_option("async")});
   std::vector<std::string> errors;
   config.check_schema(errors, {"tp"});
@@ -190,7 +192,7 @@ TEST(PluginTables, OptionValuesAreTypeCheckedAndReadable) {
 
 TEST(PluginTables, TableOfAChainPluginWithoutSchemaIsLeftToThePluginLookup) {
   // The caller reports "plugin 'ulysses' was not found"; a second message about its table would only confuse.
-  const Config config = Config::parse("[strategy]\nchain = [\"ulysses\"]\n[strategy.ulysses]\ndegree = 4\n", "job.toml");
+  const Config config = test::parse_job("[strategy]\nchain = [\"ulysses\"]\n[strategy.ulysses]\ndegree = 4\n", "job.toml");
   std::vector<std::string> errors;
   config.check_schema(errors, {"ulysses"});
   EXPECT_TRUE(errors.empty()) << errors.front();
@@ -210,7 +212,7 @@ TEST(PluginTables, DefaultThatDoesNotFitItsTypeIsRefused) {
 // --- values ------------------------------------------------------------------
 
 TEST(ConfigValues, EmptyFileGivesTheDocumentedDefaults) {
-  const Config config = Config::parse("", "empty.toml");
+  const Config config = test::parse_job("", "empty.toml");
   std::vector<std::string> errors;
   config.check_schema(errors);
   EXPECT_TRUE(errors.empty());
@@ -230,7 +232,7 @@ TEST(ConfigValues, EmptyFileGivesTheDocumentedDefaults) {
 }
 
 TEST(ConfigValues, IntegerIsAcceptedForAFloat) {
-  const Config config = Config::parse("[train]\nlr = 1\nmax_norm = 0\n", "job.toml");
+  const Config config = test::parse_job("[train]\nlr = 1\nmax_norm = 0\n", "job.toml");
   std::vector<std::string> errors;
   config.check_schema(errors);
   EXPECT_TRUE(errors.empty());
@@ -239,7 +241,7 @@ TEST(ConfigValues, IntegerIsAcceptedForAFloat) {
 }
 
 TEST(ConfigValues, OverridesReplaceFileValuesOfEveryType) {
-  const Config config = Config::parse("[job]\nname = \"file\"\n[train]\nlr = 0.1\nsteps = 5\n", "job.toml",
+  const Config config = test::parse_job("[job]\nname = \"file\"\n[train]\nlr = 0.1\nsteps = 5\n", "job.toml",
                                       {"train.lr=3e-4", "train.steps=7", "data.shuffle=true", "job.name=first-override",
                                        "job.name=\"last one wins\"", "strategy.chain=[\"tp\", \"fsdp2\"]",
                                        "data.path=data/*.bin", "sample.prompt=Once upon"});
@@ -259,7 +261,7 @@ TEST(ConfigValues, OverridesReplaceFileValuesOfEveryType) {
 }
 
 TEST(ConfigValues, PositionsPointAtTheKeyOrTheNearestWrittenTable) {
-  const Config config = Config::parse("# job\n[train]\n  steps = 3\n", "job.toml");
+  const Config config = test::parse_job("# job\n[train]\n  steps = 3\n", "job.toml");
   const SourcePos steps = config.where("train.steps");
   EXPECT_EQ(steps.file, "job.toml");
   EXPECT_EQ(steps.line, 3);
@@ -270,7 +272,7 @@ TEST(ConfigValues, PositionsPointAtTheKeyOrTheNearestWrittenTable) {
 }
 
 TEST(ConfigValues, TablesUnderListsPluginTables) {
-  const Config config = Config::parse("[strategy]\nchain = [\"tp\"]\n[strategy.tp]\n[strategy.cp]\n", "job.toml");
+  const Config config = test::parse_job("[strategy]\nchain = [\"tp\"]\n[strategy.tp]\n[strategy.cp]\n", "job.toml");
   std::vector<std::string> tables = config.tables_under("strategy");
   std::sort(tables.begin(), tables.end());
   EXPECT_EQ(tables, (std::vector<std::string>{"cp", "tp"}));
@@ -278,7 +280,7 @@ TEST(ConfigValues, TablesUnderListsPluginTables) {
 }
 
 TEST(FillValue, GivesEveryTypeWithStableStorage) {
-  Config config = Config::parse("[job]\nname = \"abc\"\n[train]\nlr = 2\n[data]\nshuffle = true\n", "job.toml",
+  Config config = test::parse_job("[job]\nname = \"abc\"\n[train]\nlr = 2\n[data]\nshuffle = true\n", "job.toml",
                                 {"strategy.chain=[\"pp\", \"fsdp2\"]"});
   dfm_value v{};
   v.struct_size = sizeof v;
@@ -324,7 +326,7 @@ TEST(FillValue, GivesEveryTypeWithStableStorage) {
 }
 
 TEST(FillValue, IntegerArrayOfAPluginOption) {
-  Config config = Config::parse("[strategy.pp]\nstages = [0, 3, 5]\n", "job.toml");
+  Config config = test::parse_job("[strategy.pp]\nstages = [0, 3, 5]\n", "job.toml");
   config.add_table_schema("strategy.pp", {{.key = "stages", .type = ValueType::IntArray, .doc = "split points", .min = 0}});
   dfm_value v{};
   v.struct_size = sizeof v;
@@ -334,7 +336,7 @@ TEST(FillValue, IntegerArrayOfAPluginOption) {
   EXPECT_EQ(v.int_items[1], 3);
 
   const Config negative = [] {
-    Config c = Config::parse("[strategy.pp]\nstages = [0, -3]\n", "job.toml");
+    Config c = test::parse_job("[strategy.pp]\nstages = [0, -3]\n", "job.toml");
     c.add_table_schema("strategy.pp", {{.key = "stages", .type = ValueType::IntArray, .min = 0}});
     return c;
   }();

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "dfm/core/config/config.hpp"
+#include "dfm/core/models/architecture.hpp"
 
 namespace dfm {
 namespace {
@@ -19,13 +20,13 @@ std::string read_docs_page() {
 }
 
 TEST(ConfigReference, DocsPageIsTheRenderedSchema) {
-  EXPECT_EQ(read_docs_page(), config_reference_markdown())
+  EXPECT_EQ(read_docs_page(), config_reference_markdown(model_reference_tables()))
       << "docs/config.md differs from the schema; regenerate it with\n"
          "  build/bin/dfm-run --config-reference > docs/config.md";
 }
 
 TEST(ConfigReference, EverySectionAndKeyHasARow) {
-  const std::string page = config_reference_markdown();
+  const std::string page = config_reference_markdown(model_reference_tables());
   for (const SectionSpec& section : Config::core_sections()) {
     EXPECT_NE(page.find("\n## [" + section.name + "]\n"), std::string::npos) << section.name;
   }

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <tuple>
 
-#include "dfm/core/models/gpt2/gpt_params.hpp"
+#include "dfm/core/models/gpt2/gpt2_params.hpp"
 #include "support/training_runs.hpp"
 
 namespace dfm {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <memory>
 
+#include "dfm/core/models/gpt2/gpt2_architecture.hpp"
 #include "dfm/core/plugins/compute_backend.hpp"
 #include "dfm/core/plugins/host_services.hpp"
 #include "dfm/core/plugins/plugin_registry.hpp"
@@ -30,7 +31,7 @@ TrainSettings small_job(const std::string& name) {
   s.job_name = name;
   s.seed = 5;
   s.out_dir = std::filesystem::path(DFM_TEST_BINARY_DIR) / "tmp" / "gpt_cuda" / name;
-  s.shape = GptShape{2, 4, 64, 256, 64, 1e-5f};
+  s.model = gpt2_spec(GptShape{2, 4, 64, 256, 64, 1e-5f});
   s.data_source = "synthetic";
   s.steps = 20;
   s.global_batch = 8;

@@ -9,10 +9,11 @@
 #include <numeric>
 #include <random>
 
-#include "dfm/core/models/gpt2/gpt_model.hpp"
-#include "dfm/core/models/gpt2/gpt_params.hpp"
+#include "dfm/core/models/gpt2/gpt2_architecture.hpp"
+#include "dfm/core/models/model_params.hpp"
 #include "support/cpu_backend.hpp"
 #include "support/flat_params.hpp"
+#include "support/single_model.hpp"
 
 namespace dfm {
 namespace {
@@ -114,10 +115,10 @@ class GptModelTest : public ::testing::Test {
  protected:
   Tiny t;
   test::CpuBackend backend{1};
-  LocalPlacement placement;
-  GptParams params{*backend, t.shape, placement};
-  GptModel model{*backend, params, placement, t.shape, t.batch};
+  test::SingleModel gpt{*backend, gpt2_spec(t.shape), t.batch};
+  ModelParams& params = gpt.params;
   DeviceBuffer<int32_t> tokens{*backend, 10}, targets{*backend, 10}, positions{*backend, 10};
+  MicroBatch in() const { return {t.batch, t.shape.seq_len, tokens.data(), positions.data(), targets.data()}; }
 
   void SetUp() override {
     params.initialise(42);
@@ -139,8 +140,8 @@ class GptModelTest : public ::testing::Test {
   }
 
   double loss() {
-    model.forward(tokens.data(), positions.data(), t.batch, t.shape.seq_len);
-    const float* l = model.loss(targets.data(), 1.0f / static_cast<float>(t.batch * t.shape.seq_len));
+    gpt.forward(in());
+    const float* l = gpt.loss(in(), 1.0f / static_cast<float>(t.batch * t.shape.seq_len));
     std::vector<float> losses(static_cast<size_t>(t.batch * t.shape.seq_len));
     backend->download(losses.data(), l, losses.size() * 4);
     return std::accumulate(losses.begin(), losses.end(), 0.0) / static_cast<double>(losses.size());
@@ -158,7 +159,7 @@ TEST_F(GptModelTest, ForwardMatchesTheDoublePrecisionReference) {
 TEST_F(GptModelTest, EveryParameterGradientMatchesFiniteDifferences) {
   params.zero_grad_shards();
   loss();
-  model.backward(tokens.data());
+  gpt.backward(in());
   const auto grads = test::download_flat(*backend, params, true);
   auto host = test::download_flat(*backend, params, false);
   // Central differences on the fp32 model: with h = 1e-2 the truncation error is
@@ -193,29 +194,29 @@ TEST_F(GptModelTest, EveryParameterGradientMatchesFiniteDifferences) {
 TEST_F(GptModelTest, Bf16ActivationsFollowTheFp32Gradients) {
   params.zero_grad_shards();
   const double fp32_loss = loss();
-  model.backward(tokens.data());
+  gpt.backward(in());
   const auto fp32_grads = test::download_flat(*backend, params, true);
 
   test::CpuBackend bf16_backend{1, DFM_PRECISION_FP32, DFM_DTYPE_BF16};
-  LocalPlacement bf16_placement;
-  GptParams bf16_params{*bf16_backend, t.shape, bf16_placement};
+  test::SingleModel bf16{*bf16_backend, gpt2_spec(t.shape), t.batch};
+  ModelParams& bf16_params = bf16.params;
   test::upload_flat(*bf16_backend, bf16_params, test::download_flat(*backend, params, false));
-  GptModel bf16_model{*bf16_backend, bf16_params, bf16_placement, t.shape, t.batch};
   // Half the bytes, plus the fp32 row statistics, which do not shrink.
-  EXPECT_GT(bf16_model.activation_bytes(), model.activation_bytes() / 2);
-  EXPECT_LT(bf16_model.activation_bytes(), model.activation_bytes() * 6 / 10);
+  EXPECT_GT(bf16.model->activation_bytes(), gpt.model->activation_bytes() / 2);
+  EXPECT_LT(bf16.model->activation_bytes(), gpt.model->activation_bytes() * 6 / 10);
   DeviceBuffer<int32_t> bf16_tokens{*bf16_backend, 10}, bf16_targets{*bf16_backend, 10},
       bf16_positions{*bf16_backend, 10};
   bf16_tokens.upload(t.tokens);
   bf16_targets.upload(t.targets);
   bf16_positions.upload(t.positions);
   bf16_params.zero_grad_shards();
-  bf16_model.forward(bf16_tokens.data(), bf16_positions.data(), t.batch, t.shape.seq_len);
-  const float* l = bf16_model.loss(bf16_targets.data(), 1.0f / static_cast<float>(t.batch * t.shape.seq_len));
+  const MicroBatch bf16_in{t.batch, t.shape.seq_len, bf16_tokens.data(), bf16_positions.data(), bf16_targets.data()};
+  bf16.forward(bf16_in);
+  const float* l = bf16.loss(bf16_in, 1.0f / static_cast<float>(t.batch * t.shape.seq_len));
   std::vector<float> losses(static_cast<size_t>(t.batch * t.shape.seq_len));
   bf16_backend->download(losses.data(), l, losses.size() * 4);
   const double bf16_loss = std::accumulate(losses.begin(), losses.end(), 0.0) / static_cast<double>(losses.size());
-  bf16_model.backward(bf16_tokens.data());
+  bf16.backward(bf16_in);
   const auto bf16_grads = test::download_flat(*bf16_backend, bf16_params, true);
 
   EXPECT_NEAR(bf16_loss, fp32_loss, 0.01 * fp32_loss);
@@ -231,7 +232,7 @@ TEST_F(GptModelTest, Bf16ActivationsFollowTheFp32Gradients) {
   }
 }
 
-TEST(GptParams, HuggingFaceNamesShapesAndLayoutIndependentInit) {
+TEST(Gpt2Params, HuggingFaceNamesShapesAndLayoutIndependentInit) {
   const GptShape shape{3, 4, 16, 50, 7, 1e-5f};
   const auto infos = gpt_param_infos(shape);
   ASSERT_EQ(infos.size(), 2u + 12u * 3 + 2u);

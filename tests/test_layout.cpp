@@ -8,6 +8,8 @@
 #include <regex>
 #include <sstream>
 
+#include "support/job_config.hpp"
+#include "dfm/core/models/architecture.hpp"
 #include "dfm/core/config/config.hpp"
 #include "dfm/core/job/layout.hpp"
 
@@ -17,7 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 
 Layout layout_of(const std::string& toml, int64_t world, std::vector<std::string>& errors) {
-  return resolve_layout(Config::parse(toml, "job.toml"), world, errors);
+  return resolve_layout(test::parse_job(toml, "job.toml"), world, errors);
 }
 
 TEST(ResolveLayout, DpIsTheWorldDividedByTheOtherAxes) {
@@ -100,7 +102,7 @@ TEST(ResolveChain, DefaultIsEveryAxisAboveOneInApplicationOrder) {
       {1, 2, 1, 1, {"cp", "fsdp2"}},
       {1, 1, 4, 2, {"pp", "fsdp2"}},
   };
-  const Config config = Config::parse("", "job.toml");
+  const Config config = test::parse_job("", "job.toml");
   for (const ChainCase& c : cases) {
     Layout layout{.world = c.tp * c.cp * c.dp * c.pp, .tp = c.tp, .cp = c.cp, .dp = c.dp, .pp = c.pp};
     EXPECT_EQ(resolve_chain(config, layout), c.chain) << c.tp << " " << c.cp << " " << c.dp << " " << c.pp;
@@ -108,11 +110,11 @@ TEST(ResolveChain, DefaultIsEveryAxisAboveOneInApplicationOrder) {
 }
 
 TEST(ResolveChain, ExplicitChainIsTakenAsWritten) {
-  const Config config = Config::parse("[strategy]\nchain = [\"tp\", \"ulysses\", \"fsdp2\"]\n", "job.toml");
+  const Config config = test::parse_job("[strategy]\nchain = [\"tp\", \"ulysses\", \"fsdp2\"]\n", "job.toml");
   const Layout layout{.world = 8, .tp = 2, .cp = 2, .dp = 2, .pp = 1};
   EXPECT_EQ(resolve_chain(config, layout), (std::vector<std::string>{"tp", "ulysses", "fsdp2"}));
   // A malformed chain is check_schema's to report; planning goes on with the default.
-  const Config broken = Config::parse("[strategy]\nchain = \"tp\"\n", "job.toml");
+  const Config broken = test::parse_job("[strategy]\nchain = \"tp\"\n", "job.toml");
   EXPECT_EQ(resolve_chain(broken, layout), (std::vector<std::string>{"tp", "cp", "fsdp2"}));
 }
 
@@ -191,12 +193,13 @@ TEST(DescribeLayout, SingleRankHasNoGroups) {
 }
 
 TEST(MakeJobShape, CarriesLayoutModelBatchAndChain) {
-  const Config config = Config::parse("[model]\nn_layer = 6\nn_head = 8\nd_model = 512\nvocab_size = 1000\nseq_len = 128\n"
-                                      "[train]\nglobal_batch = 32\nmicro_batch = 4\n",
-                                      "job.toml");
+  Config config = test::parse_job("[model]\nn_layer = 6\nn_head = 8\nd_model = 512\nvocab_size = 1000\nseq_len = 128\n"
+                                "[train]\nglobal_batch = 32\nmicro_batch = 4\n",
+                                "job.toml");
+  const auto model = model_from_config(config);
   const Layout layout{.world = 16, .tp = 2, .cp = 1, .dp = 4, .pp = 2, .dp_computed = false};
   const std::vector<const char*> names = {"pp", "tp", "fsdp2"};
-  const dfm_job_shape shape = make_job_shape(config, layout, names);
+  const dfm_job_shape shape = make_job_shape(config, *model, layout, names, 1);
   EXPECT_EQ(shape.struct_size, sizeof(dfm_job_shape));
   EXPECT_EQ(shape.world_size, 16);
   EXPECT_EQ(shape.axis_size[DFM_AXIS_TP], 2);
@@ -211,6 +214,7 @@ TEST(MakeJobShape, CarriesLayoutModelBatchAndChain) {
   EXPECT_EQ(shape.seq_len, 128);
   EXPECT_EQ(shape.global_batch, 32);
   EXPECT_EQ(shape.micro_batch, 4);
+  EXPECT_EQ(shape.sequence_pieces, 1);
   ASSERT_EQ(shape.chain_length, 3u);
   EXPECT_STREQ(shape.chain[2], "fsdp2");
 }
@@ -243,7 +247,7 @@ class ShippedConfig : public ::testing::TestWithParam<fs::path> {};
 TEST_P(ShippedConfig, PlansCleanlyAtItsWorldSize) {
   const auto world = dry_run_world_size(GetParam());
   ASSERT_TRUE(world) << GetParam() << " has no '# dry-run: --world-size N' line";
-  const Config config = Config::load(GetParam(), {});
+  const Config config = test::with_model_schema(Config::load(GetParam(), {}));
   std::vector<std::string> errors;
   const Layout layout = resolve_layout(config, *world, errors);
   config.check_schema(errors, resolve_chain(config, layout));

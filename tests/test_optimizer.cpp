@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "dfm/core/models/gpt2/gpt2_params.hpp"
 #include "dfm/core/train/optimizer.hpp"
 #include "dfm/core/parallel/param_placement.hpp"
 #include "support/cpu_backend.hpp"
@@ -39,7 +40,7 @@ TEST(AdamW, DecaysMatricesOnlyAndNormIsGlobal) {
   test::CpuBackend backend;
   const GptShape shape{1, 2, 4, 8, 3, 1e-5f};
   LocalPlacement placement;
-  GptParams params(*backend, shape, placement);
+  ModelParams params(*backend, gpt_param_infos(shape), static_cast<int32_t>(shape.n_layer + 1), placement);
   params.initialise(1);
   const auto before = test::download_flat(*backend, params, false);
   // Gradients: 1 everywhere except 2 on one element of each unit, so the norm is sqrt(n + 3 * units).

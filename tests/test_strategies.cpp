@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "support/job_config.hpp"
+#include "dfm/core/job/job_planner.hpp"
 #include "dfm/core/config/config.hpp"
 #include "dfm/core/plugins/host_services.hpp"
 #include "dfm/core/job/mesh.hpp"
@@ -65,7 +67,7 @@ class Strategies : public ::testing::Test {
   }
 
   const dfm_job_shape& prepare(const std::string& toml, const Shape& s) {
-    config_ = Config::parse(toml, "job.toml");
+    config_ = test::parse_job(toml, "job.toml");
     for (const LoadedPlugin& p : registry_.plugins()) config_.add_table_schema("strategy." + p.name, option_schema(*p.strategy()));
     std::vector<std::string> schema_errors;
     config_.check_schema(schema_errors);
@@ -92,6 +94,9 @@ class Strategies : public ::testing::Test {
     job.micro_batch = s.micro_batch;
     job.chain = s.chain.data();
     job.chain_length = s.chain.size();
+    std::vector<const LoadedPlugin*> chain;
+    for (const char* name : s.chain) chain.push_back(registry_.find(DFM_PLUGIN_STRATEGY, name));
+    job.sequence_pieces = sequence_pieces(chain, job);
     return job_;
   }
 
@@ -150,7 +155,7 @@ TEST_F(Strategies, DefaultsReachThePluginThroughTheHost) {
 }
 
 TEST_F(Strategies, MisspelledOptionIsCaughtByTheSchemaWithTheNearestKey) {
-  Config config = Config::parse("[strategy.tp]\nsequence_paralel = true\n", "job.toml");
+  Config config = test::parse_job("[strategy.tp]\nsequence_paralel = true\n", "job.toml");
   config.add_table_schema("strategy.tp", option_schema(*registry_.find(DFM_PLUGIN_STRATEGY, "tp")->strategy()));
   std::vector<std::string> errors;
   config.check_schema(errors);
@@ -235,8 +240,8 @@ TEST_F(Strategies, TpSequenceParallelWithLoadBalancedRingCpNeedsTp2CpToDivide) {
   EXPECT_EQ(validate("tp", toml, {.tp = 4, .cp = 2, .seq_len = 1032, .chain = chain}), DFM_ERR_CONFIG);
   ASSERT_EQ(errors().size(), 1u);
   EXPECT_EQ(errors()[0],
-            "job.toml:5:1: model.seq_len: 1032 tokens do not divide by tp_size 4 x 2 x cp_size 2 = 16 "
-            "(sequence_parallel splits each of the 2 x cp load-balanced cp chunks over tp)");
+            "job.toml:5:1: model.seq_len: 1032 tokens do not divide by tp_size 4 x 4 sequence pieces = 16 "
+            "(sequence_parallel splits each of the 4 pieces the cp strategy cuts a sequence into over tp)");
 }
 
 TEST_F(Strategies, TpSequenceParallelWithUnbalancedCpNeedsTpCpToDivide) {
@@ -247,8 +252,8 @@ TEST_F(Strategies, TpSequenceParallelWithUnbalancedCpNeedsTpCpToDivide) {
   EXPECT_EQ(validate("tp", toml, {.tp = 4, .cp = 2, .seq_len = 1028, .chain = chain}), DFM_ERR_CONFIG);
   ASSERT_EQ(errors().size(), 1u);
   EXPECT_EQ(errors()[0],
-            "job.toml:5:1: model.seq_len: 1028 tokens do not divide by tp_size 4 x cp_size 2 = 8 "
-            "(sequence_parallel splits each cp chunk over tp)");
+            "job.toml:5:1: model.seq_len: 1028 tokens do not divide by tp_size 4 x 2 sequence pieces = 8 "
+            "(sequence_parallel splits each of the 2 pieces the cp strategy cuts a sequence into over tp)");
 }
 
 // --- cp --------------------------------------------------------------------

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "dfm/core/models/gpt2/gpt2_architecture.hpp"
 #include "dfm/core/common/safetensors.hpp"
 #include "dfm/core/train/trainer.hpp"
 #include "support/cpu_backend.hpp"
@@ -21,7 +22,7 @@ TrainSettings tiny_settings(const std::string& name) {
   s.seed = 11;
   s.out_dir = std::filesystem::path(DFM_TEST_BINARY_DIR) / "tmp" / "trainer" / name;
   std::filesystem::remove_all(s.out_dir);
-  s.shape = GptShape{2, 2, 32, 256, 32, 1e-5f};
+  s.model = gpt2_spec(GptShape{2, 2, 32, 256, 32, 1e-5f});
   s.data_source = "synthetic";
   s.steps = 5;
   s.global_batch = 8;

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "dfm/core/checkpoint/checkpoint.hpp"
+#include "dfm/core/models/architecture.hpp"
 
 namespace {
 
@@ -45,12 +46,12 @@ int verify(const dfm::CheckpointReader& reader) {
 
 int info(const dfm::CheckpointReader& reader) {
   const dfm::CheckpointIndex& index = reader.index();
-  const auto& m = index.model;
+  const std::string where = (reader.folder() / "index.json").string();
+  const auto model = dfm::model_from_record(index.model, where);
   std::cout << "checkpoint " << reader.folder().string() << " (format version " << index.version << ")\n"
             << "step " << index.trainer.step << ", data position " << index.trainer.data_position
             << " sequences, seed " << index.trainer.seed << ", global batch " << index.trainer.global_batch << "\n"
-            << "model GPT-2: " << m.n_layer << " layers, " << m.n_head << " heads, d_model " << m.d_model << ", vocab "
-            << m.vocab_size << ", seq_len " << m.seq_len << "\n"
+            << "model: " << model->describe() << "\n"
             << "layout: world " << index.layout.world << ", tp " << index.layout.tp << ", cp " << index.layout.cp
             << ", pp " << index.layout.pp << ", dp " << index.layout.dp << "\n";
   uint64_t total = 0;
@@ -66,7 +67,7 @@ int info(const dfm::CheckpointReader& reader) {
     for (size_t i = 0; i < t.shape.size(); ++i) std::cout << (i ? ", " : "") << t.shape[i];
     std::cout << "] " << t.dtype << ", " << t.pieces.size() << " piece(s)\n";
   }
-  dfm::check_index_matches_model(index, m, (reader.folder() / "index.json").string());
+  dfm::check_index_matches_model(index, *model, where);
   return verify(reader);
 }
 

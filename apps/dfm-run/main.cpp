@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "dfm/core/checkpoint/checkpoint.hpp"
+#include "dfm/core/models/architecture.hpp"
 #include "dfm/core/plugins/compute_backend.hpp"
 #include "dfm/core/config/config.hpp"
 #include "dfm/core/plugins/host_services.hpp"
@@ -126,7 +127,7 @@ int run(const Options& o, int argc, char** argv) {
     return 0;
   }
   if (o.config_reference) {
-    std::cout << dfm::config_reference_markdown();
+    std::cout << dfm::config_reference_markdown(dfm::model_reference_tables());
     return 0;
   }
   if (o.config.empty()) {
@@ -147,10 +148,6 @@ int run(const Options& o, int argc, char** argv) {
     for (const auto& w : plan.warnings) std::cout << "warning: " << w << "\n";
     std::cout << "dry run: " << o.config << " is valid for " << world << " rank(s)\n";
     return 0;
-  }
-  if (const std::string blocker = dfm::execution_blocker(plan); !blocker.empty()) {
-    std::cerr << "dfm-run: " << blocker << "\n";
-    return kExitUsage;
   }
   const dfm::TrainSettings settings = dfm::read_train_settings(config);
   dfm::log_to_folder(settings.out_dir / "logs");

@@ -6,17 +6,17 @@
 #include <vector>
 
 #include "dfm/core/plugins/compute_backend.hpp"
-#include "dfm/core/models/gpt2/gpt_params.hpp"
+#include "dfm/core/models/model_params.hpp"
 
 namespace dfm::test {
 
-inline int64_t flat_offset(GptParams& p, const ParamInfo& info) {
+inline int64_t flat_offset(ModelParams& p, const ParamInfo& info) {
   int64_t offset = 0;
   for (int32_t u = 0; u < info.unit; ++u) offset += p.unit(u).numel;
   return offset + info.offset;
 }
 
-inline std::vector<float> download_flat(ComputeBackend& b, GptParams& p, bool grads) {
+inline std::vector<float> download_flat(ComputeBackend& b, ModelParams& p, bool grads) {
   std::vector<float> out(static_cast<size_t>(p.total_count()));
   int64_t offset = 0;
   for (const dfm_unit& u : p.units()) {
@@ -26,7 +26,7 @@ inline std::vector<float> download_flat(ComputeBackend& b, GptParams& p, bool gr
   return out;
 }
 
-inline void upload_flat(ComputeBackend& b, GptParams& p, const std::vector<float>& values) {
+inline void upload_flat(ComputeBackend& b, ModelParams& p, const std::vector<float>& values) {
   int64_t offset = 0;
   for (const dfm_unit& u : p.units()) {
     b.upload(u.full_param, values.data() + offset, static_cast<size_t>(u.numel) * sizeof(float));

@@ -1,4 +1,4 @@
-// A checkpoint's parameters as one Hugging Face GPT-2 folder, through the
+// A checkpoint's parameters as one Hugging Face folder, through the
 // HfExportWriter the trainer's final export uses.
 #include "dfm/core/checkpoint/checkpoint.hpp"
 #include "dfm/core/checkpoint/hf_export.hpp"
@@ -7,10 +7,11 @@ namespace dfm {
 
 void export_checkpoint(const std::filesystem::path& step_dir, const std::filesystem::path& out) {
   const CheckpointReader reader(step_dir);
-  const GptShape shape = reader.index().model;
-  check_index_matches_model(reader.index(), shape, (step_dir / "index.json").string());
-  const auto infos = gpt_param_infos(shape);
-  HfExportWriter writer(shape);
+  const std::string where = (step_dir / "index.json").string();
+  const auto model = model_from_record(reader.index().model, where);
+  check_index_matches_model(reader.index(), *model, where);
+  const auto infos = model->params(0, 1);
+  HfExportWriter writer(*model);
   for (const ParamInfo& info : infos) {
     std::vector<float> values(static_cast<size_t>(info.count()));
     reader.read("model/" + info.name, 0, info.count(), values.data());

@@ -85,17 +85,19 @@ bool sha256_text(const std::string& s) {
   return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-GptShape parse_model(const Reader& r, const json& m) {
-  GptShape s;
-  s.n_layer = r.integer(m, "model", "n_layer", 1);
-  s.n_head = r.integer(m, "model", "n_head", 1);
-  s.d_model = r.integer(m, "model", "d_model", 1);
-  s.vocab_size = r.integer(m, "model", "vocab_size", 1);
-  s.seq_len = r.integer(m, "model", "seq_len", 1);
-  const json& eps = r.at(m, "model", "ln_eps");
-  if (!eps.is_number()) r.fail("model.ln_eps", "expected a number");
-  s.ln_eps = eps.get<float>();
-  return s;
+// The architecture's name and its hyperparameters, all numbers; which keys
+// it must hold is the architecture's to say (model_from_record).
+ModelRecord parse_model(const Reader& r, const json& m) {
+  ModelRecord record;
+  const json& arch = r.at(m, "model", "arch");
+  if (!arch.is_string()) r.fail("model.arch", "expected a string");
+  record.arch = arch.get<std::string>();
+  for (const auto& [key, value] : m.items()) {
+    if (key == "arch") continue;
+    if (!value.is_number()) r.fail("model." + key, "expected a number");
+    record.values.push_back({key, value.get<double>(), value.is_number_integer()});
+  }
+  return record;
 }
 
 TrainerState parse_trainer(const Reader& r, const json& t) {
@@ -200,9 +202,13 @@ std::string checkpoint_index_json(const CheckpointIndex& index) {
   nlohmann::ordered_json j;
   j["format"] = "dfm-checkpoint";
   j["version"] = index.version;
-  const GptShape& m = index.model;
-  j["model"] = {{"arch", "gpt2"}, {"n_layer", m.n_layer}, {"n_head", m.n_head}, {"d_model", m.d_model},
-                {"vocab_size", m.vocab_size}, {"seq_len", m.seq_len}, {"ln_eps", m.ln_eps}};
+  j["model"] = {{"arch", index.model.arch}};
+  for (const ModelRecord::Value& v : index.model.values) {
+    if (v.integer)
+      j["model"][v.key] = static_cast<int64_t>(v.value);
+    else
+      j["model"][v.key] = v.value;
+  }
   const TrainerState& t = index.trainer;
   j["trainer"] = {{"step", t.step}, {"data_position", t.data_position}, {"lr_step", t.lr_step},
                   {"adam_step", t.adam_step}, {"seed", t.seed}, {"global_batch", t.global_batch},

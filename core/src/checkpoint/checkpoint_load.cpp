@@ -131,7 +131,7 @@ std::vector<std::string> CheckpointReader::verify() const {
 
 TrainerState load_checkpoint(const CheckpointJob& job, const fs::path& step_dir) {
   const CheckpointReader reader(step_dir);
-  check_index_matches_model(reader.index(), job.shape, (step_dir / "index.json").string());
+  check_index_matches_model(reader.index(), job.model, (step_dir / "index.json").string());
   // Everything into host memory first: a damaged piece must not leave some
   // shards loaded and others not.
   struct Staged {

@@ -1,6 +1,7 @@
 // The checkpoint index against the model it is loaded into: which tensors a
 // GPT saves and whether an index describes exactly those, whole.
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "dfm/core/checkpoint/checkpoint_index.hpp"
@@ -34,26 +35,44 @@ void check_coverage(const CheckpointTensor& t, const std::string& where) {
 
 }  // namespace
 
-std::vector<std::pair<std::string, std::vector<int64_t>>> checkpoint_tensor_list(const GptShape& shape) {
+std::vector<std::pair<std::string, std::vector<int64_t>>> checkpoint_tensor_list(const ModelSpec& model) {
   std::vector<std::pair<std::string, std::vector<int64_t>>> out;
-  const auto infos = gpt_param_infos(shape);
+  const auto infos = model.params(0, 1);
   for (const char* prefix : {"model/", "optim/exp_avg/", "optim/exp_avg_sq/"})
     for (const ParamInfo& info : infos) out.emplace_back(prefix + info.name, info.shape);
   return out;
 }
 
-void check_index_matches_model(const CheckpointIndex& index, const GptShape& shape, const std::string& where) {
-  const GptShape& m = index.model;
-  const std::pair<const char*, std::pair<int64_t, int64_t>> keys[] = {
-      {"n_layer", {m.n_layer, shape.n_layer}}, {"n_head", {m.n_head, shape.n_head}},
-      {"d_model", {m.d_model, shape.d_model}}, {"vocab_size", {m.vocab_size, shape.vocab_size}},
-      {"seq_len", {m.seq_len, shape.seq_len}}};
-  for (const auto& [key, values] : keys)
-    if (values.first != values.second)
-      throw std::runtime_error(where + ": the checkpoint is of a different model: model." + key + " = " +
-                               std::to_string(values.first) + " in the checkpoint, " + std::to_string(values.second) +
-                               " in this job");
-  const auto expected = checkpoint_tensor_list(shape);
+namespace {
+
+std::string number_text(const ModelRecord::Value& v) {
+  return v.integer ? std::to_string(static_cast<int64_t>(v.value)) : std::to_string(v.value);
+}
+
+// The same architecture and, key by key, the same hyperparameters (floats
+// within rounding of their decimal text).
+void check_same_model(const ModelRecord& saved, const ModelRecord& job, const std::string& where) {
+  if (saved.arch != job.arch)
+    throw std::runtime_error(where + ": the checkpoint is of a different model: model.arch = \"" + saved.arch +
+                             "\" in the checkpoint, \"" + job.arch + "\" in this job");
+  for (const ModelRecord::Value& want : job.values) {
+    const ModelRecord::Value* have = nullptr;
+    for (const ModelRecord::Value& v : saved.values)
+      if (v.key == want.key) have = &v;
+    if (!have) throw std::runtime_error(where + ": model." + want.key + ": missing from the checkpoint's model");
+    const bool same = want.integer ? have->value == want.value
+                                   : std::abs(have->value - want.value) <= 1e-6 * std::abs(want.value);
+    if (!same)
+      throw std::runtime_error(where + ": the checkpoint is of a different model: model." + want.key + " = " +
+                               number_text(*have) + " in the checkpoint, " + number_text(want) + " in this job");
+  }
+}
+
+}  // namespace
+
+void check_index_matches_model(const CheckpointIndex& index, const ModelSpec& model, const std::string& where) {
+  check_same_model(index.model, model.record(), where);
+  const auto expected = checkpoint_tensor_list(model);
   if (index.tensors.size() != expected.size())
     throw std::runtime_error(where + ": " + std::to_string(index.tensors.size()) + " tensors, expected " +
                              std::to_string(expected.size()) + " for this model");

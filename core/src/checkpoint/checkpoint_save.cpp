@@ -26,12 +26,12 @@ using nlohmann::json;
 // The three tensors saved per parameter, and where this rank keeps its shard of each.
 struct Kind {
   const char* prefix;
-  float* (*shard)(GptParams&, int32_t unit);
+  float* (*shard)(ModelParams&, int32_t unit);
 };
 const Kind kKinds[] = {
-    {"model/", [](GptParams& p, int32_t u) { return p.units()[static_cast<size_t>(u)].param_shard; }},
-    {"optim/exp_avg/", [](GptParams& p, int32_t u) { return p.adam_m(u); }},
-    {"optim/exp_avg_sq/", [](GptParams& p, int32_t u) { return p.adam_v(u); }},
+    {"model/", [](ModelParams& p, int32_t u) { return p.units()[static_cast<size_t>(u)].param_shard; }},
+    {"optim/exp_avg/", [](ModelParams& p, int32_t u) { return p.adam_m(u); }},
+    {"optim/exp_avg_sq/", [](ModelParams& p, int32_t u) { return p.adam_v(u); }},
 };
 
 // The real elements of a unit's shard (padding past numel dropped).
@@ -65,7 +65,6 @@ struct RankPlan {
 };
 
 // The slice every parameter of `params` is of (one for the whole model).
-int64_t slice_of(const GptParams& params) { return params.infos().front().slice; }
 
 // One piece this rank writes: elements [begin, end) of one box of a parameter's slice.
 struct Piece {
@@ -88,7 +87,7 @@ std::string piece_key(const ParamInfo& info, const SliceBox& box, int64_t begin,
 // slices hold other data in the same unit ranges, except for replicated
 // parameters, which every slice holds whole at the same unit offsets (a
 // slice's unit layout does not depend on which slice it is).
-std::vector<Piece> owned_pieces(GptParams& params, const std::vector<RankPlan>& plans, int64_t rank) {
+std::vector<Piece> owned_pieces(ModelParams& params, const std::vector<RankPlan>& plans, int64_t rank) {
   const RankPlan& mine = plans[static_cast<size_t>(rank)];
   std::vector<Piece> pieces;
   for (const dfm_unit& u : params.units()) {
@@ -179,19 +178,19 @@ json write_rank_file(const CheckpointJob& job, const fs::path& folder, const std
 CheckpointIndex build_index(const CheckpointJob& job, const TrainerState& state, const std::vector<RankPlan>& plans,
                             const std::vector<json>& reports) {
   CheckpointIndex index;
-  index.model = job.shape;
+  index.model = job.model.record();
   index.trainer = state;
   index.layout.world = job.runtime.world;
   index.layout.dp = job.runtime.dp_size;
-  index.layout.tp = job.params.infos().front().slices;
+  index.layout.tp = job.params.slices();
   index.layout.cp = job.runtime.cp_size;
-  index.layout.pp = job.runtime.pipeline ? job.runtime.pipeline->stages() : 1;
+  index.layout.pp = job.runtime.pipeline().stages();
   for (const RankPlan& plan : plans) {
     index.layout.rank_slice.push_back(plan.slice);
     auto& units = index.layout.rank_units.emplace_back();
     for (const Range& r : plan.ranges) units.emplace_back(r.first, r.second - r.first);
   }
-  for (const auto& [name, shape] : checkpoint_tensor_list(job.shape))
+  for (const auto& [name, shape] : checkpoint_tensor_list(job.model))
     index.tensors.push_back({name, "F32", shape, {}});
   for (size_t rank = 0; rank < reports.size(); ++rank) {
     const json& report = reports[rank];
@@ -230,7 +229,7 @@ fs::path save_checkpoint(const CheckpointJob& job, const fs::path& dir, const Tr
   // 1. Agree on the folder and learn every rank's slice and shard ranges.
   json ranges = json::array();
   for (const dfm_unit& u : job.params.units()) ranges.push_back({shard_range(u).first, shard_range(u).second});
-  const json mine = {{"nonce", rt.is_rank0() ? random_nonce() : ""}, {"slice", slice_of(job.params)}, {"ranges", ranges}};
+  const json mine = {{"nonce", rt.is_rank0() ? random_nonce() : ""}, {"slice", job.params.slice()}, {"ranges", ranges}};
   std::vector<RankPlan> plans;
   std::string nonce;
   for (const std::string& text : rt.exchange(tag + "plan", mine.dump())) {

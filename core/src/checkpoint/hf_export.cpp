@@ -1,9 +1,6 @@
 #include "dfm/core/checkpoint/hf_export.hpp"
 
-#include <fstream>
 #include <stdexcept>
-
-#include <nlohmann/json.hpp>
 
 namespace dfm {
 
@@ -20,31 +17,45 @@ void HfExportWriter::write(const std::filesystem::path& dir, const std::vector<P
     tensors.push_back(it->second);
   }
   write_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}});
+  model_.write_hf_config(dir);
+}
 
-  // GPT2Config keys (transformers/models/gpt2/configuration_gpt2.py).
-  const nlohmann::ordered_json config = {
-      {"architectures", {"GPT2LMHeadModel"}},
-      {"model_type", "gpt2"},
-      {"vocab_size", shape_.vocab_size},
-      {"n_positions", shape_.seq_len},
-      {"n_ctx", shape_.seq_len},
-      {"n_embd", shape_.d_model},
-      {"n_layer", shape_.n_layer},
-      {"n_head", shape_.n_head},
-      {"n_inner", nullptr},
-      {"activation_function", "gelu_new"},  // the tanh form
-      {"layer_norm_epsilon", shape_.ln_eps},
-      {"resid_pdrop", 0.0},
-      {"embd_pdrop", 0.0},
-      {"attn_pdrop", 0.0},
-      {"initializer_range", 0.02},
-      {"scale_attn_weights", true},
-      {"tie_word_embeddings", true},
-      {"torch_dtype", "float32"},
-  };
-  std::ofstream out(dir / "config.json");
-  out << config.dump(2) << "\n";
-  if (!out) throw std::runtime_error((dir / "config.json").string() + ": write failed");
+void export_model(const ModelSpec& model, ModelParams& params, const JobRuntime& runtime, ComputeBackend& backend,
+                  const std::filesystem::path& dir) {
+  const TensorSplit& tensor = runtime.tensor();
+  const Pipeline& pipeline = runtime.pipeline();
+  const int32_t slices = tensor.size();
+  std::vector<std::vector<ParamInfo>> slice_infos;  // each slice's parameter list, in the same order
+  for (int32_t slice = 0; slice < slices; ++slice) slice_infos.push_back(model.params(slice, slices));
+  std::vector<int64_t> unit_numel(params.units().size(), 0);  // as its holder stores it
+  for (const ParamInfo& info : params.infos()) unit_numel[static_cast<size_t>(info.unit)] += info.local_count();
+  HfExportWriter writer(model);
+  for (const dfm_unit& u : params.units()) {
+    const int64_t numel = unit_numel[static_cast<size_t>(u.index)];
+    const int32_t holder = pipeline.holder_of(u.index);
+    DeviceBuffer<float> all_slices(backend, slices * numel);  // [slices, numel]
+    if (pipeline.stage() == holder) {
+      runtime.placement().on_unit(u.index, DFM_UNIT_GATHER, nullptr);
+      if (tensor.split())
+        tensor.all_gather(u.full_param, all_slices.data(), numel);
+      else
+        backend.copy(all_slices.data(), u.full_param, static_cast<size_t>(numel) * sizeof(float));
+      runtime.placement().on_unit(u.index, DFM_UNIT_RELEASE, nullptr);
+    }
+    pipeline.broadcast(holder, all_slices.data(), slices * numel);
+    if (!runtime.is_rank0()) continue;
+    const std::vector<float> host = all_slices.download();
+    for (size_t p = 0; p < params.infos().size(); ++p) {
+      const ParamInfo& info = params.infos()[p];
+      if (info.unit != u.index) continue;
+      std::vector<float> whole(static_cast<size_t>(info.count()));
+      for (int32_t slice = 0; slice < slices; ++slice)
+        scatter_slice(slice_infos[static_cast<size_t>(slice)][p], host.data() + slice * numel + info.offset,
+                      whole.data());
+      writer.add(info, whole.data());
+    }
+  }
+  if (runtime.is_rank0()) writer.write(dir, params.infos());
 }
 
 }  // namespace dfm

@@ -220,6 +220,17 @@ void Config::add_table_schema(const std::string& table, std::vector<KeySpec> key
   }
 }
 
+void Config::add_section_keys(const std::string& section, std::vector<KeySpec> keys) {
+  if (!impl_->tables.count(section) || !impl_->extended_sections.insert(section).second)
+    throw std::logic_error("config section " + section + " is not a core section, or already has its keys");
+  for (KeySpec& key : keys) {
+    key.key = join_key(section, key.key);
+    impl_->add_key(std::move(key));
+  }
+}
+
+bool Config::has_section_keys(const std::string& section) const { return impl_->extended_sections.count(section) > 0; }
+
 namespace {
 
 const KeySpec& require_spec(const Config::Impl& impl, const std::string& key, std::initializer_list<ValueType> accepted) {

@@ -31,6 +31,7 @@ struct Config::Impl {
   std::vector<KeySpec> schema;               // core keys, then plugin tables' keys
   std::map<std::string, size_t> schema_index;  // key -> position in `schema`
   std::set<std::string> tables;              // every table that holds keys, e.g. "train", "strategy.tp"
+  std::set<std::string> extended_sections;   // core sections given keys by add_section_keys
   std::map<std::string, toml::table> defaults;  // key -> the parsed document "v = <default>"
 
   mutable std::mutex fill_mutex;

@@ -63,7 +63,7 @@ std::string meaning_cell(const KeySpec& spec) {
 
 }  // namespace
 
-std::string config_reference_markdown() {
+std::string config_reference_markdown(const std::vector<ReferenceTable>& tables) {
   std::ostringstream out;
   out << kIntroduction;
   for (const SectionSpec& section : Config::core_sections()) {
@@ -74,6 +74,15 @@ std::string config_reference_markdown() {
       if (!spec.key.starts_with(section.name + ".")) continue;
       out << "| `" << spec.key.substr(section.name.size() + 1) << "` | " << to_string(spec.type) << " | "
           << default_cell(spec) << " | " << meaning_cell(spec) << " |\n";
+    }
+    for (const ReferenceTable& table : tables) {
+      if (table.section != section.name) continue;
+      out << "\n### [" << table.section << "] with " << table.title << "\n\n" << table.doc << "\n\n";
+      out << "| Key | Type | Default | Meaning |\n";
+      out << "|-----|------|---------|---------|\n";
+      for (const KeySpec& spec : table.keys)
+        out << "| `" << spec.key << "` | " << to_string(spec.type) << " | " << default_cell(spec) << " | "
+            << meaning_cell(spec) << " |\n";
     }
   }
   return out.str();

@@ -8,7 +8,7 @@ namespace dfm {
 const std::vector<SectionSpec>& Config::core_sections() {
   static const std::vector<SectionSpec> sections = {
       {"job", "The run itself: its name, random seed and output folder."},
-      {"model", "The GPT-2 style transformer (pre-LayerNorm, learned positions, tied LM head)."},
+      {"model", "The model: `arch` picks the architecture, and the architecture's own keys (tables below) shape it."},
       {"data", "Where the training tokens come from."},
       {"train", "Optimisation: steps, batch sizes, learning-rate schedule, AdamW and gradient clipping."},
       {"backend", "The compute and communication plugins, arithmetic precision and threads."},
@@ -38,16 +38,7 @@ const std::vector<KeySpec>& Config::core_schema() {
 
       // [model]
       {.key = "model.arch", .type = T::String, .default_toml = "\"gpt\"",
-       .doc = "Model architecture; gpt is the GPT-2 reference model.", .choices = {"gpt"}},
-      {.key = "model.n_layer", .type = T::Int, .default_toml = "4", .doc = "Number of transformer blocks.", .min = 1},
-      {.key = "model.n_head", .type = T::Int, .default_toml = "4",
-       .doc = "Attention heads per block; the head size is d_model / n_head.", .min = 1},
-      {.key = "model.d_model", .type = T::Int, .default_toml = "128",
-       .doc = "Width of the residual stream (the embedding size).", .min = 1},
-      {.key = "model.vocab_size", .type = T::Int, .default_toml = "256",
-       .doc = "Number of token ids; 256 is the byte-level vocabulary.", .min = 2},
-      {.key = "model.seq_len", .type = T::Int, .default_toml = "64",
-       .doc = "Tokens per training sequence (the context length).", .min = 1},
+       .doc = "Model architecture; its keys follow in [model] (one table per architecture below)."},
 
       // [data]
       {.key = "data.source", .type = T::String, .default_toml = "\"synthetic\"",

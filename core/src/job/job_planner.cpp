@@ -1,11 +1,15 @@
 #include "dfm/core/job/job_planner.hpp"
 
+#include <stdexcept>
+
 #include <algorithm>
 
 #include "dfm/core/plugins/compute_backend.hpp"
 #include "dfm/core/config/config.hpp"
 #include "dfm/core/plugins/host_services.hpp"
+#include "dfm/core/models/architecture.hpp"
 #include "dfm/core/parallel/param_placement.hpp"
+#include "dfm/core/parallel/sequence_split.hpp"
 #include "dfm/core/parallel/pipeline.hpp"
 #include "dfm/core/plugins/plugin_registry.hpp"
 #include "dfm/core/parallel/tensor_split.hpp"
@@ -49,6 +53,8 @@ dfm_dtype resolve_activations(Config& config, JobPlan& plan) {
   return DFM_DTYPE_BF16;
 }
 
+void check_roles(const Config& config, JobPlan& plan);
+
 }  // namespace
 
 JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& host, int64_t world_size, bool dry_run) {
@@ -69,6 +75,8 @@ JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& ho
     plan.strategies.push_back(p);
     config.add_table_schema("strategy." + name, option_schema(*p->strategy()));
   }
+  // model.arch decides which [model] keys are legal, as the chain decides the [strategy.<name>] tables.
+  add_model_schema(config, plan.errors);
   config.check_schema(plan.errors, plan.chain);
   // Every axis of size > 1 needs a strategy that parallelises over it:
   // without one, its ranks would compute the same thing or never exchange it.
@@ -84,6 +92,8 @@ JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& ho
   }
   if (!plan.ok()) return plan;  // the values below would be read with the wrong types
   check_train_settings(config, plan.errors);
+  if (!plan.ok()) return plan;
+  plan.model = find_architecture(config.get_string("model.arch"))->from_config(config);
 
   auto backend = [&](dfm_plugin_kind kind, const char* key) -> const LoadedPlugin* {
     const std::string name = config.get_string(key);
@@ -109,7 +119,8 @@ JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& ho
   host.clear_config_errors();
   std::vector<const char*> names;
   for (const auto& n : plan.chain) names.push_back(n.c_str());
-  const dfm_job_shape shape = make_job_shape(config, plan.layout, names);
+  dfm_job_shape shape = make_job_shape(config, *plan.model, plan.layout, names, 1);
+  plan.sequence_pieces = shape.sequence_pieces = sequence_pieces(plan.strategies, shape);
   for (const LoadedPlugin* p : plan.strategies) {
     const dfm_strategy_v1* table = p->strategy();
     const size_t reported = host.config_errors().size();
@@ -119,6 +130,7 @@ JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& ho
                             "' refused the job: " + p->descriptor->last_error());
   }
   plan.errors.insert(plan.errors.end(), host.config_errors().begin(), host.config_errors().end());
+  check_roles(config, plan);
   return plan;
 }
 
@@ -137,12 +149,29 @@ std::string describe_plugins(const JobPlan& plan) {
   return out;
 }
 
-std::string execution_blocker(const JobPlan& plan) {
+int64_t sequence_pieces(const std::vector<const LoadedPlugin*>& strategies, const dfm_job_shape& job) {
+  for (const LoadedPlugin* p : strategies) {
+    const dfm_strategy_v1& t = *p->strategy();
+    if (!splits_sequence(t)) continue;
+    int64_t pieces = job.axis_size[DFM_AXIS_CP];
+    if (t.struct_size >= DFM_STRATEGY_V1_6_SIZE && t.sequence_pieces && t.sequence_pieces(&job, &pieces) != DFM_OK)
+      throw std::runtime_error("strategy '" + p->name + "': sequence_pieces failed: " + p->descriptor->last_error());
+    return pieces;
+  }
+  return 1;
+}
+
+namespace {
+
+// Each role has at most one strategy, every strategy fills one, and the
+// couplings between roles hold: facts of the layout, checked with the plan
+// so --dry-run reports what the run would refuse.
+void check_roles(const Config& config, JobPlan& plan) {
+  auto error = [&](const std::string& what) { plan.errors.push_back(config.source_name() + ": strategy.chain: " + what); };
   for (const LoadedPlugin* p : plan.strategies)
     if (!can_run(*p->strategy()))
-      return "strategy '" + p->name + "' (" + p->path.string() +
-             ") cannot run yet: it declares and checks its options but its execution slots are empty "
-             "(strategy.h). Use --dry-run to check this layout.";
+      error("strategy '" + p->name + "' (" + p->path.string() +
+            ") cannot run yet: it declares and checks its options but its execution slots are empty (strategy.h)");
   int placing = 0, splitting = 0, slicing = 0, pipelining = 0;
   for (const LoadedPlugin* p : plan.strategies) {
     placing += places_parameters(*p->strategy()) ? 1 : 0;
@@ -151,17 +180,19 @@ std::string execution_blocker(const JobPlan& plan) {
     pipelining += pipelines_model(*p->strategy()) ? 1 : 0;
   }
   if (std::max({placing, splitting, slicing, pipelining}) > 1)
-    return "the chain holds " + std::to_string(std::max({placing, splitting, slicing, pipelining})) +
-           " strategies of the same role (placing parameters, splitting the sequence, splitting tensors or "
-           "pipelining the model); a job runs one of each";
+    error("the chain holds " + std::to_string(std::max({placing, splitting, slicing, pipelining})) +
+          " strategies of the same role (placing parameters, splitting the sequence, splitting tensors or "
+          "pipelining the model); a job runs one of each");
   if (slicing > 0 && plan.compute && plan.compute->descriptor->table &&
       static_cast<const dfm_compute_v1*>(plan.compute->descriptor->table)->struct_size < DFM_COMPUTE_V1_1_SIZE)
-    return "compute backend '" + plan.compute->name + "' (" + plan.compute->path.string() +
-           ") has no vocabulary-parallel loss (compute.h, ABI 1.1), which tensor parallel needs";
+    plan.errors.push_back(config.format_error(
+        "backend.compute", "compute backend '" + plan.compute->name + "' (" + plan.compute->path.string() +
+                               ") has no vocabulary-parallel loss (compute.h, ABI 1.1), which tensor parallel needs"));
   if (splitting > 0 && placing == 0 && plan.layout.cp > 1)
-    return "cp splits the sequence but no strategy reduces the gradients over the cp ranks: add fsdp2 to "
-           "strategy.chain";
-  return "";
+    error("cp splits the sequence but no strategy reduces the gradients over the cp ranks: add fsdp2 to "
+          "strategy.chain");
 }
+
+}  // namespace
 
 }  // namespace dfm

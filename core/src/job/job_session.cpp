@@ -100,10 +100,6 @@ JobSession::JobSession(const Config& config, const JobPlan& plan, HostContext& h
   runtime_.dp_rank = coords[DFM_AXIS_DP];
   runtime_.dp_size = plan.layout.dp;
   runtime_.cp_size = plan.layout.cp;
-  runtime_.placement = placement_.get();
-  runtime_.sequence = sequence_.get();
-  runtime_.tensor = tensor_.get();
-  runtime_.pipeline = pipeline_.get();
   runtime_.sum_over_data_ranks = [this](double* values, size_t count) { sum_over_data_ranks(values, count); };
   runtime_.bytes_sent = [this] { return bytes_sent(); };
   runtime_.strategy_memory_peak = [this] { return host_.plugin_memory_peak(); };
@@ -131,10 +127,7 @@ std::vector<std::string> JobSession::exchange(const std::string& tag, const std:
 JobSession::~JobSession() {
   // Strategies first (they hold buffers and pending collectives), then the
   // groups, then the store; the backend goes last with its memory.
-  placement_.reset();
-  sequence_.reset();
-  tensor_.reset();
-  pipeline_.reset();
+  runtime_.roles = ParallelRoles{};
   for (auto it = strategies_.rbegin(); it != strategies_.rend(); ++it)
     if (it->plugin->strategy()->destroy) it->plugin->strategy()->destroy(it->instance);
   for (Group& g : groups_)
@@ -201,21 +194,24 @@ void JobSession::create_groups(int64_t timeout_ms) {
 void JobSession::create_strategies(const Config& config) {
   std::vector<const char*> names;
   for (const auto& n : plan_.chain) names.push_back(n.c_str());
-  const dfm_job_shape shape = make_job_shape(config, plan_.layout, names);
+  const dfm_job_shape shape = make_job_shape(config, *plan_.model, plan_.layout, names, plan_.sequence_pieces);
+  ParallelRoles& roles = runtime_.roles;
   for (const LoadedPlugin* p : plan_.strategies) {
     void* instance = nullptr;
     if (p->strategy()->create && p->strategy()->create(&shape, &instance) != DFM_OK)
       throw std::runtime_error(rank_error(rank_, "strategy '" + p->name + "' failed to start: " +
                                                      p->descriptor->last_error()));
     strategies_.push_back({p, instance});
-    if (places_parameters(*p->strategy())) placement_ = std::make_unique<StrategyPlacement>(*p, instance);
-    if (splits_sequence(*p->strategy())) sequence_ = std::make_unique<StrategySequenceSplit>(*p, instance);
-    if (splits_tensors(*p->strategy())) tensor_ = std::make_unique<TensorSplit>(*p, instance);
+    // plan_job checked that each role has at most one strategy.
+    if (places_parameters(*p->strategy())) roles.placement = std::make_shared<StrategyPlacement>(*p, instance);
+    if (splits_sequence(*p->strategy()))
+      roles.sequence = std::make_shared<StrategySequenceSplit>(*p, instance, plan_.sequence_pieces);
+    if (splits_tensors(*p->strategy())) roles.tensor = std::make_shared<TensorSplit>(*p, instance);
     if (pipelines_model(*p->strategy()))
-      pipeline_ = std::make_unique<Pipeline>(*p, instance, static_cast<int32_t>(pp_stage_),
-                                             static_cast<int32_t>(plan_.layout.pp), shape.n_layer);
+      roles.pipeline = std::make_shared<Pipeline>(*p, instance, static_cast<int32_t>(pp_stage_),
+                                                  static_cast<int32_t>(plan_.layout.pp), shape.n_layer);
   }
-  if (!placement_) placement_ = std::make_unique<LocalPlacement>();
+  roles = roles.with_identities(*backend_, shape.n_layer);
 }
 
 dfm_group_info JobSession::group_info(dfm_group_kind kind) const {

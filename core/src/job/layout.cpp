@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "dfm/core/config/config.hpp"
+#include "dfm/core/models/architecture.hpp"
 
 namespace dfm {
 namespace {
@@ -90,7 +91,8 @@ std::vector<std::string> resolve_chain(const Config& config, const Layout& layou
   return chain;
 }
 
-dfm_job_shape make_job_shape(const Config& config, const Layout& layout, const std::vector<const char*>& chain_names) {
+dfm_job_shape make_job_shape(const Config& config, const ModelSpec& model, const Layout& layout,
+                             const std::vector<const char*>& chain_names, int64_t sequence_pieces) {
   dfm_job_shape shape{};
   shape.struct_size = sizeof(dfm_job_shape);
   shape.world_size = layout.world;
@@ -99,15 +101,17 @@ dfm_job_shape make_job_shape(const Config& config, const Layout& layout, const s
   shape.axis_size[DFM_AXIS_DP] = layout.dp;
   shape.axis_size[DFM_AXIS_PP] = layout.pp;
   shape.dp_size_computed = layout.dp_computed ? 1 : 0;
-  shape.n_layer = config.get_int("model.n_layer");
-  shape.n_head = config.get_int("model.n_head");
-  shape.d_model = config.get_int("model.d_model");
-  shape.vocab_size = config.get_int("model.vocab_size");
-  shape.seq_len = config.get_int("model.seq_len");
+  const ModelDims dims = model.dims();
+  shape.n_layer = dims.n_layer;
+  shape.n_head = dims.n_head;
+  shape.d_model = dims.d_model;
+  shape.vocab_size = dims.vocab_size;
+  shape.seq_len = dims.seq_len;
   shape.global_batch = config.get_int("train.global_batch");
   shape.micro_batch = config.get_int("train.micro_batch");
   shape.chain = chain_names.data();
   shape.chain_length = chain_names.size();
+  shape.sequence_pieces = sequence_pieces;
   return shape;
 }
 

@@ -4,6 +4,7 @@
 
 #include "dfm/core/plugins/plugin_registry.hpp"
 #include "dfm/core/parallel/pipeline.hpp"
+#include "dfm/core/parallel/sequence_split.hpp"
 #include "dfm/core/parallel/tensor_split.hpp"
 
 namespace dfm {
@@ -11,11 +12,6 @@ namespace dfm {
 bool places_parameters(const dfm_strategy_v1& t) {
   return t.struct_size >= DFM_STRATEGY_V1_EXECUTION_SIZE && t.plan_unit && t.bind_units && t.on_unit &&
          t.finish_gradients && t.reduce_grad_sum_squares;
-}
-
-bool splits_sequence(const dfm_strategy_v1& t) {
-  return t.struct_size >= DFM_STRATEGY_V1_SEQUENCE_SIZE && t.sequence_positions && t.attention_forward &&
-         t.attention_backward;
 }
 
 bool can_run(const dfm_strategy_v1& t) {
@@ -53,36 +49,6 @@ void StrategyPlacement::finish_gradients(const dfm_step_info& step) {
 double StrategyPlacement::reduce_grad_sum_squares(double local) {
   check(table_.reduce_grad_sum_squares(instance_, &local), "reduce_grad_sum_squares");
   return local;
-}
-
-StrategySequenceSplit::StrategySequenceSplit(const LoadedPlugin& plugin, void* instance)
-    : plugin_(plugin), table_(*plugin.strategy()), instance_(instance) {
-  if (!splits_sequence(table_)) throw std::logic_error("strategy '" + plugin.name + "' has no sequence slots");
-}
-
-void StrategySequenceSplit::check(dfm_status status, const char* slot) const {
-  check_strategy_call(plugin_, status, slot);
-}
-
-std::vector<int64_t> StrategySequenceSplit::positions(int64_t seq_len, int64_t count) {
-  std::vector<int64_t> out(static_cast<size_t>(count), -1);
-  check(table_.sequence_positions(instance_, seq_len, out.data(), count), "sequence_positions");
-  for (int64_t p : out)
-    if (p < 0 || p >= seq_len)
-      throw std::runtime_error("strategy '" + plugin_.name + "': sequence_positions gave position " +
-                               std::to_string(p) + " outside a sequence of " + std::to_string(seq_len));
-  return out;
-}
-
-void StrategySequenceSplit::attention_forward(const dfm_attention_desc& local, const float* q, const float* k,
-                                              const float* v, float* out, float* lse) {
-  check(table_.attention_forward(instance_, &local, q, k, v, out, lse), "attention_forward");
-}
-
-void StrategySequenceSplit::attention_backward(const dfm_attention_desc& local, const float* q, const float* k,
-                                               const float* v, const float* out, const float* dout, const float* lse,
-                                               float* dq, float* dk, float* dv) {
-  check(table_.attention_backward(instance_, &local, q, k, v, out, dout, lse, dq, dk, dv), "attention_backward");
 }
 
 }  // namespace dfm

@@ -17,11 +17,6 @@ TensorSplit::TensorSplit() {
   layout_.size = 1;
 }
 
-const TensorSplit& TensorSplit::none() {
-  static const TensorSplit unsplit;
-  return unsplit;
-}
-
 TensorSplit::TensorSplit(const LoadedPlugin& plugin, void* instance)
     : plugin_(&plugin), table_(plugin.strategy()), instance_(instance) {
   if (!splits_tensors(*table_)) throw std::logic_error("strategy '" + plugin.name + "' has no tensor slots");

@@ -48,7 +48,7 @@ struct ShardSpan {
 // span instead of one per tensor — a dozen per GPT layer become two or three,
 // which matters on a GPU, where each of these small kernels costs more to
 // launch than to run.
-std::vector<ShardSpan> shard_spans(const GptParams& params, const std::function<bool(const ParamInfo&)>& include,
+std::vector<ShardSpan> shard_spans(const ModelParams& params, const std::function<bool(const ParamInfo&)>& include,
                                    bool by_decay) {
   std::vector<ShardSpan> spans;
   for (const ParamInfo& info : params.infos()) {
@@ -71,7 +71,7 @@ std::vector<ShardSpan> shard_spans(const GptParams& params, const std::function<
 
 }  // namespace
 
-double AdamW::local_grad_sum_squares(GptParams& params, const std::function<bool(const ParamInfo&)>& counted) {
+double AdamW::local_grad_sum_squares(ModelParams& params, const std::function<bool(const ParamInfo&)>& counted) {
   backend_.fill(norm_scratch_.data(), 0.0f, 1);
   for (const ShardSpan& span : shard_spans(params, counted, false))
     backend_.check(backend_.table().sum_squares(backend_.ctx(), span.unit->grad_shard + span.offset, span.count,
@@ -80,7 +80,7 @@ double AdamW::local_grad_sum_squares(GptParams& params, const std::function<bool
   return static_cast<double>(norm_scratch_.download()[0]);
 }
 
-void AdamW::step(GptParams& params, double lr, int64_t step, double grad_scale) {
+void AdamW::step(ModelParams& params, double lr, int64_t step, double grad_scale) {
   for (const ShardSpan& span : shard_spans(params, nullptr, true)) {
     const dfm_unit& u = *span.unit;
     const int64_t o = span.offset;

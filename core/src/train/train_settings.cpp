@@ -10,11 +10,9 @@ TrainSettings read_train_settings(const Config& c) {
   s.seed = static_cast<uint64_t>(c.get_int("job.seed"));
   const std::string out = c.get_string("job.out_dir");
   s.out_dir = out.empty() ? std::filesystem::path("runs") / s.job_name : std::filesystem::path(out);
-  s.shape.n_layer = c.get_int("model.n_layer");
-  s.shape.n_head = c.get_int("model.n_head");
-  s.shape.d_model = c.get_int("model.d_model");
-  s.shape.vocab_size = c.get_int("model.vocab_size");
-  s.shape.seq_len = c.get_int("model.seq_len");
+  const Architecture* arch = find_architecture(c.get_string("model.arch"));
+  if (!arch) throw ConfigError(c.format_error("model.arch", "not an architecture"));
+  s.model = arch->from_config(c);
   s.data_source = c.get_string("data.source");
   s.data_path = c.get_string("data.path");
   s.shuffle = c.get_bool("data.shuffle");
@@ -47,18 +45,19 @@ TrainSettings read_train_settings(const Config& c) {
 }
 
 void check_train_settings(const Config& c, std::vector<std::string>& errors) {
-  const int64_t d_model = c.get_int("model.d_model"), n_head = c.get_int("model.n_head");
-  if (n_head > 0 && d_model % n_head != 0)
-    errors.push_back(c.format_error("model.d_model", "d_model " + std::to_string(d_model) + " does not divide into " +
-                                                         std::to_string(n_head) + " heads (model.n_head)"));
+  const Architecture* arch = find_architecture(c.get_string("model.arch"));
+  if (!arch) return;  // add_model_schema reported it
+  arch->check(c, errors);
   const int64_t global = c.get_int("train.global_batch"), micro = c.get_int("train.micro_batch");
   if (micro > 0 && global % micro != 0)
     errors.push_back(c.format_error("train.global_batch", std::to_string(global) + " sequences do not split into micro-batches of " +
                                                               std::to_string(micro) + " (train.micro_batch)"));
   const std::string source = c.get_string("data.source");
-  if (source == "synthetic" && c.get_int("model.vocab_size") < 256)
-    errors.push_back(c.format_error("model.vocab_size", "the synthetic corpus is bytes and needs vocab_size >= 256, got " +
-                                                            std::to_string(c.get_int("model.vocab_size"))));
+  const int64_t vocab = arch->from_config(c)->dims().vocab_size;
+  if (source == "synthetic" && vocab < 256)
+    errors.push_back(c.format_error("model.vocab_size",
+                                    "the synthetic corpus is bytes and needs vocab_size >= 256, got " +
+                                        std::to_string(vocab)));
   if (source == "tokens" && c.get_string("data.path").empty())
     errors.push_back(c.format_error("data.path", "data.source = \"tokens\" needs a path (a glob of token files)"));
   if (c.get_float("train.min_lr") > c.get_float("train.lr"))

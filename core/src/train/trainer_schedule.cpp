@@ -50,40 +50,45 @@ const char* span_name(dfm_pipeline_op op) {
 // (sent), and their gradients (the output's received, the input's sent).
 float* Trainer::boundary_tensor(const PipelineAction& a, int32_t slot) {
   switch (a.op) {
-    case DFM_PIPELINE_RECV_ACTIVATION: return model_.chunk_input(a.chunk, slot);
-    case DFM_PIPELINE_SEND_ACTIVATION: return model_.chunk_output(a.chunk, slot);
-    case DFM_PIPELINE_RECV_GRADIENT: return model_.chunk_output_gradient(a.chunk, slot);
-    case DFM_PIPELINE_SEND_GRADIENT: return model_.chunk_input_gradient(a.chunk, slot);
+    case DFM_PIPELINE_RECV_ACTIVATION: return model_->chunk_input(a.chunk, slot);
+    case DFM_PIPELINE_SEND_ACTIVATION: return model_->chunk_output(a.chunk, slot);
+    case DFM_PIPELINE_RECV_GRADIENT: return model_->chunk_output_gradient(a.chunk, slot);
+    case DFM_PIPELINE_SEND_GRADIENT: return model_->chunk_input_gradient(a.chunk, slot);
     default: throw std::logic_error("pipeline: a compute action has no boundary tensor");
   }
 }
 
+// Micro-batch `micro` of the step loaded by load_step.
+MicroBatch Trainer::micro_batch(int64_t micro) const {
+  return {s_.micro_batch, local_tokens_, inputs_.data() + micro * micro_rows_, positions_.data(),
+          targets_.data() + micro * micro_rows_};
+}
+
 double Trainer::run_schedule(int64_t step, dfm_step_info& info) {
   load_step(step);
-  const double tokens = static_cast<double>(s_.global_batch * s_.shape.seq_len);
-  const ModelLayout& layout = model_.layout();
+  const double tokens = static_cast<double>(s_.global_batch * dims_.seq_len);
+  const ModelLayout& layout = model_->layout();
   ActivationSlots slots(layout.slots);
   std::vector<float> losses(static_cast<size_t>(micro_rows_));
-  const int64_t boundary = model_.boundary_count(s_.micro_batch, local_tokens_);
+  const int64_t boundary = model_->boundary_count(s_.micro_batch, local_tokens_);
   double loss_sum = 0;
   for (const PipelineAction& a : schedule_) {
     const ModelChunk& chunk = layout.chunks[static_cast<size_t>(a.chunk)];
     const int32_t slot = slots.take(a);
-    const int32_t* inputs = inputs_.data() + a.micro_batch * micro_rows_;
+    const MicroBatch in = micro_batch(a.micro_batch);
     info.micro_batch = a.micro_batch;
     const double start_us = trace_ ? TraceWriter::now_us() : 0.0;
     switch (a.op) {
       case DFM_PIPELINE_FORWARD:
-        model_.forward_chunk(a.chunk, slot, inputs, positions_.data(), s_.micro_batch, local_tokens_, &info);
+        model_->forward_chunk(a.chunk, slot, in, &info);
         if (chunk.head) {
-          const float* device_losses = model_.chunk_loss(a.chunk, slot, targets_.data() + a.micro_batch * micro_rows_,
-                                                         static_cast<float>(1.0 / tokens));
+          const float* device_losses = model_->chunk_loss(a.chunk, slot, in, static_cast<float>(1.0 / tokens));
           backend_.download(losses.data(), device_losses, losses.size() * sizeof(float));
           loss_sum += std::accumulate(losses.begin(), losses.end(), 0.0);
         }
         break;
-      case DFM_PIPELINE_BACKWARD: model_.backward_chunk(a.chunk, slot, inputs, &info); break;
-      default: pipeline().transfer(a, boundary_tensor(a, slot), boundary);
+      case DFM_PIPELINE_BACKWARD: model_->backward_chunk(a.chunk, slot, in, &info); break;
+      default: runtime_.pipeline().transfer(a, boundary_tensor(a, slot), boundary);
     }
     if (trace_) {
       const bool compute = a.op == DFM_PIPELINE_FORWARD || a.op == DFM_PIPELINE_BACKWARD;
@@ -96,53 +101,9 @@ double Trainer::run_schedule(int64_t step, dfm_step_info& info) {
     }
     slots.done(a, chunk);
   }
-  pipeline().flush();
+  runtime_.pipeline().flush();
   activation_sets_peak_ = slots.peak();
   return loss_sum;
-}
-
-// A forward-only pass for sampling: the chunks in model order, each run by
-// the stage that holds it on slot 0 (no step is in flight), its output — and
-// at the end the last token's logits — broadcast over the stages so the next
-// holder (and every rank's sampler) has it. Sequence parallel is off for
-// forward-only passes, so any window length works. Without a pipeline it is
-// one forward of the whole model.
-void Trainer::next_token_logits(const std::vector<int32_t>& window, float* logits) {
-  const auto T = static_cast<int64_t>(window.size());
-  const int64_t C = s_.shape.d_model, V = s_.shape.vocab_size;
-  DeviceBuffer<int32_t> tokens(backend_, T), positions(backend_, T);
-  tokens.upload(window);
-  std::vector<int32_t> where(static_cast<size_t>(T));
-  std::iota(where.begin(), where.end(), 0);
-  positions.upload(where);
-  struct Placed {
-    int32_t stage, chunk;
-    ModelChunk blocks;
-  };
-  std::vector<Placed> order;
-  for (int32_t s = 0; s < pipeline().stages(); ++s)
-    for (size_t c = 0; c < pipeline().chunks(s).size(); ++c)
-      order.push_back({s, static_cast<int32_t>(c), pipeline().chunks(s)[c]});
-  std::sort(order.begin(), order.end(),
-            [](const Placed& a, const Placed& b) { return a.blocks.first_layer < b.blocks.first_layer; });
-
-  DeviceBuffer<float> carry(backend_, std::max(T * C, V));  // the stream between chunks, then the logits
-  for (const Placed& p : order) {
-    const bool mine = p.stage == pipeline().stage();
-    if (mine) {
-      const auto bytes = static_cast<size_t>(T * C) * sizeof(float);
-      if (!p.blocks.embedding) backend_.copy(model_.chunk_input(p.chunk, 0), carry.data(), bytes);
-      model_.forward_chunk(p.chunk, 0, tokens.data(), positions.data(), 1, T, nullptr);
-      if (p.blocks.head) {
-        model_.row_logits(p.chunk, T - 1, logits);
-        backend_.upload(carry.data(), logits, static_cast<size_t>(V) * sizeof(float));
-      } else {
-        backend_.copy(carry.data(), model_.chunk_output(p.chunk, 0), bytes);
-      }
-    }
-    pipeline().broadcast(p.stage, carry.data(), p.blocks.head ? V : T * C);
-  }
-  backend_.download(logits, carry.data(), static_cast<size_t>(V) * sizeof(float));
 }
 
 // Each rank writes its trace; rank 0 merges them into one file and reports

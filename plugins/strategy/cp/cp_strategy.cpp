@@ -60,6 +60,15 @@ dfm_status validate(const dfm_job_shape* job) {
   });
 }
 
+// The ring with load balancing cuts each sequence into 2 x cp pieces (each
+// rank holds piece i and its mirror 2cp - 1 - i); without, into cp.
+dfm_status sequence_pieces(const dfm_job_shape* job, int64_t* pieces) {
+  return dfm::sdk::guard([&] {
+    const int64_t cp = job->axis_size[DFM_AXIS_CP];
+    *pieces = host.get_bool(host.own_key("load_balance")) ? 2 * cp : cp;
+  });
+}
+
 // ---- execution: one RingAttention per job ----
 
 using dfm::cp::RingAttention;
@@ -124,6 +133,7 @@ const dfm_strategy_v1 kStrategy = [] {
   t.sequence_positions = sequence_positions;
   t.attention_forward = attention_forward;
   t.attention_backward = attention_backward;
+  t.sequence_pieces = sequence_pieces;  // ABI 1.6
   return t;
 }();
 

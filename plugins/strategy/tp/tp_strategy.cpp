@@ -31,29 +31,25 @@ dfm_status init(const dfm_host_services* services) {
   return dfm::sdk::guard([&] { host = dfm::sdk::Host(services); });
 }
 
-bool chain_has(const dfm_job_shape& job, const std::string& name) {
-  for (size_t i = 0; i < job.chain_length; ++i)
-    if (name == job.chain[i]) return true;
-  return false;
+// With sequence parallel, each piece the sequence strategy cuts a sequence
+// into (dfm_job_shape.sequence_pieces, ABI 1.6: 2 x cp for the load-balanced
+// ring, cp for most others, 1 without context parallel) is split again over
+// tp. A host older than 1.6 does not say; its pieces are taken to be cp.
+int64_t sequence_pieces(const dfm_job_shape& job) {
+  return job.struct_size >= DFM_JOB_SHAPE_V1_6_SIZE ? job.sequence_pieces : job.axis_size[DFM_AXIS_CP];
 }
 
-// With sequence parallel, each context-parallel chunk of the sequence is
-// split again over tp. The first-party ring "cp" with load balancing cuts the
-// sequence into 2 x cp chunks; any other cp strategy into cp.
 void check_sequence_parallel(const dfm_job_shape& job, bool& ok) {
   const int64_t tp = job.axis_size[DFM_AXIS_TP];
-  const int64_t cp = job.axis_size[DFM_AXIS_CP];
-  const bool ring_balanced = chain_has(job, "cp") && host.get_bool("strategy.cp.load_balance");
-  const int64_t chunks = cp > 1 && ring_balanced ? 2 * cp : cp;
-  const int64_t factor = tp * chunks;
+  const int64_t pieces = sequence_pieces(job);
+  const int64_t factor = tp * pieces;
   if (job.seq_len % factor == 0) return;
   std::string arithmetic = "tp_size " + std::to_string(tp);
   std::string why = "sequence_parallel splits the sequence over tp";
-  if (chunks > 1) {
-    arithmetic += ring_balanced ? " x 2 x cp_size " : " x cp_size ";
-    arithmetic += std::to_string(cp) + " = " + std::to_string(factor);
-    why = ring_balanced ? "sequence_parallel splits each of the 2 x cp load-balanced cp chunks over tp"
-                        : "sequence_parallel splits each cp chunk over tp";
+  if (pieces > 1) {
+    arithmetic += " x " + std::to_string(pieces) + " sequence pieces = " + std::to_string(factor);
+    why = "sequence_parallel splits each of the " + std::to_string(pieces) +
+          " pieces the cp strategy cuts a sequence into over tp";
   }
   host.config_error("model.seq_len",
                     std::to_string(job.seq_len) + " tokens do not divide by " + arithmetic + " (" + why + ")");

@@ -109,9 +109,17 @@ typedef struct dfm_job_shape {
   /* the names of the whole chain, in application order (host-owned) */
   const char* const* chain;
   size_t chain_length;
+  /* ABI 1.6: into how many equal pieces the job's sequence strategy cuts
+   * every sequence (its sequence_pieces slot; the cp axis size when the slot
+   * is NULL; 1 without a sequence strategy). The host has checked that
+   * seq_len divides by it. A strategy that splits the pieces further (tp's
+   * sequence parallel) checks its own multiple of this, without knowing
+   * which sequence strategy runs. */
+  int64_t sequence_pieces;
 } dfm_job_shape;
 
 #define DFM_JOB_SHAPE_V1_SIZE DFM_STRUCT_SIZE(dfm_job_shape, chain_length)
+#define DFM_JOB_SHAPE_V1_6_SIZE DFM_STRUCT_SIZE(dfm_job_shape, sequence_pieces)
 
 /* One unit of parameters as the core and the strategy share it. The core
  * owns the struct (its address is stable for the whole job) and the shard
@@ -347,6 +355,15 @@ typedef struct dfm_strategy_v1 {
   /* data (count device floats) of pp rank `stage` to every stage: whole
    * tensors for an export. */
   dfm_status (*pipeline_broadcast)(void* instance, int32_t stage, float* data, int64_t count);
+
+  /* ---- ABI 1.6, optional, for a strategy that splits the sequence ----
+   * Into how many equal pieces it cuts each sequence of `job` (its own
+   * options read through the host as in validate; called before validate,
+   * with job->sequence_pieces not yet set). Ring cp with load balancing cuts
+   * 2 x cp pieces and gives each rank two; without, cp pieces. NULL: the cp
+   * axis size. The host checks seq_len against it and passes it to every
+   * strategy's validate as dfm_job_shape.sequence_pieces. */
+  dfm_status (*sequence_pieces)(const dfm_job_shape* job, int64_t* pieces);
 } dfm_strategy_v1;
 
 /* A table must reach `destroy`. It places parameters when it reaches the
@@ -360,6 +377,7 @@ typedef struct dfm_strategy_v1 {
 #define DFM_STRATEGY_V1_SEQUENCE_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, attention_backward)
 #define DFM_STRATEGY_V1_TENSOR_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, reduce_replicated_gradients)
 #define DFM_STRATEGY_V1_PIPELINE_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, pipeline_broadcast)
+#define DFM_STRATEGY_V1_6_SIZE DFM_STRUCT_SIZE(dfm_strategy_v1, sequence_pieces)
 
 #ifdef __cplusplus
 }

@@ -31,7 +31,8 @@
 
 #include "dfm/core/checkpoint/checkpoint_index.hpp"
 #include "dfm/core/plugins/compute_backend.hpp"
-#include "dfm/core/models/gpt2/gpt_params.hpp"
+#include "dfm/core/models/architecture.hpp"
+#include "dfm/core/models/model_params.hpp"
 #include "dfm/core/job/job_runtime.hpp"
 #include "dfm/core/common/safetensors.hpp"
 
@@ -40,9 +41,9 @@ namespace dfm {
 // What a checkpoint saves and restores on this rank.
 struct CheckpointJob {
   ComputeBackend& backend;
-  GptParams& params;
+  ModelParams& params;
   const JobRuntime& runtime;
-  GptShape shape;
+  const ModelSpec& model;
 };
 
 // Collective (every rank, same arguments). Returns <dir>/step-<state.step>.
@@ -94,7 +95,7 @@ int64_t remove_incomplete_checkpoints(const std::filesystem::path& dir);
 // "never", or the path of a step folder (which must exist).
 std::optional<std::filesystem::path> resume_source(const std::string& resume, const std::filesystem::path& dir);
 
-// One Hugging Face GPT-2 folder (model.safetensors + config.json) from a
+// One Hugging Face folder (model.safetensors + config.json) from a
 // checkpoint's parameters; the trainer's final export writes the same files
 // through the same HfExportWriter.
 void export_checkpoint(const std::filesystem::path& step_dir, const std::filesystem::path& out);

@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-#include "dfm/core/models/gpt2/gpt_params.hpp"
+#include "dfm/core/models/architecture.hpp"
 
 namespace dfm {
 
@@ -73,7 +73,7 @@ struct CheckpointLayout {
 
 struct CheckpointIndex {
   int version = kCheckpointFormatVersion;
-  GptShape model;
+  ModelRecord model;
   CheckpointLayout layout;
   TrainerState trainer;
   std::vector<CheckpointFile> files;
@@ -90,15 +90,14 @@ std::string checkpoint_index_json(const CheckpointIndex& index);
 // std::runtime_error "<where>: <what is wrong>".
 CheckpointIndex parse_checkpoint_index(std::string_view text, const std::string& where);
 
-// The tensors a GPT of `shape` saves, in Hugging Face order: model/, then the
-// two AdamW moments.
-std::vector<std::pair<std::string, std::vector<int64_t>>> checkpoint_tensor_list(const GptShape& shape);
+// The tensors a model saves, in its table's order: model/, then the two AdamW moments.
+std::vector<std::pair<std::string, std::vector<int64_t>>> checkpoint_tensor_list(const ModelSpec& model);
 
 // Checks the index against a model: same shape (the message names the first
 // differing key), exactly the expected tensors with the expected shapes, and
 // pieces that cover every element of each tensor exactly once. Throws
 // std::runtime_error "<where>: ...".
-void check_index_matches_model(const CheckpointIndex& index, const GptShape& shape, const std::string& where);
+void check_index_matches_model(const CheckpointIndex& index, const ModelSpec& model, const std::string& where);
 
 // A piece as runs of consecutive elements of the flattened global tensor.
 struct PieceRun {

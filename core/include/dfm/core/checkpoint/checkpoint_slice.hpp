@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "dfm/core/models/gpt2/gpt_params.hpp"
+#include "dfm/core/models/model_params.hpp"
 
 namespace dfm {
 

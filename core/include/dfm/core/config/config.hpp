@@ -79,6 +79,10 @@ class Config {
   // table that takes no keys. Throws ConfigError for a default that is not a
   // valid TOML value of the key's type.
   void add_table_schema(const std::string& table, std::vector<KeySpec> keys);
+  // Adds keys (relative to it) to a core section whose keys depend on another
+  // of its keys: the [model] keys of the architecture model.arch names.
+  void add_section_keys(const std::string& section, std::vector<KeySpec> keys);
+  bool has_section_keys(const std::string& section) const;
 
   // Checks every key against the schema: unknown keys (with the nearest valid
   // key), wrong types, out-of-range values, bad choices; tables under
@@ -148,6 +152,18 @@ std::string nearest_key(const std::string& wrong, const std::vector<std::string>
 // docs/config.md: every section and key of the core schema with type,
 // default and meaning, and how --set and [strategy.<name>] tables work.
 // `dfm-run --config-reference` prints it; a test keeps docs/config.md equal.
-std::string config_reference_markdown();
+// Keys that join a core section when another key picks them (the [model]
+// keys of one architecture), for the reference page.
+struct ReferenceTable {
+  std::string section;  // "model"
+  std::string title;    // "arch = \"gpt\""
+  std::string doc;
+  std::vector<KeySpec> keys;  // relative to the section
+};
+// docs/config.md: every section and key of the core schema with type,
+// default and meaning, and how --set and [strategy.<name>] tables work; each
+// table comes right after its section's own keys. `dfm-run
+// --config-reference` prints it; a test keeps docs/config.md equal.
+std::string config_reference_markdown(const std::vector<ReferenceTable>& tables = {});
 
 }  // namespace dfm

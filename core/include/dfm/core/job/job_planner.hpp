@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,6 +14,8 @@
 #include "dfm/compute.h"
 #include "dfm/core/job/layout.hpp"
 #include "dfm/core/job/mesh.hpp"
+#include "dfm/core/models/architecture.hpp"
+#include "dfm/strategy.h"
 
 namespace dfm {
 
@@ -30,6 +33,8 @@ struct JobPlan {
   const LoadedPlugin* comm = nullptr;           // null when world == 1 or missing in a dry run
   std::string compute_name, comm_name;          // [backend] compute and comm
   dfm_dtype activations = DFM_DTYPE_FP32;       // backend.activations, "auto" resolved
+  std::shared_ptr<const ModelSpec> model;       // [model]; null when the config has errors
+  int64_t sequence_pieces = 1;                  // dfm_job_shape.sequence_pieces
   std::vector<std::string> warnings;            // shown, not fatal (dry run only)
   std::vector<std::string> errors;              // fatal: "file:line:col: key: ..."
   bool ok() const { return errors.empty(); }
@@ -42,9 +47,9 @@ JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& ho
 // The plugins the job will load, one line each ("strategy tp 0.1.0  <file>").
 std::string describe_plugins(const JobPlan& plan);
 
-// Why a planned job cannot run in this build, or "" when it can: ABI 1.0
-// strategies have no execution hooks yet, so a chain that holds any strategy
-// stops here with a line naming it.
-std::string execution_blocker(const JobPlan& plan);
+// Into how many equal pieces the chain's sequence strategy cuts each
+// sequence of `job` (strategy.h sequence_pieces; the cp size when its slot is
+// NULL; 1 without a sequence strategy).
+int64_t sequence_pieces(const std::vector<const LoadedPlugin*>& strategies, const dfm_job_shape& job);
 
 }  // namespace dfm

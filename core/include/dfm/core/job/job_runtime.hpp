@@ -1,6 +1,7 @@
-// The parallel job as the trainer sees it: where this rank sits, who places
-// the parameters, and the few reductions the core itself needs (the reported
-// loss, the metrics). A single-process job is JobRuntime::single_process().
+// The parallel job as the trainer sees it: where this rank sits, the four
+// parallel roles (always present: an identity object where no strategy fills
+// one), and the few reductions the core itself needs (the reported loss, the
+// metrics). A single-process job is JobRuntime::single_process().
 #pragma once
 
 #include <cstdint>
@@ -12,23 +13,36 @@
 
 #include "dfm/core/parallel/param_placement.hpp"
 #include "dfm/core/parallel/pipeline.hpp"
+#include "dfm/core/parallel/sequence_split.hpp"
 #include "dfm/core/parallel/tensor_split.hpp"
 
 namespace dfm {
 
+class ComputeBackend;
+
+// The roles a strategy can fill (docs/architecture.md). None is ever null:
+// with_identities() fills every empty one with the object that does what one
+// process would (every unit local, whole sequences, one tensor slice, one
+// pipeline stage), so no model or trainer code asks whether a strategy exists.
+struct ParallelRoles {
+  std::shared_ptr<ParamPlacement> placement;  // where parameters live and when they move (dp)
+  std::shared_ptr<SequenceSplit> sequence;    // which tokens this rank holds; attention (cp)
+  std::shared_ptr<const TensorSplit> tensor;  // which slice of each tensor; region edges (tp)
+  std::shared_ptr<const Pipeline> pipeline;   // which blocks; the schedule and its transfers (pp)
+
+  // These roles, each empty one filled with its identity for a model of n_layer blocks.
+  ParallelRoles with_identities(ComputeBackend& backend, int64_t n_layer) const;
+};
+
 struct JobRuntime {
   int64_t rank = 0, world = 1;
   int64_t dp_rank = 0, dp_size = 1, cp_size = 1;
-  ParamPlacement* placement = nullptr;
-  // The strategy that splits every sequence across the cp ranks, or null
-  // (each rank then holds whole sequences).
-  SequenceSplit* sequence = nullptr;
-  // The strategy that splits tensors across the tp ranks, or null (every
-  // rank then holds whole tensors).
-  const TensorSplit* tensor = nullptr;
-  // The strategy that cuts the model into pipeline stages, or null (one
-  // stage holds the whole model).
-  const Pipeline* pipeline = nullptr;
+  ParallelRoles roles;
+  ParamPlacement& placement() const { return *roles.placement; }
+  SequenceSplit& sequence() const { return *roles.sequence; }
+  const TensorSplit& tensor() const { return *roles.tensor; }
+  const Pipeline& pipeline() const { return *roles.pipeline; }
+
   // Sums `count` doubles, in place, over the ranks that hold the same weights
   // but other tokens (data x context parallel): the loss of a step. Tensor
   // slices are not summed: each holds the whole loss.
@@ -37,7 +51,9 @@ struct JobRuntime {
   std::function<std::map<std::string, uint64_t>()> bytes_sent = [] { return std::map<std::string, uint64_t>{}; };
   // Peak device bytes strategies held through the host services since the last reset.
   std::function<int64_t()> strategy_memory_peak = [] { return int64_t{0}; };
-  std::function<std::map<std::string, int64_t>()> strategy_memory_peaks = [] { return std::map<std::string, int64_t>{}; };
+  std::function<std::map<std::string, int64_t>()> strategy_memory_peaks = [] {
+    return std::map<std::string, int64_t>{};
+  };
   std::function<void()> reset_strategy_memory_peak = [] {};
   // Step metrics strategies reported (name -> value), cleared by the call.
   std::function<std::map<std::string, double>()> take_strategy_metrics = [] { return std::map<std::string, double>{}; };
@@ -51,9 +67,8 @@ struct JobRuntime {
 
   bool is_rank0() const { return rank == 0; }
 
-  // One rank, every parameter local (owns its LocalPlacement).
-  static JobRuntime single_process();
-  std::shared_ptr<ParamPlacement> owned_placement;
+  // One rank running a model of n_layer blocks: every role its identity.
+  static JobRuntime single_process(ComputeBackend& backend, int64_t n_layer);
 };
 
 }  // namespace dfm

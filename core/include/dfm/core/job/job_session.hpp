@@ -62,10 +62,6 @@ class JobSession {
   const dfm_comm_v1* comm_ = nullptr;
   std::vector<Group> groups_;
   std::vector<Strategy> strategies_;
-  std::unique_ptr<ParamPlacement> placement_;
-  std::unique_ptr<SequenceSplit> sequence_;
-  std::unique_ptr<TensorSplit> tensor_;
-  std::unique_ptr<Pipeline> pipeline_;
   int64_t pp_stage_ = 0;  // this rank's pipeline stage
   std::unique_ptr<DeviceBuffer<float>> scalar_scratch_;
   JobRuntime runtime_;

@@ -15,6 +15,7 @@
 namespace dfm {
 
 class Config;
+class ModelSpec;
 
 struct Layout {
   int64_t world = 1, tp = 1, cp = 1, dp = 1, pp = 1;
@@ -51,6 +52,9 @@ std::string describe_layout(const Layout& layout, const Mesh& mesh, const std::v
 // alive and unchanged while the shape is in use. Reads [model] and [train]
 // keys, so call it only after check_schema passed (it throws ConfigError on a
 // value of the wrong type).
-dfm_job_shape make_job_shape(const Config& config, const Layout& layout, const std::vector<const char*>& chain_names);
+// `sequence_pieces`: into how many equal pieces the sequence strategy cuts
+// each sequence (1 without one; dfm_job_shape.sequence_pieces).
+dfm_job_shape make_job_shape(const Config& config, const ModelSpec& model, const Layout& layout,
+                             const std::vector<const char*>& chain_names, int64_t sequence_pieces);
 
 }  // namespace dfm

@@ -64,42 +64,8 @@ class StrategyPlacement final : public ParamPlacement {
 
 // The strategy places parameters: its table reaches the execution slots and none is NULL.
 bool places_parameters(const dfm_strategy_v1& table);
-// The strategy splits the sequence: its table reaches the sequence slots and none is NULL.
-bool splits_sequence(const dfm_strategy_v1& table);
-// It can run: it places parameters, splits the sequence, splits tensors (tensor_split.hpp) or
-// pipelines the model (pipeline.hpp).
+// It can run: it places parameters, splits the sequence (sequence_split.hpp), splits tensors
+// (tensor_split.hpp) or pipelines the model (pipeline.hpp).
 bool can_run(const dfm_strategy_v1& table);
-
-// Who runs attention and which tokens of each sequence this rank holds: the
-// whole sequence locally (no sequence strategy), or a strategy's split (cp).
-class SequenceSplit {
- public:
-  virtual ~SequenceSplit() = default;
-  // Global positions, in local order, of this rank's `count` tokens of a sequence.
-  virtual std::vector<int64_t> positions(int64_t seq_len, int64_t count) = 0;
-  virtual void attention_forward(const dfm_attention_desc& local, const float* q, const float* k, const float* v,
-                                 float* out, float* lse) = 0;
-  virtual void attention_backward(const dfm_attention_desc& local, const float* q, const float* k, const float* v,
-                                  const float* out, const float* dout, const float* lse, float* dq, float* dk,
-                                  float* dv) = 0;
-};
-
-// A strategy's sequence slots, with failures as std::runtime_error naming it.
-class StrategySequenceSplit final : public SequenceSplit {
- public:
-  StrategySequenceSplit(const LoadedPlugin& plugin, void* instance);
-  std::vector<int64_t> positions(int64_t seq_len, int64_t count) override;
-  void attention_forward(const dfm_attention_desc& local, const float* q, const float* k, const float* v, float* out,
-                         float* lse) override;
-  void attention_backward(const dfm_attention_desc& local, const float* q, const float* k, const float* v,
-                          const float* out, const float* dout, const float* lse, float* dq, float* dk,
-                          float* dv) override;
-
- private:
-  void check(dfm_status status, const char* slot) const;
-  const LoadedPlugin& plugin_;
-  const dfm_strategy_v1& table_;
-  void* instance_;
-};
 
 }  // namespace dfm

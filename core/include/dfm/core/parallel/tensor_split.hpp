@@ -17,9 +17,6 @@ class TensorSplit {
  public:
   // No tensor strategy: one slice, every collective a no-op.
   TensorSplit();
-  static const TensorSplit& none();
-  // `split`, or none() when it is null.
-  static const TensorSplit& or_none(const TensorSplit* split) { return split ? *split : none(); }
   // A strategy's tensor slots; failures become std::runtime_error naming it.
   TensorSplit(const LoadedPlugin& plugin, void* instance);
 

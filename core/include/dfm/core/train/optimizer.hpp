@@ -8,7 +8,7 @@
 #include <string>
 
 #include "dfm/core/plugins/compute_backend.hpp"
-#include "dfm/core/models/gpt2/gpt_params.hpp"
+#include "dfm/core/models/model_params.hpp"
 
 namespace dfm {
 
@@ -34,7 +34,7 @@ struct AdamWSettings {
 // Factor that clip_grad_norm_ multiplies gradients by: min(1, max_norm / (norm + 1e-6)); 1 when max_norm is 0.
 double clip_coefficient(double grad_norm, double max_norm);
 
-// Works on this rank's shards (GptParams units): each parameter's overlap
+// Works on this rank's shards (ModelParams units): each parameter's overlap
 // with the shard is updated with that parameter's weight decay.
 class AdamW {
  public:
@@ -43,10 +43,10 @@ class AdamW {
   // parameters `counted` accepts (all without it): a copy another rank holds
   // too (a tensor slice's replicated parameters, the pipeline's tied root)
   // is counted by one rank only.
-  double local_grad_sum_squares(GptParams& params, const std::function<bool(const ParamInfo&)>& counted = {});
+  double local_grad_sum_squares(ModelParams& params, const std::function<bool(const ParamInfo&)>& counted = {});
   // One update with learning rate `lr` at optimizer step `step` (1-based),
   // gradients scaled by `grad_scale` (the clipping coefficient).
-  void step(GptParams& params, double lr, int64_t step, double grad_scale);
+  void step(ModelParams& params, double lr, int64_t step, double grad_scale);
 
  private:
   ComputeBackend& backend_;

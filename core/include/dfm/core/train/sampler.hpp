@@ -7,6 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "dfm/core/models/model.hpp"
+#include "dfm/core/parallel/pipeline.hpp"
+#include "dfm/core/plugins/compute_backend.hpp"
+
 namespace dfm {
 
 struct SampleRequest {
@@ -20,6 +24,15 @@ struct SampleRequest {
 // The model's logits (vocab_size floats, host memory) for the token after
 // `window` (1..seq_len token ids): one forward pass, however the model is laid out.
 using NextTokenLogits = std::function<void(const std::vector<int32_t>& window, float* logits)>;
+
+// One forward-only pass of the whole model over `window` into `logits`
+// (vocab_size floats, host memory), on every rank (collective): the chunks in
+// model order, each run by the stage that holds it on slot 0 (no step is in
+// flight), its output — and at the end the last token's logits — broadcast
+// over the stages so the next holder (and every rank's sampler) has it.
+// Forward-only passes hold whole sequences, so any window length works.
+void forward_next_token_logits(Model& model, const Pipeline& pipeline, ComputeBackend& backend, int64_t vocab_size,
+                               const std::vector<int32_t>& window, float* logits);
 
 // Token ids after the prompt, drawn from softmax(logits / temperature). The
 // context is the last seq_len tokens.

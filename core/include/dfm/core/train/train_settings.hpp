@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "dfm/core/models/gpt2/gpt_params.hpp"
+#include <memory>
+
+#include "dfm/core/models/architecture.hpp"
 #include "dfm/core/train/optimizer.hpp"
 
 namespace dfm {
@@ -18,7 +20,7 @@ struct TrainSettings {
   std::string job_name;
   uint64_t seed = 0;
   std::filesystem::path out_dir;
-  GptShape shape;
+  std::shared_ptr<const ModelSpec> model;  // [model], as its architecture reads it
   std::string data_source, data_path;
   bool shuffle = false;
   int64_t steps = 0, global_batch = 1, micro_batch = 1;
@@ -38,11 +40,13 @@ struct TrainSettings {
   std::string checkpoint_resume = "auto";
 };
 
+// The model's keys must be in the schema (add_model_schema).
 TrainSettings read_train_settings(const Config& config);
 
-// Checks that involve several core keys (d_model divisible by n_head,
-// global_batch by micro_batch, the synthetic corpus needing a byte vocabulary,
-// a token path for source = "tokens"). Appends "file:line:col: key: ..." messages.
+// Checks that involve several core keys (global_batch by micro_batch, the
+// synthetic corpus needing a byte vocabulary, a token path for source =
+// "tokens"), after the architecture's own checks of its [model] keys.
+// Appends "file:line:col: key: ..." messages.
 void check_train_settings(const Config& config, std::vector<std::string>& errors);
 
 }  // namespace dfm

@@ -1,20 +1,26 @@
 // The training loop of one process: data windows -> micro-batches ->
-// forward/loss/backward with gradient accumulation -> global gradient norm and
-// clipping -> AdamW -> metrics, samples, and the final Hugging Face export.
+// forward/loss/backward in the pipeline's schedule (trainer_schedule.cpp) ->
+// finished gradients and their global norm (gradient_finish.hpp) -> clipping
+// -> AdamW -> metrics, samples, checkpoints, and the final Hugging Face
+// export. The model is whatever TrainSettings::model specifies; the roles of
+// the runtime are always present (identities without strategies).
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <vector>
 
-#include "dfm/core/plugins/compute_backend.hpp"
+#include "dfm/core/checkpoint/checkpoint.hpp"
 #include "dfm/core/data/data_loader.hpp"
-#include "dfm/core/models/gpt2/gpt_model.hpp"
-#include "dfm/core/models/gpt2/gpt_params.hpp"
 #include "dfm/core/job/job_runtime.hpp"
+#include "dfm/core/models/architecture.hpp"
+#include "dfm/core/models/model.hpp"
+#include "dfm/core/models/model_params.hpp"
 #include "dfm/core/observe/metrics.hpp"
-#include "dfm/core/train/optimizer.hpp"
 #include "dfm/core/observe/trace_writer.hpp"
+#include "dfm/core/parallel/gradient_finish.hpp"
+#include "dfm/core/plugins/compute_backend.hpp"
+#include "dfm/core/train/optimizer.hpp"
 #include "dfm/core/train/train_settings.hpp"
 
 namespace dfm {
@@ -31,7 +37,9 @@ struct StepResult {
 // exports.
 class Trainer {
  public:
-  Trainer(const TrainSettings& settings, ComputeBackend& backend, JobRuntime runtime = JobRuntime::single_process());
+  Trainer(const TrainSettings& settings, ComputeBackend& backend, JobRuntime runtime);
+  // One process: every role its identity.
+  Trainer(const TrainSettings& settings, ComputeBackend& backend);
 
   // The whole job: `steps` optimizer steps with metrics and progress, then
   // <out_dir>/final/{model.safetensors, config.json}. steps = 0 exports the
@@ -43,12 +51,11 @@ class Trainer {
   // One optimizer step (0-based `step`); exposed for tests.
   StepResult train_step(int64_t step);
 
-  GptParams& params() { return params_; }
-  GptModel& model() { return model_; }
+  ModelParams& params() { return params_; }
+  Model& model() { return *model_; }
 
  private:
   std::unique_ptr<TokenStream> make_stream() const;
-  const Pipeline& pipeline() const { return runtime_.pipeline ? *runtime_.pipeline : local_pipeline_; }
   // Which units this rank stores (its pipeline chunks'), and the model's
   // chunks with an activation slot per micro-batch the schedule keeps in flight.
   static std::vector<bool> held_units(const Pipeline& pipeline, int64_t n_layer);
@@ -58,38 +65,31 @@ class Trainer {
   // returns the sum of the per-token losses this rank computed.
   double run_schedule(int64_t step, dfm_step_info& info);
   float* boundary_tensor(const PipelineAction& transfer, int32_t slot);
+  MicroBatch micro_batch(int64_t micro) const;
   void load_step(int64_t step);  // every micro-batch of the step, to the device
   void load_micro_batch(int64_t step, int64_t micro);
-  void reduce_replicated_gradients();
-  void reduce_tied_gradients();
-  double global_grad_sum_squares();
-  // values (host) summed over the pipeline stages, in place.
-  void sum_over_stages(double* values, size_t count);
   void print_sample(int64_t step);
-  // One forward-only pass of the whole model over `window` (trainer_schedule.cpp).
-  void next_token_logits(const std::vector<int32_t>& window, float* logits);
   void export_final();
   void write_trace();
-  // Checkpoints (checkpoint.hpp): resume() returns the first step to run.
+  CheckpointJob checkpoint_job();
   std::filesystem::path checkpoint_dir() const;
-  int64_t resume();
   std::filesystem::path save_checkpoint_after(int64_t steps_done);
   StepMetrics step_metrics(int64_t step, const StepResult& r, double seconds,
                            const std::map<std::string, uint64_t>& bytes_before);
 
   TrainSettings s_;
+  ModelDims dims_;
   ComputeBackend& backend_;
   JobRuntime runtime_;
   int64_t rank_batch_;     // sequences of each global batch this rank processes
   int64_t micro_batches_;  // per optimizer step on this rank
-  Pipeline local_pipeline_;  // the whole model on one stage, when no strategy pipelines it
   std::vector<PipelineAction> schedule_;  // one step's, the same every step
-  GptParams params_;
-  GptModel model_;
+  ModelParams params_;
+  std::unique_ptr<Model> model_;
   AdamW optimizer_;
+  GradientFinisher gradients_;
   std::unique_ptr<TokenStream> stream_;
   // Global positions of this rank's tokens of each sequence (all of them without cp).
-  static std::vector<int64_t> local_positions(int64_t seq_len, const JobRuntime& runtime);
   std::vector<int64_t> local_positions_;
   int64_t local_tokens_;
   int64_t micro_rows_;  // tokens of one micro-batch on this rank
@@ -97,7 +97,6 @@ class Trainer {
   std::vector<int32_t> window_inputs_, window_targets_;  // one whole window
   DeviceBuffer<int32_t> inputs_, targets_;               // [micro_batches, micro_rows]: the step's
   DeviceBuffer<int32_t> positions_;                      // [micro_rows], the same for every micro-batch
-  DeviceBuffer<float> replicated_scratch_;  // the replicated gradients, packed for one reduction
   int64_t activation_sets_peak_ = 0;        // of the last step
   std::unique_ptr<TraceWriter> trace_;      // [log] trace
 };

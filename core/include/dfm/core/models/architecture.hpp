@@ -1,0 +1,98 @@
+// Model families and the registry that `model.arch` picks from
+// (docs/architecture.md). An Architecture knows its [model] keys and checks
+// them; it makes a ModelSpec — one model with its hyperparameters fixed —
+// from a job's config or from a checkpoint's record. The ModelSpec is what
+// the rest of dfm holds: its parameter table, its runnable Model, its
+// checkpoint record and its Hugging Face export.
+//
+// Adding a model: a folder models/<name>/ with its ModelSpec, its Model
+// (a ChunkedModel) and its Architecture, and one line in architectures().
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dfm/core/config/config.hpp"
+#include "dfm/core/job/job_runtime.hpp"
+#include "dfm/core/models/model.hpp"
+#include "dfm/core/models/model_params.hpp"
+
+namespace dfm {
+
+// A model's hyperparameters as a checkpoint index records them ("model":
+// {"arch": ..., key: number, ...}), in the architecture's order.
+struct ModelRecord {
+  struct Value {
+    std::string key;
+    double value = 0;
+    bool integer = true;
+  };
+  std::string arch;  // the architecture's record name (GPT-2's is "gpt2")
+  std::vector<Value> values;
+  // The value of `key`; throws std::runtime_error "<where>: model.<key>: missing" when absent.
+  double at(const std::string& key, const std::string& where) const;
+};
+
+// What strategies are told of the model (strategy.h's dfm_job_shape).
+struct ModelDims {
+  int64_t n_layer = 0, n_head = 0, d_model = 0, vocab_size = 0, seq_len = 0;
+};
+
+class Architecture;
+
+class ModelSpec {
+ public:
+  virtual ~ModelSpec() = default;
+  virtual const Architecture& architecture() const = 0;
+  // One log line: "GPT-2, 4 layers, 4 heads, d_model 128, vocab 256, seq_len 64".
+  virtual std::string describe() const = 0;
+  virtual ModelDims dims() const = 0;
+  // The parameter table of tensor-parallel slice `slice` of `slices`
+  // (units 0 .. n_layer; param_table.hpp).
+  virtual std::vector<ParamInfo> params(int32_t slice, int32_t slices) const = 0;
+  // This rank's runnable model over `params` (its slice of params()), for
+  // micro-batches of up to max_batch sequences.
+  virtual std::unique_ptr<Model> build(ComputeBackend& backend, ModelParams& params, const ParallelRoles& roles,
+                                       int64_t max_batch, ModelLayout layout) const = 0;
+  virtual ModelRecord record() const = 0;
+  // <dir>/config.json in Hugging Face's format for the exported weights.
+  virtual void write_hf_config(const std::filesystem::path& dir) const = 0;
+};
+
+class Architecture {
+ public:
+  virtual ~Architecture() = default;
+  virtual std::string name() const = 0;         // model.arch
+  virtual std::string record_name() const = 0;  // ModelRecord::arch
+  virtual std::string summary() const = 0;      // one line for the config reference
+  // Its [model] keys (without model.arch), relative to [model].
+  virtual std::vector<KeySpec> model_keys() const = 0;
+  // Checks that involve several keys ("file:line:col: model.d_model: ...").
+  // Runs after the schema check, so every key has a value of its type.
+  virtual void check(const Config& config, std::vector<std::string>& errors) const = 0;
+  virtual std::shared_ptr<const ModelSpec> from_config(const Config& config) const = 0;
+  // Throws std::runtime_error "<where>: ..." for a record it cannot hold.
+  virtual std::shared_ptr<const ModelSpec> from_record(const ModelRecord& record, const std::string& where) const = 0;
+};
+
+// Every architecture dfm knows, in the reference's order.
+const std::vector<const Architecture*>& architectures();
+// By model.arch or record name; nullptr when none.
+const Architecture* find_architecture(std::string_view name);
+
+// Registers the [model] keys of the config's model.arch (once; a second call
+// returns the same). An unknown arch is appended to `errors` with the names
+// that exist, and nullptr returned.
+const Architecture* add_model_schema(Config& config, std::vector<std::string>& errors);
+// add_model_schema, then the model from the config; throws ConfigError for an unknown arch.
+std::shared_ptr<const ModelSpec> model_from_config(Config& config);
+// Every architecture's [model] keys, for config_reference_markdown.
+std::vector<ReferenceTable> model_reference_tables();
+// The model a checkpoint records.
+std::shared_ptr<const ModelSpec> model_from_record(const ModelRecord& record, const std::string& where);
+
+}  // namespace dfm
