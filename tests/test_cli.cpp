@@ -214,3 +214,12 @@ TEST(DfmData, EncodeAndInfo) {
 }
 
 }  // namespace
+
+// Layout facts between the roles are planned, so --dry-run refuses what the
+// run would: here cp with no strategy to reduce its gradients.
+TEST(DfmRun, DryRunRefusesCpWithoutAPlacementStrategy) {
+  const Result r = run("dfm-run --dry-run --world-size 2 " + kDefault +
+                       " --set fsdp.cp_size=2 --set 'strategy.chain=[\"cp\"]'");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("no strategy reduces the gradients over the cp ranks"), std::string::npos) << r.output;
+}
