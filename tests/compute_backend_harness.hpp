@@ -1,7 +1,9 @@
 // Test harness for compute backends: loads a compute plugin by name with
 // dlopen (no dependency on the core's registry), makes contexts, and moves
 // data between std::vectors and device buffers through the plugin's own
-// alloc/copy, so the same tests can run on any backend.
+// alloc/copy, so the same tests can run on any backend. The kernels' numbers
+// are checked by the kernel table (dfm-test-backend); these tests hold what
+// the table cannot: refusals, thread-count independence, the host's view.
 #ifndef DFM_TESTS_COMPUTE_BACKEND_HARNESS_HPP
 #define DFM_TESTS_COMPUTE_BACKEND_HARNESS_HPP
 
@@ -12,11 +14,11 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "backend_device.hpp"
 #include "dfm/compute.h"
 #include "support/test_paths.hpp"
 
@@ -51,74 +53,17 @@ struct ComputeBackend {
   }
 };
 
-// One backend context; destroyed with the object.
-class Device {
+// One backend context; destroyed with the object. Contexts, buffers and
+// inputs are the kernel table's (apps/dfm-test-backend/backend_device.hpp).
+class Device : public kernel_test::Device {
  public:
   explicit Device(const ComputeBackend& backend, int64_t threads = 1, dfm_precision precision = DFM_PRECISION_FP32,
                   dfm_dtype activations = DFM_DTYPE_FP32)
-      : backend_(backend) {
-    dfm_compute_options options{};
-    options.struct_size = sizeof options;
-    options.threads = threads;
-    options.precision = precision;
-    options.activation_dtype = activations;
-    if (backend_.api->create(&options, &ctx_) != DFM_OK)
-      throw std::runtime_error(std::string("create failed: ") + backend_.last_error());
-  }
-  ~Device() { backend_.api->destroy(ctx_); }
-  Device(const Device&) = delete;
-  Device& operator=(const Device&) = delete;
-
-  void* ctx() const { return ctx_; }
-  const dfm_compute_v1& api() const { return *backend_.api; }
-  const char* last_error() const { return backend_.last_error(); }
-
- private:
-  const ComputeBackend& backend_;
-  void* ctx_ = nullptr;
+      : kernel_test::Device(*backend.descriptor, {threads, precision, activations}) {}
 };
-
-// Device memory holding a copy of a host vector.
-template <typename T>
-class Buffer {
- public:
-  Buffer(const Device& device, const std::vector<T>& host) : device_(device), count_(host.size()) {
-    if (device_.api().alloc(device_.ctx(), bytes(), &ptr_) != DFM_OK)
-      throw std::runtime_error(std::string("alloc failed: ") + device_.last_error());
-    if (count_ > 0 && device_.api().copy(device_.ctx(), ptr_, host.data(), bytes(), DFM_COPY_HOST_TO_DEVICE) != DFM_OK)
-      throw std::runtime_error(std::string("copy failed: ") + device_.last_error());
-  }
-  ~Buffer() { device_.api().free(device_.ctx(), ptr_); }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-
-  T* data() const { return static_cast<T*>(ptr_); }
-  std::vector<T> read() const {
-    std::vector<T> host(count_);
-    if (device_.api().synchronize(device_.ctx()) != DFM_OK ||
-        (count_ > 0 &&
-         device_.api().copy(device_.ctx(), host.data(), ptr_, bytes(), DFM_COPY_DEVICE_TO_HOST) != DFM_OK))
-      throw std::runtime_error(std::string("read failed: ") + device_.last_error());
-    return host;
-  }
-
- private:
-  size_t bytes() const { return count_ * sizeof(T); }
-  const Device& device_;
-  size_t count_;
-  void* ptr_ = nullptr;
-};
-
-// Uniform values in [lo, hi) from a fixed seed: every run sees the same inputs.
-inline std::vector<float> random_floats(size_t count, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> values(count);
-  for (float& v : values) v = dist(rng);
-  return values;
-}
-
-inline std::vector<double> to_double(const std::vector<float>& values) { return {values.begin(), values.end()}; }
+using kernel_test::Buffer;
+using kernel_test::random_floats;
+using kernel_test::to_double;
 
 // Compares a kernel's float results with a double reference element by
 // element: |actual - expected| <= atol + rtol |expected|. Reports the worst.

@@ -4,8 +4,7 @@
 // the bf16 result must be the fp32 result rounded to bf16 (to within one bf16
 // step, for sums taken in another order). Inputs are drawn as
 // bf16 values so both contexts see the same numbers; the fp32 kernels
-// themselves are checked against references in test_cpu_kernels and
-// test_cuda_kernels. Strided cases (Q, K, V read from one fused row, dQ, dK,
+// themselves are checked by the kernel table (dfm-test-backend). Strided cases (Q, K, V read from one fused row, dQ, dK,
 // dV written into one) check that a kernel touches only its own columns.
 //
 // Runs for "cpu" always, and for "cuda" where a GPU is present (SKIPPED with
@@ -19,11 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "attention_cases.hpp"
 #include "compute_backend_harness.hpp"
 #include "dfm/core/plugins/host_services.hpp"
 #include "dfm/core/plugins/plugin_registry.hpp"
-#include "reference_kernels.hpp"
+#include "reference/reference_kernels.hpp"
 #include "support/plugin_refusals.hpp"
 
 namespace dfm::test {
@@ -32,7 +30,7 @@ namespace {
 // The test's own bf16 rounding (reference_kernels.cpp: nearbyint on a
 // scaled double), independent of the backends'.
 uint16_t bf16_of(float x) {
-  return static_cast<uint16_t>(std::bit_cast<uint32_t>(static_cast<float>(ref::round_to_bf16(x))) >> 16);
+  return static_cast<uint16_t>(std::bit_cast<uint32_t>(static_cast<float>(kernel_test::ref::round_to_bf16(x))) >> 16);
 }
 float value_of(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
 float rounded(float x) { return value_of(bf16_of(x)); }

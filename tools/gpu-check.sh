@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs dfm's GPU checks on a machine with an NVIDIA GPU, from the relocatable
 # bundle (packaging/make-bundle.sh) and this source tree's configs/:
-#   1. the cuda kernels against the cpu kernels (test_cuda_kernels), the
-#      nccl comm plugin on groups of one GPU (test_nccl), GPT training cuda vs
-#      cpu (test_gpt_cuda) and bf16 activation storage (test_bf16_activations);
+#   1. the kernel table on the cuda plugin against the cpu plugin
+#      (dfm-test-backend --backend cuda), the cuda plugin's own contract
+#      (test_cuda_backend), the nccl comm plugin on groups of one GPU
+#      (test_nccl), GPT training cuda vs cpu (test_gpt_cuda) and bf16
+#      activation storage (test_bf16_activations);
 #   2. GPT training on cuda fp32 against cpu: per-step loss over 20 steps;
 #   3. the exported model against Hugging Face transformers (if torch is there);
 #   4. throughput of GPT-2 124M and 350M shapes at seq_len 1024, fp32 and bf16
@@ -64,6 +66,24 @@ gtest_step() {  # label program
   tail -n 30 "$work/$program.log"
 }
 
+# Runs the kernel table on a backend (dfm-test-backend) and notes its count.
+kernel_table_step() {  # label backend
+  local label=$1 backend=$2
+  limited "$bundle/bin/dfm-test-backend" --backend "$backend" >"$work/kernels-$backend.log" 2>&1
+  local rc=$? counts
+  counts=$(tail -n 1 "$work/kernels-$backend.log")
+  if ((rc == 124 || rc == 137)); then
+    note "$label" "FAIL (cut off after ${step_limit} s)"
+  elif ((rc == 0)); then
+    note "$label" "PASS ($counts)"
+  elif ((rc == 77)); then
+    note "$label" "SKIPPED ($counts; the log says why)"
+  else
+    note "$label" "FAIL ($counts)"
+  fi
+  grep -v '^PASS' "$work/kernels-$backend.log" | tail -n 30
+}
+
 # Runs one of the repository's jobs (configs/default.toml, 20 steps) on a backend.
 run_job() {  # backend out_dir [extra --set ...]
   local backend=$1 out=$2
@@ -73,8 +93,9 @@ run_job() {  # backend out_dir [extra --set ...]
 }
 
 step_1() {
-  echo "== 1. cuda kernels vs cpu"
-  gtest_step "kernel differential test" test_cuda_kernels
+  echo "== 1. the kernel table: cuda vs cpu"
+  kernel_table_step "kernel table (cuda vs cpu)" cuda
+  gtest_step "cuda plugin contract test" test_cuda_backend
   echo "== 1b. nccl comm plugin, groups of one GPU"
   gtest_step "nccl comm plugin test" test_nccl
   echo "== 1c. GPT training, cuda vs cpu backend (CTest's GPU equivalence test)"

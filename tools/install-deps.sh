@@ -35,6 +35,20 @@ install_cudnn_frontend() {
   echo "$cudnn_frontend_version" >"$target/VERSION"
 }
 
+# NumPy for tools/llama_reference.py (the independent Llama an export is
+# checked against), from PyPI into .deps/python, which the tests put on
+# PYTHONPATH: the python3 on PATH may not be Debian's.
+numpy_version=1.26.4
+install_numpy() {
+  local target="$deps_dir/python"
+  [[ -f $target/NUMPY_VERSION && $(cat "$target/NUMPY_VERSION") == "$numpy_version" ]] && return
+  echo "install-deps: fetching numpy $numpy_version"
+  rm -rf "$target"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --target "$target" "numpy==$numpy_version"
+  echo "$numpy_version" >"$target/NUMPY_VERSION"
+}
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -48,3 +62,4 @@ if ((${#missing[@]} > 0)); then
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 install_cudnn_frontend
+install_numpy

@@ -1,8 +1,8 @@
 #include "dfm/core/job/job_planner.hpp"
 
-#include <stdexcept>
-
 #include <algorithm>
+#include <cstring>
+#include <stdexcept>
 
 #include "dfm/core/plugins/compute_backend.hpp"
 #include "dfm/core/config/config.hpp"
@@ -54,6 +54,23 @@ dfm_dtype resolve_activations(Config& config, JobPlan& plan) {
 }
 
 void check_roles(const Config& config, JobPlan& plan);
+
+// Every compute slot the model calls is in the backend's table (a NULL slot,
+// or one past the struct_size of an older table, is missing).
+void check_model_kernels(const Config& config, JobPlan& plan) {
+  if (plan.compute == nullptr || plan.compute->descriptor->table == nullptr) return;
+  const auto* table = static_cast<const dfm_compute_v1*>(plan.compute->descriptor->table);
+  for (const ComputeSlot& slot : plan.model->required_kernels()) {
+    void (*fn)() = nullptr;
+    if (table->struct_size >= slot.offset + sizeof fn)
+      std::memcpy(&fn, reinterpret_cast<const char*>(table) + slot.offset, sizeof fn);
+    if (fn == nullptr)
+      plan.errors.push_back(config.format_error(
+          "backend.compute", "compute backend '" + plan.compute->name + "' (" + plan.compute->path.string() +
+                                 ") has no " + slot.name + " (compute.h), which model.arch = \"" +
+                                 config.get_string("model.arch") + "\" needs"));
+  }
+}
 
 }  // namespace
 
@@ -112,6 +129,7 @@ JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& ho
   plan.compute = backend(DFM_PLUGIN_COMPUTE, "backend.compute");
   if (plan.layout.world > 1) plan.comm = backend(DFM_PLUGIN_COMM, "backend.comm");
   plan.activations = resolve_activations(config, plan);
+  check_model_kernels(config, plan);
 
   // Each strategy checks the shapes it needs (heads by tp, layers by pp, ...).
   host.attach_config(&config);

@@ -112,6 +112,8 @@ dfm_job_shape make_job_shape(const Config& config, const ModelSpec& model, const
   shape.chain = chain_names.data();
   shape.chain_length = chain_names.size();
   shape.sequence_pieces = sequence_pieces;
+  shape.n_kv_head = dims.n_kv_head;
+  shape.ffn_dim = dims.ffn_dim;
   return shape;
 }
 

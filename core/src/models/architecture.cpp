@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "dfm/core/models/gpt2/gpt2_architecture.hpp"
+#include "dfm/core/models/llama/llama_architecture.hpp"
 
 namespace dfm {
 
@@ -15,6 +16,7 @@ double ModelRecord::at(const std::string& key, const std::string& where) const {
 const std::vector<const Architecture*>& architectures() {
   static const std::vector<const Architecture*> all = {
       &gpt2_architecture(),
+      &llama_architecture(),
   };
   return all;
 }

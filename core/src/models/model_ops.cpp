@@ -44,7 +44,7 @@ void ModelOps::begin_micro_batch(int64_t batch, int64_t tokens, bool training, c
                                 " tokens per sequence do not divide by the tensor-parallel size " +
                                 std::to_string(tensor_.size()) + " (sequence parallel)");
   outside_rows_ = sequence_split_ ? rows_ / tensor_.size() : rows_;
-  positions_outside_ = positions;
+  positions_inside_ = positions_outside_ = positions;
   if (!sequence_split_) return;
   const int64_t share = tokens_ / tensor_.size();
   for (int64_t b = 0; b < batch_; ++b)
@@ -132,6 +132,18 @@ void ModelOps::linear_backward(float* din, float* dw, float* db, const float* do
   if (db) check(k_.bias_backward(ctx(), db, dout, rows_, out_dim), "bias_backward");
 }
 
+void ModelOps::linear_nt_forward(float* out, int64_t ld_out, const float* in, const float* w, int64_t in_dim,
+                                 int64_t out_dim) {
+  matmul(into_activations(), false, true, rows_, out_dim, in_dim, in, in_dim, w, in_dim, 0.0f, out, ld_out);
+}
+
+void ModelOps::linear_nt_backward(float* din, bool accumulate, float* dw, const float* dout, int64_t ld_dout,
+                                  const float* in, const float* w, int64_t in_dim, int64_t out_dim) {
+  matmul(into_activations(), false, false, rows_, in_dim, out_dim, dout, ld_dout, w, in_dim, accumulate ? 1.0f : 0.0f,
+         din, in_dim);
+  matmul(into_weight_grad(), true, false, out_dim, in_dim, rows_, dout, ld_dout, in, in_dim, 1.0f, dw, in_dim);
+}
+
 float* ModelOps::edge(dfm_region_edge e, float* in, float* other_side, int64_t width) {
   const dfm_region_desc d{sizeof(dfm_region_desc), batch_, tokens_, width, sequence_split_ ? 1 : 0};
   float* out = sequence_split_ ? other_side : in;
@@ -157,6 +169,11 @@ const float* ModelOps::row_parallel_forward(const float* in, const float* w, con
   float* out = edge(DFM_REGION_EXIT_FORWARD, inside_scratch_.data(), outside_scratch_.data(), width_);
   if (!bias_in_gemm && b != nullptr) check(k_.bias_add(ctx(), out, b, outside_rows_, width_), "bias_add");
   return out;
+}
+
+const float* ModelOps::row_parallel_nt_forward(const float* in, const float* w, int64_t in_dim) {
+  linear_nt_forward(inside_scratch_.data(), width_, in, w, in_dim, width_);
+  return edge(DFM_REGION_EXIT_FORWARD, inside_scratch_.data(), outside_scratch_.data(), width_);
 }
 
 const float* ModelOps::exit_backward(float* d_stream) {

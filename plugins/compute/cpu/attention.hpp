@@ -27,6 +27,7 @@ inline int64_t padded(int64_t head_dim) { return (head_dim + kChunk - 1) / kChun
 
 struct AttentionShape {
   int64_t batch, heads, head_dim, q_len, kv_len;
+  int64_t kv_heads;  // grouped-query attention: query head h reads K/V head h / (heads / kv_heads)
   int64_t q_ts, kv_ts, o_ts;
   int64_t q_pos0, kv_pos0;
   bool causal;
@@ -37,9 +38,10 @@ struct AttentionShape {
   T* q_row(T* q, int64_t b, int64_t t, int64_t h) const {
     return q + (b * q_len + t) * q_ts + h * head_dim;
   }
+  // K/V row of query head h (the K/V head of its group).
   template <typename T>
   T* kv_row(T* kv, int64_t b, int64_t t, int64_t h) const {
-    return kv + (b * kv_len + t) * kv_ts + h * head_dim;
+    return kv + (b * kv_len + t) * kv_ts + h / (heads / kv_heads) * head_dim;
   }
   template <typename T>
   T* o_row(T* o, int64_t b, int64_t t, int64_t h) const {
@@ -64,8 +66,9 @@ struct AttentionShape {
 
 // The shape of a descriptor that sdk::validate_attention_forward/backward accepted.
 inline AttentionShape attention_shape(const dfm_attention_desc& d) {
-  return AttentionShape{d.batch,           d.heads,          d.head_dim, d.q_len,   d.kv_len,      d.q_token_stride,
-                        d.kv_token_stride, d.o_token_stride, d.q_pos0,   d.kv_pos0, d.causal != 0, d.scale};
+  return AttentionShape{d.batch,          d.heads,           d.head_dim,       d.q_len,  d.kv_len,
+                        dfm_attention_kv_heads(&d), d.q_token_stride, d.kv_token_stride, d.o_token_stride,
+                        d.q_pos0,         d.kv_pos0,         d.causal != 0,    d.scale};
 }
 
 // The [act] tensors of one call as fp32 (fp32_staging.hpp), read with the
@@ -82,7 +85,7 @@ inline float* stage_queries(Fp32Staging& s, Fp32Staging::Use use, const float* x
 inline float* stage_keys(Fp32Staging& s, Fp32Staging::Use use, const float* x, const AttentionShape& given,
                          AttentionShape& view) {
   const Fp32Rows rows =
-      s.activation_rows(use, x, given.batch * given.kv_len, given.heads * given.head_dim, given.kv_ts);
+      s.activation_rows(use, x, given.batch * given.kv_len, given.kv_heads * given.head_dim, given.kv_ts);
   view.kv_ts = rows.ld;
   return rows.data;
 }

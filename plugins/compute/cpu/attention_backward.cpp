@@ -178,14 +178,18 @@ dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const f
     const Gradients g{stage_queries(staging, Use::kUpdate, dq, given, a),
                       stage_keys(staging, Use::kUpdate, dk, given, a), stage_keys(staging, Use::kUpdate, dv, given, a)};
 
-    const int64_t pairs = a.batch * a.heads;
-    const int threads = args.threads_for(pairs * a.q_len * std::max<int64_t>(a.kv_len, 1) * a.head_dim);
+    // One task per (batch, K/V head): the query heads of a group add into the
+    // same dk and dv, so they run one after another in one task — no race,
+    // and the order of the sum never depends on the thread count.
+    const int64_t pairs = a.batch * a.kv_heads, group = a.heads / a.kv_heads;
+    const int threads = args.threads_for(a.batch * a.heads * a.q_len * std::max<int64_t>(a.kv_len, 1) * a.head_dim);
     const int64_t per_thread = scratch_floats(a.head_dim);
     std::vector<float> scratch(static_cast<size_t>(per_thread * threads));
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
     for (int64_t pair = 0; pair < pairs; ++pair)
-      backward_pair(a, in.q, in.k, in.v, os, dos, lse, g, pair / a.heads, pair % a.heads,
-                    scratch.data() + omp_get_thread_num() * per_thread);
+      for (int64_t h = pair % a.kv_heads * group; h < (pair % a.kv_heads + 1) * group; ++h)
+        backward_pair(a, in.q, in.k, in.v, os, dos, lse, g, pair / a.kv_heads, h,
+                      scratch.data() + omp_get_thread_num() * per_thread);
     staging.finish();
   });
 }

@@ -92,6 +92,19 @@ dfm_status layernorm_forward(void* ctx, float* out, float* mean, float* rstd, co
 dfm_status layernorm_backward(void* ctx, float* din, float* dweight, float* dbias, const float* dout, const float* in,
                               const float* weight, const float* mean, const float* rstd, int64_t rows, int64_t dim);
 
+// ---- RMSNorm, RoPE, SwiGLU: the Llama family (rmsnorm.cpp, rope.cpp, swiglu.cpp) ----
+dfm_status rmsnorm_forward(void* ctx, float* out, float* rstd, const float* in, const float* weight, int64_t rows,
+                           int64_t dim, float eps);
+dfm_status rmsnorm_backward(void* ctx, float* din, float* dweight, const float* dout, const float* in,
+                            const float* weight, const float* rstd, int64_t rows, int64_t dim);
+dfm_status rope_forward(void* ctx, float* x, const int32_t* positions, int64_t tokens, int64_t heads, int64_t head_dim,
+                        int64_t token_stride, float theta);
+dfm_status rope_backward(void* ctx, float* dx, const int32_t* positions, int64_t tokens, int64_t heads,
+                         int64_t head_dim, int64_t token_stride, float theta);
+dfm_status swiglu_forward(void* ctx, float* out, const float* gate, const float* up, int64_t count);
+dfm_status swiglu_backward(void* ctx, float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                           int64_t count);
+
 // ---- attention (attention_forward.cpp, attention_backward.cpp) ----
 dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const float* q, const float* k, const float* v,
                              float* out, float* lse, int32_t accumulate);

@@ -98,7 +98,7 @@ void gemm_one(const Args& args, const dfm_matmul_desc& d, int64_t i, const dfm_m
                                   d.trans_b ? d.n : d.k, d.trans_b ? d.k : d.n, d.ldb, b_bf16);
     // The ICV that oneDNN reads is per calling thread: set it on this one.
     omp_set_num_threads(args.threads());
-    // dnnl_sgemm follows BLAS: beta = 0 never reads C (tests/test_cpu_kernels checks NaNs).
+    // dnnl_sgemm follows BLAS: beta = 0 never reads C (the kernel table's matmul cases check NaNs).
     const dnnl_status_t status = dnnl_sgemm(d.trans_a ? 'T' : 'N', d.trans_b ? 'T' : 'N', d.m, d.n, d.k, d.alpha,
                                             a.data, a.ld, b.data, b.ld, d.beta, c.data, c.ld);
     if (status != dnnl_success)

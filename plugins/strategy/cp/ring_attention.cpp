@@ -62,10 +62,18 @@ float* RingAttention::buffer(size_t slot, int64_t count) {
   return buffers_[slot];
 }
 
-// K and V of every local token side by side, [batch, tokens, 2, heads*head_dim]:
-// the block that travels (the fused QKV rows would carry Q along for nothing).
+namespace {
+
+// Elements of one token's K (or V): kv_heads heads of head_dim (compute.h, ABI 1.7).
+int64_t kv_width(const dfm_attention_desc& d) { return dfm_attention_kv_heads(&d) * d.head_dim; }
+
+}  // namespace
+
+// K and V of every local token side by side, [batch, tokens, 2, kv_heads*head_dim]:
+// the block that travels (the fused QKV rows would carry Q along for nothing;
+// with grouped-query attention only the kv_heads heads travel).
 void RingAttention::pack_kv(const dfm_attention_desc& d, const float* k, const float* v, float* kv) {
-  const int64_t hd = d.heads * d.head_dim, bytes = hd * static_cast<int64_t>(sizeof(float));
+  const int64_t hd = kv_width(d), bytes = hd * static_cast<int64_t>(sizeof(float));
   for (int64_t row = 0; row < d.batch * d.kv_len; ++row) {
     check(host_.compute->copy(host_.compute_ctx, kv + row * 2 * hd, k + row * d.kv_token_stride,
                               static_cast<size_t>(bytes), DFM_COPY_DEVICE_TO_DEVICE),
@@ -106,7 +114,7 @@ void RingAttention::for_each_pair(const dfm_attention_desc& local, int64_t sourc
         d.batch = 1;
         d.q_len = qc.length;
         d.kv_len = kc.length;
-        d.kv_token_stride = 2 * local.heads * local.head_dim;  // the packed block
+        d.kv_token_stride = 2 * kv_width(local);  // the packed block
         d.q_pos0 = qc.position;
         d.kv_pos0 = kc.position;
         // lse is ours to lay out: [batch][my chunk][heads][chunk tokens], one dense piece per call.
@@ -122,7 +130,7 @@ void RingAttention::for_each_pair(const dfm_attention_desc& local, int64_t sourc
 
 void RingAttention::forward(const dfm_attention_desc& local, const float* q, const float* k, const float* v,
                             float* out, float* lse) {
-  const int64_t hd = local.heads * local.head_dim, block = local.batch * local.kv_len * 2 * hd;
+  const int64_t hd = local.heads * local.head_dim, kvd = kv_width(local), block = local.batch * local.kv_len * 2 * kvd;
   if (local.o_token_stride != hd) throw Error(DFM_ERR_UNSUPPORTED, "cp: the attention output must be dense");
   float* current = buffer(0, block);
   float* arriving = buffer(1, block);
@@ -138,8 +146,8 @@ void RingAttention::forward(const dfm_attention_desc& local, const float* q, con
     if (step + 1 < n) start_exchange(x, current, arriving, block, step);  // travels while we compute
     const float* kv = current;
     for_each_pair(local, (ring_.index - step + n) % n, [&](const dfm_attention_desc& d, int64_t q_row, int64_t k_row, int64_t lse_offset) {
-      const float* kb = kv + k_row * 2 * hd;
-      check(host_.compute->attention_forward(host_.compute_ctx, &d, q + q_row * local.q_token_stride, kb, kb + hd,
+      const float* kb = kv + k_row * 2 * kvd;
+      check(host_.compute->attention_forward(host_.compute_ctx, &d, q + q_row * local.q_token_stride, kb, kb + kvd,
                                              out + q_row * local.o_token_stride, lse + lse_offset, 1),
             "attention_forward");
     });
@@ -153,7 +161,7 @@ void RingAttention::forward(const dfm_attention_desc& local, const float* q, con
 
 void RingAttention::backward(const dfm_attention_desc& local, const float* q, const float* k, const float* v,
                              const float* out, const float* dout, const float* lse, float* dq, float* dk, float* dv) {
-  const int64_t hd = local.heads * local.head_dim, block = local.batch * local.kv_len * 2 * hd;
+  const int64_t kvd = kv_width(local), block = local.batch * local.kv_len * 2 * kvd;
   float* current = buffer(0, block);
   float* arriving = buffer(1, block);
   float* grad = buffer(2, block);
@@ -168,12 +176,12 @@ void RingAttention::backward(const dfm_attention_desc& local, const float* q, co
     const float* kv = current;
     float* dkv = grad;
     for_each_pair(local, (ring_.index - step + n) % n, [&](const dfm_attention_desc& d, int64_t q_row, int64_t k_row, int64_t lse_offset) {
-      const float* kb = kv + k_row * 2 * hd;
-      float* dkb = dkv + k_row * 2 * hd;
+      const float* kb = kv + k_row * 2 * kvd;
+      float* dkb = dkv + k_row * 2 * kvd;
       const int64_t o_row = q_row * local.o_token_stride;
-      check(host_.compute->attention_backward(host_.compute_ctx, &d, q + q_row * local.q_token_stride, kb, kb + hd,
+      check(host_.compute->attention_backward(host_.compute_ctx, &d, q + q_row * local.q_token_stride, kb, kb + kvd,
                                               out + o_row, dout + o_row, lse + lse_offset,
-                                              dq + q_row * local.q_token_stride, dkb, dkb + hd),
+                                              dq + q_row * local.q_token_stride, dkb, dkb + kvd),
             "attention_backward");
     });
     // The dK/dV accumulator of this block moves on with it; after n moves it is home.
@@ -187,8 +195,8 @@ void RingAttention::backward(const dfm_attention_desc& local, const float* q, co
   for (int64_t row = 0; row < local.batch * local.kv_len; ++row) {
     float* dk_row = dk + row * local.kv_token_stride;
     float* dv_row = dv + row * local.kv_token_stride;
-    check(host_.compute->add(host_.compute_ctx, dk_row, dk_row, grad + row * 2 * hd, hd), "adding dK");
-    check(host_.compute->add(host_.compute_ctx, dv_row, dv_row, grad + row * 2 * hd + hd, hd), "adding dV");
+    check(host_.compute->add(host_.compute_ctx, dk_row, dk_row, grad + row * 2 * kvd, kvd), "adding dK");
+    check(host_.compute->add(host_.compute_ctx, dv_row, dv_row, grad + row * 2 * kvd + kvd, kvd), "adding dV");
   }
 }
 

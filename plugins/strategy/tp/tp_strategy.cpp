@@ -66,6 +66,20 @@ dfm_status validate(const dfm_job_shape* job) {
       host.config_error("model.n_head", std::to_string(job->n_head) + " heads do not divide by tp_size " + tp_text);
       ok = false;
     }
+    // ABI 1.7: grouped-query attention splits the key/value heads too, and the MLP's hidden columns.
+    if (job->struct_size >= DFM_JOB_SHAPE_V1_7_SIZE) {
+      if (job->n_kv_head != job->n_head && job->n_kv_head % tp != 0) {
+        host.config_error("model.n_kv_head",
+                          std::to_string(job->n_kv_head) + " key/value heads do not divide by tp_size " + tp_text +
+                              " (each rank holds whole key/value heads of its query heads)");
+        ok = false;
+      }
+      if (job->ffn_dim % tp != 0) {
+        host.config_error("model.ffn_dim",
+                          std::to_string(job->ffn_dim) + " MLP columns do not divide by tp_size " + tp_text);
+        ok = false;
+      }
+    }
     if (job->d_model % tp != 0) {
       host.config_error("model.d_model",
                         std::to_string(job->d_model) + " channels do not divide by tp_size " + tp_text);

@@ -34,7 +34,7 @@ extern "C" {
 #endif
 
 #define DFM_ABI_MAJOR 1
-#define DFM_ABI_MINOR 6
+#define DFM_ABI_MINOR 7
 
 /* The entry point's name carries the major version, so a loader of another
  * major does not even find it by mistake. */

@@ -1,6 +1,6 @@
 /*
  * Compute backend plugins: device memory and the kernels that training a GPT
- * needs, forward and backward. First-party backends: "cpu" and "cuda".
+ * or a Llama needs, forward and backward. First-party backends: "cpu" and "cuda".
  *
  * Conventions for every kernel below:
  *  - `ctx` is the context made by create. Kernels run in order on the
@@ -149,9 +149,24 @@ typedef struct dfm_attention_desc {
   int64_t q_pos0, kv_pos0;
   int32_t causal;
   float scale; /* usually 1/sqrt(head_dim) */
+  /* ABI 1.7: grouped-query attention (Ainslie et al. 2023). K and V hold
+   * kv_heads heads ([batch, tokens, kv_heads, head_dim]); query head h reads
+   * K/V head h / (heads / kv_heads), and dk, dv sum over the query heads of
+   * each group. heads % kv_heads == 0. 0 — or a descriptor whose struct_size
+   * stops before the field — means kv_heads = heads (multi-head attention).
+   * A backend whose table stops before ABI 1.7's slots does not read it: the
+   * host then refuses a model with kv_heads != heads. */
+  int64_t kv_heads;
 } dfm_attention_desc;
 
 #define DFM_ATTENTION_DESC_V1_SIZE DFM_STRUCT_SIZE(dfm_attention_desc, scale)
+/* Reaches kv_heads (ABI 1.7). */
+#define DFM_ATTENTION_DESC_V1_7_SIZE DFM_STRUCT_SIZE(dfm_attention_desc, kv_heads)
+
+/* The K/V heads a descriptor means (see kv_heads). */
+static inline int64_t dfm_attention_kv_heads(const dfm_attention_desc* d) {
+  return d->struct_size >= DFM_ATTENTION_DESC_V1_7_SIZE && d->kv_heads > 0 ? d->kv_heads : d->heads;
+}
 
 typedef struct dfm_compute_v1 {
   size_t struct_size;
@@ -311,6 +326,38 @@ typedef struct dfm_compute_v1 {
   /* dst[i] = src[i] converted from src_dtype to dst_dtype (to nearest, ties
    * to even, when narrowing); dst and src do not overlap. */
   dfm_status (*convert)(void* ctx, void* dst, int32_t dst_dtype, const void* src, int32_t src_dtype, int64_t count);
+
+  /* ---- ABI 1.7: the Llama family's kernels (docs/models.md) ----
+   * RMSNorm over the last dimension (Zhang & Sennrich 2019), computed in fp32:
+   *   rstd[r] = 1 / sqrt(mean_j in[r, j]^2 + eps);  out[r, j] = in[r, j] * rstd[r] * weight[j]
+   * out, in [act]; rstd fp32 [rows]. */
+  dfm_status (*rmsnorm_forward)(void* ctx, float* out, float* rstd, const float* in, const float* weight,
+                                int64_t rows, int64_t dim, float eps);
+  /* din += dL/din; dweight += dL/dweight, given rstd from the forward. din, dout, in [act]. */
+  dfm_status (*rmsnorm_backward)(void* ctx, float* din, float* dweight, const float* dout, const float* in,
+                                 const float* weight, const float* rstd, int64_t rows, int64_t dim);
+  /* Rotary position embedding (Su et al. 2021), in place, with Hugging Face
+   * LlamaModel's pairing ("rotate_half": element i of a head turns with
+   * element i + head_dim/2). For token t < tokens at position p =
+   * positions[t] (device int32), each of `heads` heads at
+   * x + t * token_stride + h * head_dim (head_dim even), and i < head_dim / 2:
+   *   a = p * theta^(-2i / head_dim)           (computed in double precision)
+   *   x[i] = x1 cos a - x2 sin a,  x[i + head_dim/2] = x2 cos a + x1 sin a
+   * with x1 = x[i], x2 = x[i + head_dim/2] before the call. rope_backward
+   * turns by -a: the transposed rotation, so dx = R^T dy in place. x [act]. */
+  dfm_status (*rope_forward)(void* ctx, float* x, const int32_t* positions, int64_t tokens, int64_t heads,
+                             int64_t head_dim, int64_t token_stride, float theta);
+  dfm_status (*rope_backward)(void* ctx, float* dx, const int32_t* positions, int64_t tokens, int64_t heads,
+                              int64_t head_dim, int64_t token_stride, float theta);
+  /* SwiGLU's gate (Shazeer 2020), elementwise on `count` elements:
+   *   out = silu(gate) * up,  silu(g) = g / (1 + exp(-g))
+   * out may alias gate or up. out, gate, up [act]. */
+  dfm_status (*swiglu_forward)(void* ctx, float* out, const float* gate, const float* up, int64_t count);
+  /* dgate = dout * up * silu'(gate), dup = dout * silu(gate) (overwritten, not
+   * accumulated), silu'(g) = s (1 + g (1 - s)) with s = 1 / (1 + exp(-g)).
+   * dgate may alias gate, dup may alias up. Every tensor [act]. */
+  dfm_status (*swiglu_backward)(void* ctx, float* dgate, float* dup, const float* dout, const float* gate,
+                                const float* up, int64_t count);
 } dfm_compute_v1;
 
 #define DFM_COMPUTE_V1_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, sum_squares)
@@ -322,6 +369,8 @@ typedef struct dfm_compute_v1 {
 #define DFM_COMPUTE_V1_3_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, matmul_epilogue)
 /* Reaches the typed kernels; a backend of this size reads activation_dtype (ABI 1.5). */
 #define DFM_COMPUTE_V1_5_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, convert)
+/* Reaches the Llama kernels; a backend of this size reads dfm_attention_desc.kv_heads (ABI 1.7). */
+#define DFM_COMPUTE_V1_7_SIZE DFM_STRUCT_SIZE(dfm_compute_v1, swiglu_backward)
 
 #ifdef __cplusplus
 }

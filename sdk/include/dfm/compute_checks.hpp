@@ -343,11 +343,72 @@ inline void validate_layernorm_backward(const KernelArgs& args, const float* din
   args.pointer("rstd", rstd, rows);
 }
 
+// ---- ABI 1.7: RMSNorm, RoPE, SwiGLU ----
+
+// rmsnorm_forward: rows, dim >= 0 (dim >= 1 when rows > 0), eps >= 0.
+inline void validate_rmsnorm_forward(const KernelArgs& args, const float* out, const float* rstd, const float* in,
+                                     const float* weight, int64_t rows, int64_t dim, float eps) {
+  args.non_negative("rows", rows);
+  args.non_negative("dim", dim);
+  if (dim == 0 && rows > 0) args.fail("'dim' is 0, expected >= 1 (a row needs elements to normalise)");
+  if (!(eps >= 0.0f)) args.fail("'eps' is " + std::to_string(eps) + ", expected >= 0");
+  args.pointer("out", out, rows * dim);
+  args.pointer("rstd", rstd, rows);
+  args.pointer("in", in, rows * dim);
+  args.pointer("weight", weight, rows > 0 ? dim : 0);
+}
+
+inline void validate_rmsnorm_backward(const KernelArgs& args, const float* din, const float* dweight,
+                                      const float* dout, const float* in, const float* weight, const float* rstd,
+                                      int64_t rows, int64_t dim) {
+  args.non_negative("rows", rows);
+  args.non_negative("dim", dim);
+  args.pointer("din", din, rows * dim);
+  args.pointer("dweight", dweight, dim);
+  args.pointer("dout", dout, rows * dim);
+  args.pointer("in", in, rows * dim);
+  args.pointer("weight", weight, dim);
+  args.pointer("rstd", rstd, rows);
+}
+
+// rope_forward and rope_backward: tokens >= 0, heads >= 1, head_dim even and
+// >= 2, token_stride >= heads * head_dim, theta > 0 and finite.
+inline void validate_rope(const KernelArgs& args, const float* x, const int32_t* positions, int64_t tokens,
+                          int64_t heads, int64_t head_dim, int64_t token_stride, float theta) {
+  args.non_negative("tokens", tokens);
+  args.positive("heads", heads);
+  args.positive("head_dim", head_dim);
+  if (head_dim % 2 != 0) args.fail("'head_dim' is " + std::to_string(head_dim) + ", expected an even number (RoPE turns pairs)");
+  args.at_least("token_stride", token_stride, heads * head_dim, "heads * head_dim");
+  if (!(theta > 0.0f) || !std::isfinite(theta)) args.fail("'theta' is " + std::to_string(theta) + ", expected > 0");
+  args.pointer("x", x, tokens > 0 ? (tokens - 1) * token_stride + heads * head_dim : 0);
+  args.pointer("positions", positions, tokens);
+}
+
+inline void validate_swiglu_forward(const KernelArgs& args, const float* out, const float* gate, const float* up,
+                                    int64_t count) {
+  args.non_negative("count", count);
+  args.pointer("out", out, count);
+  args.pointer("gate", gate, count);
+  args.pointer("up", up, count);
+}
+
+inline void validate_swiglu_backward(const KernelArgs& args, const float* dgate, const float* dup, const float* dout,
+                                     const float* gate, const float* up, int64_t count) {
+  args.non_negative("count", count);
+  args.pointer("dgate", dgate, count);
+  args.pointer("dup", dup, count);
+  args.pointer("dout", dout, count);
+  args.pointer("gate", gate, count);
+  args.pointer("up", up, count);
+}
+
 // ---- attention ----
 
 // The descriptor of either attention slot: batch, q_len, kv_len >= 0;
-// heads, head_dim >= 1; every token stride >= heads * head_dim; scale finite.
-// Positions and causal take any value. Returns *desc.
+// heads, head_dim >= 1; kv_heads (ABI 1.7) 0 or dividing heads; q and o
+// token strides >= heads * head_dim, the kv token stride >= kv_heads *
+// head_dim; scale finite. Positions and causal take any value. Returns *desc.
 inline const dfm_attention_desc& validate_attention_desc(const KernelArgs& args, const dfm_attention_desc* desc) {
   const dfm_attention_desc& d = args.descriptor("desc", desc, DFM_ATTENTION_DESC_V1_SIZE);
   args.non_negative("batch", d.batch);
@@ -355,9 +416,16 @@ inline const dfm_attention_desc& validate_attention_desc(const KernelArgs& args,
   args.positive("head_dim", d.head_dim);
   args.non_negative("q_len", d.q_len);
   args.non_negative("kv_len", d.kv_len);
+  if (d.struct_size >= DFM_ATTENTION_DESC_V1_7_SIZE) {
+    args.non_negative("kv_heads", d.kv_heads);
+    if (d.kv_heads > 0 && d.heads % d.kv_heads != 0)
+      args.fail("'kv_heads' is " + std::to_string(d.kv_heads) + ", expected a divisor of heads = " +
+                std::to_string(d.heads));
+  }
   const int64_t width = d.heads * d.head_dim;
   args.at_least("q_token_stride", d.q_token_stride, width, "heads * head_dim");
-  args.at_least("kv_token_stride", d.kv_token_stride, width, "heads * head_dim");
+  args.at_least("kv_token_stride", d.kv_token_stride, dfm_attention_kv_heads(&d) * d.head_dim,
+                "kv_heads * head_dim");
   args.at_least("o_token_stride", d.o_token_stride, width, "heads * head_dim");
   if (!std::isfinite(d.scale)) args.fail("'scale' is not finite");
   return d;
@@ -375,7 +443,7 @@ inline const dfm_attention_desc& validate_attention_forward(const KernelArgs& ar
                                                             const float* out, const float* lse) {
   const dfm_attention_desc& d = validate_attention_desc(args, desc);
   const int64_t q_values = attention_values(d, d.q_len);
-  const int64_t kv_values = attention_values(d, d.kv_len);
+  const int64_t kv_values = d.batch * d.kv_len * dfm_attention_kv_heads(&d) * d.head_dim;
   args.pointer("q", q, q_values);
   args.pointer("k", k, kv_values);
   args.pointer("v", v, kv_values);
@@ -391,7 +459,7 @@ inline const dfm_attention_desc& validate_attention_backward(const KernelArgs& a
                                                              const float* dq, const float* dk, const float* dv) {
   const dfm_attention_desc& d = validate_attention_forward(args, desc, q, k, v, out, lse);
   const int64_t q_values = attention_values(d, d.q_len);
-  const int64_t kv_values = attention_values(d, d.kv_len);
+  const int64_t kv_values = d.batch * d.kv_len * dfm_attention_kv_heads(&d) * d.head_dim;
   args.pointer("dout", dout, q_values);
   args.pointer("dq", dq, q_values);
   args.pointer("dk", dk, kv_values);

@@ -116,10 +116,16 @@ typedef struct dfm_job_shape {
    * sequence parallel) checks its own multiple of this, without knowing
    * which sequence strategy runs. */
   int64_t sequence_pieces;
+  /* ABI 1.7: the model's key/value heads (grouped-query attention; n_head
+   * for a model without it) and the width of its MLP's hidden layer
+   * (4 d_model for GPT-2, ffn_dim for a Llama), which a tensor split must
+   * also divide. */
+  int64_t n_kv_head, ffn_dim;
 } dfm_job_shape;
 
 #define DFM_JOB_SHAPE_V1_SIZE DFM_STRUCT_SIZE(dfm_job_shape, chain_length)
 #define DFM_JOB_SHAPE_V1_6_SIZE DFM_STRUCT_SIZE(dfm_job_shape, sequence_pieces)
+#define DFM_JOB_SHAPE_V1_7_SIZE DFM_STRUCT_SIZE(dfm_job_shape, ffn_dim)
 
 /* One unit of parameters as the core and the strategy share it. The core
  * owns the struct (its address is stable for the whole job) and the shard

@@ -19,7 +19,8 @@ class Gpt2Spec final : public ModelSpec {
            ", seq_len " + std::to_string(shape_.seq_len);
   }
   ModelDims dims() const override {
-    return {shape_.n_layer, shape_.n_head, shape_.d_model, shape_.vocab_size, shape_.seq_len};
+    return {shape_.n_layer, shape_.n_head, shape_.d_model, shape_.vocab_size, shape_.seq_len, shape_.n_head,
+            4 * shape_.d_model};
   }
   std::vector<ParamInfo> params(int32_t slice, int32_t slices) const override {
     return gpt_param_infos(shape_, slice, slices);

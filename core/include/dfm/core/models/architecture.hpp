@@ -9,6 +9,7 @@
 // (a ChunkedModel) and its Architecture, and one line in architectures().
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -20,6 +21,7 @@
 #include "dfm/core/job/job_runtime.hpp"
 #include "dfm/core/models/model.hpp"
 #include "dfm/core/models/model_params.hpp"
+#include "dfm/compute.h"
 
 namespace dfm {
 
@@ -40,7 +42,15 @@ struct ModelRecord {
 // What strategies are told of the model (strategy.h's dfm_job_shape).
 struct ModelDims {
   int64_t n_layer = 0, n_head = 0, d_model = 0, vocab_size = 0, seq_len = 0;
+  int64_t n_kv_head = 0, ffn_dim = 0;  // key/value heads, the MLP's hidden width
 };
+
+// A slot of the compute table (compute.h) a model calls.
+struct ComputeSlot {
+  const char* name;  // "rmsnorm_forward"
+  size_t offset;     // offsetof(dfm_compute_v1, rmsnorm_forward)
+};
+#define DFM_COMPUTE_SLOT(name) ::dfm::ComputeSlot{#name, offsetof(dfm_compute_v1, name)}
 
 class Architecture;
 
@@ -61,6 +71,9 @@ class ModelSpec {
   virtual ModelRecord record() const = 0;
   // <dir>/config.json in Hugging Face's format for the exported weights.
   virtual void write_hf_config(const std::filesystem::path& dir) const = 0;
+  // The compute slots beyond ABI 1.0's that the model calls: planning refuses
+  // a backend whose table lacks one, naming it (`--dry-run` says so).
+  virtual std::vector<ComputeSlot> required_kernels() const { return {}; }
 };
 
 class Architecture {

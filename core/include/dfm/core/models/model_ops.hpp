@@ -47,6 +47,7 @@ class ModelOps {
   int64_t outside_capacity() const { return outside_capacity_; }
   bool training() const { return training_; }
   const int32_t* outside_positions() const { return positions_outside_; }
+  const int32_t* inside_positions() const { return positions_inside_; }  // every row's position in its sequence
   // Outside rows of a training pass of `batch` x `tokens`.
   int64_t training_outside_rows(int64_t batch, int64_t tokens) const;
 
@@ -78,6 +79,15 @@ class ModelOps {
   void linear_backward(float* din, float* dw, float* db, const float* dout, const float* in, const float* w,
                        int64_t in_dim, int64_t out_dim, float* gelu_input = nullptr);
 
+  // Linears of nn.Linear weights, [out_dim, in_dim] (the Llama family's
+  // layout), without bias: out = in @ w^T, GEMM's "NT" form. `out` (forward)
+  // and `dout` (backward) may be columns of a wider row, ld_out apart, so
+  // several projections write one fused activation (Q, K and V).
+  void linear_nt_forward(float* out, int64_t ld_out, const float* in, const float* w, int64_t in_dim, int64_t out_dim);
+  // din = dout @ w (+= when accumulate: an input read by several linears); dw += dout^T @ in.
+  void linear_nt_backward(float* din, bool accumulate, float* dw, const float* dout, int64_t ld_dout, const float* in,
+                          const float* w, int64_t in_dim, int64_t out_dim);
+
   // ---- tensor-parallel regions ----
   // One region edge from `in`: in place when both sides have the same rows
   // (no sequence parallel), else into `other_side`. Returns where the result is.
@@ -93,6 +103,8 @@ class ModelOps {
   // Without a tensor split leaving is the identity, so the bias rides on the
   // GEMM's epilogue. Returns the outside rows.
   const float* row_parallel_forward(const float* in, const float* w, const float* b, int64_t in_dim);
+  // The same for a row-parallel nn.Linear weight [width, in_dim] without bias.
+  const float* row_parallel_nt_forward(const float* in, const float* w, int64_t in_dim);
   // Leaves the region backward from the stream's gradient (outside rows):
   // returns its gradient on the inside rows.
   const float* exit_backward(float* d_stream);
@@ -126,6 +138,7 @@ class ModelOps {
   bool training_ = false, sequence_split_ = false;
   DeviceBuffer<int32_t> outside_positions_;
   const int32_t* positions_outside_ = nullptr;
+  const int32_t* positions_inside_ = nullptr;
   ActivationBuffer inside_scratch_, outside_scratch_, d_outside_;
 };
 

@@ -16,11 +16,14 @@ enum class InitKind { Normal, Zeros, Ones };
 
 // How tensor parallel cuts a parameter (strategy.h's tensor slots; Megatron-LM,
 // Shoeybi et al. 2019 §3). Each rank stores one slice of it.
+// The cut names the stored dimension: a column-parallel weight is cut by its
+// outputs, which are GPT-2's Conv1D columns ([in, out]) but an nn.Linear's
+// rows ([out, in], the Llama family's).
 enum class TensorCut {
   Replicated,  // whole on every rank (norms, position embeddings, row-parallel biases)
-  Columns,     // by output columns (the last dimension): column-parallel weights and their biases
-  Rows,        // by input rows (the first dimension): row-parallel weights
-  VocabRows,   // by rows, padded with zero rows to a multiple of the slices (the token embedding)
+  Columns,     // by the last dimension: GPT-2's column-parallel weights and biases, Llama's row-parallel weights
+  Rows,        // by the first dimension: GPT-2's row-parallel weights, Llama's column-parallel weights
+  VocabRows,   // by rows, padded with zero rows to a multiple of the slices (the token embedding, an untied head)
 };
 
 struct ParamInfo {

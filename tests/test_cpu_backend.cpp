@@ -1,68 +1,38 @@
-// cpu backend: optimizer kernels against hand-written formulas, reductions
-// that must not depend on the thread count, and argument checking.
+// The cpu compute backend's contract beyond its kernels' numbers (those are
+// the kernel table's: dfm-test-backend --backend cpu, run by CTest as
+// dfm_test_backend_cpu): a complete table, reductions that do not depend on
+// the thread count, argument checking, no native stream, and the host's
+// composed path for backends without the fused epilogue.
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <string>
 
-#include "attention_cases.hpp"
+#include "cases/attention_shapes.hpp"
+#include "cases/matmul_shapes.hpp"
 #include "compute_backend_harness.hpp"
-#include "reference_kernels.hpp"
 #include "support/cpu_backend.hpp"
 
 namespace dfm::test {
 namespace {
 
-struct AdamCase {
-  float lr, beta1, beta2, eps, weight_decay, grad_scale;
-};
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+using kernel_test::AttentionCase;
+using kernel_test::EpilogueCase;
+using kernel_test::kEpilogueKinds;
+using kernel_test::make_desc;
+using kernel_test::make_matmul_desc;
+using kernel_test::matrices_elements;
 
-TEST_F(CpuKernels, AdamWFollowsPyTorchOverSeveralSteps) {
-  const int64_t count = 37;
-  for (const AdamCase& c : {AdamCase{1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f},
-                            AdamCase{3e-2f, 0.8f, 0.95f, 1e-6f, 0.1f, 0.5f}}) {
-    SCOPED_TRACE(::testing::Message() << "lr " << c.lr << " weight_decay " << c.weight_decay << " grad_scale "
-                                      << c.grad_scale);
-    const auto param0 = random_floats(count, 700);
-    std::vector<ref::AdamState> expected(count);
-    for (int64_t i = 0; i < count; ++i) expected[i] = {param0[i], 0.0, 0.0};
-    Buffer<float> param(device, param0), m(device, std::vector<float>(count, 0.0f)),
-        v(device, std::vector<float>(count, 0.0f));
-    for (int64_t step = 1; step <= 4; ++step) {
-      SCOPED_TRACE(step);
-      const auto grad = random_floats(count, 700 + step, -3.0f, 3.0f);
-      for (int64_t i = 0; i < count; ++i)
-        ref::adamw_step(expected[i], static_cast<double>(grad[i]) * c.grad_scale, c.lr, c.beta1, c.beta2, c.eps,
-                        c.weight_decay, step);
-      Buffer<float> dgrad(device, grad);
-      DFM_ASSERT_OK(device, api.adamw_update(ctx(), param.data(), dgrad.data(), m.data(), v.data(), count, c.lr,
-                                             c.beta1, c.beta2, c.eps, c.weight_decay, step, c.grad_scale));
-      ref::Vec p(count), mm(count), vv(count);
-      for (int64_t i = 0; i < count; ++i) {
-        p[i] = expected[i].param;
-        mm[i] = expected[i].m;
-        vv[i] = expected[i].v;
-      }
-      // A step moves a parameter by ~lr; fp32 rounding of that step is ~1e-7 relative.
-      expect_close(param.read(), p, 1e-6, 1e-6, "param");
-      expect_close(m.read(), mm, 1e-6, 1e-5, "m");
-      expect_close(v.read(), vv, 1e-6, 1e-5, "v");
-    }
-  }
-}
-
-TEST_F(CpuKernels, SumSquaresIsExactInDoubleAndAccumulates) {
-  for (const int64_t count : {int64_t{0}, int64_t{1}, int64_t{17}, int64_t{100003}}) {
-    SCOPED_TRACE(count);
-    const auto x = random_floats(count, 710, -3.0f, 3.0f);
-    double expected = 0.0;
-    for (const float value : x) expected += static_cast<double>(value) * value;
-    Buffer<float> dx(device, x), out(device, std::vector<float>{std::numeric_limits<float>::quiet_NaN()});
-    DFM_ASSERT_OK(device, api.sum_squares(ctx(), dx.data(), count, out.data(), 0));
-    expect_close(out.read(), {expected}, 0.0, 1e-7, "sum");
-    DFM_ASSERT_OK(device, api.sum_squares(ctx(), dx.data(), count, out.data(), 1));
-    expect_close(out.read(), {2.0 * expected}, 0.0, 1e-7, "accumulated sum");
-  }
+TEST_F(CpuKernels, DescriptorIsACompleteComputeTable) {
+  const dfm_plugin_descriptor& d = *backend.descriptor;
+  EXPECT_EQ(d.abi_major, DFM_ABI_MAJOR);
+  EXPECT_EQ(d.kind, DFM_PLUGIN_COMPUTE);
+  EXPECT_STREQ(d.name, "cpu");
+  ASSERT_GE(api.struct_size, DFM_COMPUTE_V1_SIZE);
+  expect_every_slot_offered(api);
+  ASSERT_GE(api.struct_size, DFM_COMPUTE_V1_3_SIZE);
+  EXPECT_NE(api.matmul_epilogue, nullptr);  // after native_stream, which a host backend leaves NULL
 }
 
 // ---- thread-count independence: the reductions behind the loss and the
@@ -177,7 +147,7 @@ void expect_invalid(const ComputeBackend& backend, dfm_status status, const std:
   EXPECT_NE(text.find(argument), std::string::npos) << text;
 }
 
-// Both dfm_precision values make a context (bf16's GEMMs: test_cpu_kernels_forward);
+// Both dfm_precision values make a context (bf16's GEMMs: the kernel table's matmul cases);
 // a precision that is no dfm_precision is an invalid argument.
 TEST_F(CpuKernels, CreateTakesEitherPrecisionAndRefusesAnyOther) {
   dfm_compute_options options{};
@@ -300,6 +270,77 @@ TEST(ComputeBackendStream, IsAskedForOnlyWhenTheTableReachesTheSlot) {
   }
   cpu.table.struct_size = DFM_COMPUTE_V1_1_SIZE;
   EXPECT_EQ(dfm::ComputeBackend(cpu.edited(), 1, 0).native_stream(), nullptr) << "a 1.1 table has no such slot";
+}
+
+// Inputs of one case: A, B, C (NaN where beta = 0 must ignore it), the bias,
+// and aux: pre-activations in [-4, 4] for GELU_BACKWARD to read, NaN where
+// the kernel must write (BIAS_GELU) or must not touch (BIAS, and the padding).
+struct EpilogueInputs {
+  std::vector<float> a, b, c, bias, aux;
+
+  EpilogueInputs(const dfm_matmul_desc& d, const dfm_matmul_epilogue& e, uint64_t seed)
+      : a(random_floats(matrices_elements(d.stride_a, 1), seed)),
+        b(random_floats(matrices_elements(d.stride_b, 1), seed + 1)),
+        c(random_floats(matrices_elements(d.stride_c, 1), seed + 2)),
+        bias(random_floats(static_cast<size_t>(std::max<int64_t>(1, d.n)), seed + 3)),
+        aux(matrices_elements(d.m * e.ld_aux, 1), kNaN) {
+    if (d.beta == 0.0f) std::fill(c.begin(), c.end(), kNaN);
+    if (e.kind != DFM_EPILOGUE_GELU_BACKWARD) return;
+    const auto pre = random_floats(aux.size(), seed + 4, -4.0f, 4.0f);
+    for (int64_t i = 0; i < d.m; ++i)
+      for (int64_t j = 0; j < d.n; ++j) aux[i * e.ld_aux + j] = pre[i * e.ld_aux + j];
+  }
+};
+
+dfm_matmul_epilogue make_epilogue(const EpilogueCase& ec, dfm_epilogue_kind kind) {
+  return {sizeof(dfm_matmul_epilogue), kind, nullptr, nullptr, ec.gemm.n + ec.aux_pad};
+}
+
+// Stands in for the slot where the host must not call it.
+dfm_status must_not_be_called(void*, const dfm_matmul_desc*, const dfm_matmul_epilogue*) { return DFM_ERR_RUNTIME; }
+
+// The host runs matmul, bias_add, copy and the GELU kernels for a backend
+// whose table predates the slot (ABI 1.2: the slot past its struct_size is
+// never read) or leaves it NULL: on the cpu backend that is the fused pass's
+// arithmetic, element for element.
+TEST(ComputeBackendEpilogue, ComposedPathForOlderBackendsGivesTheSameResult) {
+  EditedCpuPlugin cpu;
+  const int64_t m = 37, n = 48, k = 29;
+  for (const bool older_table : {true, false})
+    for (const dfm_epilogue_kind kind : kEpilogueKinds) {
+      SCOPED_TRACE(::testing::Message() << (older_table ? "a 1.2 table" : "a NULL slot") << ", kind " << kind);
+      cpu.table = *static_cast<const dfm_compute_v1*>(cpu.original().descriptor->table);
+      if (older_table) {
+        cpu.table.struct_size = DFM_COMPUTE_V1_2_SIZE;
+        cpu.table.matmul_epilogue = must_not_be_called;
+      } else {
+        cpu.table.matmul_epilogue = nullptr;
+      }
+      dfm::ComputeBackend fused(cpu.original(), 1, 0), composed(cpu.edited(), 1, 0);
+      const EpilogueCase ec{{m, n, k, 0, 1, 1.0f, 0.0f, 1, 0}, 0};
+      std::vector<std::vector<float>> results;
+      for (dfm::ComputeBackend* backend : {&fused, &composed}) {
+        dfm_matmul_desc d = make_matmul_desc(ec.gemm);
+        dfm_matmul_epilogue e = make_epilogue(ec, kind);
+        const EpilogueInputs in(d, e, 77);
+        DeviceBuffer<float> da(*backend, m * k), db(*backend, n * k), dc(*backend, m * n), dbias(*backend, n),
+            daux(*backend, m * n);
+        da.upload(in.a);
+        db.upload(in.b);
+        dbias.upload(in.bias);
+        daux.upload(in.aux);
+        d.a = da.data();
+        d.b = db.data();
+        d.c = dc.data();
+        e.bias = dbias.data();
+        e.aux = daux.data();
+        backend->matmul_epilogue(d, e);
+        results.push_back(dc.download());
+        if (kind == DFM_EPILOGUE_BIAS_GELU) results.push_back(daux.download());
+      }
+      const size_t half = results.size() / 2;
+      for (size_t i = 0; i < half; ++i) EXPECT_EQ(results[i], results[half + i]) << (i == 0 ? "C" : "aux");
+    }
 }
 
 }  // namespace

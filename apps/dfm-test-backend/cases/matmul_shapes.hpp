@@ -1,17 +1,16 @@
-// Shapes of matmul test cases and their descriptors, shared by the cpu
-// kernel tests and the cpu-versus-cuda differential test.
-#ifndef DFM_TESTS_MATMUL_CASES_HPP
-#define DFM_TESTS_MATMUL_CASES_HPP
-
-#include <gtest/gtest.h>
+// Shapes of the matmul cases and their descriptors.
+#ifndef DFM_TEST_BACKEND_MATMUL_SHAPES_HPP
+#define DFM_TEST_BACKEND_MATMUL_SHAPES_HPP
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <sstream>
+#include <string>
 
 #include "dfm/compute.h"
 
-namespace dfm::test {
+namespace dfm::kernel_test {
 
 struct MatmulCase {
   int64_t m, n, k;
@@ -53,10 +52,11 @@ inline constexpr EpilogueCase kEpilogueCases[] = {
 inline constexpr dfm_epilogue_kind kEpilogueKinds[] = {DFM_EPILOGUE_BIAS, DFM_EPILOGUE_BIAS_GELU,
                                                        DFM_EPILOGUE_GELU_BACKWARD};
 
-inline ::testing::Message describe_matmul(const MatmulCase& c) {
-  return ::testing::Message() << "m " << c.m << " n " << c.n << " k " << c.k << " ta " << c.trans_a << " tb "
-                              << c.trans_b << " alpha " << c.alpha << " beta " << c.beta << " batch " << c.batch
-                              << " pad " << c.pad;
+inline std::string describe_matmul(const MatmulCase& c) {
+  std::ostringstream s;
+  s << "m " << c.m << " n " << c.n << " k " << c.k << " ta " << c.trans_a << " tb " << c.trans_b << " alpha "
+    << c.alpha << " beta " << c.beta << " batch " << c.batch << " pad " << c.pad;
+  return s.str();
 }
 
 // The case's descriptor: each leading dimension `pad` more than its row
@@ -88,6 +88,6 @@ inline size_t matrices_elements(int64_t stride, int64_t batch) {
   return static_cast<size_t>(std::max<int64_t>(1, stride * batch));
 }
 
-}  // namespace dfm::test
+}  // namespace dfm::kernel_test
 
-#endif  // DFM_TESTS_MATMUL_CASES_HPP
+#endif  // DFM_TEST_BACKEND_MATMUL_SHAPES_HPP

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <limits>
 
-namespace dfm::test::ref {
+namespace dfm::kernel_test::ref {
 
 void matmul(const dfm_matmul_desc& d, const Vec& a, const Vec& b, Vec& c) {
   for (int64_t batch = 0; batch < d.batch; ++batch) {
@@ -82,8 +82,39 @@ Vec layernorm(const Vec& in, const Vec& weight, const Vec& bias, int64_t rows, i
   return out;
 }
 
+Vec rmsnorm(const Vec& in, const Vec& weight, int64_t rows, int64_t dim, double eps, Vec* rstd) {
+  Vec out(in.size());
+  if (rstd) rstd->assign(rows, 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const double* x = in.data() + r * dim;
+    double squares = 0.0;
+    for (int64_t j = 0; j < dim; ++j) squares += x[j] * x[j];
+    const double rs = 1.0 / std::sqrt(squares / static_cast<double>(dim) + eps);
+    for (int64_t j = 0; j < dim; ++j) out[r * dim + j] = x[j] * rs * weight[j];
+    if (rstd) (*rstd)[r] = rs;
+  }
+  return out;
+}
+
+void rope(Vec& x, const std::vector<int32_t>& positions, int64_t heads, int64_t head_dim, int64_t token_stride,
+          double theta) {
+  const int64_t half = head_dim / 2;
+  for (size_t t = 0; t < positions.size(); ++t)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < half; ++i) {
+        const double angle = positions[t] * std::pow(theta, -2.0 * static_cast<double>(i) / head_dim);
+        double& x1 = x[t * token_stride + h * head_dim + i];
+        double& x2 = x[t * token_stride + h * head_dim + i + half];
+        const double a = x1, b = x2;
+        x1 = a * std::cos(angle) - b * std::sin(angle);
+        x2 = b * std::cos(angle) + a * std::sin(angle);
+      }
+}
+
+double silu(double g) { return g / (1.0 + std::exp(-g)); }
+
 void attention(const dfm_attention_desc& d, const Vec& q, const Vec& k, const Vec& v, Vec& out, Vec& lse) {
-  const int64_t D = d.head_dim;
+  const int64_t D = d.head_dim, group = d.heads / dfm_attention_kv_heads(&d);  // query heads per K/V head
   for (int64_t b = 0; b < d.batch; ++b)
     for (int64_t h = 0; h < d.heads; ++h)
       for (int64_t i = 0; i < d.q_len; ++i) {
@@ -92,7 +123,7 @@ void attention(const dfm_attention_desc& d, const Vec& q, const Vec& k, const Ve
         std::vector<double> scores;
         for (int64_t j = 0; j < d.kv_len; ++j) {
           if (d.causal && d.kv_pos0 + j > d.q_pos0 + i) break;
-          const double* kj = k.data() + (b * d.kv_len + j) * d.kv_token_stride + h * D;
+          const double* kj = k.data() + (b * d.kv_len + j) * d.kv_token_stride + h / group * D;
           double s = 0.0;
           for (int64_t x = 0; x < D; ++x) s += qi[x] * kj[x];
           scores.push_back(s * d.scale);
@@ -110,8 +141,42 @@ void attention(const dfm_attention_desc& d, const Vec& q, const Vec& k, const Ve
         row_lse = mx + std::log(sum);
         for (size_t j = 0; j < scores.size(); ++j) {
           const double p = std::exp(scores[j] - row_lse);
-          const double* vj = v.data() + (b * d.kv_len + static_cast<int64_t>(j)) * d.kv_token_stride + h * D;
+          const double* vj = v.data() + (b * d.kv_len + static_cast<int64_t>(j)) * d.kv_token_stride + h / group * D;
           for (int64_t x = 0; x < D; ++x) oi[x] += p * vj[x];
+        }
+      }
+}
+
+void attention_backward(const dfm_attention_desc& d, const Vec& q, const Vec& k, const Vec& v, const Vec& out,
+                        const Vec& dout, const Vec& lse, Vec& dq, Vec& dk, Vec& dv) {
+  const int64_t D = d.head_dim, group = d.heads / dfm_attention_kv_heads(&d);
+  dq.assign(q.size(), 0.0);
+  dk.assign(k.size(), 0.0);
+  dv.assign(v.size(), 0.0);
+  for (int64_t b = 0; b < d.batch; ++b)
+    for (int64_t h = 0; h < d.heads; ++h)
+      for (int64_t i = 0; i < d.q_len; ++i) {
+        const int64_t qi = (b * d.q_len + i) * d.q_token_stride + h * D;
+        const int64_t oi = (b * d.q_len + i) * d.o_token_stride + h * D;
+        const double row_lse = lse[(b * d.heads + h) * d.q_len + i];
+        if (std::isinf(row_lse)) continue;  // the row saw no key anywhere
+        double delta = 0.0;  // rowsum(dO * O)
+        for (int64_t x = 0; x < D; ++x) delta += dout[oi + x] * out[oi + x];
+        for (int64_t j = 0; j < d.kv_len; ++j) {
+          if (d.causal && d.kv_pos0 + j > d.q_pos0 + i) break;
+          const int64_t kj = (b * d.kv_len + j) * d.kv_token_stride + h / group * D;
+          double s = 0.0, dp = 0.0;
+          for (int64_t x = 0; x < D; ++x) {
+            s += q[qi + x] * k[kj + x];
+            dp += dout[oi + x] * v[kj + x];
+          }
+          const double p = std::exp(s * d.scale - row_lse);
+          const double ds = p * (dp - delta);
+          for (int64_t x = 0; x < D; ++x) {
+            dv[kj + x] += p * dout[oi + x];
+            dq[qi + x] += d.scale * ds * k[kj + x];
+            dk[kj + x] += d.scale * ds * q[qi + x];
+          }
         }
       }
 }
@@ -140,4 +205,4 @@ double dot(const Vec& a, const Vec& b) {
   return sum;
 }
 
-}  // namespace dfm::test::ref
+}  // namespace dfm::kernel_test::ref

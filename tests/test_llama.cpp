@@ -1,0 +1,231 @@
+// The Llama family end to end (docs/models.md): every parallel layout GPT-2
+// runs at gives the single process's losses and final weights (DESIGN §4);
+// checkpoints resume exactly and across layouts, and dfm-ckpt exports them;
+// the export is LlamaForCausalLM's and an independent NumPy Llama
+// (tools/llama_reference.py, written from docs/models.md) computes the loss
+// dfm reported from it; impossible shapes are configuration errors that
+// name the key and the arithmetic.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <string>
+#include <tuple>
+
+#include "dfm/core/common/safetensors.hpp"
+#include "support/training_runs.hpp"
+
+namespace dfm {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int64_t kSteps = 20, kGlobalBatch = 8;
+// 4 query heads sharing 2 key/value heads (head_dim 8), an untied head, a
+// SwiGLU MLP of 64: tp 2 holds two query heads and one key/value head each.
+const std::string kLlama =
+    "--set model.arch=\\\"llama\\\" --set model.n_head=4 --set model.n_kv_head=2 --set model.ffn_dim=64 ";
+
+// The single-process run of a shape (extra --set options), made once per test process.
+fs::path reference(const std::string& shape) {
+  static std::map<std::string, fs::path> made;
+  if (!made.count(shape)) {
+    const fs::path dir =
+        test::fresh_dir("llama", "reference-" + std::to_string(getpid()) + "-" + std::to_string(made.size()));
+    test::run_job(test::tiny_job(dir, kSteps, kGlobalBatch, kGlobalBatch / 2, kLlama + shape));
+    made[shape] = dir;
+  }
+  return made[shape];
+}
+
+// name, ranks, the layout's options, extra model options
+using Case = std::tuple<std::string, int64_t, std::string, std::string>;
+
+class LlamaEquivalence : public ::testing::TestWithParam<Case> {};
+
+TEST_P(LlamaEquivalence, LossesAndFinalWeightsMatchOneProcess) {
+  const auto& [name, ranks, layout, shape] = GetParam();
+  const fs::path ref = reference(shape);
+  ASSERT_FALSE(HasFatalFailure());
+  const fs::path dir = test::fresh_dir("llama", name);
+  // Micro-batches of 2: every data rank accumulates several.
+  test::run_job("--nproc-per-node " + std::to_string(ranks) + " " +
+                test::tiny_job(dir, kSteps, kGlobalBatch, 2, kLlama + shape) + " " + layout);
+  ASSERT_FALSE(HasFatalFailure());
+  test::expect_same_training(ref, dir);
+}
+
+const std::string kSequenceParallel = "--set strategy.tp.sequence_parallel=true";
+
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, LlamaEquivalence,
+    ::testing::Values(
+        Case{"tp2", 2, "--set fsdp.tp_size=2", ""},
+        Case{"tp2sp", 2, "--set fsdp.tp_size=2 " + kSequenceParallel, ""},
+        Case{"cp2", 2, "--set fsdp.cp_size=2", ""},  // load-balanced ring over the key/value heads, global positions
+        Case{"cp2-unbalanced", 2, "--set fsdp.cp_size=2 --set strategy.cp.load_balance=false", ""},
+        Case{"pp2", 2, "--set fsdp.pp_size=2", ""},
+        Case{"dp2-full", 2, "--set strategy.fsdp2.sharding=\\\"full\\\"", ""},
+        Case{"dp2-grad-op", 2, "--set strategy.fsdp2.sharding=\\\"grad_op\\\"", ""},
+        Case{"dp2-none", 2, "--set strategy.fsdp2.sharding=\\\"none\\\"", ""},
+        Case{"tp2cp2", 4, "--set fsdp.tp_size=2 --set fsdp.cp_size=2 " + kSequenceParallel, ""},
+        Case{"pp2tp2", 4, "--set fsdp.pp_size=2 --set fsdp.tp_size=2", ""},
+        Case{"pp2dp2", 4, "--set fsdp.pp_size=2", ""},
+        // Tied head: the embedding's gradient is summed over the pipeline's two ends.
+        Case{"pp2-tied", 2, "--set fsdp.pp_size=2", "--set model.tie_embeddings=true"},
+        Case{"tp2-tied", 2, "--set fsdp.tp_size=2", "--set model.tie_embeddings=true"},
+        // Multi-query attention: one key/value head for all, cp's ring carrying just it.
+        Case{"cp2-mqa", 2, "--set fsdp.cp_size=2", "--set model.n_kv_head=1"}),
+    [](const ::testing::TestParamInfo<Case>& info) {
+      std::string name = std::get<0>(info.param);
+      for (char& c : name)
+        if (c == '-') c = '_';
+      return name;
+    });
+
+// ---- checkpoints ----
+
+std::vector<double> losses_of(const fs::path& dir) {
+  std::vector<double> out;
+  for (const auto& line : test::read_metrics(dir)) out.push_back(line["loss"]);
+  return out;
+}
+
+// Saved at step 4 of 8 at tp 2, resumed at tp 2 (bit for bit) and at pp 2
+// (another layout: within 1e-5), against the uninterrupted run.
+TEST(LlamaCheckpoint, ResumesExactlyAndAtAnotherLayout) {
+  const fs::path whole = test::fresh_dir("llama", "ckpt-whole");
+  const std::string tp2 = "--nproc-per-node 2 ", tp2_layout = " --set fsdp.tp_size=2";
+  test::run_job(tp2 + test::tiny_job(whole, 8, kGlobalBatch, 2, kLlama) + tp2_layout + " --set checkpoint.every=4");
+  ASSERT_FALSE(HasFatalFailure());
+  const fs::path step4 = whole / "checkpoints" / "step-4";
+  const std::vector<double> uninterrupted = losses_of(whole);
+  ASSERT_EQ(uninterrupted.size(), 8u);
+
+  const fs::path same = test::fresh_dir("llama", "ckpt-same");
+  test::run_job(tp2 + test::tiny_job(same, 8, kGlobalBatch, 2, kLlama) + tp2_layout + " --set checkpoint.resume=\\\"" +
+                step4.string() + "\\\"");
+  ASSERT_FALSE(HasFatalFailure());
+  const std::vector<double> resumed = losses_of(same);
+  ASSERT_EQ(resumed.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(resumed[i], uninterrupted[4 + i]) << "step " << 5 + i;
+
+  const fs::path other = test::fresh_dir("llama", "ckpt-pp2");
+  test::run_job(tp2 + test::tiny_job(other, 8, kGlobalBatch, 2, kLlama) + " --set fsdp.pp_size=2" +
+                " --set checkpoint.resume=\\\"" + step4.string() + "\\\"");
+  ASSERT_FALSE(HasFatalFailure());
+  const std::vector<double> resharded = losses_of(other);
+  ASSERT_EQ(resharded.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(resharded[i], uninterrupted[4 + i], 1e-5 * uninterrupted[4 + i]);
+
+  // dfm-ckpt exports the tp checkpoint as the whole model, as the run's own export names it.
+  const fs::path exported = test::fresh_dir("llama", "ckpt-export");
+  const auto r = test::run_bin("dfm-ckpt export " + step4.string() + " --out " + exported.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto tensors = read_safetensors(exported / "model.safetensors");
+  const auto final_tensors = read_safetensors(whole / "final" / "model.safetensors");
+  ASSERT_EQ(tensors.size(), final_tensors.size());
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    EXPECT_EQ(tensors[t].name, final_tensors[t].name);
+    EXPECT_EQ(tensors[t].shape, final_tensors[t].shape);
+  }
+  std::ifstream config(exported / "config.json");
+  const std::string text((std::istreambuf_iterator<char>(config)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"LlamaForCausalLM\""), std::string::npos) << text;
+  EXPECT_NE(text.find("\"num_key_value_heads\": 2"), std::string::npos) << text;
+}
+
+// ---- the export against an independent implementation ----
+
+// dfm's byte tokenizer over this repository's docs: real text for the reference's windows.
+fs::path token_file() {
+  const fs::path dir = test::fresh_dir("llama", "tokens-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const fs::path out = dir / "docs.bin";
+  const auto r = test::run_bin("dfm-data encode " + std::string(DFM_TEST_SOURCE_DIR) + "/docs/parallelism.md " +
+                               std::string(DFM_TEST_SOURCE_DIR) + "/docs/training.md --out " + out.string());
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return out;
+}
+
+// The export after 12 steps, and the loss of step 13 of a 13-step run (a
+// constant learning rate after warm-up, so both runs reach the same weights),
+// through tools/llama_reference.py.
+void expect_reference_agrees(const std::string& shape, const std::string& name) {
+  const fs::path tokens = token_file();
+  const std::string data = " --set data.source=\\\"tokens\\\" --set data.path=\\\"" + tokens.string() +
+                           "\\\" --set train.lr_schedule=\\\"constant\\\" ";
+  const fs::path after12 = test::fresh_dir("llama", name + "-12"), run13 = test::fresh_dir("llama", name + "-13");
+  test::run_job(test::tiny_job(after12, 12, 4, 4, kLlama + shape + data));
+  test::run_job(test::tiny_job(run13, 13, 4, 4, kLlama + shape + data));
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  const std::string command = "PYTHONPATH=" + std::string(DFM_TEST_SOURCE_DIR) + "/.deps/python python3 " +
+                              std::string(DFM_TEST_SOURCE_DIR) + "/tools/llama_reference.py " +
+                              (after12 / "final").string() + " " + tokens.string() + " " +
+                              (run13 / "metrics.jsonl").string() + " 4 13 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  char buf[512];
+  while (fgets(buf, sizeof buf, pipe)) output += buf;
+  const int status = pclose(pipe);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << output;
+  EXPECT_NE(output.find("relative difference"), std::string::npos) << output;
+}
+
+TEST(LlamaExport, AnIndependentNumpyLlamaComputesTheReportedLoss) {
+  expect_reference_agrees("--set model.rope_theta=500000.0", "numpy-gqa");
+}
+
+TEST(LlamaExport, AnIndependentNumpyLlamaComputesTheReportedLossWithATiedHead) {
+  expect_reference_agrees("--set model.tie_embeddings=true --set model.n_kv_head=1", "numpy-tied");
+}
+
+// ---- configuration errors (--dry-run) ----
+
+// dfm-run --dry-run of the tiny Llama with `extra`; its output.
+test::CommandResult dry_run(const std::string& extra, int64_t world = 1) {
+  return test::run_bin("dfm-run --dry-run --world-size " + std::to_string(world) + " " +
+                       test::tiny_job(test::fresh_dir("llama", "dry"), 1, kGlobalBatch, 2, kLlama + extra));
+}
+
+TEST(LlamaConfig, ImpossibleShapesNameTheKeyAndTheArithmetic) {
+  auto r = dry_run("--set model.n_kv_head=3");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("model.n_kv_head: n_head 4 is not a multiple of n_kv_head 3"), std::string::npos)
+      << r.output;
+  r = dry_run("--set model.d_model=36");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("model.d_model: head_dim = d_model / n_head = 36 / 4 = 9 is odd"), std::string::npos)
+      << r.output;
+  r = dry_run("--set model.n_kv_head=1 --set fsdp.tp_size=2", 2);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("model.n_kv_head: 1 key/value heads do not divide by tp_size 2"), std::string::npos)
+      << r.output;
+  r = dry_run("--set model.ffn_dim=63 --set fsdp.tp_size=2", 2);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("model.ffn_dim: 63 MLP columns do not divide by tp_size 2"), std::string::npos)
+      << r.output;
+  r = dry_run("--set model.rope_theta=0.0");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("model.rope_theta"), std::string::npos) << r.output;
+}
+
+// Without n_kv_head and ffn_dim: as many key/value heads as query heads,
+// and Llama's MLP rule, floor(8 * 32 / 3) = 85 rounded up to 256.
+TEST(LlamaConfig, DefaultsAreLlamas) {
+  const fs::path dir = test::fresh_dir("llama", "defaults");
+  test::run_job(test::tiny_job(dir, 0, kGlobalBatch, 2, "--set model.arch=\\\"llama\\\""));
+  ASSERT_FALSE(HasFatalFailure());
+  std::ifstream config(dir / "final" / "config.json");
+  const nlohmann::json c = nlohmann::json::parse(config);
+  EXPECT_EQ(c["intermediate_size"], 256);
+  EXPECT_EQ(c["num_key_value_heads"], c["num_attention_heads"]);
+  EXPECT_EQ(c["rope_theta"], 10000.0);
+  EXPECT_EQ(c["tie_word_embeddings"], false);
+}
+
+}  // namespace
+}  // namespace dfm
