@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <string>
@@ -150,6 +151,21 @@ fs::path token_file() {
   return out;
 }
 
+// tools/llama_reference.py with `args` exits 0 (the NumPy from install-deps.sh, in .deps/python).
+void expect_reference_passes(const std::string& args) {
+  const std::string source = DFM_TEST_SOURCE_DIR;
+  const std::string command =
+      "PYTHONPATH=" + source + "/.deps/python python3 " + source + "/tools/llama_reference.py " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  char buf[512];
+  while (fgets(buf, sizeof buf, pipe)) output += buf;
+  const int status = pclose(pipe);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << command << "\n" << output;
+  EXPECT_NE(output.find("agree"), std::string::npos) << output;
+}
+
 // The export after 12 steps, and the loss of step 13 of a 13-step run (a
 // constant learning rate after warm-up, so both runs reach the same weights),
 // through tools/llama_reference.py.
@@ -161,22 +177,25 @@ void expect_reference_agrees(const std::string& shape, const std::string& name) 
   test::run_job(test::tiny_job(after12, 12, 4, 4, kLlama + shape + data));
   test::run_job(test::tiny_job(run13, 13, 4, 4, kLlama + shape + data));
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
-  const std::string command = "PYTHONPATH=" + std::string(DFM_TEST_SOURCE_DIR) + "/.deps/python python3 " +
-                              std::string(DFM_TEST_SOURCE_DIR) + "/tools/llama_reference.py " +
-                              (after12 / "final").string() + " " + tokens.string() + " " +
-                              (run13 / "metrics.jsonl").string() + " 4 13 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  char buf[512];
-  while (fgets(buf, sizeof buf, pipe)) output += buf;
-  const int status = pclose(pipe);
-  EXPECT_EQ(WEXITSTATUS(status), 0) << output;
-  EXPECT_NE(output.find("relative difference"), std::string::npos) << output;
+  expect_reference_passes((after12 / "final").string() + " " + tokens.string() + " " +
+                          (run13 / "metrics.jsonl").string() + " 4 13");
 }
 
 TEST(LlamaExport, AnIndependentNumpyLlamaComputesTheReportedLoss) {
   expect_reference_agrees("--set model.rope_theta=500000.0", "numpy-gqa");
+}
+
+// dfm's backward: the first AdamW step moves every sampled weight against
+// the gradient the NumPy Llama's finite differences give.
+TEST(LlamaExport, TheFirstStepMovesEachWeightAgainstTheReferenceGradient) {
+  const fs::path tokens = token_file();
+  const std::string data = " --set data.source=\\\"tokens\\\" --set data.path=\\\"" + tokens.string() + "\\\" ";
+  const fs::path before = test::fresh_dir("llama", "signs-0"), after = test::fresh_dir("llama", "signs-1");
+  test::run_job(test::tiny_job(before, 0, 4, 4, kLlama + data));
+  test::run_job(test::tiny_job(after, 1, 4, 4, kLlama + data));
+  ASSERT_FALSE(HasFatalFailure());
+  expect_reference_passes("--gradient-signs " + (before / "final").string() + " " + (after / "final").string() + " " +
+                          tokens.string() + " " + (after / "metrics.jsonl").string() + " 4 0.1");
 }
 
 TEST(LlamaExport, AnIndependentNumpyLlamaComputesTheReportedLossWithATiedHead) {
@@ -225,6 +244,154 @@ TEST(LlamaConfig, DefaultsAreLlamas) {
   EXPECT_EQ(c["num_key_value_heads"], c["num_attention_heads"]);
   EXPECT_EQ(c["rope_theta"], 10000.0);
   EXPECT_EQ(c["tie_word_embeddings"], false);
+}
+
+// ---- fine-tuning from a Hugging Face folder (model.init_from) ----
+
+// A 0-step run's export: the initial weights of `shape` (a Llama unless it says otherwise).
+fs::path initial_export(const std::string& name, const std::string& shape) {
+  const fs::path dir = test::fresh_dir("llama", name);
+  test::run_job(test::tiny_job(dir, 0, kGlobalBatch, 2, shape));
+  return dir / "final";
+}
+
+std::string import_of(const fs::path& folder) { return " --set model.init_from=\\\"" + folder.string() + "\\\""; }
+
+// Import an export, train 0 steps, export again: the same bytes, at one
+// rank and at layouts whose ranks each read only their slices.
+TEST(LlamaImport, AnExportImportedAndExportedAgainIsTheSameFile) {
+  const fs::path source = initial_export("import-source", kLlama + "--set job.seed=7");
+  ASSERT_FALSE(HasFatalFailure());
+  for (const auto& [ranks, layout] : std::vector<std::pair<int, std::string>>{
+           {1, ""}, {2, " --set fsdp.tp_size=2"}, {2, " --set fsdp.pp_size=2"}, {2, " --set fsdp.cp_size=2"}}) {
+    SCOPED_TRACE(layout);
+    const fs::path dir = test::fresh_dir("llama", "import-again");
+    // No [model] shape keys beyond the tiny job's, which agree with the folder's config.json.
+    test::run_job("--nproc-per-node " + std::to_string(ranks) + " " +
+                  test::tiny_job(dir, 0, kGlobalBatch, 2, kLlama + import_of(source)) + layout);
+    ASSERT_FALSE(HasFatalFailure());
+    std::ifstream a(source / "model.safetensors", std::ios::binary), b(dir / "final" / "model.safetensors", std::ios::binary);
+    const std::string x((std::istreambuf_iterator<char>(a)), {}), y((std::istreambuf_iterator<char>(b)), {});
+    EXPECT_TRUE(x == y) << "the re-export differs";
+  }
+}
+
+TEST(LlamaImport, Gpt2ExportsImportToo) {
+  const fs::path source = initial_export("import-gpt-source", "--set job.seed=9");
+  ASSERT_FALSE(HasFatalFailure());
+  const fs::path dir = test::fresh_dir("llama", "import-gpt");
+  test::run_job(test::tiny_job(dir, 0, kGlobalBatch, 2, import_of(source)));
+  ASSERT_FALSE(HasFatalFailure());
+  const auto want = read_safetensors(source / "model.safetensors"), have = read_safetensors(dir / "final" / "model.safetensors");
+  ASSERT_EQ(have.size(), want.size());
+  for (size_t t = 0; t < want.size(); ++t) EXPECT_EQ(have[t].data, want[t].data) << want[t].name;
+}
+
+// x rounded to bf16 (to nearest, ties to even), as its 16 bits.
+uint16_t bf16_bits(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+// The tensors of `from` as BF16, split over two files with an index, as
+// transformers saves a sharded checkpoint; config.json copied.
+void write_bf16_shards(const fs::path& from, const fs::path& to) {
+  fs::create_directories(to);
+  fs::copy_file(from / "config.json", to / "config.json", fs::copy_options::overwrite_existing);
+  const auto tensors = read_safetensors(from / "model.safetensors");
+  nlohmann::json weight_map;
+  for (int shard = 0; shard < 2; ++shard) {
+    nlohmann::ordered_json header;
+    std::string data;
+    for (size_t t = static_cast<size_t>(shard); t < tensors.size(); t += 2) {
+      const size_t begin = data.size();
+      for (const float v : tensors[t].data) {
+        const uint16_t b = bf16_bits(v);
+        data.append(reinterpret_cast<const char*>(&b), 2);
+      }
+      header[tensors[t].name] = {{"dtype", "BF16"}, {"shape", tensors[t].shape}, {"data_offsets", {begin, data.size()}}};
+      weight_map[tensors[t].name] = "model-0000" + std::to_string(shard + 1) + "-of-00002.safetensors";
+    }
+    std::string text = header.dump();
+    text.append((8 - text.size() % 8) % 8, ' ');
+    const uint64_t length = text.size();
+    std::ofstream out(to / ("model-0000" + std::to_string(shard + 1) + "-of-00002.safetensors"), std::ios::binary);
+    out.write(reinterpret_cast<const char*>(&length), 8);
+    out << text << data;
+  }
+  std::ofstream(to / "model.safetensors.index.json") << nlohmann::json{{"weight_map", weight_map}}.dump();
+}
+
+TEST(LlamaImport, ShardedBf16FoldersWidenExactly) {
+  const fs::path source = initial_export("import-bf16-source", kLlama);
+  ASSERT_FALSE(HasFatalFailure());
+  const fs::path shards = test::fresh_dir("llama", "import-bf16-shards");
+  write_bf16_shards(source, shards);
+  const fs::path dir = test::fresh_dir("llama", "import-bf16");
+  test::run_job("--nproc-per-node 2 " + test::tiny_job(dir, 0, kGlobalBatch, 2, kLlama + import_of(shards)) +
+                " --set fsdp.tp_size=2");
+  ASSERT_FALSE(HasFatalFailure());
+  const auto want = read_safetensors(source / "model.safetensors"), have = read_safetensors(dir / "final" / "model.safetensors");
+  ASSERT_EQ(have.size(), want.size());
+  for (size_t t = 0; t < want.size(); ++t)
+    for (size_t i = 0; i < want[t].data.size(); ++i) {
+      const uint32_t widened = static_cast<uint32_t>(bf16_bits(want[t].data[i])) << 16;
+      float expected;
+      std::memcpy(&expected, &widened, 4);
+      ASSERT_EQ(have[t].data[i], expected) << want[t].name << "[" << i << "]";
+    }
+}
+
+// Whatever is wrong with the folder is a configuration error naming the
+// tensor and the file, found by --dry-run; nothing starts.
+TEST(LlamaImport, BadFoldersAreConfigurationErrorsNamingTheTensorAndTheFile) {
+  const fs::path source = initial_export("import-bad-source", kLlama);
+  ASSERT_FALSE(HasFatalFailure());
+  auto dry = [&](const fs::path& folder, const std::string& extra = "") {
+    return test::run_bin("dfm-run --dry-run " +
+                         test::tiny_job(test::fresh_dir("llama", "dry"), 1, kGlobalBatch, 2, kLlama + import_of(folder) + extra));
+  };
+  // A key the job sets differently: both values.
+  auto r = dry(source, " --set model.n_layer=3");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("model.n_layer: the job sets 3 but " + (source / "config.json").string() +
+                          " says 2 (num_hidden_layers)"),
+            std::string::npos)
+      << r.output;
+  // A missing tensor, and one of the wrong shape.
+  const fs::path broken = test::fresh_dir("llama", "import-broken");
+  fs::create_directories(broken);
+  fs::copy_file(source / "config.json", broken / "config.json");
+  auto tensors = read_safetensors(source / "model.safetensors");
+  tensors.erase(tensors.begin() + 1);                             // model.layers.0.input_layernorm.weight
+  tensors.back().shape = {tensors.back().shape[1], tensors.back().shape[0]};  // lm_head transposed
+  tensors.push_back({"model.layers.7.mlp.up_proj.weight", {2, 2}, {0, 0, 0, 0}});  // a block the model lacks
+  write_safetensors(broken / "model.safetensors", tensors);
+  r = dry(broken);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("no tensor 'model.layers.0.input_layernorm.weight' [32]"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find((broken / "model.safetensors").string() + ": tensor 'lm_head.weight' is [32, 256], expected [256, 32]"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("tensor 'model.layers.7.mlp.up_proj.weight' is no parameter of the model"), std::string::npos)
+      << r.output;
+  // A tied head asked of an untied checkpoint: the two configurations disagree.
+  r = dry(source, " --set model.tie_embeddings=true");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("model.tie_embeddings: the job sets true but"), std::string::npos) << r.output;
+  // A folder that is no checkpoint, and an unreadable file.
+  r = dry(test::fresh_dir("llama", "import-nothing"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("model.init_from"), std::string::npos) << r.output;
+  const fs::path garbage = test::fresh_dir("llama", "import-garbage");
+  fs::create_directories(garbage);
+  fs::copy_file(source / "config.json", garbage / "config.json");
+  std::ofstream(garbage / "model.safetensors") << "not a safetensors file";
+  r = dry(garbage);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find((garbage / "model.safetensors").string()), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -13,6 +13,15 @@ LlamaForCausalLM expects, with their shapes.
 
 usage: llama_reference.py EXPORT_DIR TOKEN_FILE METRICS_JSONL GLOBAL_BATCH [STEP]
 Exit 0 when the losses agree within 1e-5 relative.
+
+       llama_reference.py --gradient-signs EXPORT_0 EXPORT_1 TOKEN_FILE METRICS_JSONL GLOBAL_BATCH WEIGHT_DECAY
+checks dfm's backward instead: EXPORT_0 holds the initial weights, EXPORT_1
+the weights after one AdamW step on step 1's windows. That first step moves
+each weight by -lr g / (|g| + eps) (bias-corrected moments of a single
+gradient; clipping rescales g, which leaves its sign) after the decay
+w *= 1 - lr weight_decay of the matrices, so the move's sign is minus the
+sign of dLoss/dw. Central differences of this file's loss give that sign for
+a sample of every tensor's elements. Exit 0 when every sign agrees.
 """
 import json
 import struct
@@ -129,7 +138,52 @@ def cross_entropy(logits, targets):
     return -log_probs[np.arange(len(targets)), targets]
 
 
+def mean_loss(weights, config, tokens, first_window, global_batch):
+    T, n = config["max_position_embeddings"], len(tokens)
+    losses = []
+    for window in range(first_window, first_window + global_batch):
+        seq = np.array([tokens[(window * T + i) % n] for i in range(T + 1)])
+        losses.append(cross_entropy(forward(weights, config, seq[:-1]), seq[1:]))
+    return float(np.mean(np.concatenate(losses)))
+
+
+def gradient_signs(argv):
+    before_dir, after_dir, token_file, metrics, global_batch, weight_decay = argv
+    global_batch, weight_decay = int(global_batch), float(weight_decay)
+    config = json.load(open(f"{before_dir}/config.json"))
+    before, order = read_safetensors(f"{before_dir}/model.safetensors")
+    after, _ = read_safetensors(f"{after_dir}/model.safetensors")
+    tokens = read_tokens(token_file)
+    lr = json.loads(open(metrics).readline())["lr"]
+    rng = np.random.default_rng(0)
+    checked = wrong = 0
+    h = 1e-5
+    for name in order:
+        w = before[name]
+        decay = weight_decay if w.ndim >= 2 else 0.0
+        for flat in rng.choice(w.size, size=min(6, w.size), replace=False):
+            index = np.unravel_index(flat, w.shape)
+            saved = w[index]
+            w[index] = saved + h
+            plus = mean_loss(before, config, tokens, 0, global_batch)
+            w[index] = saved - h
+            minus = mean_loss(before, config, tokens, 0, global_batch)
+            w[index] = saved
+            grad = (plus - minus) / (2 * h)
+            if abs(grad) < 1e-6:
+                continue  # too small for its sign to be sure (FD error ~1e-10, AdamW's eps 1e-8)
+            move = after[name][index] - saved * (1 - lr * decay)
+            checked += 1
+            if np.sign(move) != -np.sign(grad):
+                wrong += 1
+                print(f"{name}{list(index)}: dLoss/dw = {grad:.3e} but the step moved it by {move:.3e}")
+    print(f"gradient signs: {checked - wrong} of {checked} sampled elements agree")
+    sys.exit(0 if wrong == 0 and checked > 0 else 1)
+
+
 def main():
+    if sys.argv[1] == "--gradient-signs":
+        gradient_signs(sys.argv[2:])
     export_dir, token_file, metrics, global_batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     step = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     config = json.load(open(f"{export_dir}/config.json"))
@@ -149,7 +203,7 @@ def main():
     loss = float(np.mean(np.concatenate(losses)))
     dfm_loss = json.loads(open(metrics).readlines()[step - 1])["loss"]
     rel = abs(loss - dfm_loss) / abs(loss)
-    print(f"reference loss {loss:.7f}  dfm loss {dfm_loss:.7f}  relative difference {rel:.2e}")
+    print(f"reference loss {loss:.7f}  dfm loss {dfm_loss:.7f}  relative difference {rel:.2e}: " + ("agree" if rel < 1e-5 else "DIFFER"))
     sys.exit(0 if rel < 1e-5 else 1)
 
 

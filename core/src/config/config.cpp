@@ -45,16 +45,9 @@ toml::table parse_override_value(const std::string& text) {
   return doc;
 }
 
-// Applies one "section.key=value" to `impl.root`, creating tables on the way.
-void apply_override(Config::Impl& impl, const std::string& text) {
-  const std::string label = "--set " + text;
-  const size_t equals = text.find('=');
-  if (equals == std::string::npos) throw ConfigError(label + ": expected section.key=value");
-  const std::string key = trim(text.substr(0, equals));
-  if (!is_dotted_key(key)) {
-    throw ConfigError(label + ": '" + key + "' is not a dotted key of letters, digits, '_' and '-', expected section.key=value");
-  }
-  toml::table value_doc = parse_override_value(text.substr(equals + 1));
+// Puts `value` (the parsed document "v = ...") at dotted `key` of
+// `impl.root`, creating tables on the way; `label` names where it came from.
+void insert_value(Config::Impl& impl, const std::string& key, toml::table value_doc, const std::string& label) {
   const std::vector<std::string> parts = split_key(key);
   toml::table* table = &impl.root;
   std::string path;
@@ -72,6 +65,18 @@ void apply_override(Config::Impl& impl, const std::string& text) {
   // A later override of a table replaces what earlier ones set inside it.
   std::erase_if(impl.override_labels, [&](const auto& entry) { return entry.first.starts_with(key + "."); });
   impl.override_labels[key] = label;
+}
+
+// Applies one "section.key=value" to `impl.root`.
+void apply_override(Config::Impl& impl, const std::string& text) {
+  const std::string label = "--set " + text;
+  const size_t equals = text.find('=');
+  if (equals == std::string::npos) throw ConfigError(label + ": expected section.key=value");
+  const std::string key = trim(text.substr(0, equals));
+  if (!is_dotted_key(key)) {
+    throw ConfigError(label + ": '" + key + "' is not a dotted key of letters, digits, '_' and '-', expected section.key=value");
+  }
+  insert_value(impl, key, parse_override_value(text.substr(equals + 1)), label);
 }
 
 std::string read_file(const std::filesystem::path& path) {
@@ -358,6 +363,12 @@ bool Config::fill_value(const std::string& key, dfm_value* out) const {
       out->item_count = owned.string_pointers.size();
       break;
   }
+  return true;
+}
+
+bool Config::fill_unset(const std::string& key, const std::string& toml_value, const std::string& origin) {
+  if (impl_->set_node(key) != nullptr) return false;
+  insert_value(*impl_, key, parse_override_value(toml_value), origin);
   return true;
 }
 

@@ -39,6 +39,11 @@ const std::vector<KeySpec>& Config::core_schema() {
       // [model]
       {.key = "model.arch", .type = T::String, .default_toml = "\"gpt\"",
        .doc = "Model architecture; its keys follow in [model] (one table per architecture below)."},
+      {.key = "model.init_from", .type = T::String, .default_toml = "\"\"",
+       .doc = "A Hugging Face checkpoint folder to fine-tune (config.json + model.safetensors, or shards listed in "
+              "model.safetensors.index.json; F32, BF16 or F16): its config.json fills model.arch and the [model] keys "
+              "it defines (a key the job sets differently is an error), its tensors are the initial weights. Empty: "
+              "initialise from job.seed (docs/models.md)."},
 
       // [data]
       {.key = "data.source", .type = T::String, .default_toml = "\"synthetic\"",

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 
+#include "dfm/core/checkpoint/hf_import.hpp"
 #include "dfm/core/plugins/compute_backend.hpp"
 #include "dfm/core/config/config.hpp"
 #include "dfm/core/plugins/host_services.hpp"
@@ -55,21 +57,37 @@ dfm_dtype resolve_activations(Config& config, JobPlan& plan) {
 
 void check_roles(const Config& config, JobPlan& plan);
 
+// The folder model.init_from names, with model.arch taken from it; nothing
+// when the key is empty or the folder cannot be used (errors say why).
+std::optional<HfCheckpoint> open_init_from(Config& config, std::vector<std::string>& errors) {
+  if (!config.is_valid("model.init_from") || config.get_string("model.init_from").empty()) return std::nullopt;
+  try {
+    HfCheckpoint checkpoint = HfCheckpoint::open(config.get_string("model.init_from"));
+    if (!apply_hf_model_type(config, checkpoint, errors)) return std::nullopt;
+    return checkpoint;
+  } catch (const std::runtime_error& e) {
+    errors.push_back(config.format_error("model.init_from", e.what()));
+    return std::nullopt;
+  }
+}
+
 // Every compute slot the model calls is in the backend's table (a NULL slot,
-// or one past the struct_size of an older table, is missing).
+// or one past the struct_size of an older table, is missing): one line naming them all.
 void check_model_kernels(const Config& config, JobPlan& plan) {
   if (plan.compute == nullptr || plan.compute->descriptor->table == nullptr) return;
   const auto* table = static_cast<const dfm_compute_v1*>(plan.compute->descriptor->table);
+  std::string missing;
   for (const ComputeSlot& slot : plan.model->required_kernels()) {
     void (*fn)() = nullptr;
     if (table->struct_size >= slot.offset + sizeof fn)
       std::memcpy(&fn, reinterpret_cast<const char*>(table) + slot.offset, sizeof fn);
-    if (fn == nullptr)
-      plan.errors.push_back(config.format_error(
-          "backend.compute", "compute backend '" + plan.compute->name + "' (" + plan.compute->path.string() +
-                                 ") has no " + slot.name + " (compute.h), which model.arch = \"" +
-                                 config.get_string("model.arch") + "\" needs"));
+    if (fn == nullptr) missing += (missing.empty() ? "" : ", ") + std::string(slot.name);
   }
+  if (!missing.empty())
+    plan.errors.push_back(config.format_error(
+        "backend.compute", "compute backend '" + plan.compute->name + "' (" + plan.compute->path.string() +
+                               ") has no " + missing + " (compute.h), which model.arch = \"" +
+                               config.get_string("model.arch") + "\" needs"));
 }
 
 }  // namespace
@@ -92,8 +110,11 @@ JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& ho
     plan.strategies.push_back(p);
     config.add_table_schema("strategy." + name, option_schema(*p->strategy()));
   }
+  // A fine-tune's checkpoint folder fills model.arch and the [model] keys its config.json defines.
+  std::optional<HfCheckpoint> init_from = open_init_from(config, plan.errors);
   // model.arch decides which [model] keys are legal, as the chain decides the [strategy.<name>] tables.
-  add_model_schema(config, plan.errors);
+  const Architecture* arch = add_model_schema(config, plan.errors);
+  if (init_from && arch) apply_hf_config(config, *init_from, *arch, plan.errors);
   config.check_schema(plan.errors, plan.chain);
   // Every axis of size > 1 needs a strategy that parallelises over it:
   // without one, its ranks would compute the same thing or never exchange it.
@@ -111,6 +132,9 @@ JobPlan plan_job(Config& config, const PluginRegistry& registry, HostContext& ho
   check_train_settings(config, plan.errors);
   if (!plan.ok()) return plan;
   plan.model = find_architecture(config.get_string("model.arch"))->from_config(config);
+  if (init_from)
+    for (std::string& problem : init_from->check(*plan.model))
+      plan.errors.push_back(config.format_error("model.init_from", problem));
 
   auto backend = [&](dfm_plugin_kind kind, const char* key) -> const LoadedPlugin* {
     const std::string name = config.get_string(key);

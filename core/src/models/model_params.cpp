@@ -52,6 +52,12 @@ int64_t ModelParams::shard_bytes() const {
 }
 
 void ModelParams::initialise(uint64_t seed) {
+  initialise([seed](const ParamInfo& info, int64_t begin, int64_t end, float* out) {
+    init_param_range(info, seed, begin, end, out);
+  });
+}
+
+void ModelParams::initialise(const SliceValues& values) {
   for (const dfm_unit& unit : units_) {
     if (unit.shard_numel == 0) continue;  // another stage's unit, or nothing of it here
     // Zero padding past numel; each parameter fills its overlap with the shard.
@@ -60,7 +66,7 @@ void ModelParams::initialise(uint64_t seed) {
     for (const auto& info : infos_) {
       if (info.unit != unit.index) continue;
       const int64_t begin = std::max(lo, info.offset), end = std::min(hi, info.offset + info.local_count());
-      if (begin < end) init_param_range(info, seed, begin - info.offset, end - info.offset, host.data() + (begin - lo));
+      if (begin < end) values(info, begin - info.offset, end - info.offset, host.data() + (begin - lo));
     }
     backend_.upload(unit.param_shard, host.data(), host.size() * sizeof(float));
     backend_.fill(adam_m(unit.index), 0.0f, unit.shard_numel);

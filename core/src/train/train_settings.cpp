@@ -41,6 +41,7 @@ TrainSettings read_train_settings(const Config& c) {
   s.checkpoint_every = c.get_int("checkpoint.every");
   s.checkpoint_keep = c.get_int("checkpoint.keep");
   s.checkpoint_resume = c.get_string("checkpoint.resume");
+  s.init_from = c.get_string("model.init_from");
   return s;
 }
 

@@ -1,3 +1,4 @@
+#include "dfm/core/checkpoint/hf_import.hpp"
 #include "dfm/core/train/trainer.hpp"
 
 #include <glog/logging.h>
@@ -52,7 +53,7 @@ Trainer::Trainer(const TrainSettings& settings, ComputeBackend& backend, JobRunt
       inputs_(backend, micro_batches_ * micro_rows_),
       targets_(backend, micro_batches_ * micro_rows_),
       positions_(backend, micro_rows_) {
-  params_.initialise(s_.seed);
+  initialise_params();
   for (const dfm_unit& u : params_.units()) runtime_.placement().on_unit(u.index, DFM_UNIT_PARAMS_UPDATED, nullptr);
   // Every sequence of a micro-batch has this rank's tokens at their true positions.
   std::vector<int32_t> positions(host_inputs_.size());
@@ -64,6 +65,17 @@ Trainer::Trainer(const TrainSettings& settings, ComputeBackend& backend, JobRunt
     trace_->name_lane(0, "compute");
     trace_->name_lane(1, "send / receive");
   }
+}
+
+// From the seed, or from a fine-tune's checkpoint: each rank reads the
+// elements of its own shards (a resume later replaces both).
+void Trainer::initialise_params() {
+  if (s_.init_from.empty()) return params_.initialise(s_.seed);
+  const HfCheckpoint checkpoint = HfCheckpoint::open(s_.init_from);
+  params_.initialise([&](const ParamInfo& info, int64_t begin, int64_t end, float* out) {
+    checkpoint.read(info, *s_.model, begin, end, out);
+  });
+  if (runtime_.is_rank0()) LOG(INFO) << "initial weights from " << s_.init_from;
 }
 
 std::vector<bool> Trainer::held_units(const Pipeline& pipeline, int64_t n_layer) {

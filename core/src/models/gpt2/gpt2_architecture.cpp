@@ -29,6 +29,12 @@ class Gpt2Spec final : public ModelSpec {
                                int64_t max_batch, ModelLayout layout) const override {
     return std::make_unique<Gpt2Model>(backend, params, roles, shape_, max_batch, std::move(layout));
   }
+  // transformers' GPT-2 checkpoints may carry the attention-mask buffers, and
+  // ones saved from GPT2LMHeadModel prefix the names with "transformer.".
+  std::string param_of_hf_tensor(const std::string& name) const override {
+    if (name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") || name == "lm_head.weight") return "";
+    return name.starts_with("transformer.") ? name.substr(std::string("transformer.").size()) : name;
+  }
   ModelRecord record() const override {
     return {"gpt2",
             {{"n_layer", static_cast<double>(shape_.n_layer)},
@@ -117,6 +123,11 @@ class Gpt2Architecture final : public Architecture {
     s.vocab_size = c.get_int("model.vocab_size");
     s.seq_len = c.get_int("model.seq_len");
     return gpt2_spec(s);
+  }
+  std::string hf_model_type() const override { return "gpt2"; }
+  std::vector<HfConfigKey> hf_config_keys() const override {
+    return {{"n_layer", "n_layer"}, {"n_head", "n_head"}, {"d_model", "n_embd"}, {"vocab_size", "vocab_size"},
+            {"seq_len", "n_positions"}};
   }
   std::shared_ptr<const ModelSpec> from_record(const ModelRecord& r, const std::string& where) const override {
     GptShape s;

@@ -36,6 +36,10 @@ class LlamaSpec final : public ModelSpec {
     return {DFM_COMPUTE_SLOT(rmsnorm_forward), DFM_COMPUTE_SLOT(rmsnorm_backward), DFM_COMPUTE_SLOT(rope_forward),
             DFM_COMPUTE_SLOT(rope_backward),   DFM_COMPUTE_SLOT(swiglu_forward),   DFM_COMPUTE_SLOT(swiglu_backward)};
   }
+  // Older transformers saved RoPE's inverse frequencies as a buffer.
+  std::string param_of_hf_tensor(const std::string& name) const override {
+    return name.ends_with(".rotary_emb.inv_freq") ? "" : name;
+  }
   ModelRecord record() const override {
     return {"llama",
             {{"n_layer", static_cast<double>(shape_.n_layer)},
@@ -171,6 +175,20 @@ class LlamaArchitecture final : public Architecture {
     s.norm_eps = c.get_float("model.norm_eps");
     s.tie_embeddings = c.get_bool("model.tie_embeddings");
     return llama_spec(s);
+  }
+  std::string hf_model_type() const override { return "llama"; }
+  // Not max_position_embeddings: RoPE has no table of positions, so a job
+  // fine-tunes at the context it chooses (model.seq_len).
+  std::vector<HfConfigKey> hf_config_keys() const override {
+    return {{"n_layer", "num_hidden_layers"},
+            {"n_head", "num_attention_heads"},
+            {"n_kv_head", "num_key_value_heads"},
+            {"d_model", "hidden_size"},
+            {"ffn_dim", "intermediate_size"},
+            {"vocab_size", "vocab_size"},
+            {"rope_theta", "rope_theta"},
+            {"norm_eps", "rms_norm_eps"},
+            {"tie_embeddings", "tie_word_embeddings"}};
   }
   std::shared_ptr<const ModelSpec> from_record(const ModelRecord& r, const std::string& where) const override {
     LlamaShape s;

@@ -112,6 +112,12 @@ class Config {
   std::vector<std::string> get_string_array(const std::string& key) const;
   // True when the file or an override set the key (not a default).
   bool is_set(const std::string& key) const;
+  // Sets `key` to `toml_value` as if an override had, when neither the file
+  // nor an override set it; `origin` stands where "--set ..." would in
+  // messages ("<folder>/config.json (num_attention_heads)"). Returns false,
+  // changing nothing, when the key was set already. For values a job takes
+  // from a file it points at (model.init_from).
+  bool fill_unset(const std::string& key, const std::string& toml_value, const std::string& origin);
   // True when the schema knows the key.
   bool knows(const std::string& key) const;
   // Tables present under a prefix, e.g. tables_under("strategy") -> {"tp", "cp"}.

@@ -74,6 +74,16 @@ class ModelSpec {
   // The compute slots beyond ABI 1.0's that the model calls: planning refuses
   // a backend whose table lacks one, naming it (`--dry-run` says so).
   virtual std::vector<ComputeSlot> required_kernels() const { return {}; }
+  // The parameter a tensor of a Hugging Face checkpoint holds: its own name
+  // by default; "" for a tensor that is no parameter (a buffer an older
+  // transformers saved, such as GPT-2's attention mask).
+  virtual std::string param_of_hf_tensor(const std::string& name) const { return name; }
+};
+
+// A [model] key a Hugging Face config.json defines (model.init_from).
+struct HfConfigKey {
+  std::string model_key;  // "n_head", relative to [model]
+  std::string hf_key;     // "num_attention_heads"
 };
 
 class Architecture {
@@ -90,6 +100,10 @@ class Architecture {
   virtual std::shared_ptr<const ModelSpec> from_config(const Config& config) const = 0;
   // Throws std::runtime_error "<where>: ..." for a record it cannot hold.
   virtual std::shared_ptr<const ModelSpec> from_record(const ModelRecord& record, const std::string& where) const = 0;
+  // Hugging Face's model_type of the family ("gpt2", "llama") and the [model]
+  // keys its config.json defines, for model.init_from.
+  virtual std::string hf_model_type() const = 0;
+  virtual std::vector<HfConfigKey> hf_config_keys() const = 0;
 };
 
 // Every architecture dfm knows, in the reference's order.

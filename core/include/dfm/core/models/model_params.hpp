@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,8 +54,14 @@ class ModelParams {
   // Bytes of this rank's shards (parameters; gradients and each moment are the same size).
   int64_t shard_bytes() const;
 
-  // Fills every shard with its initial values and zeroes the moments.
+  // Elements [begin, end) of the local slice of a parameter (local indices).
+  using SliceValues = std::function<void(const ParamInfo& info, int64_t begin, int64_t end, float* out)>;
+  // Fills every shard with its initial values (init_param_range from `seed`)
+  // and zeroes the moments.
   void initialise(uint64_t seed);
+  // The same with the values `values` gives: each rank asks for the elements
+  // of its own shards only (a fine-tune's checkpoint, hf_import.hpp).
+  void initialise(const SliceValues& values);
   void zero_grad_shards();
 
  private:

@@ -38,6 +38,8 @@ struct TrainSettings {
   std::filesystem::path checkpoint_dir;
   int64_t checkpoint_every = 0, checkpoint_keep = 3;
   std::string checkpoint_resume = "auto";
+  // A Hugging Face folder the initial weights come from (model.init_from); empty: from seed.
+  std::string init_from;
 };
 
 // The model's keys must be in the schema (add_model_schema).

@@ -58,6 +58,7 @@ class Trainer {
   std::unique_ptr<TokenStream> make_stream() const;
   // Which units this rank stores (its pipeline chunks'), and the model's
   // chunks with an activation slot per micro-batch the schedule keeps in flight.
+  void initialise_params();
   static std::vector<bool> held_units(const Pipeline& pipeline, int64_t n_layer);
   static ModelLayout model_layout(const Pipeline& pipeline, const std::vector<PipelineAction>& schedule);
 
