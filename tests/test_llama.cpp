@@ -154,16 +154,10 @@ fs::path token_file() {
 // tools/llama_reference.py with `args` exits 0 (the NumPy from install-deps.sh, in .deps/python).
 void expect_reference_passes(const std::string& args) {
   const std::string source = DFM_TEST_SOURCE_DIR;
-  const std::string command =
-      "PYTHONPATH=" + source + "/.deps/python python3 " + source + "/tools/llama_reference.py " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  char buf[512];
-  while (fgets(buf, sizeof buf, pipe)) output += buf;
-  const int status = pclose(pipe);
-  EXPECT_EQ(WEXITSTATUS(status), 0) << command << "\n" << output;
-  EXPECT_NE(output.find("agree"), std::string::npos) << output;
+  const test::CommandResult r = test::run_bin_command("PYTHONPATH=" + source + "/.deps/python python3 " + source +
+                                                      "/tools/llama_reference.py " + args);
+  EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.output;
+  EXPECT_NE(r.output.find("agree"), std::string::npos) << r.output;
 }
 
 // The export after 12 steps, and the loss of step 13 of a 13-step run (a

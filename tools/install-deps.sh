@@ -16,6 +16,7 @@ packages=(
   libdnnl-dev                # cpu compute plugin: GEMMs (oneDNN)
   libopenblas-dev            # bench/gemm_libraries: the alternative we measured oneDNN against
   libgloo-dev                # gloo comm plugin
+  libsentencepiece-dev       # dfm-data encode --tokenizer: SentencePiece models (Llama 2, Mistral)
   python3                    # tools/ scripts
 )
 
@@ -35,18 +36,20 @@ install_cudnn_frontend() {
   echo "$cudnn_frontend_version" >"$target/VERSION"
 }
 
-# NumPy for tools/llama_reference.py (the independent Llama an export is
-# checked against), from PyPI into .deps/python, which the tests put on
-# PYTHONPATH: the python3 on PATH may not be Debian's.
-numpy_version=1.26.4
-install_numpy() {
+# Python packages of tools/, from PyPI into .deps/python, which the tests put
+# on PYTHONPATH (the python3 on PATH may not be Debian's): NumPy for
+# llama_reference.py (the independent Llama an export is checked against),
+# tokenizers for encode_hf_tokenizer.py (Hugging Face tokenizer.json files).
+python_packages="numpy==1.26.4 tokenizers==0.20.3"
+install_python_packages() {
   local target="$deps_dir/python"
-  [[ -f $target/NUMPY_VERSION && $(cat "$target/NUMPY_VERSION") == "$numpy_version" ]] && return
-  echo "install-deps: fetching numpy $numpy_version"
+  [[ -f $target/VERSIONS && $(cat "$target/VERSIONS") == "$python_packages" ]] && return
+  echo "install-deps: fetching $python_packages"
   rm -rf "$target"
+  # shellcheck disable=SC2086  # one word per package
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-    --target "$target" "numpy==$numpy_version"
-  echo "$numpy_version" >"$target/NUMPY_VERSION"
+    --target "$target" $python_packages
+  echo "$python_packages" >"$target/VERSIONS"
 }
 
 missing=()
@@ -62,4 +65,4 @@ if ((${#missing[@]} > 0)); then
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 install_cudnn_frontend
-install_numpy
+install_python_packages

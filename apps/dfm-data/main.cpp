@@ -1,7 +1,11 @@
 // dfm-data: make and inspect token files (llm.c's format, see token_files.hpp).
 //
-//   dfm-data encode INPUT... --out FILE   byte-level tokens (vocabulary 256) of text files
-//   dfm-data info FILE...                 format, token count and id range
+//   dfm-data encode INPUT... --out FILE                         byte-level tokens (vocabulary 256)
+//   dfm-data encode INPUT... --tokenizer tokenizer.model --out FILE   SentencePiece tokens
+//   dfm-data info FILE...                                       format, token count and id range
+//
+// Hugging Face tokenizer.json files (byte-level BPE: GPT-2, Llama 3) are
+// tools/encode_hf_tokenizer.py's, which writes the same files.
 #include <boost/program_options.hpp>
 #include <algorithm>
 #include <cstdio>
@@ -12,6 +16,7 @@
 #include <vector>
 
 #include "dfm/core/data/token_files.hpp"
+#include "sentencepiece_encoder.hpp"
 
 namespace po = boost::program_options;
 
@@ -60,6 +65,30 @@ int encode(const std::vector<std::string>& inputs, const std::string& out) {
   return 0;
 }
 
+std::string read_whole(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error(path + ": cannot open");
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+// Each input is one document: the model's BOS id (unless no_bos), then its pieces.
+int encode_sentencepiece(const std::vector<std::string>& inputs, const std::string& model, bool no_bos,
+                         const std::string& out) {
+  const dfm::data::SentencePieceEncoder encoder(model);
+  std::vector<uint32_t> tokens;
+  for (const auto& in : inputs) {
+    const std::vector<uint32_t> ids = encoder.encode(read_whole(in), !no_bos);
+    tokens.insert(tokens.end(), ids.begin(), ids.end());
+  }
+  dfm::write_token_file(out, tokens);
+  std::cout << out << ": " << tokens.size() << " tokens (SentencePiece " << model << ", " << encoder.vocab_size()
+            << " ids" << (!no_bos && encoder.bos_id() >= 0 ? ", BOS " + std::to_string(encoder.bos_id()) +
+                                                                  " before each file"
+                                                            : std::string())
+            << ") from " << inputs.size() << " file(s)\n";
+  return 0;
+}
+
 int info(const std::vector<std::string>& files) {
   for (const auto& file : files) {
     const dfm::MappedTokenFile f(file);
@@ -79,10 +108,15 @@ int info(const std::vector<std::string>& files) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string command, out;
+  std::string command, out, tokenizer;
+  bool no_bos = false;
   std::vector<std::string> files;
   po::options_description visible("Options");
-  visible.add_options()("help,h", "show this help")("out,o", po::value(&out), "output token file (encode)");
+  visible.add_options()("help,h", "show this help")("out,o", po::value(&out), "output token file (encode)")(
+      "tokenizer", po::value(&tokenizer),
+      "encode: a SentencePiece model (tokenizer.model) instead of bytes; tokenizer.json files are "
+      "tools/encode_hf_tokenizer.py's")("no-bos", po::bool_switch(&no_bos),
+                                       "encode --tokenizer: no BOS id before each file");
   po::options_description all;
   all.add(visible).add_options()("command", po::value(&command))("files", po::value(&files));
   po::positional_options_description positional;
@@ -92,14 +126,17 @@ int main(int argc, char** argv) {
     po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
     po::notify(vm);
     if (vm.count("help") || command.empty()) {
-      std::cout << "usage: dfm-data encode TEXT... --out FILE.bin   byte-level token file (vocabulary 256)\n"
-                   "       dfm-data info FILE.bin...               format, token count, id range\n\n"
+      std::cout << "usage: dfm-data encode TEXT... --out FILE.bin                    byte-level token file (vocabulary 256)\n"
+                   "       dfm-data encode TEXT... --tokenizer M.model --out FILE.bin   SentencePiece token file\n"
+                   "       dfm-data info FILE.bin...                                  format, token count, id range\n\n"
                 << visible;
       return command.empty() && !vm.count("help") ? kExitUsage : 0;
     }
     if (files.empty()) throw po::error("no input files");
     if (command == "encode") {
       if (out.empty()) throw po::error("encode needs --out FILE");
+      if (!tokenizer.empty()) return encode_sentencepiece(files, tokenizer, no_bos, out);
+      if (no_bos) throw po::error("--no-bos goes with --tokenizer");
       return encode(files, out);
     }
     if (command == "info") return info(files);

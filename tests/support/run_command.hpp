@@ -15,10 +15,9 @@ struct CommandResult {
   std::string output;  // stdout and stderr
 };
 
-// `args` starts with the program's name in bin/; `workdir` is where it runs.
-inline CommandResult run_bin(const std::string& args, const std::string& workdir = "") {
-  const std::string cd = workdir.empty() ? "" : "cd '" + workdir + "' && ";
-  const std::string command = cd + std::string(DFM_TEST_BIN_DIR) + "/" + args + " 2>&1";
+// Runs a shell command line; its exit code and output (stdout and stderr).
+inline CommandResult run_bin_command(const std::string& command_line) {
+  const std::string command = command_line + " 2>&1";
   CommandResult r;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return r;
@@ -28,6 +27,12 @@ inline CommandResult run_bin(const std::string& args, const std::string& workdir
   const int status = pclose(pipe);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// `args` starts with the program's name in bin/; `workdir` is where it runs.
+inline CommandResult run_bin(const std::string& args, const std::string& workdir = "") {
+  const std::string cd = workdir.empty() ? "" : "cd '" + workdir + "' && ";
+  return run_bin_command(cd + std::string(DFM_TEST_BIN_DIR) + "/" + args);
 }
 
 }  // namespace dfm::test
