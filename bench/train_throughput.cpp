@@ -1,16 +1,24 @@
-// Training throughput of GPT-2 shapes on any compute backend, as a fraction of
-// the backend's own rate on one of the model's GEMMs measured in the same run.
+// Training throughput of GPT-2 or Llama shapes on any compute backend, as a
+// fraction of the backend's own rate on one of the model's GEMMs measured in
+// the same run.
 //
-//   bench_train_throughput [--layers 12 --d-model 768 --heads 12 --vocab 50257
-//                           --seq 256 --batch 4 --steps 6 --threads 0 --compute cpu
-//                           --precision fp32|bf16 --activations fp32|bf16 --peak-tflops P]
+//   bench_train_throughput [--arch gpt|llama --layers 12 --d-model 768 --heads 12
+//                           --kv-heads 4 --ffn F --vocab V --seq 256 --batch 4 --steps 6
+//                           --threads 0 --compute cpu --precision fp32|bf16
+//                           --activations fp32|bf16 --peak-tflops P]
+//
+// --arch llama (12 heads sharing --kv-heads 4, an MLP of --ffn, Llama's rule
+// by default, and an untied head; vocabulary 32000 by default) is the
+// Llama family's block at GPT-2 124M's size; bench/torch_train_throughput.py
+// times PyTorch on the same shape.
 //
 // With --peak-tflops (the device's dense peak at the precision used, e.g.
 // 989 for bf16 on an H100 SXM) it also prints the model FLOPs utilisation.
 //
 // Model FLOPs per token follow PaLM (Chowdhery et al. 2022, appendix B):
 // 6 N + 12 L C T, where N counts every parameter that takes part in a matmul
-// (the tied embedding once, as the LM head; not the position table) and the
+// (the tied embedding once, as the LM head; not the position table, not an
+// untied model's input embedding, which is a lookup) and the
 // second term is attention's scores and weighted sum, forward and backward,
 // counted for the full T x T matrix as the convention does (causal masking
 // does about half of that work).
@@ -28,6 +36,7 @@
 #include "dfm/core/plugins/compute_backend.hpp"
 #include "dfm/core/job/job_runtime.hpp"
 #include "dfm/core/models/gpt2/gpt2_architecture.hpp"
+#include "dfm/core/models/llama/llama_architecture.hpp"
 #include "dfm/core/train/optimizer.hpp"
 
 namespace {
@@ -75,18 +84,49 @@ double gemm_gflops(dfm::ComputeBackend& backend, int64_t m, int64_t n, int64_t k
   return 2.0 * static_cast<double>(m * n * k) / median(seconds) / 1e9;
 }
 
+// The model of the flags, its parameters that are no matmul's (the lookup
+// tables), and the hidden width of its MLP (the GEMM the rate is measured on).
+struct BenchModel {
+  std::shared_ptr<const dfm::ModelSpec> spec;
+  int64_t lookup_params, mlp_width;
+};
+
+BenchModel bench_model(int argc, char** argv, const dfm::ModelDims& d) {
+  const std::string arch = text_flag(argc, argv, "--arch", "gpt");
+  if (arch != "gpt" && arch != "llama") throw std::invalid_argument("--arch " + arch + ": expected gpt or llama");
+  if (arch == "llama") {
+    dfm::LlamaShape s;
+    s.n_layer = d.n_layer;
+    s.d_model = d.d_model;
+    s.n_head = d.n_head;
+    s.n_kv_head = flag(argc, argv, "--kv-heads", 4);
+    s.ffn_dim = flag(argc, argv, "--ffn", dfm::llama_default_ffn_dim(s.d_model));
+    s.vocab_size = flag(argc, argv, "--vocab", 32000);
+    s.seq_len = d.seq_len;
+    return {dfm::llama_spec(s), s.vocab_size * s.d_model, s.ffn_dim};
+  }
+  dfm::GptShape s;
+  s.n_layer = d.n_layer;
+  s.d_model = d.d_model;
+  s.n_head = d.n_head;
+  s.vocab_size = flag(argc, argv, "--vocab", 50257);
+  s.seq_len = d.seq_len;
+  return {dfm::gpt2_spec(s), s.seq_len * s.d_model, 4 * s.d_model};
+}
+
 int run(int argc, char** argv) {
-  dfm::GptShape shape;
-  shape.n_layer = flag(argc, argv, "--layers", 12);
-  shape.d_model = flag(argc, argv, "--d-model", 768);
-  shape.n_head = flag(argc, argv, "--heads", 12);
-  shape.vocab_size = flag(argc, argv, "--vocab", 50257);
-  shape.seq_len = flag(argc, argv, "--seq", 256);
+  dfm::ModelDims flags;
+  flags.n_layer = flag(argc, argv, "--layers", 12);
+  flags.d_model = flag(argc, argv, "--d-model", 768);
+  flags.n_head = flag(argc, argv, "--heads", 12);
+  flags.seq_len = flag(argc, argv, "--seq", 256);
+  const BenchModel bench = bench_model(argc, argv, flags);
+  const dfm::ModelDims shape = bench.spec->dims();
   const int64_t batch = flag(argc, argv, "--batch", 4), steps = flag(argc, argv, "--steps", 6);
 
   dfm::bench::BenchCompute compute(argc, argv);
   dfm::ComputeBackend& backend = compute.backend();
-  const auto spec = dfm::gpt2_spec(shape);
+  const auto& spec = bench.spec;
   const dfm::JobRuntime runtime = dfm::JobRuntime::single_process(backend, shape.n_layer);
   dfm::ModelParams params(backend, spec->params(0, 1), static_cast<int32_t>(shape.n_layer + 1), runtime.placement());
   params.initialise(1);
@@ -121,19 +161,16 @@ int run(int argc, char** argv) {
     if (s > 0) step_seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
   }
 
-  const double n_matmul = static_cast<double>(params.total_count() - shape.seq_len * shape.d_model);
+  const double n_matmul = static_cast<double>(params.total_count() - bench.lookup_params);
   const double flops_per_token =
       6.0 * n_matmul + 12.0 * static_cast<double>(shape.n_layer * shape.d_model * shape.seq_len);
   const double step = median(step_seconds);
   const double tokens_per_s = static_cast<double>(rows) / step;
   const double model_gflops = tokens_per_s * flops_per_token / 1e9;
-  const double gemm = gemm_gflops(backend, rows, 4 * shape.d_model, shape.d_model);
+  const double gemm = gemm_gflops(backend, rows, bench.mlp_width, shape.d_model);
   std::printf("backend: %s, %s, activations in %s\n", compute.name().c_str(), compute.precision().c_str(),
               compute.activations().c_str());
-  std::printf("model: %lld layers, d_model %lld, %lld heads, vocab %lld, seq %lld, batch %lld (%.1fM parameters)\n",
-              static_cast<long long>(shape.n_layer), static_cast<long long>(shape.d_model),
-              static_cast<long long>(shape.n_head), static_cast<long long>(shape.vocab_size),
-              static_cast<long long>(shape.seq_len), static_cast<long long>(batch),
+  std::printf("model: %s, batch %lld (%.1fM parameters)\n", spec->describe().c_str(), static_cast<long long>(batch),
               static_cast<double>(params.total_count()) / 1e6);
   std::printf("activation memory: %.1f MiB\n", static_cast<double>(model->activation_bytes()) / (1 << 20));
   std::printf("step time (median of %lld): %.1f ms\n", static_cast<long long>(steps), step * 1e3);
@@ -144,7 +181,7 @@ int run(int argc, char** argv) {
   std::printf("tokens/s: %.0f\n", tokens_per_s);
   std::printf("model FLOP/s: %.1f GFLOP/s (%.2f GFLOP per token)\n", model_gflops, flops_per_token / 1e9);
   std::printf("GEMM rate (%lld x %lld x %lld, same run): %.1f GFLOP/s\n", static_cast<long long>(rows),
-              static_cast<long long>(4 * shape.d_model), static_cast<long long>(shape.d_model), gemm);
+              static_cast<long long>(bench.mlp_width), static_cast<long long>(shape.d_model), gemm);
   std::printf("end-to-end fraction of the GEMM rate: %.1f%%\n", 100.0 * model_gflops / gemm);
   if (const double peak = float_flag(argc, argv, "--peak-tflops", 0.0); peak > 0)
     std::printf("MFU: %.1f%% of %.0f TFLOP/s\n", model_gflops / (peak * 1e3) * 100.0, peak);
