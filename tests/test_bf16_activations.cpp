@@ -307,6 +307,55 @@ TEST_P(Bf16Activations, LayerNormKernels) {
   dbias.expect_same(1e-4, "layernorm_backward dbias");
 }
 
+// The Llama family's kernels (ABI 1.7): RMSNorm, RoPE turning Q and K in
+// place inside one fused Q | K | V row (touching only their columns), SwiGLU.
+TEST_P(Bf16Activations, LlamaKernels) {
+  const int64_t rows = 19, dim = 96;
+  const auto in = act(bf16_values(rows * dim, 40, -2.0f, 2.0f)), dout = act(bf16_values(rows * dim, 41));
+  const auto out = act(std::vector<float>(rows * dim, 0.0f)), din = act(bf16_values(rows * dim, 42));
+  const auto weight = fp32(random_floats(dim, 43, 0.5f, 1.5f)), rstd = fp32(std::vector<float>(rows));
+  const auto dweight = fp32(random_floats(dim, 44));
+  // 2 query heads and 1 key/value head of 16 in each row of Q | K | V.
+  const int64_t head_dim = 16, qkv_width = 4 * head_dim;
+  const auto qkv = act(bf16_values(rows * qkv_width, 45)), dqkv = act(bf16_values(rows * qkv_width, 46));
+  std::vector<int32_t> positions;
+  for (int64_t t = 0; t < rows; ++t) positions.push_back(static_cast<int32_t>(100 + 7 * t));
+  const auto gate = act(bf16_values(rows * dim, 47, -6.0f, 6.0f)), up = act(bf16_values(rows * dim, 48));
+  const auto glu = act(std::vector<float>(rows * dim, 0.0f)), dgate = act(std::vector<float>(rows * dim, 0.0f)),
+             dup = act(std::vector<float>(rows * dim, 0.0f));
+  both([&](const Device& d, bool bf16) {
+    Api api = d.api();
+    void* ctx = d.ctx();
+    Buffer<int32_t> pos(d, positions);
+    dfm_status s = api.rmsnorm_forward(ctx, out.on(bf16), rstd.on(bf16), in.on(bf16), weight.on(bf16), rows, dim, 1e-5f);
+    if (s == DFM_OK)
+      s = api.rmsnorm_backward(ctx, din.on(bf16), dweight.on(bf16), dout.on(bf16), in.on(bf16), weight.on(bf16),
+                               rstd.on(bf16), rows, dim);
+    // Q (2 heads), then K (1 head) after it — 2 head_dim elements in, which the
+    // float* of a bf16 buffer reaches in head_dim steps; V, the last head_dim
+    // columns, must stay as it is.
+    if (s == DFM_OK) s = api.rope_forward(ctx, qkv.on(bf16), pos.data(), rows, 2, head_dim, qkv_width, 10000.0f);
+    if (s == DFM_OK)
+      s = api.rope_forward(ctx, qkv.on(bf16) + (bf16 ? head_dim : 2 * head_dim), pos.data(), rows, 1, head_dim,
+                           qkv_width, 10000.0f);
+    if (s == DFM_OK) s = api.rope_backward(ctx, dqkv.on(bf16), pos.data(), rows, 3, head_dim, qkv_width, 10000.0f);
+    if (s == DFM_OK) s = api.swiglu_forward(ctx, glu.on(bf16), gate.on(bf16), up.on(bf16), rows * dim);
+    if (s == DFM_OK)
+      s = api.swiglu_backward(ctx, dgate.on(bf16), dup.on(bf16), dout.on(bf16), gate.on(bf16), up.on(bf16),
+                              rows * dim);
+    return s;
+  });
+  expect_rounded(out, "rmsnorm_forward out");
+  rstd.expect_same(1e-5, "rmsnorm_forward rstd");
+  expect_rounded(din, "rmsnorm_backward din (accumulated)");
+  dweight.expect_same(1e-4, "rmsnorm_backward dweight");
+  expect_rounded(qkv, "rope_forward on Q and K of a fused row");
+  expect_rounded(dqkv, "rope_backward");
+  expect_rounded(glu, "swiglu_forward");
+  expect_rounded(dgate, "swiglu_backward dgate");
+  expect_rounded(dup, "swiglu_backward dup");
+}
+
 // Q, K and V read in place from one fused [tokens, 3 * heads * head_dim] row
 // and dQ, dK, dV accumulated into one, as the model lays them out.
 TEST_P(Bf16Activations, AttentionOnAFusedQkvRow) {

@@ -6,8 +6,8 @@
 #      (test_cuda_backend), the nccl comm plugin on groups of one GPU
 #      (test_nccl), GPT training cuda vs cpu (test_gpt_cuda) and bf16
 #      activation storage (test_bf16_activations);
-#   2. GPT training on cuda fp32 against cpu: per-step loss over 20 steps;
-#   3. the exported model against Hugging Face transformers (if torch is there);
+#   2. GPT and Llama training on cuda fp32 against cpu: per-step loss over 20 steps;
+#   3. the exported GPT-2 and Llama against Hugging Face transformers (if torch is there);
 #   4. throughput of GPT-2 124M and 350M shapes at seq_len 1024, fp32 and bf16
 #      (bf16 activations, and fp32 ones for comparison; bf16 with the MFU
 #      against the GPU's bf16 dense peak when the GPU is known);
@@ -84,12 +84,13 @@ kernel_table_step() {  # label backend
   grep -v '^PASS' "$work/kernels-$backend.log" | tail -n 30
 }
 
-# Runs one of the repository's jobs (configs/default.toml, 20 steps) on a backend.
+# Runs one of the repository's jobs (DFM_GPU_CHECK_CONFIG, configs/default.toml
+# by default; 20 steps) on a backend.
 run_job() {  # backend out_dir [extra --set ...]
   local backend=$1 out=$2
   shift 2
-  limited "$bundle/bin/dfm-run" "$here/configs/default.toml" --set train.steps=20 --set sample.every=0 \
-    --set "backend.compute=\"$backend\"" --set "job.out_dir=\"$out\"" "$@" >"$out.log" 2>&1
+  limited "$bundle/bin/dfm-run" "$here/configs/${DFM_GPU_CHECK_CONFIG:-default}.toml" --set train.steps=20 \
+    --set sample.every=0 --set "backend.compute=\"$backend\"" --set "job.out_dir=\"$out\"" "$@" >"$out.log" 2>&1
 }
 
 step_1() {
@@ -105,17 +106,19 @@ step_1() {
 }
 
 step_2() {
-  echo "== 2. GPT fp32: cuda vs cpu, 20 steps"
-  run_job cpu "$work/cpu" || tail -n 5 "$work/cpu.log"
-  run_job cuda "$work/cuda" || tail -n 5 "$work/cuda.log"
-  python3 - "$work/cpu/metrics.jsonl" "$work/cuda/metrics.jsonl" <<'PY' | tee "$work/gpt.txt"
+  for model in default llama-tiny-cpu; do
+    echo "== 2. $model fp32: cuda vs cpu, 20 steps"
+    DFM_GPU_CHECK_CONFIG=$model run_job cpu "$work/$model-cpu" || tail -n 5 "$work/$model-cpu.log"
+    DFM_GPU_CHECK_CONFIG=$model run_job cuda "$work/$model-cuda" || tail -n 5 "$work/$model-cuda.log"
+    python3 - "$work/$model-cpu/metrics.jsonl" "$work/$model-cuda/metrics.jsonl" <<'PY' | tee "$work/$model.txt"
 import json, sys
 a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
 b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
 worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
 print(f"steps {len(a)}: first loss {a[0]:.6f} vs {b[0]:.6f}, last {a[-1]:.6f} vs {b[-1]:.6f}, max relative difference {worst:.2e}")
 PY
-  note "GPT fp32 cuda vs cpu (20 steps)" "$(sed -n 's/.*max relative difference /max rel diff /p' "$work/gpt.txt")"
+    note "$model fp32 cuda vs cpu (20 steps)" "$(sed -n 's/.*max relative difference /max rel diff /p' "$work/$model.txt")"
+  done
 }
 
 step_3() {
@@ -126,13 +129,17 @@ step_3() {
   fi
   head -c 200000 "$here/README.md" "$here"/docs/*.md >"$work/text.txt"
   "$bundle/bin/dfm-data" encode "$work/text.txt" --out "$work/text.bin" >/dev/null
-  run_job cuda "$work/hf0" --set train.steps=0 --set 'data.source="tokens"' --set "data.path=\"$work/text.bin\""
-  run_job cuda "$work/hf1" --set train.steps=1 --set 'data.source="tokens"' --set "data.path=\"$work/text.bin\""
-  if python3 "$here/tools/hf_check.py" "$work/hf0/final" "$work/text.bin" "$work/hf1/metrics.jsonl" 16 | tee "$work/hf.txt"; then
-    note "export vs transformers GPT2LMHeadModel" "PASS ($(sed -n 's/.*relative difference /rel diff /p' "$work/hf.txt"))"
-  else
-    note "export vs transformers GPT2LMHeadModel" "FAIL"
-  fi
+  for model in default llama-tiny-cpu; do
+    local data=(--set 'data.source="tokens"' --set "data.path=\"$work/text.bin\"")
+    DFM_GPU_CHECK_CONFIG=$model run_job cuda "$work/$model-hf0" --set train.steps=0 "${data[@]}"
+    DFM_GPU_CHECK_CONFIG=$model run_job cuda "$work/$model-hf1" --set train.steps=1 "${data[@]}"
+    if python3 "$here/tools/hf_check.py" "$work/$model-hf0/final" "$work/text.bin" "$work/$model-hf1/metrics.jsonl" 16 |
+      tee "$work/$model-hf.txt"; then
+      note "$model export vs transformers" "PASS ($(sed -n 's/.*relative difference /rel diff /p' "$work/$model-hf.txt"))"
+    else
+      note "$model export vs transformers" "FAIL"
+    fi
+  done
 }
 
 # bf16 dense tensor-core peak (TFLOP/s, NVIDIA data sheets) of the GPU, for the MFU.

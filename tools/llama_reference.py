@@ -29,6 +29,8 @@ import sys
 
 import numpy as np
 
+from token_file import read_tokens
+
 
 def read_safetensors(path):
     """name -> array, and the names in file order (the format's spec: an
@@ -51,13 +53,6 @@ def read_safetensors(path):
         tensors[name] = values.astype(np.float64).reshape(info["shape"])
         order.append((begin, name))
     return tensors, [name for _, name in sorted(order)]
-
-
-def read_tokens(path):
-    header = np.fromfile(path, dtype=np.int32, count=256)
-    assert header[0] == 20240520, f"{path}: not a token file"
-    dtype = np.uint16 if header[1] == 1 else np.uint32
-    return np.fromfile(path, dtype=dtype, offset=1024, count=int(header[2])).astype(np.int64)
 
 
 def expected_tensors(c):

@@ -13,6 +13,29 @@ double ModelRecord::at(const std::string& key, const std::string& where) const {
   throw std::runtime_error(where + ": model." + key + ": missing (architecture " + arch + ")");
 }
 
+std::vector<KeySpec> transformer_shape_keys(const std::string& head_rule) {
+  using T = ValueType;
+  return {
+      {.key = "n_layer", .type = T::Int, .default_toml = "4", .doc = "Number of transformer blocks.", .min = 1},
+      {.key = "n_head", .type = T::Int, .default_toml = "4", .doc = "Attention heads per block; " + head_rule, .min = 1},
+      {.key = "d_model",
+       .type = T::Int,
+       .default_toml = "128",
+       .doc = "Width of the residual stream (the embedding size).",
+       .min = 1},
+      {.key = "vocab_size",
+       .type = T::Int,
+       .default_toml = "256",
+       .doc = "Number of token ids; 256 is the byte-level vocabulary.",
+       .min = 2},
+      {.key = "seq_len",
+       .type = T::Int,
+       .default_toml = "64",
+       .doc = "Tokens per training sequence (the context length).",
+       .min = 1},
+  };
+}
+
 const std::vector<const Architecture*>& architectures() {
   static const std::vector<const Architecture*> all = {
       &gpt2_architecture(),

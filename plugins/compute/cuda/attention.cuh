@@ -28,6 +28,7 @@ constexpr int kAttentionThreads = kAttentionWarps * kWarpSize;
 
 struct AttentionShape {
   int64_t batch, heads, head_dim, q_len, kv_len;
+  int64_t kv_heads;  // grouped-query attention: query head h reads K/V head h / (heads / kv_heads)
   int64_t q_ts, kv_ts, o_ts;
   int64_t q_pos0, kv_pos0;
   int causal;
@@ -37,8 +38,12 @@ struct AttentionShape {
   __host__ __device__ int64_t q_offset(int64_t b, int64_t t, int64_t h) const {
     return (b * q_len + t) * q_ts + h * head_dim;
   }
+  // The K/V row of query head h: its group's K/V head.
   __host__ __device__ int64_t kv_offset(int64_t b, int64_t t, int64_t h) const {
-    return (b * kv_len + t) * kv_ts + h * head_dim;
+    return kv_head_offset(b, t, h / (heads / kv_heads));
+  }
+  __host__ __device__ int64_t kv_head_offset(int64_t b, int64_t t, int64_t g) const {
+    return (b * kv_len + t) * kv_ts + g * head_dim;
   }
   __host__ __device__ int64_t o_offset(int64_t b, int64_t t, int64_t h) const {
     return (b * q_len + t) * o_ts + h * head_dim;
@@ -70,6 +75,7 @@ inline AttentionShape attention_shape(const Args& args, const dfm_attention_desc
                         d.head_dim,
                         d.q_len,
                         d.kv_len,
+                        dfm_attention_kv_heads(&d),
                         d.q_token_stride,
                         d.kv_token_stride,
                         d.o_token_stride,
@@ -80,15 +86,17 @@ inline AttentionShape attention_shape(const Args& args, const dfm_attention_desc
 }
 
 // One of a call's tensors (q, k, v, out, or a gradient) as staging.hpp sees
-// it: batch * tokens rows of heads * head_dim values, token_stride apart. In a
-// bf16-activation context the fp32 kernels run on fp32 copies of them.
-inline MatrixLayout attention_rows(const dfm_attention_desc& d, int64_t tokens, int64_t token_stride) {
-  return MatrixLayout{d.batch * tokens, d.heads * d.head_dim, token_stride};
+// it: batch * tokens rows of `heads` heads of head_dim values (kv_heads for
+// K, V and their gradients), token_stride apart. In a bf16-activation context
+// the fp32 kernels run on fp32 copies of them.
+inline MatrixLayout attention_rows(const dfm_attention_desc& d, int64_t tokens, int64_t heads, int64_t token_stride) {
+  return MatrixLayout{d.batch * tokens, heads * d.head_dim, token_stride};
 }
 
-// Blocks of a kernel that gives each (batch, head) pair `tiles` blocks.
-inline unsigned attention_blocks(const Args& args, const AttentionShape& a, int64_t tiles) {
-  const int64_t blocks = a.batch * a.heads * tiles;
+// Blocks of a kernel that gives each (batch, head) pair `tiles` blocks, over
+// `heads` heads (the query heads, or the K/V heads of a key-side kernel).
+inline unsigned attention_blocks(const Args& args, const AttentionShape& a, int64_t heads, int64_t tiles) {
+  const int64_t blocks = a.batch * heads * tiles;
   if (blocks > 0x7fffffff) args.unsupported("the grid needs " + std::to_string(blocks) + " blocks, at most 2^31 - 1");
   return static_cast<unsigned>(blocks);
 }
@@ -103,17 +111,18 @@ void allow_shared_memory(const Args& args, Kernel kernel, size_t bytes) {
             "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
 }
 
-// The (batch, head) and the tile of `length` tokens (queries or keys, `tile`
-// at a time) this block works on: blocks run (batch, head)-major, tile-minor.
+// The (batch, head) — one of `heads` — and the tile of `length` tokens
+// (queries or keys, `tile` at a time) this block works on: blocks run
+// (batch, head)-major, tile-minor.
 struct BlockTile {
   int64_t b, h, start;  // batch, head, first token of the tile
   int count;            // tokens in the tile (fewer in the last one)
 };
-__device__ inline BlockTile block_tile(const AttentionShape& a, int64_t length, int tile) {
+__device__ inline BlockTile block_tile(int64_t heads, int64_t length, int tile) {
   const int64_t tiles = (length + tile - 1) / tile;
   const int64_t pair = blockIdx.x / tiles;
   const int64_t start = (blockIdx.x % tiles) * tile;
-  return {pair / a.heads, pair % a.heads, start, static_cast<int>(min(static_cast<int64_t>(tile), length - start))};
+  return {pair / heads, pair % heads, start, static_cast<int>(min(static_cast<int64_t>(tile), length - start))};
 }
 
 // Row pitch of a K or V tile in shared memory: odd, so that lane j reading

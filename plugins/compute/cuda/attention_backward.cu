@@ -50,62 +50,68 @@ __global__ void __launch_bounds__(kAttentionThreads)
 
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
-  const BlockTile tile = block_tile(a, a.kv_len, kKeyTile);
-  const int64_t b = tile.b, h = tile.h, j0 = tile.start;
+  // One block per (batch, K/V head g, key tile): the query heads of g's group
+  // add into the same dK and dV, so they run one after another here (no
+  // atomics, the same sums every run).
+  const BlockTile tile = block_tile(a.kv_heads, a.kv_len, kKeyTile);
+  const int64_t b = tile.b, g = tile.h, j0 = tile.start;
   const int keys = tile.count;
   const int64_t first_query = a.first_query_seeing(j0);
   if (first_query >= a.q_len) return;  // the whole block: no query sees these keys
-  const float* lse_rows = lse + a.lse_offset(b, h);
 
-  load_tile(k_tile, pitch, k + a.kv_offset(b, j0, h), a.kv_ts, keys, kKeyTile, dim);
-  load_tile(v_tile, pitch, v + a.kv_offset(b, j0, h), a.kv_ts, keys, kKeyTile, dim);
+  load_tile(k_tile, pitch, k + a.kv_head_offset(b, j0, g), a.kv_ts, keys, kKeyTile, dim);
+  load_tile(v_tile, pitch, v + a.kv_head_offset(b, j0, g), a.kv_ts, keys, kKeyTile, dim);
   // Thread t owns elements t, t + blockDim.x, ... of dK and dV, in every phase below.
   for (int e = threadIdx.x; e < kKeyTile * dim; e += blockDim.x) {
     dk_acc[e] = 0.0f;
     dv_acc[e] = 0.0f;
   }
 
-  for (int64_t c0 = first_query; c0 < a.q_len; c0 += kQueryChunk) {
-    const int chunk = static_cast<int>(min(static_cast<int64_t>(kQueryChunk), a.q_len - c0));
-    __syncthreads();  // the previous chunk is no longer read; K and V are in place
-    load_tile(q_chunk, dim, q + a.q_offset(b, c0, h), a.q_ts, chunk, kQueryChunk, dim);
-    load_tile(do_chunk, dim, dout + a.o_offset(b, c0, h), a.o_ts, chunk, kQueryChunk, dim);
-    __syncthreads();
-    // P and dS of the chunk: a warp per query, lane j owns key j.
-    for (int ci = warp; ci < kQueryChunk; ci += kAttentionWarps) {
-      const int64_t i = c0 + ci;
-      float p = 0.0f;
-      float ds = 0.0f;
-      // Both conditions are the same for the whole warp (warp_dot needs every lane).
-      if (ci < chunk && lse_rows[i] > -INFINITY) {  // lse = -inf: the query saw no key at all
-        const float row_lse = lse_rows[i];
-        const float row_d = warp_dot(do_chunk + ci * dim, out + a.o_offset(b, i, h), dim);
-        const int64_t seen = min(a.visible_keys(i) - j0, static_cast<int64_t>(keys));
-        if (lane < seen) {
-          p = expf(dot(q_chunk + ci * dim, k_tile + lane * pitch, dim) * a.scale - row_lse);
-          ds = p * (dot(do_chunk + ci * dim, v_tile + lane * pitch, dim) - row_d);
+  const int64_t group = a.heads / a.kv_heads;
+  for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+    const float* lse_rows = lse + a.lse_offset(b, h);
+    for (int64_t c0 = first_query; c0 < a.q_len; c0 += kQueryChunk) {
+      const int chunk = static_cast<int>(min(static_cast<int64_t>(kQueryChunk), a.q_len - c0));
+      __syncthreads();  // the previous chunk is no longer read; K and V are in place
+      load_tile(q_chunk, dim, q + a.q_offset(b, c0, h), a.q_ts, chunk, kQueryChunk, dim);
+      load_tile(do_chunk, dim, dout + a.o_offset(b, c0, h), a.o_ts, chunk, kQueryChunk, dim);
+      __syncthreads();
+      // P and dS of the chunk: a warp per query, lane j owns key j.
+      for (int ci = warp; ci < kQueryChunk; ci += kAttentionWarps) {
+        const int64_t i = c0 + ci;
+        float p = 0.0f;
+        float ds = 0.0f;
+        // Both conditions are the same for the whole warp (warp_dot needs every lane).
+        if (ci < chunk && lse_rows[i] > -INFINITY) {  // lse = -inf: the query saw no key at all
+          const float row_lse = lse_rows[i];
+          const float row_d = warp_dot(do_chunk + ci * dim, out + a.o_offset(b, i, h), dim);
+          const int64_t seen = min(a.visible_keys(i) - j0, static_cast<int64_t>(keys));
+          if (lane < seen) {
+            p = expf(dot(q_chunk + ci * dim, k_tile + lane * pitch, dim) * a.scale - row_lse);
+            ds = p * (dot(do_chunk + ci * dim, v_tile + lane * pitch, dim) - row_d);
+          }
         }
+        p_chunk[ci * kKeyTile + lane] = p;
+        ds_chunk[ci * kKeyTile + lane] = ds;
       }
-      p_chunk[ci * kKeyTile + lane] = p;
-      ds_chunk[ci * kKeyTile + lane] = ds;
-    }
-    __syncthreads();
-    for (int e = threadIdx.x; e < keys * dim; e += blockDim.x) {
-      const int j = e / dim;
-      const int d = e % dim;
-      float dv_sum = dv_acc[e];
-      float dk_sum = dk_acc[e];
-      for (int ci = 0; ci < chunk; ++ci) {
-        dv_sum += p_chunk[ci * kKeyTile + j] * do_chunk[ci * dim + d];
-        dk_sum += ds_chunk[ci * kKeyTile + j] * q_chunk[ci * dim + d];
+      __syncthreads();
+      for (int e = threadIdx.x; e < keys * dim; e += blockDim.x) {
+        const int j = e / dim;
+        const int d = e % dim;
+        float dv_sum = dv_acc[e];
+        float dk_sum = dk_acc[e];
+        for (int ci = 0; ci < chunk; ++ci) {
+          dv_sum += p_chunk[ci * kKeyTile + j] * do_chunk[ci * dim + d];
+          dk_sum += ds_chunk[ci * kKeyTile + j] * q_chunk[ci * dim + d];
+        }
+        dv_acc[e] = dv_sum;
+        dk_acc[e] = dk_sum;
       }
-      dv_acc[e] = dv_sum;
-      dk_acc[e] = dk_sum;
     }
   }
 
   for (int e = threadIdx.x; e < keys * dim; e += blockDim.x) {
-    const int64_t offset = a.kv_offset(b, j0 + e / dim, h) + e % dim;
+    const int64_t offset = a.kv_head_offset(b, j0 + e / dim, g) + e % dim;
     dk[offset] += a.scale * dk_acc[e];
     dv[offset] += dv_acc[e];
   }
@@ -127,7 +133,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
 
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
-  const BlockTile tile = block_tile(a, a.q_len, kQueryTile);
+  const BlockTile tile = block_tile(a.heads, a.q_len, kQueryTile);
   const int64_t b = tile.b, h = tile.h, i0 = tile.start;
   const int rows = tile.count;
 
@@ -193,29 +199,30 @@ dfm_status attention_backward(void* ctx, const dfm_attention_desc* desc, const f
     if (a.batch * a.q_len == 0 || a.batch * a.kv_len == 0) return;
     Staging staging(args);
     const int32_t act = args.context().activations;
-    const auto fp32 = [&](const float* x, int64_t tokens, int64_t stride) {
-      return static_cast<const float*>(staging.read(x, act, DFM_DTYPE_FP32, attention_rows(d, tokens, stride)));
+    const auto fp32 = [&](const float* x, int64_t tokens, int64_t heads, int64_t stride) {
+      return static_cast<const float*>(staging.read(x, act, DFM_DTYPE_FP32, attention_rows(d, tokens, heads, stride)));
     };
-    const auto fp32_sum = [&](float* x, int64_t tokens, int64_t stride) {  // a gradient the kernels add to
-      return static_cast<float*>(staging.write(x, act, DFM_DTYPE_FP32, attention_rows(d, tokens, stride), true));
+    const auto fp32_sum = [&](float* x, int64_t tokens, int64_t heads, int64_t stride) {  // a gradient added to
+      return static_cast<float*>(
+          staging.write(x, act, DFM_DTYPE_FP32, attention_rows(d, tokens, heads, stride), true));
     };
-    q = fp32(q, d.q_len, d.q_token_stride);
-    k = fp32(k, d.kv_len, d.kv_token_stride);
-    v = fp32(v, d.kv_len, d.kv_token_stride);
-    out = fp32(out, d.q_len, d.o_token_stride);
-    dout = fp32(dout, d.q_len, d.o_token_stride);
-    dq = fp32_sum(dq, d.q_len, d.q_token_stride);
-    dk = fp32_sum(dk, d.kv_len, d.kv_token_stride);
-    dv = fp32_sum(dv, d.kv_len, d.kv_token_stride);
+    q = fp32(q, d.q_len, a.heads, d.q_token_stride);
+    k = fp32(k, d.kv_len, a.kv_heads, d.kv_token_stride);
+    v = fp32(v, d.kv_len, a.kv_heads, d.kv_token_stride);
+    out = fp32(out, d.q_len, a.heads, d.o_token_stride);
+    dout = fp32(dout, d.q_len, a.heads, d.o_token_stride);
+    dq = fp32_sum(dq, d.q_len, a.heads, d.q_token_stride);
+    dk = fp32_sum(dk, d.kv_len, a.kv_heads, d.kv_token_stride);
+    dv = fp32_sum(dv, d.kv_len, a.kv_heads, d.kv_token_stride);
 
-    const unsigned dkdv_blocks = attention_blocks(args, a, (a.kv_len + kKeyTile - 1) / kKeyTile);
+    const unsigned dkdv_blocks = attention_blocks(args, a, a.kv_heads, (a.kv_len + kKeyTile - 1) / kKeyTile);
     const size_t dkdv_shared = dkdv_shared_bytes(a.head_dim);
     allow_shared_memory(args, attention_dkdv_kernel, dkdv_shared);
     attention_dkdv_kernel<<<dkdv_blocks, kAttentionThreads, dkdv_shared, args.stream()>>>(a, q, k, v, out, dout, lse,
                                                                                           dk, dv);
     args.launched();
 
-    const unsigned dq_blocks = attention_blocks(args, a, (a.q_len + kQueryTile - 1) / kQueryTile);
+    const unsigned dq_blocks = attention_blocks(args, a, a.heads, (a.q_len + kQueryTile - 1) / kQueryTile);
     const size_t dq_shared = dq_shared_bytes(a.head_dim);
     allow_shared_memory(args, attention_dq_kernel, dq_shared);
     attention_dq_kernel<<<dq_blocks, kAttentionThreads, dq_shared, args.stream()>>>(a, q, k, v, out, dout, lse, dq);

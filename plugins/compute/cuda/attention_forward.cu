@@ -38,7 +38,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
 
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
-  const BlockTile tile = block_tile(a, a.q_len, kQueryTile);
+  const BlockTile tile = block_tile(a.heads, a.q_len, kQueryTile);
   const int64_t b = tile.b, h = tile.h, i0 = tile.start;
   const int rows = tile.count;
   float* lse_rows = lse + a.lse_offset(b, h) + i0;
@@ -111,20 +111,21 @@ dfm_status attention_forward(void* ctx, const dfm_attention_desc* desc, const fl
     CudnnAttention* cudnn = args.context().cudnn.get();
     if (cudnn != nullptr && cudnn->forward(args, d, q, k, v, out, lse, accumulate != 0)) return;
     const AttentionShape a = attention_shape(args, d);
-    const unsigned blocks = attention_blocks(args, a, (a.q_len + kQueryTile - 1) / kQueryTile);
+    const unsigned blocks = attention_blocks(args, a, a.heads, (a.q_len + kQueryTile - 1) / kQueryTile);
     if (blocks == 0) return;
     const size_t shared = forward_shared_bytes(a.head_dim);
     allow_shared_memory(args, attention_forward_kernel, shared);
     Staging staging(args);
     const int32_t act = args.context().activations;
-    const auto fp32 = [&](const float* x, int64_t tokens, int64_t stride) {
-      return static_cast<const float*>(staging.read(x, act, DFM_DTYPE_FP32, attention_rows(d, tokens, stride)));
+    const auto fp32 = [&](const float* x, int64_t tokens, int64_t heads, int64_t stride) {
+      return static_cast<const float*>(staging.read(x, act, DFM_DTYPE_FP32, attention_rows(d, tokens, heads, stride)));
     };
-    float* out32 = static_cast<float*>(
-        staging.write(out, act, DFM_DTYPE_FP32, attention_rows(d, d.q_len, d.o_token_stride), accumulate != 0));
+    float* out32 = static_cast<float*>(staging.write(out, act, DFM_DTYPE_FP32,
+                                                     attention_rows(d, d.q_len, a.heads, d.o_token_stride),
+                                                     accumulate != 0));
     attention_forward_kernel<<<blocks, kAttentionThreads, shared, args.stream()>>>(
-        a, fp32(q, d.q_len, d.q_token_stride), fp32(k, d.kv_len, d.kv_token_stride),
-        fp32(v, d.kv_len, d.kv_token_stride), out32, lse, accumulate != 0);
+        a, fp32(q, d.q_len, a.heads, d.q_token_stride), fp32(k, d.kv_len, a.kv_heads, d.kv_token_stride),
+        fp32(v, d.kv_len, a.kv_heads, d.kv_token_stride), out32, lse, accumulate != 0);
     args.launched();
     staging.finish();
   });

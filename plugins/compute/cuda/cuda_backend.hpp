@@ -148,6 +148,19 @@ dfm_status embedding_forward(void* ctx, float* out, const int32_t* ids, int64_t 
 dfm_status embedding_backward(void* ctx, float* dtable, const float* dout, const int32_t* ids, int64_t count,
                               int64_t table_rows, int64_t row_offset, int64_t dim);
 
+// ---- RMSNorm, RoPE, SwiGLU: the Llama family (rmsnorm.cu, rope.cu, swiglu.cu) ----
+dfm_status rmsnorm_forward(void* ctx, float* out, float* rstd, const float* in, const float* weight, int64_t rows,
+                           int64_t dim, float eps);
+dfm_status rmsnorm_backward(void* ctx, float* din, float* dweight, const float* dout, const float* in,
+                            const float* weight, const float* rstd, int64_t rows, int64_t dim);
+dfm_status rope_forward(void* ctx, float* x, const int32_t* positions, int64_t tokens, int64_t heads, int64_t head_dim,
+                        int64_t token_stride, float theta);
+dfm_status rope_backward(void* ctx, float* dx, const int32_t* positions, int64_t tokens, int64_t heads,
+                         int64_t head_dim, int64_t token_stride, float theta);
+dfm_status swiglu_forward(void* ctx, float* out, const float* gate, const float* up, int64_t count);
+dfm_status swiglu_backward(void* ctx, float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                           int64_t count);
+
 // ---- LayerNorm (layernorm.cu) ----
 dfm_status layernorm_forward(void* ctx, float* out, float* mean, float* rstd, const float* in, const float* weight,
                              const float* bias, int64_t rows, int64_t dim, float eps);

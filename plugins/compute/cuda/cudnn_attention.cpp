@@ -51,24 +51,25 @@ namespace {
 
 // Builds the graph for `key`, or says in `why` what cuDNN answered.
 std::unique_ptr<CudnnGraph> build(cudnnHandle_t handle, const CudnnAttention::Key& key, std::string& why) {
-  const auto& [pass, bound, b, h, d, q_len, kv_len, scale] = key;
+  const auto& [pass, bound, b, h, kv_h, d, q_len, kv_len, scale] = key;
   auto built = std::make_unique<CudnnGraph>();
   fe::graph::Graph& graph = built->graph;
   graph.set_io_data_type(fe::DataType_t::BFLOAT16)
       .set_intermediate_data_type(fe::DataType_t::FLOAT)
       .set_compute_data_type(fe::DataType_t::FLOAT);
   const auto q = graph.tensor(bshd("Q", kQ, b, h, q_len, d));
-  const auto k = graph.tensor(bshd("K", kK, b, h, kv_len, d));
-  const auto v = graph.tensor(bshd("V", kV, b, h, kv_len, d));
-  const auto output = [&](const std::shared_ptr<fe::graph::Tensor_attributes>& t, Uid uid, int64_t tokens) {
-    t->set_output(true).set_uid(uid).set_dim({b, h, tokens, d}).set_stride({tokens * h * d, d, h * d, 1});
+  const auto k = graph.tensor(bshd("K", kK, b, kv_h, kv_len, d));
+  const auto v = graph.tensor(bshd("V", kV, b, kv_h, kv_len, d));
+  const auto output = [&](const std::shared_ptr<fe::graph::Tensor_attributes>& t, Uid uid, int64_t heads,
+                          int64_t tokens) {
+    t->set_output(true).set_uid(uid).set_dim({b, heads, tokens, d}).set_stride({tokens * heads * d, d, heads * d, 1});
   };
   if (pass == CudnnAttention::Pass::forward) {
     auto attributes =
         fe::graph::SDPA_attributes().set_name("dfm_attention_forward").set_generate_stats(true).set_attn_scale(scale);
     set_mask(attributes, bound);
     const auto [o, lse] = graph.sdpa(q, k, v, attributes);
-    output(o, kO, q_len);
+    output(o, kO, h, q_len);
     lse->set_output(true)
         .set_uid(kStats)
         .set_data_type(fe::DataType_t::FLOAT)
@@ -81,9 +82,9 @@ std::unique_ptr<CudnnGraph> build(cudnnHandle_t handle, const CudnnAttention::Ke
     auto attributes = fe::graph::SDPA_backward_attributes().set_name("dfm_attention_backward").set_attn_scale(scale);
     set_mask(attributes, bound);
     const auto [dq, dk, dv] = graph.sdpa_backward(q, k, v, o, d_o, lse, attributes);
-    output(dq, kDQ, q_len);
-    output(dk, kDK, kv_len);
-    output(dv, kDV, kv_len);
+    output(dq, kDQ, h, q_len);
+    output(dk, kDK, kv_h, kv_len);  // summed over each group's query heads by cuDNN
+    output(dv, kDV, kv_h, kv_len);
   }
   const auto failed = [&](fe::error_t status, const char* step) {
     if (status.is_good()) return false;
@@ -99,9 +100,9 @@ std::unique_ptr<CudnnGraph> build(cudnnHandle_t handle, const CudnnAttention::Ke
 }
 
 std::string describe(const CudnnAttention::Key& key) {
-  const auto& [pass, bound, b, h, d, q_len, kv_len, scale] = key;
+  const auto& [pass, bound, b, h, kv_h, d, q_len, kv_len, scale] = key;
   return std::string(pass == CudnnAttention::Pass::forward ? "forward" : "backward") + " batch " + std::to_string(b) +
-         " heads " + std::to_string(h) + " head_dim " + std::to_string(d) + " q_len " + std::to_string(q_len) +
+         " heads " + std::to_string(h) + " kv_heads " + std::to_string(kv_h) + " head_dim " + std::to_string(d) + " q_len " + std::to_string(q_len) +
          " kv_len " + std::to_string(kv_len) +
          (bound == CudnnAttention::kNoMask ? std::string(" unmasked") : " causal band " + std::to_string(bound));
 }
@@ -143,7 +144,7 @@ std::optional<int64_t> CudnnAttention::right_bound(const dfm_attention_desc& a) 
 }
 
 CudnnAttention::Key CudnnAttention::key(Pass pass, const dfm_attention_desc& a, int64_t bound) {
-  return {pass, bound, a.batch, a.heads, a.head_dim, a.q_len, a.kv_len, a.scale};
+  return {pass, bound, a.batch, a.heads, dfm_attention_kv_heads(&a), a.head_dim, a.q_len, a.kv_len, a.scale};
 }
 
 const CudnnGraph* CudnnAttention::graph(const Key& key) {
@@ -168,9 +169,9 @@ bool CudnnAttention::forward(const Args& args, const dfm_attention_desc& a, cons
   if (!bound) return false;
   const CudnnGraph* g = graph(key(Pass::forward, a, *bound));
   if (g == nullptr) return false;
-  const int64_t width = a.heads * a.head_dim;
+  const int64_t width = a.heads * a.head_dim, kv_width = dfm_attention_kv_heads(&a) * a.head_dim;
   const size_t q_bytes = aligned_bytes(a.batch * a.q_len * width * kBf16Bytes);
-  const size_t kv_bytes = aligned_bytes(a.batch * a.kv_len * width * kBf16Bytes);
+  const size_t kv_bytes = aligned_bytes(a.batch * a.kv_len * kv_width * kBf16Bytes);
   const size_t stats_bytes = aligned_bytes(a.batch * a.heads * a.q_len * sizeof(float));
   char* base = scratch_.get(args, 2 * q_bytes + 2 * kv_bytes + stats_bytes + static_cast<size_t>(g->workspace_bytes));
   char* q16 = base;
@@ -180,8 +181,8 @@ bool CudnnAttention::forward(const Args& args, const dfm_attention_desc& a, cons
   auto* block_lse = reinterpret_cast<float*>(o16 + q_bytes);
   char* workspace = o16 + q_bytes + stats_bytes;
   pack_bf16(args, q16, q, a.batch * a.q_len, width, a.q_token_stride);
-  pack_bf16(args, k16, k, a.batch * a.kv_len, width, a.kv_token_stride);
-  pack_bf16(args, v16, v, a.batch * a.kv_len, width, a.kv_token_stride);
+  pack_bf16(args, k16, k, a.batch * a.kv_len, kv_width, a.kv_token_stride);
+  pack_bf16(args, v16, v, a.batch * a.kv_len, kv_width, a.kv_token_stride);
   std::unordered_map<int64_t, void*> pack = {{kQ, q16}, {kK, k16}, {kV, v16}, {kO, o16}, {kStats, block_lse}};
   fe::error_t ran = g->graph.execute(handle_, pack, workspace);
   if (!ran.is_good()) args.fail(DFM_ERR_RUNTIME, "cuDNN attention forward failed: " + ran.get_message());
@@ -196,10 +197,10 @@ bool CudnnAttention::backward(const Args& args, const dfm_attention_desc& a, con
   if (!bound) return false;
   const CudnnGraph* g = graph(key(Pass::backward, a, *bound));
   if (g == nullptr) return false;
-  const int64_t width = a.heads * a.head_dim;
+  const int64_t width = a.heads * a.head_dim, kv_width = dfm_attention_kv_heads(&a) * a.head_dim;
   const int64_t q_rows = a.batch * a.q_len, kv_rows = a.batch * a.kv_len;
   const size_t q_bytes = aligned_bytes(q_rows * width * kBf16Bytes);
-  const size_t kv_bytes = aligned_bytes(kv_rows * width * kBf16Bytes);
+  const size_t kv_bytes = aligned_bytes(kv_rows * kv_width * kBf16Bytes);
   // Q, O, dO, dQ and K, V, dK, dV, then the workspace.
   char* base = scratch_.get(args, 4 * q_bytes + 4 * kv_bytes + static_cast<size_t>(g->workspace_bytes));
   char* q16 = base;
@@ -214,16 +215,16 @@ bool CudnnAttention::backward(const Args& args, const dfm_attention_desc& a, con
   pack_bf16(args, q16, q, q_rows, width, a.q_token_stride);
   pack_bf16(args, o16, out, q_rows, width, a.o_token_stride);
   pack_bf16(args, do16, dout, q_rows, width, a.o_token_stride);
-  pack_bf16(args, k16, k, kv_rows, width, a.kv_token_stride);
-  pack_bf16(args, v16, v, kv_rows, width, a.kv_token_stride);
+  pack_bf16(args, k16, k, kv_rows, kv_width, a.kv_token_stride);
+  pack_bf16(args, v16, v, kv_rows, kv_width, a.kv_token_stride);
   std::unordered_map<int64_t, void*> pack = {{kQ, q16},   {kK, k16},   {kV, v16},
                                              {kO, o16},   {kDO, do16}, {kDQ, dq16},
                                              {kDK, dk16}, {kDV, dv16}, {kStats, const_cast<float*>(lse)}};
   fe::error_t ran = g->graph.execute(handle_, pack, workspace);
   if (!ran.is_good()) args.fail(DFM_ERR_RUNTIME, "cuDNN attention backward failed: " + ran.get_message());
   add_bf16(args, dq, dq16, q_rows, width, a.q_token_stride);
-  add_bf16(args, dk, dk16, kv_rows, width, a.kv_token_stride);
-  add_bf16(args, dv, dv16, kv_rows, width, a.kv_token_stride);
+  add_bf16(args, dk, dk16, kv_rows, kv_width, a.kv_token_stride);
+  add_bf16(args, dv, dv16, kv_rows, kv_width, a.kv_token_stride);
   return true;
 }
 

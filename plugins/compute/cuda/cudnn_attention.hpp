@@ -46,8 +46,9 @@ class CudnnAttention {
  public:
   enum class Pass { forward, backward };
   // What a graph depends on: pass, the mask's right bound (kNoMask: none),
-  // batch, heads, head_dim, q_len, kv_len, scale.
-  using Key = std::tuple<Pass, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float>;
+  // batch, heads, key/value heads (grouped-query attention, which cuDNN's
+  // SDPA takes natively: K and V of fewer heads), head_dim, q_len, kv_len, scale.
+  using Key = std::tuple<Pass, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float>;
   static constexpr int64_t kNoMask = INT64_MAX;
 
   // Makes a cuDNN handle on `stream`; throws sdk::Error with cuDNN's reason

@@ -56,6 +56,12 @@ const dfm_compute_v1 kTable = {
     fill_typed,
     add_typed,
     convert,
+    rmsnorm_forward,
+    rmsnorm_backward,
+    rope_forward,
+    rope_backward,
+    swiglu_forward,
+    swiglu_backward,
 };
 
 const dfm_plugin_descriptor kDescriptor = {

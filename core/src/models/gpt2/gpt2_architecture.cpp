@@ -84,30 +84,7 @@ class Gpt2Architecture final : public Architecture {
            "token embedding (docs/models.md).";
   }
   std::vector<KeySpec> model_keys() const override {
-    using T = ValueType;
-    return {
-        {.key = "n_layer", .type = T::Int, .default_toml = "4", .doc = "Number of transformer blocks.", .min = 1},
-        {.key = "n_head",
-         .type = T::Int,
-         .default_toml = "4",
-         .doc = "Attention heads per block; the head size is d_model / n_head.",
-         .min = 1},
-        {.key = "d_model",
-         .type = T::Int,
-         .default_toml = "128",
-         .doc = "Width of the residual stream (the embedding size).",
-         .min = 1},
-        {.key = "vocab_size",
-         .type = T::Int,
-         .default_toml = "256",
-         .doc = "Number of token ids; 256 is the byte-level vocabulary.",
-         .min = 2},
-        {.key = "seq_len",
-         .type = T::Int,
-         .default_toml = "64",
-         .doc = "Tokens per training sequence (the context length).",
-         .min = 1},
-    };
+    return transformer_shape_keys("the head size is d_model / n_head.");
   }
   void check(const Config& c, std::vector<std::string>& errors) const override {
     const int64_t d_model = c.get_int("model.d_model"), n_head = c.get_int("model.n_head");

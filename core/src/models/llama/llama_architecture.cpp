@@ -97,32 +97,16 @@ class LlamaArchitecture final : public Architecture {
   }
   std::vector<KeySpec> model_keys() const override {
     using T = ValueType;
-    return {
-        {.key = "n_layer", .type = T::Int, .default_toml = "4", .doc = "Number of transformer blocks.", .min = 1},
-        {.key = "n_head",
-         .type = T::Int,
-         .default_toml = "4",
-         .doc = "Query heads per block; the head size is d_model / n_head (even, for RoPE).",
-         .min = 1},
+    std::vector<KeySpec> keys = transformer_shape_keys("query heads; the head size is d_model / n_head (even, for RoPE).");
+    const std::vector<KeySpec> own = {
         {.key = "n_kv_head",
          .type = T::Int,
          .doc = "Key/value heads (grouped-query attention); n_head must be a multiple. Default: n_head.",
-         .min = 1},
-        {.key = "d_model",
-         .type = T::Int,
-         .default_toml = "128",
-         .doc = "Width of the residual stream (the embedding size).",
          .min = 1},
         {.key = "ffn_dim",
          .type = T::Int,
          .doc = "Width of the SwiGLU MLP's hidden layer. Default: Llama's rule, 8 d_model / 3 rounded up to a "
                 "multiple of 256.",
-         .min = 1},
-        {.key = "vocab_size", .type = T::Int, .default_toml = "256", .doc = "Number of token ids.", .min = 2},
-        {.key = "seq_len",
-         .type = T::Int,
-         .default_toml = "64",
-         .doc = "Tokens per training sequence (the context length).",
          .min = 1},
         {.key = "rope_theta",
          .type = T::Float,
@@ -140,6 +124,8 @@ class LlamaArchitecture final : public Architecture {
          .default_toml = "false",
          .doc = "Use the token embedding as the LM head (no lm_head.weight)."},
     };
+    keys.insert(keys.end(), own.begin(), own.end());
+    return keys;
   }
   void check(const Config& c, std::vector<std::string>& errors) const override {
     const int64_t d_model = c.get_int("model.d_model"), n_head = c.get_int("model.n_head");

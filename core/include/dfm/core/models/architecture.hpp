@@ -106,6 +106,11 @@ class Architecture {
   virtual std::vector<HfConfigKey> hf_config_keys() const = 0;
 };
 
+// The [model] keys every transformer language model has — n_layer, n_head,
+// d_model, vocab_size, seq_len — with their defaults (the tiny CPU model's),
+// for an architecture's model_keys() to extend. `head_rule` ends n_head's doc.
+std::vector<KeySpec> transformer_shape_keys(const std::string& head_rule);
+
 // Every architecture dfm knows, in the reference's order.
 const std::vector<const Architecture*>& architectures();
 // By model.arch or record name; nullptr when none.
