@@ -45,8 +45,9 @@ Comparison compare(const std::vector<float>& got, const std::vector<double>& exp
     } else {
       const double error = std::abs(value - want);
       ok = error <= tolerance;  // false for a NaN result
-      fraction = ok ? (tolerance > 0 ? error / tolerance : 0.0) : (tolerance > 0 ? error / tolerance : INFINITY);
-      if (std::isnan(fraction)) fraction = INFINITY;
+      // A zero tolerance asks for exact equality: any error is infinitely far out.
+      fraction = tolerance > 0 ? error / tolerance : (error == 0 ? 0.0 : INFINITY);
+      if (std::isnan(fraction)) fraction = INFINITY;  // a NaN result
     }
     if (ok) {
       c.worst_fraction = std::max(c.worst_fraction, fraction);
