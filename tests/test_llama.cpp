@@ -86,6 +86,25 @@ INSTANTIATE_TEST_SUITE_P(
       return name;
     });
 
+// Under pp the root unit has a copy on the embedding's stage and one on the
+// head's. Untied, each end trains only what it reads and nothing crosses the
+// pipeline's ends; tied, the embedding's gradient (with the final norm's, the
+// whole root: 256 x 32 + 32 floats) is all-reduced between the two stages
+// every step — a ring of 2 sends each element once. Both equal one process
+// (the equivalence cases pp2 and pp2-tied).
+TEST(LlamaPipeline, OnlyATiedHeadReducesGradientsBetweenThePipelineEnds) {
+  auto ends_bytes = [](const std::string& name, const std::string& shape) {
+    const fs::path dir = test::fresh_dir("llama", name);
+    test::run_job("--nproc-per-node 2 " + test::tiny_job(dir, 2, kGlobalBatch, 2, kLlama + shape) +
+                  " --set fsdp.pp_size=2");
+    const nlohmann::json last = test::read_metrics(dir).back()["comm_bytes"];
+    return last.contains("pp_ends") ? last["pp_ends"].get<double>() : 0.0;
+  };
+  EXPECT_EQ(ends_bytes("pp-ends-untied", ""), 0.0);
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_DOUBLE_EQ(ends_bytes("pp-ends-tied", "--set model.tie_embeddings=true"), 4.0 * (256 * 32 + 32));
+}
+
 // ---- checkpoints ----
 
 std::vector<double> losses_of(const fs::path& dir) {
@@ -115,7 +134,7 @@ TEST(LlamaCheckpoint, ResumesExactlyAndAtAnotherLayout) {
 
   const fs::path other = test::fresh_dir("llama", "ckpt-pp2");
   test::run_job(tp2 + test::tiny_job(other, 8, kGlobalBatch, 2, kLlama) + " --set fsdp.pp_size=2" +
-                " --set checkpoint.resume=\\\"" + step4.string() + "\\\"");
+                " --set checkpoint.every=4 --set checkpoint.resume=\\\"" + step4.string() + "\\\"");
   ASSERT_FALSE(HasFatalFailure());
   const std::vector<double> resharded = losses_of(other);
   ASSERT_EQ(resharded.size(), 4u);
@@ -136,6 +155,20 @@ TEST(LlamaCheckpoint, ResumesExactlyAndAtAnotherLayout) {
   const std::string text((std::istreambuf_iterator<char>(config)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("\"LlamaForCausalLM\""), std::string::npos) << text;
   EXPECT_NE(text.find("\"num_key_value_heads\": 2"), std::string::npos) << text;
+
+  // At pp 2 each root tensor is saved from the stage that trains it (the head
+  // from the last, the embedding from the first): the step-8 checkpoint is the final model.
+  const fs::path pp_exported = test::fresh_dir("llama", "ckpt-pp2-export");
+  const auto pp = test::run_bin("dfm-ckpt export " + (other / "checkpoints" / "step-8").string() + " --out " +
+                                pp_exported.string());
+  ASSERT_EQ(pp.exit_code, 0) << pp.output;
+  const auto saved = read_safetensors(pp_exported / "model.safetensors");
+  const auto trained = read_safetensors(other / "final" / "model.safetensors");
+  ASSERT_EQ(saved.size(), trained.size());
+  for (size_t t = 0; t < saved.size(); ++t) {
+    EXPECT_EQ(saved[t].name, trained[t].name);
+    EXPECT_TRUE(saved[t].data == trained[t].data) << saved[t].name;
+  }
 }
 
 // ---- the export against an independent implementation ----

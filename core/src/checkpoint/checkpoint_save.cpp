@@ -15,6 +15,7 @@
 #include "dfm/core/checkpoint/checkpoint.hpp"
 #include "dfm/core/checkpoint/checkpoint_slice.hpp"
 #include "dfm/core/common/safetensors.hpp"
+#include "dfm/core/parallel/root_copies.hpp"
 
 namespace dfm {
 namespace {
@@ -58,13 +59,13 @@ std::vector<Range> subtract(Range mine, const std::vector<Range>& taken) {
   return out;
 }
 
-// What a rank holds: its tensor slice and, per unit, the real elements of its shard.
+// What a rank holds: its pipeline stage, its tensor slice and, per unit, the
+// real elements of its shard.
 struct RankPlan {
+  int32_t stage = 0;
   int64_t slice = 0;
   std::vector<Range> ranges;
 };
-
-// The slice every parameter of `params` is of (one for the whole model).
 
 // One piece this rank writes: elements [begin, end) of one box of a parameter's slice.
 struct Piece {
@@ -82,33 +83,31 @@ std::string piece_key(const ParamInfo& info, const SliceBox& box, int64_t begin,
   return info.name + "@" + std::to_string(piece_runs(piece, info.shape).front().global_begin);
 }
 
-// What this rank writes: its shard of each unit minus what lower ranks hold,
-// split at parameter borders and into the boxes of the slice. Ranks of other
-// slices hold other data in the same unit ranges, except for replicated
-// parameters, which every slice holds whole at the same unit offsets (a
-// slice's unit layout does not depend on which slice it is).
-std::vector<Piece> owned_pieces(ModelParams& params, const std::vector<RankPlan>& plans, int64_t rank) {
+// What this rank writes: its shard of each parameter minus what lower ranks
+// of the stage that keeps it hold (a root parameter has a copy on two stages,
+// root_copies.hpp), split at parameter borders and into the boxes of the
+// slice. Ranks of other slices hold other data in the same unit ranges,
+// except for replicated parameters, which every slice holds whole at the same
+// unit offsets (a slice's unit layout does not depend on which slice it is).
+std::vector<Piece> owned_pieces(ModelParams& params, const RootCopies& root, const std::vector<RankPlan>& plans,
+                                int64_t rank) {
   const RankPlan& mine = plans[static_cast<size_t>(rank)];
   std::vector<Piece> pieces;
-  for (const dfm_unit& u : params.units()) {
-    const auto unit = static_cast<size_t>(u.index);
-    std::vector<Range> lower_same_slice, lower_any_slice;
-    for (size_t r = 0; r < static_cast<size_t>(rank); ++r) {
-      lower_any_slice.push_back(plans[r].ranges[unit]);
-      if (plans[r].slice == mine.slice) lower_same_slice.push_back(plans[r].ranges[unit]);
-    }
-    const std::vector<Range> of_slice = subtract(mine.ranges[unit], lower_same_slice);
-    const std::vector<Range> of_all = subtract(mine.ranges[unit], lower_any_slice);
-    for (const ParamInfo& info : params.infos()) {
-      if (info.unit != u.index) continue;
-      const std::vector<SliceBox> boxes = slice_boxes(info);
-      for (const Range& owned : info.cut == TensorCut::Replicated ? of_all : of_slice) {
-        const int64_t b = std::max(owned.first, info.offset), e = std::min(owned.second, info.offset + info.local_count());
-        if (b >= e) continue;
-        for (const BoxRange& r : box_ranges(info, boxes, b - info.offset, e - info.offset)) {
-          const SliceBox& box = boxes[r.box];
-          pieces.push_back({&info, u.index, box, r.begin, r.end, piece_key(info, box, r.begin, r.end)});
-        }
+  for (const ParamInfo& info : params.infos()) {
+    const int32_t keeper = root.keeper(info);
+    if (keeper != mine.stage) continue;
+    const auto unit = static_cast<size_t>(info.unit);
+    std::vector<Range> lower;
+    for (size_t r = 0; r < static_cast<size_t>(rank); ++r)
+      if (plans[r].stage == keeper && (info.cut == TensorCut::Replicated || plans[r].slice == mine.slice))
+        lower.push_back(plans[r].ranges[unit]);
+    const std::vector<SliceBox> boxes = slice_boxes(info);
+    for (const Range& owned : subtract(mine.ranges[unit], lower)) {
+      const int64_t b = std::max(owned.first, info.offset), e = std::min(owned.second, info.offset + info.local_count());
+      if (b >= e) continue;
+      for (const BoxRange& r : box_ranges(info, boxes, b - info.offset, e - info.offset)) {
+        const SliceBox& box = boxes[r.box];
+        pieces.push_back({&info, info.unit, box, r.begin, r.end, piece_key(info, box, r.begin, r.end)});
       }
     }
   }
@@ -229,20 +228,23 @@ fs::path save_checkpoint(const CheckpointJob& job, const fs::path& dir, const Tr
   // 1. Agree on the folder and learn every rank's slice and shard ranges.
   json ranges = json::array();
   for (const dfm_unit& u : job.params.units()) ranges.push_back({shard_range(u).first, shard_range(u).second});
-  const json mine = {{"nonce", rt.is_rank0() ? random_nonce() : ""}, {"slice", job.params.slice()}, {"ranges", ranges}};
+  const json mine = {{"nonce", rt.is_rank0() ? random_nonce() : ""},
+                     {"stage", rt.pipeline().stage()},
+                     {"slice", job.params.slice()},
+                     {"ranges", ranges}};
   std::vector<RankPlan> plans;
   std::string nonce;
   for (const std::string& text : rt.exchange(tag + "plan", mine.dump())) {
     const json other = json::parse(text);
     if (nonce.empty()) nonce = other["nonce"];
-    plans.push_back({other["slice"], other["ranges"].get<std::vector<Range>>()});
+    plans.push_back({other["stage"], other["slice"], other["ranges"].get<std::vector<Range>>()});
   }
   const fs::path final_dir = dir / ("step-" + std::to_string(state.step));
   const fs::path tmp = dir / ("step-" + std::to_string(state.step) + ".tmp-" + nonce);
   fs::create_directories(tmp);
 
   // 2. This rank's file, if it is responsible for anything.
-  const std::vector<Piece> pieces = owned_pieces(job.params, plans, rt.rank);
+  const std::vector<Piece> pieces = owned_pieces(job.params, RootCopies(rt.pipeline(), job.params.infos()), plans, rt.rank);
   const json report = pieces.empty() ? json() : write_rank_file(job, tmp, pieces);
 
   // 3. Rank 0 publishes once every rank reported; the last exchange keeps

@@ -58,8 +58,17 @@ void scatter_slice(const ParamInfo& info, const float* slice_values, float* whol
 
 void ParamTableBuilder::add(std::string name, std::vector<int64_t> shape, InitKind init, int32_t unit, double init_std,
                             TensorCut cut, int32_t column_blocks) {
-  ParamInfo info{std::move(name), std::move(shape), init, init_std, unit, 0, cut, column_blocks, slice_, slices_, {}};
-  info.local_shape = slice_shape(info.shape, cut, slices_);
+  std::vector<int64_t> local_shape = slice_shape(shape, cut, slices_);
+  ParamInfo info{.name = std::move(name),
+                 .shape = std::move(shape),
+                 .init = init,
+                 .init_std = init_std,
+                 .unit = unit,
+                 .cut = cut,
+                 .column_blocks = column_blocks,
+                 .slice = slice_,
+                 .slices = slices_,
+                 .local_shape = std::move(local_shape)};
   rows_.push_back(std::move(info));
 }
 

@@ -7,7 +7,7 @@
 namespace dfm {
 
 GradientFinisher::GradientFinisher(ComputeBackend& backend, ModelParams& params, const JobRuntime& runtime)
-    : backend_(backend), params_(params), runtime_(runtime) {}
+    : backend_(backend), params_(params), runtime_(runtime), root_(runtime.pipeline(), params.infos()) {}
 
 void GradientFinisher::finish(const dfm_step_info& step) {
   runtime_.placement().finish_gradients(step);
@@ -45,16 +45,15 @@ void GradientFinisher::reduce_replicated_gradients() {
 
 void GradientFinisher::reduce_tied_gradients() {
   const dfm_unit& root = params_.unit(0);
-  if (runtime_.pipeline().stages() > 1 && root.shard_numel > 0)
+  if (runtime_.pipeline().stages() > 1 && root_.tied() && root.shard_numel > 0)
     runtime_.pipeline().reduce_tied_gradients(root.grad_shard, root.shard_numel);
 }
 
 double GradientFinisher::global_sum_squares(AdamW& optimizer) {
   const TensorSplit& tensor = runtime_.tensor();
-  const bool counts_root = runtime_.pipeline().stage() == runtime_.pipeline().holder_of(0);
   double sum = runtime_.placement().reduce_grad_sum_squares(
       optimizer.local_grad_sum_squares(params_, [&](const ParamInfo& info) {
-        return (info.unit != 0 || counts_root) && (info.cut != TensorCut::Replicated || tensor.rank() == 0);
+        return (info.unit != 0 || root_.kept_here(info)) && (info.cut != TensorCut::Replicated || tensor.rank() == 0);
       }));
   if (tensor.split()) {
     DeviceBuffer<float> value(backend_, 1);

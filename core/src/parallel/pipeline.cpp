@@ -67,6 +67,13 @@ int32_t Pipeline::holder_of(int32_t unit) const {
   throw std::logic_error("no stage holds unit " + std::to_string(unit));
 }
 
+int32_t Pipeline::head_stage() const {
+  for (int32_t s = 0; s < stages(); ++s)
+    for (const ModelChunk& c : chunks(s))
+      if (c.head) return s;
+  throw std::logic_error("no stage holds the head");
+}
+
 bool Pipeline::holds(int32_t unit) const {
   for (const ModelChunk& c : my_chunks())
     if (unit == 0 ? c.embedding || c.head : (unit - 1 >= c.first_layer && unit - 1 < c.first_layer + c.layers))

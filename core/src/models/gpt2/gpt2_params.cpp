@@ -16,6 +16,7 @@ std::vector<ParamInfo> gpt_param_infos(const GptShape& s, int32_t slice, int32_t
   ParamTableBuilder t(slice, slices);
   t.add("wte.weight", {s.vocab_size, C}, Normal, 0, kStd, VocabRows);
   t.add("wpe.weight", {s.seq_len, C}, Normal, 0, kStd);
+  t.read_at(PipelineEnd::Embedding);
   for (int64_t l = 0; l < s.n_layer; ++l) {
     auto n = [l](const char* suffix) { return gpt_layer_name(l, suffix); };
     const auto u = static_cast<int32_t>(l + 1);
@@ -33,7 +34,9 @@ std::vector<ParamInfo> gpt_param_infos(const GptShape& s, int32_t slice, int32_t
     t.add(n("mlp.c_proj.bias"), {C}, Zeros, u);
   }
   t.add("ln_f.weight", {C}, Ones, 0);
+  t.read_at(PipelineEnd::Head);
   t.add("ln_f.bias", {C}, Zeros, 0);
+  t.read_at(PipelineEnd::Head);
   return std::move(t).finish();
 }
 

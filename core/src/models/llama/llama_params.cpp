@@ -27,6 +27,7 @@ std::vector<ParamInfo> llama_param_infos(const LlamaShape& s, int32_t slice, int
   using enum InitKind;
   ParamTableBuilder t(slice, slices);
   t.add("model.embed_tokens.weight", {s.vocab_size, C}, Normal, 0, kStd, VocabRows);
+  if (!s.tie_embeddings) t.read_at(PipelineEnd::Embedding);
   for (int64_t l = 0; l < s.n_layer; ++l) {
     auto n = [l](const char* suffix) { return llama_layer_name(l, suffix); };
     const auto u = static_cast<int32_t>(l + 1);
@@ -41,7 +42,11 @@ std::vector<ParamInfo> llama_param_infos(const LlamaShape& s, int32_t slice, int
     t.add(n("mlp.down_proj.weight"), {C, F}, Normal, u, residual_std, Columns);
   }
   t.add("model.norm.weight", {C}, Ones, 0);
-  if (!s.tie_embeddings) t.add("lm_head.weight", {s.vocab_size, C}, Normal, 0, kStd, VocabRows);
+  t.read_at(PipelineEnd::Head);
+  if (!s.tie_embeddings) {
+    t.add("lm_head.weight", {s.vocab_size, C}, Normal, 0, kStd, VocabRows);
+    t.read_at(PipelineEnd::Head);
+  }
   return std::move(t).finish();
 }
 

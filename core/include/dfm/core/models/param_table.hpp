@@ -26,12 +26,19 @@ enum class TensorCut {
   VocabRows,   // by rows, padded with zero rows to a multiple of the slices (the token embedding, an untied head)
 };
 
+// Which end of a pipeline reads a root parameter (unit 0): the stage of the
+// embedding, the stage of the head, or both (an embedding tied to the head).
+// Both is the safe default: the two copies are then kept identical by summing
+// their gradients every step (parallel/root_copies.hpp).
+enum class PipelineEnd { Both, Embedding, Head };
+
 struct ParamInfo {
   std::string name;            // Hugging Face name, e.g. "h.0.attn.c_attn.weight"
   std::vector<int64_t> shape;  // as the model stores it (GPT-2's Conv1D weights are [in, out])
   InitKind init = InitKind::Zeros;
   double init_std = 0.0;  // for InitKind::Normal
   int32_t unit = 0;       // 0 = root, l + 1 = block l
+  PipelineEnd read_at = PipelineEnd::Both;  // of a root parameter
   int64_t offset = 0;     // element offset of this rank's slice inside its unit's flat segment
   TensorCut cut = TensorCut::Replicated;
   // Columns cut per block: a fused QKV has 3 blocks (Q, K, V), each cut by
@@ -56,6 +63,8 @@ class ParamTableBuilder {
   ParamTableBuilder(int32_t slice, int32_t slices) : slice_(slice), slices_(slices) {}
   void add(std::string name, std::vector<int64_t> shape, InitKind init, int32_t unit, double init_std = 0.0,
            TensorCut cut = TensorCut::Replicated, int32_t column_blocks = 1);
+  // The row added last is a root parameter read only at `end` of a pipeline.
+  void read_at(PipelineEnd end) { rows_.back().read_at = end; }
   // The table, with every row's offset inside its unit.
   std::vector<ParamInfo> finish() &&;
 

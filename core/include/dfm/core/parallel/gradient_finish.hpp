@@ -9,18 +9,20 @@
 //     the replicated parameters' gradients (norms, position embeddings,
 //     row-parallel biases): the tensor role sums them over the slices. It
 //     comes after 1 because it works on the finished shards, once per step.
-//  3. The root unit, held by the first and the last pipeline stage (the
-//     embedding tied to the head), gets the sum of both stages' gradients so
-//     the two copies stay identical. After 1 and 2, which each stage runs on
-//     its own copy.
+//  3. The root unit, held by the first and the last pipeline stage, gets the
+//     sum of both stages' gradients when the embedding is tied to the head,
+//     so the two copies stay identical (root_copies.hpp; untied: nothing
+//     crosses the pipeline). After 1 and 2, which each stage runs on its own
+//     copy.
 //  4. The global gradient norm counts every element of the model once: the
 //     placement sums its shards, the tensor slices their slices (a replicated
-//     parameter counted by slice 0), the stages their units (the root, held
-//     twice, counted by its first holder).
+//     parameter counted by slice 0), the stages their units (a root
+//     parameter, held twice, counted by the stage that keeps it).
 #pragma once
 
 #include "dfm/core/job/job_runtime.hpp"
 #include "dfm/core/models/model_params.hpp"
+#include "dfm/core/parallel/root_copies.hpp"
 #include "dfm/core/train/optimizer.hpp"
 
 namespace dfm {
@@ -42,6 +44,7 @@ class GradientFinisher {
   ComputeBackend& backend_;
   ModelParams& params_;
   const JobRuntime& runtime_;
+  RootCopies root_;
   DeviceBuffer<float> replicated_scratch_;  // the replicated gradients, packed for one reduction
 };
 

@@ -42,6 +42,8 @@ class Pipeline {
   const std::vector<ModelChunk>& my_chunks() const { return chunks(stage_); }
   // The stage that holds unit `unit` (0 = the root: the first stage holding the embedding).
   int32_t holder_of(int32_t unit) const;
+  // The stage whose chunks include the head (the root's second holder).
+  int32_t head_stage() const;
   // Whether this stage stores unit `unit` (the root on the embedding's and the head's stages).
   bool holds(int32_t unit) const;
 
