@@ -13,6 +13,24 @@ namespace {
 // in chunk order: the result never depends on the thread count.
 constexpr int64_t kSumChunk = 1 << 14;
 
+// One chunk's sum in kLanes running sums (element i into lane i mod kLanes),
+// added pairwise at the end: independent chains the compiler keeps in vector
+// registers of any width, and the same result on every ISA. Each square is
+// exact in double (a float's 24-bit mantissa squared fits in 53 bits).
+constexpr int64_t kLanes = 8;
+
+DFM_CPU_MULTIVERSION
+double chunk_sum_squares(const float* x, int64_t count) {
+  double lane[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= count; i += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) lane[j] += static_cast<double>(x[i + j]) * x[i + j];
+  for (int64_t j = 0; i < count; ++i, ++j) lane[j] += static_cast<double>(x[i]) * x[i];
+  for (int64_t width = kLanes / 2; width > 0; width /= 2)
+    for (int64_t j = 0; j < width; ++j) lane[j] += lane[j + width];
+  return lane[0];
+}
+
 }  // namespace
 
 // torch.optim.AdamW: decoupled weight decay first, then the bias-corrected
@@ -49,11 +67,7 @@ dfm_status sum_squares(void* ctx, const float* x, int64_t count, float* out, int
 #pragma omp parallel for num_threads(args.threads_for(count))
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t begin = c * kSumChunk;
-      const int64_t end = std::min(count, begin + kSumChunk);
-      double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t i = begin; i < end; ++i) sum += static_cast<double>(x[i]) * x[i];
-      partial[static_cast<size_t>(c)] = sum;
+      partial[static_cast<size_t>(c)] = chunk_sum_squares(x + begin, std::min(kSumChunk, count - begin));
     }
     double total = accumulate ? static_cast<double>(*out) : 0.0;
     for (const double s : partial) total += s;
