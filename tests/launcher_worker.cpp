@@ -105,13 +105,21 @@ int main(int argc, char** argv) {
       rendezvous(env);
       return 0;
     }
-    if (mode == "hang" && env.rank == k) ::signal(SIGTERM, SIG_IGN);
+    // "peer": rank k+1 ends at once as a worker that only lost its peer does
+    // (code 3); rank k, the cause, takes its SIGTERM as a dfm worker does
+    // (finishing what it is doing) and fails with code 1 just after.
+    if ((mode == "hang" || mode == "peer") && env.rank == k) ::signal(SIGTERM, SIG_IGN);
     std::printf("ready\n");
     std::fflush(stdout);
     wait_for_all(dir, env.world);
     if (mode == "exit3" && env.rank == k) return 3;
     if (mode == "sigkill" && env.rank == k) ::raise(SIGKILL);
     if (mode == "hang" && env.rank == (k + 1) % env.world) return 1;
+    if (mode == "peer" && env.rank == (k + 1) % env.world) return 3;
+    if (mode == "peer" && env.rank == k) {
+      std::this_thread::sleep_for(300ms);
+      return 1;
+    }
     sleep_forever();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "launcher_worker: %s\n", e.what());

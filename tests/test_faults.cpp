@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <regex>
 #include <sstream>
@@ -302,6 +303,121 @@ TEST_F(Faults, WorkersFailingAtStartEndTheJobAtOnce) {
   // The other worker may be stopped before it prints its own line.
   EXPECT_GE(count_lines_matching(out, std::regex(R"(train\.global_batch: 16 sequences do not split)")), 1u) << out;
   EXPECT_FALSE(fs::exists(dir / "metrics.jsonl"));
+}
+
+// ---- issue 22: failures end fast and name their cause ----
+
+// A 2-rank job launched with the default --stop-timeout (30 s), mid-training
+// once rank 0 has written a step. Returns the launcher; `workers` gets the pid of each rank.
+std::unique_ptr<Process> training_pair(const fs::path& dir, std::vector<std::string> extra,
+                                       std::vector<pid_t>& workers) {
+  std::vector<std::string> args{"--nproc-per-node", "2"};
+  const auto job = tiny_job(dir, 100000, 8);
+  args.insert(args.end(), job.begin(), job.end());
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto launcher = std::make_unique<Process>(args, std::vector<std::string>{}, dir / "launcher.txt");
+  const auto start = Clock::now();
+  while (metrics_lines(dir) == 0 && !launcher->wait_for(0s)) {
+    if (Clock::now() - start > 15s) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  workers.assign(2, -1);
+  for (pid_t w : children_of(launcher->pid()))
+    if (const auto rank = env_value(w, "RANK")) workers[size_t(std::stoi(*rank))] = w;
+  return launcher;
+}
+
+// Rank 1 killed: rank 0's collectives fail at once and it leaves without
+// waiting for rank 1 to say goodbye (the store counts a dead rank's closed
+// connection), so the job ends in well under a second, and rank 0's own
+// line, naming the collective it lost, is there. Before: ~30 s, rank 0 killed
+// by the stop timeout and its line sometimes lost.
+TEST_F(Faults, ADeadRankOtherThanZeroEndsTheJobAtOnce) {
+  const fs::path dir = fresh_dir("dead-rank-1");
+  std::vector<pid_t> workers;
+  const auto launcher = training_pair(dir, {}, workers);
+  ASSERT_FALSE(launcher->wait_for(0s)) << launcher->output();
+  ASSERT_NE(workers[1], -1) << launcher->output();
+  ASSERT_EQ(::kill(workers[1], SIGKILL), 0);
+  const auto killed_at = Clock::now();
+  const auto status = launcher->wait_for(10s);
+  ASSERT_TRUE(status) << "the job still runs 10 s after rank 1 died";
+  EXPECT_LT(Clock::now() - killed_at, 3s);
+  EXPECT_EQ(exit_code(status), 128 + SIGKILL);
+  const std::string out = launcher->output();
+  EXPECT_EQ(count_lines_matching(out, std::regex(R"(^dfm-run: rank 1 was killed by signal 9 \(SIGKILL\); stopped the other 1 worker$)")), 1u) << out;
+  EXPECT_EQ(count_lines_matching(out, std::regex(R"(^\[rank 0\] E .*gloo group 'dp/0' \(rank 0\): \w+ #\d+ failed)")), 1u) << out;
+  for (pid_t w : workers) EXPECT_TRUE(gone(w));
+}
+
+// Rank 1 stopped (SIGSTOP: alive, connected, silent): rank 0's collective
+// times out after comm_timeout_s naming rank 1, rank 0 exits, and the
+// launcher kills the stalled rank after its 3 s failure grace. Before: the
+// timeout line 35 s after a 5 s timeout, the job ended after 60-65 s.
+TEST_F(Faults, AStalledRankEndsTheJobWithinTheCommTimeoutAndIsNamed) {
+  const fs::path dir = fresh_dir("stalled-rank-1");
+  std::vector<pid_t> workers;
+  const auto launcher = training_pair(dir, {"--set", "backend.comm_timeout_s=2"}, workers);
+  ASSERT_FALSE(launcher->wait_for(0s)) << launcher->output();
+  ASSERT_NE(workers[1], -1) << launcher->output();
+  ASSERT_EQ(::kill(workers[1], SIGSTOP), 0);
+  const auto stalled_at = Clock::now();
+  const auto status = launcher->wait_for(20s);
+  ASSERT_TRUE(status) << "the job still runs 20 s after rank 1 stalled";
+  EXPECT_LT(Clock::now() - stalled_at, 2s + 6s);  // the timeout, rank 0's exit, the 3 s grace
+  EXPECT_EQ(exit_code(status), 1);
+  const std::string out = launcher->output();
+  EXPECT_EQ(count_lines_matching(out, std::regex(R"(^\[rank 0\] E .*did not finish within 2000 ms; rank that did not join: 1$)")), 1u) << out;
+  EXPECT_EQ(count_lines_matching(out, std::regex(R"(^dfm-run: rank 0 exited with code 1; stopped the other 1 worker \(rank 1 did not stop within 3 s and was killed with SIGKILL\)$)")), 1u) << out;
+  for (pid_t w : workers) EXPECT_TRUE(gone(w));
+}
+
+// Rank 0 finds a damaged piece of its shard while resuming; rank 1, whose
+// pieces are fine, then loses rank 0 and stops with code 3 saying so. The
+// summary names rank 0, the root cause. Before: "rank 1 exited with code 1".
+TEST_F(Faults, TheSummaryNamesTheRankThatFailedNotTheOneThatLostItsPeer) {
+  const fs::path dir = fresh_dir("root-cause");
+  std::vector<std::string> args{"--nproc-per-node", "2"};
+  auto job = tiny_job(dir / "first", 4, 8);
+  args.insert(args.end(), job.begin(), job.end());
+  args.insert(args.end(), {"--set", "checkpoint.every=4"});
+  {
+    Process first(args, {}, dir / "first.txt");
+    ASSERT_EQ(exit_code(first.wait_for(20s)), 0) << first.output();
+  }
+  const fs::path shard = dir / "first" / "checkpoints" / "step-4" / "rank-0.safetensors";
+  std::string bytes = read_file(shard);
+  ASSERT_GT(bytes.size(), 100u);
+  bytes[bytes.size() - 100] = char(bytes[bytes.size() - 100] ^ 0xff);  // inside the last piece's values
+  std::ofstream(shard, std::ios::binary | std::ios::trunc) << bytes;
+
+  args = {"--nproc-per-node", "2"};
+  job = tiny_job(dir / "resumed", 8, 8);
+  args.insert(args.end(), job.begin(), job.end());
+  args.insert(args.end(), {"--set", "checkpoint.resume=\"" + (dir / "first" / "checkpoints" / "step-4").string() + "\""});
+  Process resumed(args, {}, dir / "resumed.txt");
+  const auto status = resumed.wait_for(20s);
+  ASSERT_TRUE(status) << resumed.output();
+  EXPECT_EQ(exit_code(status), 1);
+  const std::string out = resumed.output();
+  EXPECT_EQ(count_lines_matching(out, std::regex(R"(^dfm-run: rank 0 exited with code 1; (stopped the other 1 worker|no other worker was running)$)")),
+            1u)
+      << out;
+  EXPECT_EQ(count_lines_matching(out, std::regex(R"(^\[rank 0\] E .*rank-0\.safetensors: '.*' fails its SHA-256 check)")), 1u) << out;
+  EXPECT_EQ(count_lines_matching(out, std::regex(R"(^\[rank 1\] E .*stopping: rank 0 failed first: .*fails its SHA-256 check)")), 1u) << out;
+}
+
+// Workers ignore SIGPIPE: a log reader that went away is not a silent death
+// (before: exit 141, no message).
+TEST_F(Faults, AClosedOutputPipeDoesNotKillTheRun) {
+  const fs::path dir = fresh_dir("closed-pipe");
+  std::string command = std::string(DFM_TEST_BIN_DIR) + "/dfm-run";
+  for (const std::string& a : tiny_job(dir, 20, 8)) command += " '" + a + "'";
+  const std::string line = "bash -c \"" + command + " 2>&1 | true; exit \\${PIPESTATUS[0]}\"";
+  const int status = std::system(line.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << line;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << line;
+  EXPECT_EQ(metrics_lines(dir), 20u);
 }
 
 }  // namespace

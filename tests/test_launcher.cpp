@@ -169,6 +169,30 @@ TEST(Launcher, FailedRankStopsTheOthers) {
   expect_no_worker_left(run);
 }
 
+// The summary names the root cause: rank 1 failed of its own, rank 2 ended
+// first but only because it lost its peer (kExitPeerFailed).
+TEST(Launcher, TheRootCauseIsNamedNotTheRankThatLostItsPeer) {
+  const LaunchRun run = run_launcher(4, 30, "peer", 1);
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(last_line(run.err), "dfm-run: rank 1 exited with code 1; stopped the other 3 workers") << run.err;
+  EXPECT_LT(run.elapsed, 5s);
+  expect_no_worker_left(run);
+}
+
+// After a worker's failure the stop is short whatever --stop-timeout says: a
+// worker that does not answer SIGTERM (a stalled rank) is killed after
+// kFailureStopGrace (3 s), not the 30 s a preempted job gets to save.
+TEST(Launcher, AfterAFailureAStalledWorkerIsKilledWithinTheGrace) {
+  const LaunchRun run = run_launcher(3, 30, "hang", 0);
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(last_line(run.err),
+            "dfm-run: rank 1 exited with code 1; stopped the other 2 workers "
+            "(rank 0 did not stop within 3 s and was killed with SIGKILL)")
+      << run.err;
+  EXPECT_LT(run.elapsed, 8s);
+  expect_no_worker_left(run);
+}
+
 TEST(Launcher, KilledRankIsNamedWithItsSignal) {
   const LaunchRun run = run_launcher(4, 2, "sigkill", 1);
   EXPECT_EQ(run.exit_code, 128 + SIGKILL);
@@ -182,7 +206,7 @@ TEST(Launcher, WorkerIgnoringSigtermIsKilledAfterStopTimeout) {
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_EQ(last_line(run.err),
             "dfm-run: rank 1 exited with code 1; stopped the other 2 workers "
-            "(1 did not stop within 1 s and was killed with SIGKILL)")
+            "(rank 0 did not stop within 1 s and was killed with SIGKILL)")
       << run.err;
   EXPECT_GE(run.elapsed, 1s);
   EXPECT_LT(run.elapsed, 6s);

@@ -1,10 +1,12 @@
 // The rendezvous store over real loopback sockets: every operation, blocking
 // and timeouts, the secret check, hostile input, concurrency, join_world.
 #include <arpa/inet.h>
+#include <signal.h>
 #include <glog/logging.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -76,7 +78,7 @@ int raw_authenticated_connect(uint16_t port, const std::string& secret) {
   const int fd = raw_connect(port);
   std::vector<uint8_t> greeting(21);
   EXPECT_EQ(::recv(fd, greeting.data(), greeting.size(), MSG_WAITALL), 21);
-  std::vector<uint8_t> answer{'D', 'F', 'M', 'R', 1};
+  std::vector<uint8_t> answer{'D', 'F', 'M', 'R', 2};  // protocol version 2 (docs/launching.md)
   const std::vector<uint8_t> client_nonce(16, 7);
   answer.insert(answer.end(), client_nonce.begin(), client_nonce.end());
   std::vector<uint8_t> message = bytes("client");
@@ -127,6 +129,32 @@ TEST(RendezvousStore, OtherClientSeesValues) {
   StoreClient b("localhost", server.port(), kSecret, 5s);
   a.set("k", bytes("v"));
   EXPECT_EQ(b.get("k", 1s), bytes("v"));
+}
+
+// add_on_close: counted when the connection ends, whether the client closed
+// it or its process died without a word (kill -9 of a rank).
+TEST(RendezvousStore, AddOnCloseCountsAClosedOrDeadClient) {
+  StoreServer server(true, 0, kSecret);
+  StoreClient watcher("127.0.0.1", server.port(), kSecret, 5s);
+  {
+    StoreClient leaving("127.0.0.1", server.port(), kSecret, 5s);
+    leaving.add_on_close("left", 1);
+    EXPECT_EQ(watcher.add("left", 0), 0);  // not before it ends
+  }
+  const pid_t child = ::fork();
+  if (child == 0) {
+    StoreClient dying("127.0.0.1", server.port(), kSecret, 5s);
+    dying.add_on_close("left", 1);
+    dying.set("registered", bytes("yes"));
+    ::pause();  // until SIGKILL
+    ::_exit(0);
+  }
+  ASSERT_EQ(watcher.get("registered", 5s), bytes("yes"));
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (watcher.add("left", 0) < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(watcher.add("left", 0), 2);
 }
 
 TEST(RendezvousStore, BlockingGetReleasedByLaterSet) {
@@ -202,7 +230,7 @@ TEST(RendezvousStore, ClientRefusesAServerWithoutTheSecret) {
   const uint16_t port = ntohs(addr.sin_port);
   std::thread fake([listener] {
     const int fd = ::accept(listener, nullptr, nullptr);
-    std::vector<uint8_t> greeting{'D', 'F', 'M', 'R', 1};
+    std::vector<uint8_t> greeting{'D', 'F', 'M', 'R', 2};
     greeting.resize(21, 9);
     ::send(fd, greeting.data(), greeting.size(), MSG_NOSIGNAL);
     std::vector<uint8_t> answer(53);

@@ -3,11 +3,12 @@
 //   dfm-run [options] JOB.toml
 //
 // Exit codes: 0 success, 1 the run failed, 2 a usage or configuration error
-// (nothing was started).
+// (nothing was started), 3 the run stopped because another rank failed first.
 #include <glog/logging.h>
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/program_options.hpp>
+#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -115,6 +116,9 @@ int run(const Options& o, int argc, char** argv) {
   // A worker turns SIGTERM into "save a checkpoint and stop" (checkpoint.hpp);
   // blocked here, before any thread exists, so every thread inherits it.
   dfm::block_stop_signal();
+  // A write to a closed socket or pipe (a peer that died, a log reader that
+  // went away) must be an error the code reports, not a silent death by SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
   const dfm::LaunchEnv env = dfm::detect_launch_env(dfm::current_environment());
   dfm::init_logging(argv[0], env.rank, o.verbosity);
   dfm::HostContext host;
@@ -153,8 +157,15 @@ int run(const Options& o, int argc, char** argv) {
   dfm::log_to_folder(settings.out_dir / "logs");
   if (env.rank == 0) LOG(INFO) << "layout:\n" << layout;
   dfm::JobSession session(config, plan, host, env, settings.threads);
-  dfm::Trainer trainer(settings, session.backend(), session.runtime());
-  trainer.run();
+  try {
+    dfm::Trainer trainer(settings, session.backend(), session.runtime());
+    trainer.run();
+  } catch (const std::exception& e) {
+    // Before the session is torn down: the others learn of it while the store is up.
+    const dfm::FirstFailure first = session.report_failure(e.what());
+    if (first.rank != env.rank) throw dfm::PeerFailed(first, e.what());
+    throw;
+  }
   return 0;
 }
 
@@ -176,6 +187,9 @@ int main(int argc, char** argv) {
   } catch (const dfm::ConfigError& e) {
     std::cerr << e.what() << "\n";
     return kExitUsage;
+  } catch (const dfm::PeerFailed& e) {
+    LOG(ERROR) << "dfm-run: " << e.what();
+    return dfm::kExitPeerFailed;
   } catch (const std::exception& e) {
     LOG(ERROR) << "dfm-run failed: " << e.what();
     return kExitFailure;

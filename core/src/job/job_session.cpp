@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <exception>
 #include <stdexcept>
 #include <thread>
 
@@ -124,6 +125,33 @@ std::vector<std::string> JobSession::exchange(const std::string& tag, const std:
   return all;
 }
 
+PeerFailed::PeerFailed(const FirstFailure& first, const std::string& here)
+    : std::runtime_error("stopping: rank " + std::to_string(first.rank) + " failed first: " + first.what +
+                         " (here: " + here + ")") {}
+
+// The first rank to count itself into dfm/failures writes its reason; the
+// others read it. A rank that fails because its peer died counts itself
+// after the peer did (it learns of the death from the peer's closed
+// connections), except when the peer was killed outright and never counted:
+// then the launcher names the killed rank by its signal.
+FirstFailure JobSession::report_failure(const std::string& what) noexcept {
+  const FirstFailure mine{rank_, what};
+  if (!store_) return mine;
+  try {
+    if (store_->add("dfm/failures", 1) == 1) {
+      const std::string text = std::to_string(rank_) + "\n" + what;
+      store_->set("dfm/first_failure", std::vector<uint8_t>(text.begin(), text.end()));
+      return mine;
+    }
+    const auto bytes = store_->get("dfm/first_failure", std::chrono::seconds(2));
+    const std::string text(bytes.begin(), bytes.end());
+    const size_t newline = text.find('\n');
+    return {std::stoll(text.substr(0, newline)), text.substr(newline + 1)};
+  } catch (const std::exception&) {
+    return mine;  // the store is gone with rank 0: this rank cannot tell who was first
+  }
+}
+
 JobSession::~JobSession() {
   // Strategies first (they hold buffers and pending collectives), then the
   // groups, then the store; the backend goes last with its memory.
@@ -132,23 +160,26 @@ JobSession::~JobSession() {
     if (it->plugin->strategy()->destroy) it->plugin->strategy()->destroy(it->instance);
   for (Group& g : groups_)
     if (g.handle) comm_->group_destroy(g.handle);
-  leave_world();
+  leave_world(std::uncaught_exceptions() > 0);
   store_.reset();
   server_.reset();
   scalar_scratch_.reset();
 }
 
-// Rank 0 serves the store: it stops serving only when every rank has said it
-// is done with it, so no rank loses the store in the middle of a request.
-void JobSession::leave_world() noexcept {
-  if (!store_) return;
+// Rank 0 serves the store: it stops serving only when every other rank's
+// connection has ended (each counts itself into dfm/left when it does, even
+// when killed: add_on_close), so no rank loses the store in the middle of a
+// request and a dead rank is not waited for. A rank that stalls holds its
+// connection: rank 0 gives up after kLeaveTimeout, or at once when it is
+// itself failing (the job is over; the others learn it from their
+// collectives or the closed store).
+void JobSession::leave_world(bool failing) noexcept {
+  if (!store_ || rank_ != 0) return;
+  constexpr std::chrono::seconds kLeaveTimeout{30}, kFailingLeaveTimeout{1};
   try {
-    store_->add("dfm/left", 1);
-    if (rank_ == 0) {
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-      while (store_->add("dfm/left", 0) < plan_.layout.world && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    const auto deadline = std::chrono::steady_clock::now() + (failing ? kFailingLeaveTimeout : kLeaveTimeout);
+    while (store_->add("dfm/left", 0) < plan_.layout.world - 1 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
   } catch (const std::exception& e) {
     LOG(WARNING) << "rank " << rank_ << ": leaving the rendezvous store: " << e.what();
   }
@@ -161,6 +192,7 @@ void JobSession::connect(const LaunchEnv& env, int64_t timeout_ms) {
   if (rank_ == 0) server_ = std::make_unique<StoreServer>(is_loopback_host(env.master_addr), env.master_port, env.secret);
   store_ = std::make_unique<StoreClient>(env.master_addr, env.master_port, env.secret, timeout);
   join_world(*store_, rank_, plan_.layout.world, timeout);
+  if (rank_ != 0) store_->add_on_close("dfm/left", 1);
   rendezvous_.struct_size = sizeof rendezvous_;
   rendezvous_.store = store_.get();
   rendezvous_.set = store_set;

@@ -58,8 +58,9 @@ class Supervisor {
 
  private:
   void reap();
+  int cause_rank(size_t worker) const;
   void on_signal(int signal);
-  void begin_stop(int signal);
+  void begin_stop(int signal, std::chrono::seconds grace);
   void kill_remaining();
   size_t running_count() const;
   int poll_timeout_ms() const;
@@ -70,9 +71,10 @@ class Supervisor {
   std::vector<WorkerProcess> workers_;
   std::vector<PrefixedLineCopier> copiers_;
 
-  std::optional<size_t> failed_;        // index of the first worker that failed
+  std::optional<size_t> failed_;        // index of the failed worker most likely the root cause
   int interrupted_by_ = 0;              // signal the launcher received, 0 if none
   size_t stopped_ = 0;                  // workers still running when the stop began
+  std::chrono::seconds grace_{0};       // how long they had before SIGKILL
   std::optional<Clock::time_point> kill_at_, drain_until_;
 };
 
@@ -94,32 +96,39 @@ size_t Supervisor::running_count() const {
   return n;
 }
 
+// How likely a failed worker's end is the job's root cause, lower first: a
+// signal the launcher did not send (a crash, an OOM kill, kill -9), then a
+// failure of its own, then a worker that only lost a peer (kExitPeerFailed);
+// the launcher's own SIGTERM and SIGKILL last.
+int Supervisor::cause_rank(size_t worker) const {
+  const WorkerProcess& w = workers_[worker];
+  if (w.killed || (stopped_ > 0 && WIFSIGNALED(w.status) && WTERMSIG(w.status) == SIGTERM)) return 3;
+  if (WIFSIGNALED(w.status)) return 0;
+  return WEXITSTATUS(w.status) == kExitPeerFailed ? 2 : 1;
+}
+
+// Workers are reaped in the order they ended; a later failure replaces the
+// named one only when it is more likely the cause (cause_rank).
 void Supervisor::reap() {
-  std::vector<size_t> failures;
+  bool first_failure = false;
   for (size_t i = 0; i < workers_.size(); ++i) {
     WorkerProcess& w = workers_[i];
     if (!w.running || ::waitpid(w.pid, &w.status, WNOHANG) != w.pid) continue;
     w.running = false;
-    if (w.status != 0) failures.push_back(i);
+    if (w.status == 0 || interrupted_by_) continue;
+    if (!failed_) first_failure = true;
+    if (!failed_ || cause_rank(i) < cause_rank(*failed_)) failed_ = i;
   }
   if (running_count() == 0 && !drain_until_) drain_until_ = Clock::now() + kDrainTimeout;
-  if (failures.empty() || failed_ || interrupted_by_) return;
-  // Several failures seen at once: the first cause is more likely the one a
-  // signal killed (the others then fail on broken connections); else the lowest rank.
-  failed_ = failures.front();
-  for (size_t i : failures)
-    if (WIFSIGNALED(workers_[i].status) && !WIFSIGNALED(workers_[*failed_].status)) {
-      failed_ = i;
-      break;
-    }
-  begin_stop(SIGTERM);
+  if (first_failure) begin_stop(SIGTERM, std::min(options_.stop_timeout, kFailureStopGrace));
 }
 
-void Supervisor::begin_stop(int signal) {
+void Supervisor::begin_stop(int signal, std::chrono::seconds grace) {
   stopped_ = running_count();
   for (const auto& w : workers_)
     if (w.running) signal_worker(w, signal);
-  kill_at_ = Clock::now() + options_.stop_timeout;
+  kill_at_ = Clock::now() + grace;
+  grace_ = grace;
 }
 
 void Supervisor::on_signal(int signal) {
@@ -128,7 +137,7 @@ void Supervisor::on_signal(int signal) {
     return;
   }
   interrupted_by_ = signal;
-  begin_stop(signal);
+  begin_stop(signal, options_.stop_timeout);
 }
 
 void Supervisor::kill_remaining() {
@@ -179,11 +188,13 @@ int Supervisor::run() {
 
 int Supervisor::finish() const {
   size_t killed = 0;
-  for (const auto& w : workers_) killed += w.killed ? 1 : 0;
+  std::string killed_ranks;
+  for (const auto& w : workers_)
+    if (w.killed) killed_ranks += (killed++ ? ", " : "") + std::to_string(w.rank);
   const std::string kill_note =
       killed == 0 ? ""
-                  : " (" + std::to_string(killed) + " did not stop within " +
-                        std::to_string(options_.stop_timeout.count()) + " s and " + (killed == 1 ? "was" : "were") +
+                  : std::string(" (") + (killed == 1 ? "rank " : "ranks ") + killed_ranks + " did not stop within " +
+                        std::to_string(grace_.count()) + " s and " + (killed == 1 ? "was" : "were") +
                         " killed with SIGKILL)";
   if (failed_) {
     const WorkerProcess& w = workers_[*failed_];

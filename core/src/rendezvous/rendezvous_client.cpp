@@ -198,6 +198,13 @@ int64_t StoreClient::add(const std::string& key, int64_t delta) {
   }
 }
 
+void StoreClient::add_on_close(const std::string& key, int64_t delta) {
+  std::lock_guard lock(impl_->mutex);
+  const std::vector<uint8_t> reply = impl_->request(Writer().u8(uint8_t(Op::add_on_close)).str(key).i64(delta),
+                                                    std::chrono::milliseconds(0));
+  if (reply.size() != 1 || Status(reply[0]) != Status::ok) throw error("malformed reply from the store at " + impl_->where);
+}
+
 bool StoreClient::check(const std::string& key) {
   std::lock_guard lock(impl_->mutex);
   const std::vector<uint8_t> reply = impl_->request(Writer().u8(uint8_t(Op::check)).str(key),

@@ -49,6 +49,7 @@ struct StoreServer::Impl {
     int fd = -1;
     std::thread thread;
     std::atomic<bool> done{false};
+    std::vector<std::pair<std::string, int64_t>> on_close;  // counters to add when it ends
   };
 
   std::string secret;
@@ -69,7 +70,10 @@ struct StoreServer::Impl {
   void serve(Connection& connection);
   bool handshake(int fd, const std::string& peer);
   // Answers one request; false when the connection must close.
-  bool answer(int fd, const std::vector<uint8_t>& request);
+  bool answer(Connection& connection, const std::vector<uint8_t>& request);
+  // Adds delta to a counter key: false with `problem` set when the key holds
+  // something else or the sum overflows. Caller holds data_mutex.
+  bool add_locked(const std::string& key, int64_t delta, int64_t& value, std::string& problem);
   void reap_finished_connections();  // caller holds connections_mutex
 };
 
@@ -172,7 +176,7 @@ void StoreServer::Impl::serve(Connection& connection) {
   try {
     if (handshake(connection.fd, peer)) {
       std::vector<uint8_t> request;
-      while (recv_frame(connection.fd, request, kNoDeadline) == Io::ok && answer(connection.fd, request)) {
+      while (recv_frame(connection.fd, request, kNoDeadline) == Io::ok && answer(connection, request)) {
       }
     }
   } catch (const MalformedFrame& e) {
@@ -182,6 +186,17 @@ void StoreServer::Impl::serve(Connection& connection) {
   }
   // Hang up now so the peer sees it; the fd itself is closed when the thread is reaped.
   ::shutdown(connection.fd, SHUT_RDWR);
+  if (!connection.on_close.empty()) {
+    {
+      std::lock_guard lock(data_mutex);
+      for (const auto& [key, delta] : connection.on_close) {
+        int64_t value = 0;
+        std::string problem;
+        if (!add_locked(key, delta, value, problem)) LOG(WARNING) << "rendezvous: at a connection's end: " << problem;
+      }
+    }
+    data_changed.notify_all();
+  }
   connection.done = true;
 }
 
@@ -218,7 +233,24 @@ bool StoreServer::Impl::handshake(int fd, const std::string& peer) {
   return send_all(fd, accepted.data(), accepted.size()) == Io::ok;
 }
 
-bool StoreServer::Impl::answer(int fd, const std::vector<uint8_t>& request) {
+bool StoreServer::Impl::add_locked(const std::string& key, int64_t delta, int64_t& value, std::string& problem) {
+  value = 0;
+  const auto it = data.find(key);
+  if (it != data.end() && !parse_counter(it->second, value)) {
+    problem = "key '" + key + "' holds a value that is not an integer";
+    return false;
+  }
+  if (__builtin_add_overflow(value, delta, &value)) {
+    problem = "adding " + std::to_string(delta) + " to key '" + key + "' overflows";
+    return false;
+  }
+  const std::string text = std::to_string(value);
+  data[key] = std::vector<uint8_t>(text.begin(), text.end());
+  return true;
+}
+
+bool StoreServer::Impl::answer(Connection& connection, const std::vector<uint8_t>& request) {
+  const int fd = connection.fd;
   Reader in(request);
   Writer out;
   const auto op = Op(in.u8());
@@ -269,18 +301,24 @@ bool StoreServer::Impl::answer(int fd, const std::vector<uint8_t>& request) {
       if (!in.at_end()) throw MalformedFrame("trailing bytes after add");
       std::unique_lock lock(data_mutex);
       int64_t value = 0;
-      const auto it = data.find(key);
-      if (it != data.end() && !parse_counter(it->second, value)) {
-        out.u8(uint8_t(Status::error)).str("key '" + key + "' holds a value that is not an integer");
-      } else if (__builtin_add_overflow(value, delta, &value)) {
-        out.u8(uint8_t(Status::error)).str("adding " + std::to_string(delta) + " to key '" + key + "' overflows");
+      std::string problem;
+      if (!add_locked(key, delta, value, problem)) {
+        out.u8(uint8_t(Status::error)).str(problem);
       } else {
-        const std::string text = std::to_string(value);
-        data[key] = std::vector<uint8_t>(text.begin(), text.end());
         lock.unlock();
         data_changed.notify_all();
         out.u8(uint8_t(Status::ok)).i64(value);
       }
+      break;
+    }
+    case Op::add_on_close: {
+      std::string key = in.str();
+      const int64_t delta = in.i64();
+      if (!in.at_end()) throw MalformedFrame("trailing bytes after add_on_close");
+      constexpr size_t kMaxPerConnection = 16;  // a hostile client cannot grow the list without bound
+      if (connection.on_close.size() >= kMaxPerConnection) throw MalformedFrame("too many add_on_close requests");
+      connection.on_close.emplace_back(std::move(key), delta);
+      out.u8(uint8_t(Status::ok));
       break;
     }
     case Op::check: {

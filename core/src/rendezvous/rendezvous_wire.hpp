@@ -20,11 +20,11 @@
 
 namespace dfm::rendezvous {
 
-enum class Op : uint8_t { set = 1, get = 2, wait = 3, add = 4, check = 5 };
+enum class Op : uint8_t { set = 1, get = 2, wait = 3, add = 4, check = 5, add_on_close = 6 };
 enum class Status : uint8_t { ok = 0, timed_out = 1, error = 2 };
 
 inline constexpr char kMagic[4] = {'D', 'F', 'M', 'R'};
-inline constexpr uint8_t kProtocolVersion = 1;
+inline constexpr uint8_t kProtocolVersion = 2;  // 2: add_on_close
 inline constexpr size_t kNonceSize = 16;
 inline constexpr size_t kGreetingSize = sizeof(kMagic) + 1 + kNonceSize;
 inline constexpr uint32_t kMaxFrame = 64u << 20;  // bounds what a bad peer can make us allocate

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,20 @@ class HostContext;
 class StoreServer;
 class StoreClient;
 
+// The job's first failure, as the ranks learn it through the store.
+struct FirstFailure {
+  int64_t rank = 0;
+  std::string what;
+};
+
+// Thrown by a rank that failed only after another rank had: its collectives
+// or the store lost that peer. dfm-run exits with kExitPeerFailed for it, so
+// the launcher names the other rank as the root cause.
+class PeerFailed : public std::runtime_error {
+ public:
+  PeerFailed(const FirstFailure& first, const std::string& here);
+};
+
 class JobSession {
  public:
   // Throws std::runtime_error naming the rank and the step that failed.
@@ -32,6 +47,9 @@ class JobSession {
 
   ComputeBackend& backend() { return *backend_; }
   const JobRuntime& runtime() const { return runtime_; }
+  // Records this rank's failure in the store and returns the job's first: this
+  // rank's own when no rank failed before it (or the store is gone already).
+  FirstFailure report_failure(const std::string& what) noexcept;
 
  private:
   struct Group {
@@ -44,7 +62,7 @@ class JobSession {
     void* instance;
   };
   void connect(const LaunchEnv& env, int64_t timeout_ms);
-  void leave_world() noexcept;
+  void leave_world(bool failing) noexcept;
   void create_groups(int64_t timeout_ms);
   void create_strategies(const Config& config);
   dfm_group_info group_info(dfm_group_kind kind) const;

@@ -62,6 +62,10 @@ class StoreClient {
   // that is not an integer.
   int64_t add(const std::string& key, int64_t delta);
   bool check(const std::string& key);
+  // The store adds delta to the key when this connection ends, however it
+  // ends: a clean close or the process's death (the kernel closes its
+  // socket). How a rank's departure is counted even when it was killed.
+  void add_on_close(const std::string& key, int64_t delta);
 
  private:
   struct Impl;
