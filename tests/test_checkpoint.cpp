@@ -14,6 +14,7 @@
 #include "dfm/core/models/gpt2/gpt2_architecture.hpp"
 #include "dfm/core/checkpoint/checkpoint.hpp"
 #include "support/cpu_backend.hpp"
+#include "support/run_command.hpp"
 
 namespace dfm {
 namespace {
@@ -201,10 +202,50 @@ const Damage kDamages[] = {
     {"newer_format", [](const fs::path& s) { edit_index(s, [](nlohmann::json& j) { j["version"] = 2; }); }, "index.json",
      "format version 2 is not readable"},
     {"no_index", [](const fs::path& s) { fs::remove(s / "index.json"); }, "index.json", "missing or unreadable"},
+    // The three that dfm-ckpt verify used to pass (issue 22).
+    {"tensor_shape",
+     [](const fs::path& s) { edit_index(s, [](nlohmann::json& j) { j["tensors"]["model/ln_f.bias"]["shape"] = {33}; }); },
+     "index.json", "tensor 'model/ln_f.bias' has shape [33], expected [32]"},
+    {"piece_sha256_zeroed",
+     [](const fs::path& s) {
+       edit_index(s, [](nlohmann::json& j) { j["tensors"]["model/wte.weight"]["pieces"][0]["sha256"] = std::string(64, '0'); });
+     },
+     "rank-0.safetensors", "'model/wte.weight@0' fails its SHA-256 check"},
 };
+
+// dfm-ckpt verify refuses whatever a load refuses: the folder does not open,
+// or verify names the check that failed with the load's own message.
+TEST_P(DamagedCheckpoint, VerifyRefusesWhatALoadRefuses) {
+  const Damage& d = GetParam();
+  const fs::path step = saved_checkpoint("verify-" + d.name);
+  d.apply(step);
+  std::vector<CheckpointProblem> problems;
+  try {
+    problems = CheckpointReader(step).verify();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(d.message), std::string::npos) << e.what();
+    return;
+  }
+  ASSERT_FALSE(problems.empty()) << "verify passed a checkpoint the load refuses";
+  bool named = false;
+  for (const CheckpointProblem& p : problems) named = named || p.message.find(d.message) != std::string::npos;
+  EXPECT_TRUE(named) << problems.front().check << ": " << problems.front().message;
+}
 
 INSTANTIATE_TEST_SUITE_P(Cases, DamagedCheckpoint, ::testing::ValuesIn(kDamages),
                          [](const auto& info) { return info.param.name; });
+
+// Bytes of a damaged index.json quoted in the error come out as \xNN: the
+// output stays valid UTF-8 (before: the raw bytes, "last read: '67\xcb'").
+TEST(DamagedCheckpoint, ErrorsQuotingDamagedBytesAreValidUtf8) {
+  const fs::path step = saved_checkpoint("binary-index");
+  std::ofstream(step / "index.json", std::ios::binary) << "{\"version\": 67\xcb\xff}";
+  const auto r = test::run_bin("dfm-ckpt verify " + step.string());
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("index.json: not valid JSON"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\\xcb"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find('\xcb'), std::string::npos) << "raw byte in the output";
+}
 
 TEST(DamagedCheckpoint, AnotherModelShapeIsRefusedNamingTheKey) {
   const fs::path step = saved_checkpoint("other-shape");
@@ -223,8 +264,12 @@ TEST(DamagedCheckpoint, VerifyReportsAChecksumMismatchOfTheWholeFile) {
     f.put('\x01');
   }
   const auto problems = CheckpointReader(step).verify();
-  ASSERT_EQ(problems.size(), 1u);
-  EXPECT_EQ(problems[0].rfind((step / "rank-0.safetensors").string() + ": SHA-256 ", 0), 0u) << problems[0];
+  // The file's checksum and the piece holding the changed byte.
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_EQ(problems[0].check, "file");
+  EXPECT_EQ(problems[0].message.rfind((step / "rank-0.safetensors").string() + ": SHA-256 ", 0), 0u) << problems[0].message;
+  EXPECT_EQ(problems[1].check, "piece");
+  EXPECT_NE(problems[1].message.find("fails its SHA-256 check"), std::string::npos) << problems[1].message;
 }
 
 }  // namespace

@@ -368,6 +368,24 @@ TEST(CheckpointCrash, KillDuringSaveLeavesThePreviousCheckpointLoadable) {
   for (const auto& e : fs::directory_iterator(ckpt)) EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos);
 }
 
+// A newest step folder without its index is damage (saves publish whole):
+// resume = "auto" names it and stops instead of starting again from step 0
+// (before: silently from step 1) or from an older checkpoint.
+TEST(CheckpointCrash, AutoResumeRefusesANewestStepFolderWithoutAnIndex) {
+  const fs::path d = out_dir("no-index");
+  ASSERT_EQ(test::run_bin("dfm-run " + job_args(d, kSingle, 4) + " --set checkpoint.every=2").exit_code, 0);
+  const fs::path damaged = d / "checkpoints" / "step-4";
+  fs::remove(damaged / "index.json");
+  const auto r = test::run_bin("dfm-run " + job_args(d, kSingle, 6));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("checkpoint.resume = \"auto\": " + (damaged / "index.json").string() + " does not exist, so " +
+                          damaged.string() + " is not a checkpoint (damaged, or copied in part); move it away to resume from " +
+                          (d / "checkpoints" / "step-2").string()),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(losses(d).size(), 4u) << "the run must not have trained";
+}
+
 // Sends SIGTERM once metrics.jsonl shows two steps; returns the process's exit status.
 int terminate_after_two_steps(pid_t pid, const fs::path& dir) {
   wait_for([&] { return losses(dir).size() >= 2; });

@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "dfm/abi.h"
+#include "dfm/core/data/token_files.hpp"
 #include "support/run_command.hpp"
 
 namespace {
@@ -88,6 +89,33 @@ TEST(DfmRun, EveryBrokenConfigExitsWith2AndItsMessages) {
   EXPECT_GE(checked, 30);
 }
 
+// What the run would refuse at its first window is a configuration error at
+// start and under --dry-run (exit 2): a glob that matches nothing, an id at
+// or above vocab_size anywhere in the files. Before: --dry-run said valid and
+// the run failed with exit 1 (the id at the step that reached it).
+TEST(DfmRun, BadTokenFilesAreConfigurationErrorsBeforeTraining) {
+  const fs::path dir = fs::path(DFM_TEST_BINARY_DIR) / "tmp" / "cli" / "bad-tokens";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::vector<uint32_t> ids(5000, 7);
+  ids[4321] = 256;  // the default model's vocabulary is 256 bytes
+  dfm::write_token_file(dir / "train.bin", ids);
+  const std::string tokens = kDefault + " --set data.source=\\\"tokens\\\" --set job.out_dir=" + (dir / "out").string();
+  for (const std::string& mode : {std::string("--dry-run "), std::string("")}) {
+    const Result none = run("dfm-run " + mode + tokens + " --set data.path=\\\"" + (dir / "*.none").string() + "\\\"");
+    EXPECT_EQ(none.exit_code, 2) << none.output;
+    EXPECT_NE(none.output.find("data.path: no file matches '" + (dir / "*.none").string() + "'"), std::string::npos)
+        << none.output;
+    const Result bad = run("dfm-run " + mode + tokens + " --set data.path=\\\"" + (dir / "*.bin").string() + "\\\"");
+    EXPECT_EQ(bad.exit_code, 2) << bad.output;
+    EXPECT_NE(bad.output.find("data.path: " + (dir / "train.bin").string() +
+                              ": token 4321 has id 256, not below model.vocab_size 256"),
+              std::string::npos)
+        << bad.output;
+  }
+  EXPECT_FALSE(fs::exists(dir / "out" / "metrics.jsonl"));
+}
+
 TEST(DfmRun, UsageErrorsExitWithCode2) {
   EXPECT_EQ(run("dfm-run").exit_code, 2);
   EXPECT_EQ(run("dfm-run --no-such-flag " + kDefault).exit_code, 2);
@@ -163,7 +191,12 @@ TEST(DfmRun, ARunThatNeedsAStrategyStopsAtStartNamingIt) {
 }
 
 // Every job in configs/ names the world size to plan it for in a "# dry-run: --world-size N" line.
+// A job that reads token files, which are not in the repository, is planned
+// on a small token file of ids below every config's vocabulary.
 TEST(DfmRun, EveryConfigPassesDryRunAtItsWorldSize) {
+  const fs::path tokens = fs::path(DFM_TEST_BINARY_DIR) / "tmp" / "cli" / "dry-run-tokens.bin";
+  fs::create_directories(tokens.parent_path());
+  dfm::write_token_file(tokens, {1, 2, 3, 4, 5, 6, 7, 8});
   int checked = 0;
   for (const auto& entry : fs::directory_iterator(fs::path(DFM_TEST_SOURCE_DIR) / "configs")) {
     if (entry.path().extension() != ".toml") continue;
@@ -172,7 +205,10 @@ TEST(DfmRun, EveryConfigPassesDryRunAtItsWorldSize) {
     std::smatch m;
     const std::string world =
         std::regex_search(text, m, std::regex("dry-run: --world-size (\\d+)")) ? m[1].str() : std::string("1");
-    const Result r = run("dfm-run --dry-run --world-size " + world + " " + entry.path().string());
+    const std::string data = std::regex_search(text, std::regex(R"(source = "tokens")"))
+                                 ? " --set data.path=\\\"" + tokens.string() + "\\\""
+                                 : "";
+    const Result r = run("dfm-run --dry-run --world-size " + world + " " + entry.path().string() + data);
     EXPECT_EQ(r.exit_code, 0) << entry.path() << "\n" << r.output;
     EXPECT_NE(r.output.find("is valid for " + world + " rank"), std::string::npos) << r.output;
     ++checked;

@@ -407,6 +407,30 @@ TEST_F(Faults, TheSummaryNamesTheRankThatFailedNotTheOneThatLostItsPeer) {
   EXPECT_EQ(count_lines_matching(out, std::regex(R"(^\[rank 1\] E .*stopping: rank 0 failed first: .*fails its SHA-256 check)")), 1u) << out;
 }
 
+// Log lines reach logs/rank0.log as they are logged: a rank killed with -9
+// loses none of what it printed (before: glog's 30 s file buffer went with it).
+TEST_F(Faults, AKilledRankKeepsEveryLogLineItPrinted) {
+  const fs::path dir = fresh_dir("log-flush");
+  Process run(tiny_job(dir, 100000, 8), {}, dir / "output.txt");
+  const std::regex step_line(R"(metrics\.cpp:\d+\] step \d+/)");
+  const auto start = Clock::now();
+  while (count_lines_matching(run.output(), step_line) < 3 && !run.wait_for(0s)) {
+    ASSERT_LT(Clock::now() - start, 20s) << run.output();
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(::kill(run.pid(), SIGKILL), 0);
+  run.wait_for(5s);
+  const std::string printed = run.output(), logged = read_file(dir / "logs" / "rank0.log");
+  std::istringstream lines(printed);
+  size_t steps = 0;
+  for (std::string line; std::getline(lines, line);)
+    if (std::regex_search(line, step_line)) {
+      ++steps;
+      EXPECT_NE(logged.find(line), std::string::npos) << "printed but not in rank0.log: " << line;
+    }
+  EXPECT_GE(steps, 3u);
+}
+
 // Workers ignore SIGPIPE: a log reader that went away is not a silent death
 // (before: exit 141, no message).
 TEST_F(Faults, AClosedOutputPipeDoesNotKillTheRun) {

@@ -1,7 +1,7 @@
 // dfm-ckpt: inspect, check and convert checkpoints (docs/checkpoints.md).
 //
 //   dfm-ckpt info DIR            step, layout (world, tp, cp, dp), tensors, sizes, and the integrity check
-//   dfm-ckpt verify DIR          every file's size and SHA-256 against the index
+//   dfm-ckpt verify DIR          every check a load runs: tensors and their coverage, files' and pieces' SHA-256
 //   dfm-ckpt export DIR --out OUT  one Hugging Face GPT-2 model.safetensors + config.json
 //
 // DIR is a step-<N> folder, or a checkpoint folder (its newest complete step).
@@ -11,6 +11,7 @@
 #include <string>
 
 #include "dfm/core/checkpoint/checkpoint.hpp"
+#include "dfm/core/common/printable_text.hpp"
 #include "dfm/core/models/architecture.hpp"
 
 namespace {
@@ -39,8 +40,10 @@ std::string megabytes(uint64_t bytes) {
 
 int verify(const dfm::CheckpointReader& reader) {
   const auto problems = reader.verify();
-  for (const auto& p : problems) std::cout << "damaged: " << p << "\n";
-  if (problems.empty()) std::cout << "ok: " << reader.index().files.size() << " file(s) match their SHA-256\n";
+  for (const auto& p : problems) std::cout << "damaged (" << p.check << " check): " << dfm::printable_text(p.message) << "\n";
+  if (problems.empty())
+    std::cout << "ok: " << reader.index().tensors.size() << " tensors covered by their pieces, "
+              << reader.index().files.size() << " file(s) and every piece match their SHA-256\n";
   return problems.empty() ? 0 : kExitDamaged;
 }
 
@@ -89,7 +92,7 @@ int main(int argc, char** argv) {
     }
     return usage("unknown command '" + command + "'");
   } catch (const std::exception& e) {
-    std::cerr << "dfm-ckpt: " << e.what() << "\n";
+    std::cerr << "dfm-ckpt: " << dfm::printable_text(e.what()) << "\n";
     return kExitDamaged;
   }
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "dfm/core/common/printable_text.hpp"
 #include "dfm/core/data/token_files.hpp"
 #include "sentencepiece_encoder.hpp"
 
@@ -142,10 +143,10 @@ int main(int argc, char** argv) {
     if (command == "info") return info(files);
     throw po::error("unknown command '" + command + "' (expected encode or info)");
   } catch (const po::error& e) {
-    std::cerr << "dfm-data: " << e.what() << " (--help shows the usage)\n";
+    std::cerr << "dfm-data: " << dfm::printable_text(e.what()) << " (--help shows the usage)\n";
     return kExitUsage;
   } catch (const std::exception& e) {
-    std::cerr << "dfm-data: " << e.what() << "\n";
+    std::cerr << "dfm-data: " << dfm::printable_text(e.what()) << "\n";
     return 1;
   }
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "dfm/core/checkpoint/checkpoint.hpp"
+#include "dfm/core/common/printable_text.hpp"
 #include "dfm/core/models/architecture.hpp"
 #include "dfm/core/plugins/compute_backend.hpp"
 #include "dfm/core/config/config.hpp"
@@ -142,7 +143,7 @@ int run(const Options& o, int argc, char** argv) {
   const int64_t world = o.world_size > 0 ? o.world_size : env.world;
   dfm::JobPlan plan = dfm::plan_job(config, registry, host, world, o.dry_run);
   if (!plan.ok()) {
-    for (const auto& e : plan.errors) std::cerr << e << "\n";
+    for (const auto& e : plan.errors) std::cerr << dfm::printable_text(e) << "\n";
     std::cerr << "dfm-run: " << plan.errors.size() << " configuration error(s); nothing was started\n";
     return kExitUsage;
   }
@@ -176,22 +177,22 @@ int main(int argc, char** argv) {
   try {
     if (!parse_options(argc, argv, options)) return 0;
   } catch (const po::error& e) {
-    std::cerr << "dfm-run: " << e.what() << " (--help lists the options)\n";
+    std::cerr << "dfm-run: " << dfm::printable_text(e.what()) << " (--help lists the options)\n";
     return kExitUsage;
   }
   try {
     return run(options, argc, argv);
   } catch (const po::error& e) {
-    std::cerr << "dfm-run: " << e.what() << " (--help lists the options)\n";
+    std::cerr << "dfm-run: " << dfm::printable_text(e.what()) << " (--help lists the options)\n";
     return kExitUsage;
   } catch (const dfm::ConfigError& e) {
-    std::cerr << e.what() << "\n";
+    std::cerr << dfm::printable_text(e.what()) << "\n";
     return kExitUsage;
   } catch (const dfm::PeerFailed& e) {
-    LOG(ERROR) << "dfm-run: " << e.what();
+    LOG(ERROR) << "dfm-run: " << dfm::printable_text(e.what());
     return dfm::kExitPeerFailed;
   } catch (const std::exception& e) {
-    LOG(ERROR) << "dfm-run failed: " << e.what();
+    LOG(ERROR) << "dfm-run failed: " << dfm::printable_text(e.what());
     return kExitFailure;
   }
 }

@@ -63,9 +63,32 @@ int64_t remove_incomplete_checkpoints(const fs::path& dir) {
   return removed;
 }
 
+// The step-<N> folder of the highest N, complete or not.
+std::optional<fs::path> newest_step_folder(const fs::path& dir) {
+  std::optional<std::pair<int64_t, fs::path>> newest;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (const auto step = checkpoint_io::complete_checkpoint_step(entry.path().filename().string()))
+      if (!newest || *step > newest->first) newest.emplace(*step, entry.path());
+  if (!newest) return std::nullopt;
+  return newest->second;
+}
+
 std::optional<fs::path> resume_source(const std::string& resume, const fs::path& dir) {
   if (resume == "never") return std::nullopt;
-  if (resume == "auto") return latest_checkpoint(dir);
+  if (resume == "auto") {
+    // A save publishes its folder whole (one rename), so a newest step folder
+    // without an index is damage, not an interrupted save: resuming from an
+    // older one, or from nothing, would silently undo training.
+    const auto latest = latest_checkpoint(dir);
+    if (const auto newest = newest_step_folder(dir); newest && newest != latest)
+      throw std::runtime_error("checkpoint.resume = \"auto\": " + (*newest / "index.json").string() +
+                               " does not exist, so " + newest->string() +
+                               " is not a checkpoint (damaged, or copied in part); move it away to resume from " +
+                               (latest ? latest->string() : std::string("nothing (a fresh start)")) +
+                               ", or name a checkpoint in checkpoint.resume");
+    return latest;
+  }
   const fs::path path(resume);
   if (!fs::exists(path / "index.json"))
     throw std::runtime_error("checkpoint.resume = \"" + resume + "\": " + (path / "index.json").string() +

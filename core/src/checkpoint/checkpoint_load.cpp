@@ -8,6 +8,7 @@
 #include "dfm/core/checkpoint/checkpoint.hpp"
 #include "dfm/core/checkpoint/checkpoint_slice.hpp"
 #include "dfm/core/common/safetensors.hpp"
+#include "dfm/core/models/architecture.hpp"
 
 namespace dfm {
 namespace {
@@ -110,22 +111,37 @@ void CheckpointReader::read_box(const std::string& name, const std::vector<int64
                              join(box_offset) + "] of shape [" + join(box_shape) + "] (a shard is missing)");
 }
 
-std::vector<std::string> CheckpointReader::verify() const {
-  std::vector<std::string> problems;
+// The checks of a load, each on everything: the model record and the
+// tensors' names, shapes and coverage by pieces (check_index_matches_model),
+// each file's SHA-256, and each piece as read_piece reads it (its header
+// entry, dtype, length, place in the file, SHA-256). File sizes were
+// checked when the reader opened the folder.
+std::vector<CheckpointProblem> CheckpointReader::verify() const {
+  std::vector<CheckpointProblem> problems;
+  const std::string where = (dir_ / "index.json").string();
+  try {
+    check_index_matches_model(index_, *model_from_record(index_.model, where), where);
+  } catch (const std::exception& e) {
+    problems.push_back({"tensors", e.what()});
+  }
   for (const CheckpointFile& f : index_.files) {
     const fs::path path = dir_ / f.name;
     try {
       const checkpoint_io::FileDigest d = checkpoint_io::digest_file(path);
-      if (d.sha256 != f.sha256) problems.push_back(path.string() + ": SHA-256 " + d.sha256 + " but index.json records " + f.sha256);
-      const SafetensorsHeader header = read_safetensors_header(path);
-      for (const CheckpointTensor& t : index_.tensors)
-        for (const CheckpointPiece& p : t.pieces)
-          if (p.file == f.name && !header.find(p.key))
-            problems.push_back(path.string() + ": no tensor '" + p.key + "' although index.json lists it there");
+      if (d.sha256 != f.sha256)
+        problems.push_back({"file", path.string() + ": SHA-256 " + d.sha256 + " but index.json records " + f.sha256});
     } catch (const std::exception& e) {
-      problems.push_back(e.what());
+      problems.push_back({"file", e.what()});
     }
   }
+  for (const CheckpointTensor& t : index_.tensors)
+    for (const CheckpointPiece& p : t.pieces) {
+      try {
+        read_piece(p);
+      } catch (const std::exception& e) {
+        problems.push_back({"piece", e.what()});
+      }
+    }
   return problems;
 }
 

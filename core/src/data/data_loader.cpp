@@ -3,6 +3,7 @@
 #include <glob.h>
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 
@@ -91,16 +92,39 @@ void TokenStream::window(int64_t w, std::span<int32_t> inputs, std::span<int32_t
   }
 }
 
-std::vector<std::filesystem::path> expand_glob(const std::string& pattern) {
+std::vector<std::filesystem::path> matching_files(const std::string& pattern) {
   glob_t g{};
   const int rc = ::glob(pattern.c_str(), 0, nullptr, &g);
   std::vector<std::filesystem::path> out;
   if (rc == 0)
     for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
   ::globfree(&g);
-  if (out.empty()) throw std::runtime_error("data.path: no file matches '" + pattern + "'");
   std::sort(out.begin(), out.end());
   return out;
+}
+
+std::vector<std::filesystem::path> expand_glob(const std::string& pattern) {
+  std::vector<std::filesystem::path> out = matching_files(pattern);
+  if (out.empty()) throw std::runtime_error("data.path: no file matches '" + pattern + "'");
+  return out;
+}
+
+std::vector<std::string> token_file_problems(const std::string& pattern, int64_t vocab_size) {
+  const std::vector<std::filesystem::path> files = matching_files(pattern);
+  if (files.empty()) return {"no file matches '" + pattern + "'"};
+  std::vector<std::string> problems;
+  for (const auto& path : files) {
+    try {
+      const MappedTokenFile file(path);
+      if (const int64_t bad = file.first_id_at_least(static_cast<uint32_t>(std::min<int64_t>(vocab_size, std::numeric_limits<uint32_t>::max())));
+          bad >= 0)
+        problems.push_back(path.string() + ": token " + std::to_string(bad) + " has id " + std::to_string(file.at(bad)) +
+                           ", not below model.vocab_size " + std::to_string(vocab_size));
+    } catch (const std::exception& e) {
+      problems.push_back(e.what());
+    }
+  }
+  return problems;
 }
 
 }  // namespace dfm

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -91,6 +92,33 @@ uint32_t MappedTokenFile::at(int64_t i) const {
   uint32_t v;
   std::memcpy(&v, tokens_ + i * 4, 4);
   return v;
+}
+
+namespace {
+
+// The largest id of n tokens of type T (memcpy'd: the mapping has no alignment promise).
+template <typename T>
+uint32_t max_id(const unsigned char* tokens, int64_t n) {
+  constexpr int64_t kBlock = 4096;
+  T block[kBlock];
+  T largest = 0;
+  for (int64_t at = 0; at < n; at += kBlock) {
+    const int64_t count = std::min(kBlock, n - at);
+    std::memcpy(block, tokens + at * static_cast<int64_t>(sizeof(T)), static_cast<size_t>(count) * sizeof(T));
+    for (int64_t i = 0; i < count; ++i) largest = std::max(largest, block[i]);
+  }
+  return largest;
+}
+
+}  // namespace
+
+int64_t MappedTokenFile::first_id_at_least(uint32_t limit) const {
+  const int64_t n = info_.token_count;
+  const uint32_t largest = info_.version == 1 ? max_id<uint16_t>(tokens_, n) : max_id<uint32_t>(tokens_, n);
+  if (largest < limit) return -1;
+  for (int64_t i = 0; i < n; ++i)  // only for a file with a bad id: find where
+    if (at(i) >= limit) return i;
+  return -1;
 }
 
 }  // namespace dfm

@@ -34,6 +34,9 @@ void log_to_folder(const std::filesystem::path& dir) {
   FLAGS_alsologtostderr = false;
   FLAGS_stderrthreshold = g_rank == 0 ? google::GLOG_INFO : google::GLOG_ERROR;
   FLAGS_timestamp_in_logfile_name = false;  // one stable file per rank: <dir>/rank<r>.log
+  // Every line reaches the file when it is logged: a rank killed with -9
+  // must not take its last lines (often the ones that explain it) along.
+  FLAGS_logbuflevel = -1;
   google::SetLogDestination(google::GLOG_INFO, base.c_str());
   for (auto severity : {google::GLOG_WARNING, google::GLOG_ERROR, google::GLOG_FATAL})
     google::SetLogDestination(severity, "");  // everything goes into the one INFO file

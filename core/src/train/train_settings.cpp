@@ -1,6 +1,7 @@
 #include "dfm/core/train/train_settings.hpp"
 
 #include "dfm/core/config/config.hpp"
+#include "dfm/core/data/data_loader.hpp"
 
 namespace dfm {
 
@@ -61,6 +62,9 @@ void check_train_settings(const Config& c, std::vector<std::string>& errors) {
                                         std::to_string(vocab)));
   if (source == "tokens" && c.get_string("data.path").empty())
     errors.push_back(c.format_error("data.path", "data.source = \"tokens\" needs a path (a glob of token files)"));
+  else if (source == "tokens")
+    for (const std::string& problem : token_file_problems(c.get_string("data.path"), vocab))
+      errors.push_back(c.format_error("data.path", problem));
   if (c.get_float("train.min_lr") > c.get_float("train.lr"))
     errors.push_back(c.format_error("train.min_lr", "min_lr " + std::to_string(c.get_float("train.min_lr")) +
                                                         " is above lr " + std::to_string(c.get_float("train.lr"))));

@@ -60,6 +60,13 @@ TrainerState load_checkpoint(const CheckpointJob& job, const std::filesystem::pa
 
 // A checkpoint folder opened for reading whole tensors or ranges of them
 // (dfm-ckpt, the loader). Every read checks sizes and piece checksums.
+// One failed check of CheckpointReader::verify: which check, and the
+// one-line message a load would stop with.
+struct CheckpointProblem {
+  std::string check;  // "tensors" (the model, every tensor's shape and its coverage by pieces), "file", "piece"
+  std::string message;
+};
+
 class CheckpointReader {
  public:
   // Reads and parses <step_dir>/index.json and checks that every file it
@@ -73,9 +80,9 @@ class CheckpointReader {
   // box_offset of box_shape (a tensor-parallel slice's box) into out[0 .. end - begin).
   void read_box(const std::string& tensor, const std::vector<int64_t>& box_offset,
                 const std::vector<int64_t>& box_shape, int64_t begin, int64_t end, float* out) const;
-  // Whole-file SHA-256 and sizes of every file, and every piece's entry in
-  // its file's header. Returns one line per problem (empty: intact).
-  std::vector<std::string> verify() const;
+  // Every check a load runs, on the whole checkpoint (a load checks only
+  // what its rank reads): one problem per failed check, empty when intact.
+  std::vector<CheckpointProblem> verify() const;
 
  private:
   std::vector<float> read_piece(const CheckpointPiece& piece) const;

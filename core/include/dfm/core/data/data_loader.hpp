@@ -53,9 +53,17 @@ class TokenStream {
   mutable std::vector<int64_t> cached_permutation_;
 };
 
-// Expands a glob ("data/train_*.bin") to the sorted list of matching files;
-// throws std::runtime_error when nothing matches.
+// Expands a glob ("data/train_*.bin") to the sorted list of matching files
+// (none: empty).
+std::vector<std::filesystem::path> matching_files(const std::string& pattern);
+// The same; throws std::runtime_error when nothing matches.
 std::vector<std::filesystem::path> expand_glob(const std::string& pattern);
+
+// What a run would refuse at the first window that reaches it, found while
+// planning (so by --dry-run too): each problem one line for `errors`, naming
+// the file — no file matching, an unreadable or malformed file, an id at or
+// above vocab_size (one pass over every file).
+std::vector<std::string> token_file_problems(const std::string& pattern, int64_t vocab_size);
 
 // The built-in corpus of [data] source = "synthetic": byte-level English-like
 // sentences drawn from a small grammar seeded by `seed` — enough structure

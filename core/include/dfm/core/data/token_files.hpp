@@ -37,6 +37,9 @@ class MappedTokenFile {
 
   const TokenFileInfo& info() const { return info_; }
   uint32_t at(int64_t i) const;
+  // The index of the first token whose id is `limit` or more, or -1: one
+  // pass over the file, so a bad id stops the job before its first step.
+  int64_t first_id_at_least(uint32_t limit) const;
 
  private:
   TokenFileInfo info_;
