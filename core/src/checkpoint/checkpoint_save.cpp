@@ -3,6 +3,7 @@
 // becomes visible by one rename.
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <random>
@@ -111,6 +112,9 @@ std::vector<Piece> owned_pieces(ModelParams& params, const RootCopies& root, con
       }
     }
   }
+  // Unit by unit (the root's rows come first and last in the table), so that
+  // write_rank_file downloads each shard once per kind.
+  std::stable_sort(pieces.begin(), pieces.end(), [](const Piece& a, const Piece& b) { return a.unit < b.unit; });
   return pieces;
 }
 

@@ -39,26 +39,17 @@ std::string printable_text(std::string_view text) {
   out.reserve(text.size());
   for (size_t at = 0; at < text.size();) {
     const auto c = static_cast<uint8_t>(text[at]);
-    if (c < 0x80) {
-      if ((c >= 0x20 && c != 0x7f) || c == '\n' || c == '\t') {
-        out += static_cast<char>(c);
-      } else {
-        char escaped[5];
-        std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
-        out += escaped;
-      }
-      ++at;
-      continue;
-    }
-    if (const size_t length = utf8_sequence(text, at)) {
+    const bool plain = c < 0x80 && ((c >= 0x20 && c != 0x7f) || c == '\n' || c == '\t');
+    const size_t length = plain ? 1 : c < 0x80 ? 0 : utf8_sequence(text, at);
+    if (length > 0) {
       out.append(text.substr(at, length));
       at += length;
-      continue;
+    } else {
+      char escaped[5];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
+      out += escaped;
+      ++at;
     }
-    char escaped[5];
-    std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
-    out += escaped;
-    ++at;
   }
   return out;
 }

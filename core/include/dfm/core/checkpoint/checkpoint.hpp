@@ -58,8 +58,6 @@ std::filesystem::path save_checkpoint(const CheckpointJob& job, const std::files
 // changed. Returns the trainer state. Throws std::runtime_error "<file>: ...".
 TrainerState load_checkpoint(const CheckpointJob& job, const std::filesystem::path& step_dir);
 
-// A checkpoint folder opened for reading whole tensors or ranges of them
-// (dfm-ckpt, the loader). Every read checks sizes and piece checksums.
 // One failed check of CheckpointReader::verify: which check, and the
 // one-line message a load would stop with.
 struct CheckpointProblem {
@@ -67,6 +65,8 @@ struct CheckpointProblem {
   std::string message;
 };
 
+// A checkpoint folder opened for reading whole tensors or ranges of them
+// (dfm-ckpt, the loader). Every read checks sizes and piece checksums.
 class CheckpointReader {
  public:
   // Reads and parses <step_dir>/index.json and checks that every file it
