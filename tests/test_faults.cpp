@@ -444,4 +444,51 @@ TEST_F(Faults, AClosedOutputPipeDoesNotKillTheRun) {
   EXPECT_EQ(metrics_lines(dir), 20u);
 }
 
+// train.on_nonfinite across ranks: rank 1's loss of step 3 is NaN (the test
+// hook). abort: the job stops at step 3 naming rank 1. skip: the step's
+// update is dropped on every rank, metrics.jsonl counts it, and a checkpoint
+// saved after it resumes to the same final weights as the unbroken run.
+TEST_F(Faults, ANonFiniteLossAbortsTheJobNamingTheStepAndTheRank) {
+  const fs::path dir = fresh_dir("nonfinite-abort");
+  std::vector<std::string> args{"--nproc-per-node", "2"};
+  const auto job = tiny_job(dir, 6, 8);
+  args.insert(args.end(), job.begin(), job.end());
+  Process run(args, {"DFM_TEST_NONFINITE_STEP=3@1"}, dir / "out.txt");
+  const auto status = run.wait_for(20s);
+  ASSERT_TRUE(status) << run.output();
+  EXPECT_EQ(exit_code(status), 1);
+  const std::string out = run.output();
+  EXPECT_EQ(count_lines_matching(out, std::regex(R"(^\[rank 0\] E .*train: step 3: the loss is nan .*\(first not finite on rank 1, its own loss\))")), 1u) << out;
+  EXPECT_EQ(metrics_lines(dir), 2u);
+}
+
+TEST_F(Faults, ASkippedNonFiniteStepIsCountedAndResumesBitIdentically) {
+  const fs::path dir = fresh_dir("nonfinite-skip");
+  const auto run = [&](const std::string& name, int64_t steps, std::vector<std::string> extra) {
+    std::vector<std::string> args{"--nproc-per-node", "2"};
+    const auto job = tiny_job(dir / name, steps, 8);
+    args.insert(args.end(), job.begin(), job.end());
+    args.insert(args.end(), {"--set", "train.on_nonfinite=\"skip\""});
+    args.insert(args.end(), extra.begin(), extra.end());
+    Process p(args, {"DFM_TEST_NONFINITE_STEP=3@1"}, dir / (name + ".txt"));
+    EXPECT_EQ(exit_code(p.wait_for(25s)), 0) << p.output();
+    return p.output();
+  };
+  const std::string whole = run("whole", 6, {});
+  EXPECT_EQ(count_lines_matching(whole, std::regex(R"(^\[rank 0\] W .*step 3: .*skipped its update .*1 skipped so far$)")), 1u) << whole;
+  std::ifstream metrics(dir / "whole" / "metrics.jsonl");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(metrics, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 6u);
+  EXPECT_NE(lines[1].find(R"("skipped":false,"skipped_steps":0)"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[2].find(R"("skipped":true,"skipped_steps":1)"), std::string::npos) << lines[2];
+  EXPECT_NE(lines[5].find(R"("skipped":false,"skipped_steps":1)"), std::string::npos) << lines[5];
+
+  run("split", 4, {"--set", "checkpoint.every=4"});
+  const std::string resumed = run("split", 6, {});
+  EXPECT_NE(resumed.find("at step 4"), std::string::npos) << resumed;
+  EXPECT_EQ(read_file(dir / "split" / "final" / "model.safetensors"),
+            read_file(dir / "whole" / "final" / "model.safetensors"));
+}
+
 }  // namespace

@@ -3,6 +3,8 @@
 // (metrics.jsonl, the Hugging Face export) are complete and readable.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -170,6 +172,49 @@ TEST(Trainer, ZeroStepsExportsTheInitialWeights) {
     init_param_values(trainer.params().info(t.name), s.seed, expected.data());
     EXPECT_EQ(t.data, expected) << t.name;
   }
+}
+
+// train.on_nonfinite (issue 22), with the test hook DFM_TEST_NONFINITE_STEP
+// making the loss of one step NaN. Before: the NaN step was applied and
+// training went on with NaN weights.
+class NonFinite : public ::testing::Test {
+ protected:
+  void SetUp() override { ::setenv("DFM_TEST_NONFINITE_STEP", "3", 1); }
+  void TearDown() override { ::unsetenv("DFM_TEST_NONFINITE_STEP"); }
+};
+
+TEST_F(NonFinite, AbortNamesTheStepAndTheFirstRankThatSawIt) {
+  test::CpuBackend backend;
+  Trainer trainer(tiny_settings("nonfinite-abort"), *backend);
+  trainer.train_step(0);
+  trainer.train_step(1);
+  try {
+    trainer.train_step(2);
+    FAIL() << "a NaN loss did not stop training";
+  } catch (const NonFiniteStep& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("train: step 3: the loss is nan"), std::string::npos) << what;
+    EXPECT_NE(what.find("first not finite on rank 0, its own loss"), std::string::npos) << what;
+  }
+}
+
+TEST_F(NonFinite, SkipLeavesTheWeightsAsTheyWereAndTrainingGoesOn) {
+  test::CpuBackend backend;
+  TrainSettings s = tiny_settings("nonfinite-skip");
+  s.skip_nonfinite = true;
+  Trainer trainer(s, *backend);
+  EXPECT_FALSE(trainer.train_step(0).skipped);
+  trainer.train_step(1);
+  const std::vector<float> before = test::download_flat(*backend, trainer.params(), false);
+  const StepResult poisoned = trainer.train_step(2);
+  EXPECT_TRUE(poisoned.skipped);
+  EXPECT_TRUE(std::isnan(poisoned.loss));
+  EXPECT_EQ(test::download_flat(*backend, trainer.params(), false), before);
+  EXPECT_EQ(trainer.skipped_steps(), 1);
+  const StepResult next = trainer.train_step(3);
+  EXPECT_FALSE(next.skipped);
+  EXPECT_TRUE(std::isfinite(next.loss));
+  EXPECT_NE(test::download_flat(*backend, trainer.params(), false), before);
 }
 
 }  // namespace

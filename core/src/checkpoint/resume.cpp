@@ -7,7 +7,7 @@
 
 namespace dfm {
 
-int64_t resume_training(const CheckpointJob& job, const ResumeRequest& request) {
+TrainerState resume_training(const CheckpointJob& job, const ResumeRequest& request) {
   namespace fs = std::filesystem;
   nlohmann::json choice = {{"path", ""}, {"error", ""}};
   if (job.runtime.is_rank0()) {
@@ -21,7 +21,7 @@ int64_t resume_training(const CheckpointJob& job, const ResumeRequest& request) 
   }
   choice = nlohmann::json::parse(job.runtime.exchange("resume", choice.dump()).front());
   if (choice["error"] != "") throw std::runtime_error(choice["error"].get<std::string>());
-  if (choice["path"] == "") return 0;
+  if (choice["path"] == "") return TrainerState{0, 0, 0, 0, request.seed, request.global_batch};
   const fs::path path = choice["path"].get<std::string>();
   const TrainerState st = load_checkpoint(job, path);
   // The data order and the schedule are functions of (seed, step, global
@@ -31,9 +31,11 @@ int64_t resume_training(const CheckpointJob& job, const ResumeRequest& request) 
     throw std::runtime_error(where + "written with job.seed " + std::to_string(st.seed) + " and train.global_batch " +
                              std::to_string(st.global_batch) + "; this job has " + std::to_string(request.seed) +
                              " and " + std::to_string(request.global_batch) + " (resume = \"never\" starts afresh)");
-  if (st.data_position != st.step * st.global_batch || st.lr_step != st.step || st.adam_step != st.step)
-    throw std::runtime_error(where +
-                             "trainer state is inconsistent (data_position, lr_step and adam_step must follow step)");
+  // AdamW's count falls behind the step by the updates on_nonfinite = "skip" dropped.
+  if (st.data_position != st.step * st.global_batch || st.lr_step != st.step || st.adam_step < 0 ||
+      st.adam_step > st.step)
+    throw std::runtime_error(where + "trainer state is inconsistent (data_position and lr_step must follow step, "
+                                     "adam_step be at most step)");
   for (const dfm_unit& u : job.params.units())
     job.runtime.placement().on_unit(u.index, DFM_UNIT_PARAMS_UPDATED, nullptr);
   if (job.runtime.is_rank0()) {
@@ -49,7 +51,7 @@ int64_t resume_training(const CheckpointJob& job, const ResumeRequest& request) 
           kept << line << "\n";
     }
   }
-  return st.step;
+  return st;
 }
 
 }  // namespace dfm

@@ -82,6 +82,12 @@ const std::vector<KeySpec>& Config::core_schema() {
        .min = 0, .min_exclusive = true},
       {.key = "train.max_norm", .type = T::Float, .default_toml = "1.0",
        .doc = "Clip the global gradient norm to this value; 0 turns clipping off.", .min = 0},
+      {.key = "train.on_nonfinite", .type = T::String, .default_toml = "\"abort\"",
+       .doc = "A step whose loss or gradient norm is NaN or infinite: abort stops the job naming the step and the "
+              "first rank whose own loss or gradients were not finite; skip drops the step's update (the weights "
+              "and AdamW's moments and step count stay as they were; the learning-rate schedule and the data move "
+              "on), logs a warning and counts it in metrics.jsonl (skipped, skipped_steps).",
+       .choices = {"abort", "skip"}},
 
       // [backend]
       {.key = "backend.compute", .type = T::String, .default_toml = "\"cpu\"",

@@ -22,6 +22,8 @@ void MetricsWriter::write(const StepMetrics& m) {
       {"grad_norm", m.grad_norm},
       {"tokens_per_s", m.tokens_per_s},
       {"step_ms", m.step_ms},
+      {"skipped", m.skipped},
+      {"skipped_steps", m.skipped_steps},
       {"memory",
        {{"param_bytes", m.param_bytes},
         {"grad_bytes", m.grad_bytes},

@@ -30,6 +30,7 @@ TrainSettings read_train_settings(const Config& c) {
   s.adamw.beta2 = c.get_float("train.beta2");
   s.adamw.eps = c.get_float("train.eps");
   s.adamw.max_norm = c.get_float("train.max_norm");
+  s.skip_nonfinite = c.get_string("train.on_nonfinite") == "skip";
   s.threads = c.get_int("backend.threads");
   s.log_every = c.get_int("log.every");
   s.progress = c.get_bool("log.progress");

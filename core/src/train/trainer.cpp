@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <limits>
 #include <fstream>
 #include <numeric>
 
@@ -53,6 +55,14 @@ Trainer::Trainer(const TrainSettings& settings, ComputeBackend& backend, JobRunt
       inputs_(backend, micro_batches_ * micro_rows_),
       targets_(backend, micro_batches_ * micro_rows_),
       positions_(backend, micro_rows_) {
+  // Test hook (docs/training.md): "<step>" or "<step>@<rank>" makes that
+  // rank's loss of that 1-based step NaN, as a numerical blow-up would.
+  if (const char* poison = std::getenv("DFM_TEST_NONFINITE_STEP")) {
+    const std::string spec = poison;
+    const size_t at = spec.find('@');
+    if (at == std::string::npos || std::stoll(spec.substr(at + 1)) == runtime_.rank)
+      poisoned_step_ = std::stoll(spec.substr(0, at));
+  }
   initialise_params();
   for (const dfm_unit& u : params_.units()) runtime_.placement().on_unit(u.index, DFM_UNIT_PARAMS_UPDATED, nullptr);
   // Every sequence of a micro-batch has this rank's tokens at their true positions.
@@ -126,7 +136,8 @@ StepResult Trainer::train_step(int64_t step) {
   const double tokens = static_cast<double>(s_.global_batch * dims_.seq_len);
   params_.zero_grad_shards();
   dfm_step_info info{sizeof(dfm_step_info), step, 0, micro_batches_};
-  const double loss_sum = run_schedule(step, info);
+  const double loss_sum =
+      run_schedule(step, info) + (step + 1 == poisoned_step_ ? std::numeric_limits<double>::quiet_NaN() : 0.0);
   gradients_.finish(info);
   // The stop request rides on the loss reduction, so every rank sees the
   // same answer at the same step (SIGTERM reaches ranks at different times).
@@ -138,11 +149,39 @@ StepResult Trainer::train_step(int64_t step) {
   StepResult r;
   r.loss = reduced[0] / tokens;
   r.stop_requested = reduced[1] > 0;
-  r.grad_norm = std::sqrt(gradients_.global_sum_squares(optimizer_));
+  double own_sum_squares = 0;
+  r.grad_norm = std::sqrt(gradients_.global_sum_squares(optimizer_, &own_sum_squares));
   r.lr = s_.lr.at(step + 1);
-  optimizer_.step(params_, r.lr, step + 1, clip_coefficient(r.grad_norm, s_.adamw.max_norm));
+  if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm)) {
+    // Every rank sees the same reduced values, so every rank takes this branch.
+    const std::string what = "step " + std::to_string(step + 1) + ": the loss is " + std::to_string(r.loss) +
+                             " and the gradient norm " + std::to_string(r.grad_norm) + " (first not finite on " +
+                             first_nonfinite_rank(step, loss_sum, own_sum_squares) + ")";
+    if (!s_.skip_nonfinite)
+      throw NonFiniteStep("train: " + what + "; train.on_nonfinite = \"skip\" would drop such updates instead");
+    r.skipped = true;
+    ++skipped_steps_;
+    if (runtime_.is_rank0())
+      LOG(WARNING) << what << ": skipped its update (train.on_nonfinite = \"skip\"), " << skipped_steps_
+                   << " skipped so far";
+    return r;
+  }
+  optimizer_.step(params_, r.lr, step + 1 - skipped_steps_, clip_coefficient(r.grad_norm, s_.adamw.max_norm));
   for (const dfm_unit& u : params_.units()) runtime_.placement().on_unit(u.index, DFM_UNIT_PARAMS_UPDATED, nullptr);
   return r;
+}
+
+// Only on the failure path: an exchange through the store, which spans
+// every rank whatever the layout. The loss is a rank's own (before any
+// reduction); its gradient shards have already been reduced over its data
+// ranks, so a rank can see a peer's non-finite gradient there.
+std::string Trainer::first_nonfinite_rank(int64_t step, double own_loss, double own_grad_sum_squares) {
+  const std::string mine = !std::isfinite(own_loss) ? "loss" : !std::isfinite(own_grad_sum_squares) ? "gradients" : "";
+  const auto all = runtime_.exchange("nonfinite/" + std::to_string(step + 1), mine);
+  for (const std::string& kind : {std::string("loss"), std::string("gradients")})
+    for (size_t r = 0; r < all.size(); ++r)
+      if (all[r] == kind) return "rank " + std::to_string(r) + ", its own " + kind;
+  return "no rank's own values: the reductions overflowed";
 }
 
 // Every rank samples (the forward may gather sharded parameters, a
@@ -173,6 +212,8 @@ StepMetrics Trainer::step_metrics(int64_t step, const StepResult& r, double seco
   m.loss = r.loss;
   m.lr = r.lr;
   m.grad_norm = r.grad_norm;
+  m.skipped = r.skipped;
+  m.skipped_steps = skipped_steps_;
   m.step_ms = seconds * 1e3;
   m.tokens_per_s = static_cast<double>(s_.global_batch * dims_.seq_len) / seconds;
   // This rank's model state: its shards of parameters, gradients and the two
@@ -199,7 +240,8 @@ std::filesystem::path Trainer::checkpoint_dir() const {
 CheckpointJob Trainer::checkpoint_job() { return {backend_, params_, runtime_, *s_.model}; }
 
 std::filesystem::path Trainer::save_checkpoint_after(int64_t steps_done) {
-  const TrainerState state{steps_done, steps_done * s_.global_batch, steps_done, steps_done, s_.seed, s_.global_batch};
+  const TrainerState state{steps_done, steps_done * s_.global_batch, steps_done, steps_done - skipped_steps_,
+                           s_.seed,    s_.global_batch};
   const auto t0 = std::chrono::steady_clock::now();
   const auto path = save_checkpoint(checkpoint_job(), checkpoint_dir(), state, s_.checkpoint_keep);
   if (runtime_.is_rank0())
@@ -220,8 +262,10 @@ void Trainer::run() {
     if (rank0) LOG(INFO) << "train.steps = 0: wrote the initial weights to " << (s_.out_dir / "final").string();
     return;
   }
-  const int64_t first_step =
+  const TrainerState resumed =
       resume_training(checkpoint_job(), {s_.checkpoint_resume, checkpoint_dir(), s_.out_dir, s_.seed, s_.global_batch});
+  const int64_t first_step = resumed.step;
+  skipped_steps_ = resumed.step - resumed.adam_step;
   std::unique_ptr<MetricsWriter> metrics;
   std::unique_ptr<ProgressReporter> progress;
   if (rank0) {

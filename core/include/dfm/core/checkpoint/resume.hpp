@@ -21,7 +21,9 @@ struct ResumeRequest {
 
 // Collective. Rank 0 picks the checkpoint (and clears interrupted saves) and
 // tells the others, so every rank loads the same one; each rank then reads
-// its shards. Returns the first step to run (0 when nothing was resumed).
-int64_t resume_training(const CheckpointJob& job, const ResumeRequest& request);
+// its shards. Returns where training continues (all zero but seed and
+// global_batch when nothing was resumed): step is the first step to run;
+// step - adam_step updates were skipped (train.on_nonfinite = "skip").
+TrainerState resume_training(const CheckpointJob& job, const ResumeRequest& request);
 
 }  // namespace dfm

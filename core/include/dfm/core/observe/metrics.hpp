@@ -16,6 +16,9 @@ struct StepMetrics {
   int64_t step = 0;  // 1-based
   double loss = 0, lr = 0, grad_norm = 0;
   double tokens_per_s = 0, step_ms = 0;
+  // train.on_nonfinite = "skip": this step's update was dropped; how many so far.
+  bool skipped = false;
+  int64_t skipped_steps = 0;
   // This rank's model state in bytes: its shards of parameters, gradients and
   // AdamW moments, and the peak of parameters/gradients a strategy held
   // materialised (gathered) during the step.

@@ -26,6 +26,7 @@ struct TrainSettings {
   int64_t steps = 0, global_batch = 1, micro_batch = 1;
   LrSchedule lr;
   AdamWSettings adamw;
+  bool skip_nonfinite = false;  // train.on_nonfinite = "skip" (else "abort")
   int64_t threads = 0;
   int64_t log_every = 10;
   bool progress = true;

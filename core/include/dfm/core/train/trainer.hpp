@@ -8,6 +8,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "dfm/core/checkpoint/checkpoint.hpp"
@@ -25,11 +27,19 @@
 
 namespace dfm {
 
+// A step whose loss or gradient norm is NaN or infinite under
+// train.on_nonfinite = "abort": names the step and the first rank that saw it.
+class NonFiniteStep : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 struct StepResult {
   double loss = 0;       // mean over every token of the global batch
   double grad_norm = 0;  // before clipping
   double lr = 0;
   bool stop_requested = false;  // some rank received SIGTERM before this step's reduction
+  bool skipped = false;         // not finite, and train.on_nonfinite = "skip" dropped the update
 };
 
 // Every rank runs the same loop on its own rows of each global batch (the dp
@@ -48,8 +58,12 @@ class Trainer {
   // current step and returns without the final export.
   void run();
 
-  // One optimizer step (0-based `step`); exposed for tests.
+  // One optimizer step (0-based `step`); exposed for tests. A loss or
+  // gradient norm that is not finite throws NonFiniteStep, or with
+  // train.on_nonfinite = "skip" leaves the weights as they were.
   StepResult train_step(int64_t step);
+  // Updates dropped by train.on_nonfinite = "skip" so far, resumed ones included.
+  int64_t skipped_steps() const { return skipped_steps_; }
 
   ModelParams& params() { return params_; }
   Model& model() { return *model_; }
@@ -69,6 +83,9 @@ class Trainer {
   MicroBatch micro_batch(int64_t micro) const;
   void load_step(int64_t step);  // every micro-batch of the step, to the device
   void load_micro_batch(int64_t step, int64_t micro);
+  // The first rank (lowest number) whose own loss or gradients were not
+  // finite at `step`, and which of the two; every rank takes part.
+  std::string first_nonfinite_rank(int64_t step, double own_loss, double own_grad_sum_squares);
   void print_sample(int64_t step);
   void export_final();
   void write_trace();
@@ -98,6 +115,8 @@ class Trainer {
   std::vector<int32_t> window_inputs_, window_targets_;  // one whole window
   DeviceBuffer<int32_t> inputs_, targets_;               // [micro_batches, micro_rows]: the step's
   DeviceBuffer<int32_t> positions_;                      // [micro_rows], the same for every micro-batch
+  int64_t skipped_steps_ = 0;                // AdamW's step count trails the step by these
+  int64_t poisoned_step_ = -1;               // DFM_TEST_NONFINITE_STEP (docs/training.md), 1-based
   int64_t activation_sets_peak_ = 0;        // of the last step
   std::unique_ptr<TraceWriter> trace_;      // [log] trace
 };
