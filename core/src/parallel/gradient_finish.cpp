@@ -49,12 +49,12 @@ void GradientFinisher::reduce_tied_gradients() {
     runtime_.pipeline().reduce_tied_gradients(root.grad_shard, root.shard_numel);
 }
 
-double GradientFinisher::global_sum_squares(AdamW& optimizer, double* local) {
+double GradientFinisher::global_sum_squares(AdamW& optimizer, double* own) {
   const TensorSplit& tensor = runtime_.tensor();
   const double mine = optimizer.local_grad_sum_squares(params_, [&](const ParamInfo& info) {
     return (info.unit != 0 || root_.kept_here(info)) && (info.cut != TensorCut::Replicated || tensor.rank() == 0);
   });
-  if (local) *local = mine;
+  if (own) *own = mine;
   double sum = runtime_.placement().reduce_grad_sum_squares(mine);
   if (tensor.split()) {
     DeviceBuffer<float> value(backend_, 1);

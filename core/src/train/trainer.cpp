@@ -8,9 +8,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <limits>
 #include <fstream>
+#include <limits>
 #include <numeric>
+#include <regex>
 
 #include <nlohmann/json.hpp>
 
@@ -58,10 +59,11 @@ Trainer::Trainer(const TrainSettings& settings, ComputeBackend& backend, JobRunt
   // Test hook (docs/training.md): "<step>" or "<step>@<rank>" makes that
   // rank's loss of that 1-based step NaN, as a numerical blow-up would.
   if (const char* poison = std::getenv("DFM_TEST_NONFINITE_STEP")) {
-    const std::string spec = poison;
-    const size_t at = spec.find('@');
-    if (at == std::string::npos || std::stoll(spec.substr(at + 1)) == runtime_.rank)
-      poisoned_step_ = std::stoll(spec.substr(0, at));
+    std::cmatch m;
+    if (!std::regex_match(poison, m, std::regex(R"(([1-9]\d{0,17})(@(\d{1,9}))?)")))
+      throw std::runtime_error(std::string("DFM_TEST_NONFINITE_STEP: '") + poison +
+                               "' is not <step> or <step>@<rank> (a step from 1)");
+    if (!m[3].matched || std::stoll(m[3].str()) == runtime_.rank) poisoned_step_ = std::stoll(m[1].str());
   }
   initialise_params();
   for (const dfm_unit& u : params_.units()) runtime_.placement().on_unit(u.index, DFM_UNIT_PARAMS_UPDATED, nullptr);

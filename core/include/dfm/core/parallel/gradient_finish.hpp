@@ -33,8 +33,8 @@ class GradientFinisher {
   // Steps 1-3, on every rank.
   void finish(const dfm_step_info& step);
   // Step 4: the squared global gradient norm, the same on every rank;
-  // `local`, when given, gets this rank's own part (its shards) before any reduction.
-  double global_sum_squares(AdamW& optimizer, double* local = nullptr);
+  // `own`, when given, gets this rank's part (its shards) before any reduction.
+  double global_sum_squares(AdamW& optimizer, double* own = nullptr);
   // values (host doubles) summed over the pipeline stages, in place.
   void sum_over_stages(double* values, size_t count);
 
