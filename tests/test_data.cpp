@@ -69,6 +69,34 @@ TEST(TokenStream, ShuffleIsASeededPermutationOfWholeWindowsPerEpoch) {
   EXPECT_EQ(next, starts);
 }
 
+// eval.holdout's two halves: the training windows, shuffled or not, over
+// many epochs, never read a held-out token, and the held-out stream reads
+// only its own, from its first.
+TEST(TokenStream, AKeptRangeIsAllAStreamEverReads) {
+  const int64_t T = 5, total = 53, held = 13;
+  for (bool shuffle : {false, true}) {
+    TokenStream train(iota_tokens(total), "mem", T, 100, shuffle, 7), eval(iota_tokens(total), "mem", T, 100, false, 7);
+    train.keep_range(0, total - held);
+    eval.keep_range(total - held, total);
+    EXPECT_EQ(train.total_tokens(), total - held);
+    std::vector<int32_t> in(T), tgt(T);
+    for (int64_t w = 0; w < 40; ++w) {
+      train.window(w, in, tgt);
+      for (int64_t i = 0; i < T; ++i) {
+        EXPECT_LT(in[static_cast<size_t>(i)], total - held) << "window " << w;
+        EXPECT_LT(tgt[static_cast<size_t>(i)], total - held) << "window " << w;
+      }
+      eval.window(w, in, tgt);
+      for (int64_t i = 0; i < T; ++i)  // in order from the range's first token, wrapping within it
+        EXPECT_EQ(in[static_cast<size_t>(i)], total - held + (w * T + i) % held) << "window " << w;
+    }
+  }
+  TokenStream s(iota_tokens(total), "mem", T, 100, false, 7);
+  EXPECT_THROW(s.keep_range(0, total + 1), std::invalid_argument);
+  EXPECT_THROW(s.keep_range(10, 11), std::invalid_argument);
+  EXPECT_EQ(held_out_tokens(total, 0.25), 13);
+}
+
 TEST(TokenStream, IdAtOrAboveVocabNamesFileAndOffset) {
   const auto dir = temp_dir("vocab");
   write_token_file(dir / "t.bin", {1, 2, 3, 300, 4, 5});

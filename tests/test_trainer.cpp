@@ -11,6 +11,8 @@
 
 #include "dfm/core/models/gpt2/gpt2_architecture.hpp"
 #include "dfm/core/common/safetensors.hpp"
+#include "dfm/core/data/data_loader.hpp"
+#include "dfm/core/data/token_files.hpp"
 #include "dfm/core/train/trainer.hpp"
 #include "support/cpu_backend.hpp"
 #include "support/flat_params.hpp"
@@ -215,6 +217,30 @@ TEST_F(NonFinite, SkipLeavesTheWeightsAsTheyWereAndTrainingGoesOn) {
   EXPECT_FALSE(next.skipped);
   EXPECT_TRUE(std::isfinite(next.loss));
   EXPECT_NE(test::download_flat(*backend, trainer.params(), false), before);
+}
+
+// [eval] through another path than training's: validating on the training
+// file itself, eval.batches = 1 reads the first step's windows, so before any
+// update the validation loss (whole windows, one at a time, forward only) is
+// the loss the first step reports (micro-batches of 2, the training pass).
+TEST(Validation, OnTheTrainingWindowsItIsTheFirstStepsLoss) {
+  test::CpuBackend backend;
+  TrainSettings s = tiny_settings("validation");
+  const auto file = s.out_dir / "train.bin";
+  std::filesystem::create_directories(s.out_dir);
+  write_token_file(file, synthetic_corpus(5, 1 << 14));
+  s.data_source = "tokens";
+  s.data_path = s.eval_path = file.string();
+  s.micro_batch = 2;
+  s.eval_every = 1;
+  s.eval_batches = 1;
+  Trainer trainer(s, *backend);
+  const double before = trainer.validation_loss();
+  EXPECT_EQ(trainer.validation_loss(), before);  // a forward-only pass changes nothing
+  const double first_step = trainer.train_step(0).loss;
+  EXPECT_NEAR(before, first_step, 1e-6 * first_step);
+  trainer.train_step(1);
+  EXPECT_LT(trainer.validation_loss(), before);  // two updates later the model predicts bytes better
 }
 
 }  // namespace

@@ -19,6 +19,8 @@ const std::vector<SectionSpec>& Config::core_sections() {
       {"checkpoint", "Sharded checkpoints: where, how often, how many are kept, and resuming."},
       {"log", "Console output: log lines, the live progress line, and tracing."},
       {"sample", "Text generated from a prompt during training, to watch the model learn."},
+      {"eval", "Validation loss on held-out tokens every N steps: its own token files, or the tail of the training "
+               "data, which training then never reads (docs/training.md)."},
   };
   return sections;
 }
@@ -163,6 +165,21 @@ const std::vector<KeySpec>& Config::core_schema() {
        .min = 1},
       {.key = "sample.temperature", .type = T::Float, .default_toml = "1.0",
        .doc = "Sampling temperature; lower is greedier.", .min = 0, .min_exclusive = true},
+
+      // [eval]
+      {.key = "eval.every", .type = T::Int, .default_toml = "0",
+       .doc = "Compute the validation loss after every N-th step and after the last; 0 turns validation off.",
+       .min = 0},
+      {.key = "eval.batches", .type = T::Int, .default_toml = "4",
+       .doc = "Held-out windows per validation, in global batches: the first batches x train.global_batch windows "
+              "of the held-out tokens, in order, the same ones every time.",
+       .min = 1},
+      {.key = "eval.path", .type = T::String, .default_toml = "\"\"",
+       .doc = "Glob of token files (llm.c's format, as data.path) to validate on; empty: use eval.holdout."},
+      {.key = "eval.holdout", .type = T::Float, .default_toml = "0.0",
+       .doc = "Fraction of the training tokens, at the end of the data, kept for validation and never trained on "
+              "(when eval.path is empty).",
+       .min = 0, .max = 0.5},
   };
   return schema;
 }

@@ -3,6 +3,7 @@
 #include <glob.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <numeric>
 #include <stdexcept>
@@ -23,6 +24,7 @@ TokenStream::TokenStream(std::vector<std::filesystem::path> files, int64_t seq_l
   name_ = std::to_string(files_.size()) + " token file(s)";
   if (total_ < 2) throw std::runtime_error("data.path: the token files hold " + std::to_string(total_) +
                                            " tokens; at least 2 are needed");
+  whole_ = total_;
   windows_per_epoch_ = std::max<int64_t>(1, total_ / seq_len_);
 }
 
@@ -32,13 +34,28 @@ TokenStream::TokenStream(std::vector<uint32_t> tokens, std::string name, int64_t
       shuffle_(shuffle), seed_(seed) {
   total_ = static_cast<int64_t>(memory_.size());
   if (total_ < 2) throw std::runtime_error(name_ + ": fewer than 2 tokens");
+  whole_ = total_;
   windows_per_epoch_ = std::max<int64_t>(1, total_ / seq_len_);
 }
 
 TokenStream::~TokenStream() = default;
 
+void TokenStream::keep_range(int64_t first, int64_t end) {
+  if (first < 0 || end > whole_ || end - first < 2)
+    throw std::invalid_argument(name_ + ": tokens [" + std::to_string(first) + ", " + std::to_string(end) +
+                                ") are not a range of at least 2 of its " + std::to_string(whole_));
+  first_ = first;
+  total_ = end - first;
+  windows_per_epoch_ = std::max<int64_t>(1, total_ / seq_len_);
+  cached_epoch_ = -1;
+}
+
 std::string TokenStream::describe() const {
-  return name_ + ", " + std::to_string(total_) + " tokens, " + std::to_string(windows_per_epoch_) +
+  const std::string range = total_ == whole_ ? ""
+                                              : " (tokens " + std::to_string(first_) + ".." +
+                                                    std::to_string(first_ + total_ - 1) + " of " +
+                                                    std::to_string(whole_) + ")";
+  return name_ + range + ", " + std::to_string(total_) + " tokens, " + std::to_string(windows_per_epoch_) +
          " windows of " + std::to_string(seq_len_) + (shuffle_ ? ", shuffled" : ", in order");
 }
 
@@ -65,7 +82,7 @@ int64_t TokenStream::window_start(int64_t w) const {
 }
 
 uint32_t TokenStream::token(int64_t i, int64_t& source_file, int64_t& offset_in_file) const {
-  i %= total_;
+  i = first_ + i % total_;
   if (files_.empty()) {
     source_file = -1;
     offset_in_file = i;
@@ -107,6 +124,16 @@ std::vector<std::filesystem::path> expand_glob(const std::string& pattern) {
   std::vector<std::filesystem::path> out = matching_files(pattern);
   if (out.empty()) throw std::runtime_error("data.path: no file matches '" + pattern + "'");
   return out;
+}
+
+int64_t token_file_tokens(const std::string& pattern) {
+  int64_t total = 0;
+  for (const auto& path : matching_files(pattern)) total += MappedTokenFile(path).info().token_count;
+  return total;
+}
+
+int64_t held_out_tokens(int64_t total, double fraction) {
+  return static_cast<int64_t>(std::floor(static_cast<double>(total) * fraction));
 }
 
 std::vector<std::string> token_file_problems(const std::string& pattern, int64_t vocab_size) {

@@ -100,6 +100,7 @@ JobSession::JobSession(const Config& config, const JobPlan& plan, HostContext& h
   runtime_.world = plan.layout.world;
   runtime_.dp_rank = coords[DFM_AXIS_DP];
   runtime_.dp_size = plan.layout.dp;
+  runtime_.cp_rank = coords[DFM_AXIS_CP];
   runtime_.cp_size = plan.layout.cp;
   runtime_.sum_over_data_ranks = [this](double* values, size_t count) { sum_over_data_ranks(values, count); };
   runtime_.bytes_sent = [this] { return bytes_sent(); };

@@ -15,7 +15,7 @@ MetricsWriter::MetricsWriter(const std::filesystem::path& path) : path_(path), o
 }
 
 void MetricsWriter::write(const StepMetrics& m) {
-  const nlohmann::ordered_json line = {
+  nlohmann::ordered_json line = {
       {"step", m.step},
       {"loss", m.loss},
       {"lr", m.lr},
@@ -35,6 +35,7 @@ void MetricsWriter::write(const StepMetrics& m) {
       {"comm_bytes", m.comm_bytes},
       {"strategy", m.strategy},
   };
+  if (m.val_loss) line["val_loss"] = *m.val_loss;
   out_ << line.dump() << '\n';
   out_.flush();  // a crashed or killed run keeps every finished step
   if (!out_) throw std::runtime_error(path_.string() + ": write failed");

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "dfm/core/common/counter_rng.hpp"
+#include "dfm/core/train/forward_pass.hpp"
 
 namespace dfm {
 
@@ -76,40 +77,20 @@ std::string decode_tokens(const std::vector<int32_t>& tokens, int64_t vocab_size
 void forward_next_token_logits(Model& model, const Pipeline& pipeline, ComputeBackend& backend, int64_t vocab_size,
                                const std::vector<int32_t>& window, float* logits) {
   const auto T = static_cast<int64_t>(window.size());
-  const int64_t C = model.stream_width(), V = vocab_size;
   DeviceBuffer<int32_t> tokens(backend, T), positions(backend, T);
   tokens.upload(window);
   std::vector<int32_t> where(static_cast<size_t>(T));
   std::iota(where.begin(), where.end(), 0);
   positions.upload(where);
-  struct Placed {
-    int32_t stage, chunk;
-    ModelChunk blocks;
-  };
-  std::vector<Placed> order;
-  for (int32_t s = 0; s < pipeline.stages(); ++s)
-    for (size_t c = 0; c < pipeline.chunks(s).size(); ++c)
-      order.push_back({s, static_cast<int32_t>(c), pipeline.chunks(s)[c]});
-  std::sort(order.begin(), order.end(),
-            [](const Placed& a, const Placed& b) { return a.blocks.first_layer < b.blocks.first_layer; });
-
-  DeviceBuffer<float> carry(backend, std::max(T * C, V));  // the stream between chunks, then the logits
-  for (const Placed& p : order) {
-    const bool mine = p.stage == pipeline.stage();
-    if (mine) {
-      const auto bytes = static_cast<size_t>(T * C) * sizeof(float);
-      if (!p.blocks.embedding) backend.copy(model.chunk_input(p.chunk, 0), carry.data(), bytes);
-      model.forward_chunk(p.chunk, 0, MicroBatch{1, T, tokens.data(), positions.data(), nullptr}, nullptr);
-      if (p.blocks.head) {
-        model.row_logits(p.chunk, T - 1, logits);
-        backend.upload(carry.data(), logits, static_cast<size_t>(V) * sizeof(float));
-      } else {
-        backend.copy(carry.data(), model.chunk_output(p.chunk, 0), bytes);
-      }
-    }
-    pipeline.broadcast(p.stage, carry.data(), p.blocks.head ? V : T * C);
-  }
-  backend.download(logits, carry.data(), static_cast<size_t>(V) * sizeof(float));
+  // The head's stage reads the last row's logits; a broadcast gives every stage them.
+  DeviceBuffer<float> shared(backend, vocab_size);
+  const int32_t head_stage = forward_whole_model(
+      model, pipeline, backend, MicroBatch{1, T, tokens.data(), positions.data(), nullptr}, [&](int32_t chunk) {
+        model.row_logits(chunk, T - 1, logits);
+        backend.upload(shared.data(), logits, static_cast<size_t>(vocab_size) * sizeof(float));
+      });
+  pipeline.broadcast(head_stage, shared.data(), vocab_size);
+  backend.download(logits, shared.data(), static_cast<size_t>(vocab_size) * sizeof(float));
 }
 
 }  // namespace dfm

@@ -39,6 +39,10 @@ TrainSettings read_train_settings(const Config& c) {
   s.sample_tokens = c.get_int("sample.tokens");
   s.sample_prompt = c.get_string("sample.prompt");
   s.sample_temperature = c.get_float("sample.temperature");
+  s.eval_every = c.get_int("eval.every");
+  s.eval_batches = c.get_int("eval.batches");
+  s.eval_path = c.get_string("eval.path");
+  s.eval_holdout = c.get_float("eval.holdout");
   s.checkpoint_dir = c.get_string("checkpoint.dir");
   s.checkpoint_every = c.get_int("checkpoint.every");
   s.checkpoint_keep = c.get_int("checkpoint.keep");
@@ -46,6 +50,46 @@ TrainSettings read_train_settings(const Config& c) {
   s.init_from = c.get_string("model.init_from");
   return s;
 }
+
+namespace {
+
+// Where the held-out tokens come from, and that they hold a whole window
+// while leaving the training data some tokens.
+void check_eval_settings(const Config& c, const ModelDims& dims, std::vector<std::string>& errors) {
+  const std::string path = c.get_string("eval.path");
+  const double holdout = c.get_float("eval.holdout");
+  if (!path.empty() && holdout > 0) {
+    errors.push_back(c.format_error("eval.holdout", "set eval.path or eval.holdout, not both"));
+    return;
+  }
+  if (!path.empty()) {
+    for (const std::string& problem : token_file_problems(path, dims.vocab_size))
+      errors.push_back(c.format_error("eval.path", problem));
+    return;
+  }
+  if (holdout == 0) {
+    if (c.get_int("eval.every") > 0)
+      errors.push_back(c.format_error("eval.every", "validation needs held-out tokens: set eval.path (a glob of "
+                                                    "token files) or eval.holdout (a fraction of the training data)"));
+    return;
+  }
+  const bool synthetic = c.get_string("data.source") == "synthetic";
+  int64_t total = kSyntheticCorpusBytes;
+  try {
+    if (!synthetic) total = token_file_tokens(c.get_string("data.path"));
+  } catch (const std::exception&) {
+    return;  // an unreadable token file is data.path's error, reported with it
+  }
+  if (total == 0) return;  // no file matches data.path: reported with it
+  const int64_t held = held_out_tokens(total, holdout), seq_len = dims.seq_len;
+  if (held < seq_len + 1)
+    errors.push_back(c.format_error("eval.holdout", std::to_string(holdout) + " of the " + std::to_string(total) +
+                                                        " training tokens is " + std::to_string(held) +
+                                                        " tokens, less than one window of model.seq_len + 1 = " +
+                                                        std::to_string(seq_len + 1)));
+}
+
+}  // namespace
 
 void check_train_settings(const Config& c, std::vector<std::string>& errors) {
   const Architecture* arch = find_architecture(c.get_string("model.arch"));
@@ -66,6 +110,7 @@ void check_train_settings(const Config& c, std::vector<std::string>& errors) {
   else if (source == "tokens")
     for (const std::string& problem : token_file_problems(c.get_string("data.path"), vocab))
       errors.push_back(c.format_error("data.path", problem));
+  check_eval_settings(c, arch->from_config(c)->dims(), errors);
   if (c.get_float("train.min_lr") > c.get_float("train.lr"))
     errors.push_back(c.format_error("train.min_lr", "min_lr " + std::to_string(c.get_float("train.min_lr")) +
                                                         " is above lr " + std::to_string(c.get_float("train.lr"))));

@@ -23,10 +23,6 @@
 
 namespace dfm {
 
-namespace {
-constexpr int64_t kSyntheticCorpusBytes = int64_t{1} << 21;
-}
-
 Trainer::Trainer(const TrainSettings& settings, ComputeBackend& backend)
     : Trainer(settings, backend, JobRuntime::single_process(backend, settings.model->dims().n_layer)) {}
 
@@ -45,7 +41,8 @@ Trainer::Trainer(const TrainSettings& settings, ComputeBackend& backend, JobRunt
                                    model_layout(runtime_.pipeline(), schedule_))),
       optimizer_(backend, settings.adamw),
       gradients_(backend, params_, runtime_),
-      stream_(make_stream()),
+      stream_(make_stream(settings.shuffle)),
+      eval_stream_(make_eval_stream()),
       local_positions_(runtime_.sequence().positions(dims_.seq_len, dims_.seq_len / runtime_.cp_size)),
       local_tokens_(static_cast<int64_t>(local_positions_.size())),
       micro_rows_(settings.micro_batch * local_tokens_),
@@ -101,12 +98,28 @@ ModelLayout Trainer::model_layout(const Pipeline& pipeline, const std::vector<Pi
   return {pipeline.my_chunks(), ActivationSlots::needed(pipeline.my_chunks(), schedule)};
 }
 
-std::unique_ptr<TokenStream> Trainer::make_stream() const {
+std::unique_ptr<TokenStream> Trainer::make_stream(bool shuffle) const {
   if (s_.data_source == "synthetic")
     return std::make_unique<TokenStream>(synthetic_corpus(s_.seed, kSyntheticCorpusBytes), "synthetic corpus",
-                                         dims_.seq_len, dims_.vocab_size, s_.shuffle, s_.seed);
-  return std::make_unique<TokenStream>(expand_glob(s_.data_path), dims_.seq_len, dims_.vocab_size, s_.shuffle,
-                                       s_.seed);
+                                         dims_.seq_len, dims_.vocab_size, shuffle, s_.seed);
+  return std::make_unique<TokenStream>(expand_glob(s_.data_path), dims_.seq_len, dims_.vocab_size, shuffle, s_.seed);
+}
+
+// Validation windows are read in order (never shuffled), so every
+// evaluation sees the same ones.
+std::unique_ptr<TokenStream> Trainer::make_eval_stream() {
+  if (s_.eval_every == 0) return nullptr;
+  if (!s_.eval_path.empty())
+    return std::make_unique<TokenStream>(expand_glob(s_.eval_path), dims_.seq_len, dims_.vocab_size, false, s_.seed);
+  const int64_t total = stream_->total_tokens(), held = held_out_tokens(total, s_.eval_holdout);
+  auto held_out = make_stream(false);
+  held_out->keep_range(total - held, total);
+  stream_->keep_range(0, total - held);
+  return held_out;
+}
+
+bool Trainer::validates_after(int64_t steps_done) const {
+  return eval_stream_ && (steps_done % s_.eval_every == 0 || steps_done == s_.steps);
 }
 
 // Rows dp_rank * rank_batch .. of the global batch, micro_batch at a time:
@@ -257,6 +270,7 @@ void Trainer::run() {
   if (rank0) {
     std::filesystem::create_directories(s_.out_dir);
     LOG(INFO) << "data: " << stream_->describe();
+    if (eval_stream_) LOG(INFO) << "validation data: " << eval_stream_->describe();
     LOG(INFO) << "model: " << s_.model->describe() << ", " << params_.total_count() << " parameters";
   }
   if (s_.steps == 0) {
@@ -281,7 +295,16 @@ void Trainer::run() {
     const auto t0 = std::chrono::steady_clock::now();
     const StepResult r = train_step(step);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const StepMetrics m = step_metrics(step, r, seconds, bytes_before);
+    StepMetrics m = step_metrics(step, r, seconds, bytes_before);
+    if (validates_after(m.step)) {
+      const auto e0 = std::chrono::steady_clock::now();
+      m.val_loss = validation_loss();
+      if (progress) progress->clear_line();
+      if (rank0)
+        LOG(INFO) << "step " << m.step << ": validation loss " << *m.val_loss << " (" << s_.eval_batches << " x "
+                  << s_.global_batch << " held-out windows, "
+                  << std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count() << " s)";
+    }
     if (rank0) {
       metrics->write(m);
       progress->step(m);

@@ -6,7 +6,8 @@
 // target = its last seq_len. With shuffle = true, epoch e = w / W of the
 // W = max(1, N / seq_len) whole windows visits them in a seeded permutation:
 // window w starts at token perm_e(w mod W) * seq_len. Any rank computes the
-// windows it needs directly.
+// windows it needs directly. keep_range narrows a stream to a part of the
+// tokens (the training and validation halves of eval.holdout).
 #pragma once
 
 #include <cstdint>
@@ -29,8 +30,15 @@ class TokenStream {
               uint64_t seed);
   ~TokenStream();
 
+  // Tokens of the stream: of its range, once keep_range has narrowed it.
   int64_t total_tokens() const { return total_; }
   std::string describe() const;
+
+  // Keeps tokens [first, end) of the concatenation only: windows, their
+  // wrapping and the epochs are then those of this range, so a stream never
+  // reads a token outside it. Throws std::invalid_argument unless
+  // 0 <= first, end <= total_tokens() and the range holds at least 2 tokens.
+  void keep_range(int64_t first, int64_t end);
 
   // Token index where window w starts.
   int64_t window_start(int64_t w) const;
@@ -46,6 +54,7 @@ class TokenStream {
   std::vector<int64_t> file_starts_;  // token index where each file begins
   std::vector<uint32_t> memory_;      // when not file-backed
   std::string name_;
+  int64_t first_ = 0, whole_ = 0;  // the kept range's first token, and all the tokens
   int64_t total_ = 0, seq_len_, vocab_size_, windows_per_epoch_ = 1;
   bool shuffle_;
   uint64_t seed_;
@@ -70,5 +79,13 @@ std::vector<std::string> token_file_problems(const std::string& pattern, int64_t
 // (spelling, word order, agreement) that a small model's loss falls within
 // seconds, and deterministic for a given seed.
 std::vector<uint32_t> synthetic_corpus(uint64_t seed, int64_t bytes);
+// The size of the corpus the trainer generates for data.source = "synthetic".
+constexpr int64_t kSyntheticCorpusBytes = int64_t{1} << 21;
+
+// Tokens in the token files matching `pattern` (their headers' counts).
+int64_t token_file_tokens(const std::string& pattern);
+// The tail of `total` tokens that eval.holdout = `fraction` keeps for
+// validation: floor(total * fraction); training reads the tokens before it.
+int64_t held_out_tokens(int64_t total, double fraction);
 
 }  // namespace dfm

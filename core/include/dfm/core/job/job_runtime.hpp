@@ -36,7 +36,7 @@ struct ParallelRoles {
 
 struct JobRuntime {
   int64_t rank = 0, world = 1;
-  int64_t dp_rank = 0, dp_size = 1, cp_size = 1;
+  int64_t dp_rank = 0, dp_size = 1, cp_rank = 0, cp_size = 1;
   ParallelRoles roles;
   ParamPlacement& placement() const { return *roles.placement; }
   SequenceSplit& sequence() const { return *roles.sequence; }

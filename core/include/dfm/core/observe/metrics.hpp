@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <string>
 
 namespace dfm {
@@ -19,6 +20,8 @@ struct StepMetrics {
   // train.on_nonfinite = "skip": this step's update was dropped; how many so far.
   bool skipped = false;
   int64_t skipped_steps = 0;
+  // [eval]: the validation loss after this step, on the steps that computed one.
+  std::optional<double> val_loss;
   // This rank's model state in bytes: its shards of parameters, gradients and
   // AdamW moments, and the peak of parameters/gradients a strategy held
   // materialised (gathered) during the step.

@@ -26,11 +26,9 @@ struct SampleRequest {
 using NextTokenLogits = std::function<void(const std::vector<int32_t>& window, float* logits)>;
 
 // One forward-only pass of the whole model over `window` into `logits`
-// (vocab_size floats, host memory), on every rank (collective): the chunks in
-// model order, each run by the stage that holds it on slot 0 (no step is in
-// flight), its output — and at the end the last token's logits — broadcast
-// over the stages so the next holder (and every rank's sampler) has it.
-// Forward-only passes hold whole sequences, so any window length works.
+// (vocab_size floats, host memory), on every rank (collective; see
+// forward_whole_model): the last token's logits, broadcast from the head's
+// stage so every rank's sampler has them. Any window length works.
 void forward_next_token_logits(Model& model, const Pipeline& pipeline, ComputeBackend& backend, int64_t vocab_size,
                                const std::vector<int32_t>& window, float* logits);
 

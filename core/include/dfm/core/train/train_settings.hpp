@@ -1,4 +1,4 @@
-// The [job], [model], [data], [train], [log] and [sample] settings the trainer
+// The [job], [model], [data], [train], [log], [sample] and [eval] settings the trainer
 // runs with, read from a checked Config, and the core's own cross-key checks.
 #pragma once
 
@@ -34,6 +34,11 @@ struct TrainSettings {
   int64_t sample_every = 0, sample_tokens = 64;
   std::string sample_prompt;
   double sample_temperature = 1.0;
+  // [eval]: every = 0 turns validation off; held-out tokens from eval_path,
+  // else the eval_holdout tail of the training data.
+  int64_t eval_every = 0, eval_batches = 4;
+  std::string eval_path;
+  double eval_holdout = 0;
   // [checkpoint] (docs/checkpoints.md): an empty dir means <out_dir>/checkpoints;
   // every = 0 saves only when SIGTERM asks the job to stop.
   std::filesystem::path checkpoint_dir;

@@ -64,12 +64,19 @@ class Trainer {
   StepResult train_step(int64_t step);
   // Updates dropped by train.on_nonfinite = "skip" so far, resumed ones included.
   int64_t skipped_steps() const { return skipped_steps_; }
+  // [eval]: the mean per-token loss over the held-out windows, the same value
+  // on every rank and for every layout (trainer_eval.cpp). Collective.
+  double validation_loss();
 
   ModelParams& params() { return params_; }
   Model& model() { return *model_; }
 
  private:
-  std::unique_ptr<TokenStream> make_stream() const;
+  // The training stream and, with [eval], the held-out one (eval.path, or
+  // the eval.holdout tail, which the training stream then stops before).
+  std::unique_ptr<TokenStream> make_stream(bool shuffle) const;
+  std::unique_ptr<TokenStream> make_eval_stream();
+  bool validates_after(int64_t steps_done) const;
   // Which units this rank stores (its pipeline chunks'), and the model's
   // chunks with an activation slot per micro-batch the schedule keeps in flight.
   void initialise_params();
@@ -107,6 +114,7 @@ class Trainer {
   AdamW optimizer_;
   GradientFinisher gradients_;
   std::unique_ptr<TokenStream> stream_;
+  std::unique_ptr<TokenStream> eval_stream_;  // null without [eval]
   // Global positions of this rank's tokens of each sequence (all of them without cp).
   std::vector<int64_t> local_positions_;
   int64_t local_tokens_;
