@@ -84,11 +84,10 @@ double gemm_gflops(dfm::ComputeBackend& backend, int64_t m, int64_t n, int64_t k
   return 2.0 * static_cast<double>(m * n * k) / median(seconds) / 1e9;
 }
 
-// The model of the flags, its parameters that are no matmul's (the lookup
-// tables), and the hidden width of its MLP (the GEMM the rate is measured on).
+// The model of the flags and the hidden width of its MLP (the GEMM the rate is measured on).
 struct BenchModel {
   std::shared_ptr<const dfm::ModelSpec> spec;
-  int64_t lookup_params, mlp_width;
+  int64_t mlp_width;
 };
 
 BenchModel bench_model(int argc, char** argv, const dfm::ModelDims& d) {
@@ -103,7 +102,7 @@ BenchModel bench_model(int argc, char** argv, const dfm::ModelDims& d) {
     s.ffn_dim = flag(argc, argv, "--ffn", dfm::llama_default_ffn_dim(s.d_model));
     s.vocab_size = flag(argc, argv, "--vocab", 32000);
     s.seq_len = d.seq_len;
-    return {dfm::llama_spec(s), s.vocab_size * s.d_model, s.ffn_dim};
+    return {dfm::llama_spec(s), s.ffn_dim};
   }
   dfm::GptShape s;
   s.n_layer = d.n_layer;
@@ -111,7 +110,7 @@ BenchModel bench_model(int argc, char** argv, const dfm::ModelDims& d) {
   s.n_head = d.n_head;
   s.vocab_size = flag(argc, argv, "--vocab", 50257);
   s.seq_len = d.seq_len;
-  return {dfm::gpt2_spec(s), s.seq_len * s.d_model, 4 * s.d_model};
+  return {dfm::gpt2_spec(s), 4 * s.d_model};
 }
 
 int run(int argc, char** argv) {
@@ -161,9 +160,7 @@ int run(int argc, char** argv) {
     if (s > 0) step_seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
   }
 
-  const double n_matmul = static_cast<double>(params.total_count() - bench.lookup_params);
-  const double flops_per_token =
-      6.0 * n_matmul + 12.0 * static_cast<double>(shape.n_layer * shape.d_model * shape.seq_len);
+  const double flops_per_token = dfm::training_flops_per_token(*bench.spec);
   const double step = median(step_seconds);
   const double tokens_per_s = static_cast<double>(rows) / step;
   const double model_gflops = tokens_per_s * flops_per_token / 1e9;

@@ -17,6 +17,7 @@ packages=(
   libopenblas-dev            # bench/gemm_libraries: the alternative we measured oneDNN against
   libgloo-dev                # gloo comm plugin
   libsentencepiece-dev       # dfm-data encode --tokenizer: SentencePiece models (Llama 2, Mistral)
+  libprotobuf-dev protobuf-compiler  # TensorBoard event files (tensorflow.Event protos)
   python3                    # tools/ scripts
 )
 
@@ -39,8 +40,10 @@ install_cudnn_frontend() {
 # Python packages of tools/, from PyPI into .deps/python, which the tests put
 # on PYTHONPATH (the python3 on PATH may not be Debian's): NumPy for
 # llama_reference.py (the independent Llama an export is checked against),
-# tokenizers for encode_hf_tokenizer.py (Hugging Face tokenizer.json files).
-python_packages="numpy==1.26.4 tokenizers==0.20.3"
+# tokenizers for encode_hf_tokenizer.py (Hugging Face tokenizer.json files),
+# tensorboard for read_tensorboard.py (our event files through TensorBoard's own
+# reader), with its protobuf pinned too: tensorboard leaves that one open.
+python_packages="numpy==1.26.4 tokenizers==0.20.3 tensorboard==2.20.0 protobuf==5.29.5"
 install_python_packages() {
   local target="$deps_dir/python"
   [[ -f $target/VERSIONS && $(cat "$target/VERSIONS") == "$python_packages" ]] && return

@@ -153,6 +153,12 @@ const std::vector<KeySpec>& Config::core_schema() {
        .min = 1},
       {.key = "log.trace", .type = T::Bool, .default_toml = "false",
        .doc = "Write a Chrome/Perfetto trace of every rank's compute, communication and pipeline schedule."},
+      {.key = "log.tensorboard", .type = T::Bool, .default_toml = "true",
+       .doc = "Write TensorBoard event files of the step metrics to `<out_dir>/tensorboard/` (rank 0)."},
+      {.key = "log.peak_tflops", .type = T::Float, .default_toml = "0.0",
+       .doc = "One device's peak dense TFLOP/s at the run's precision (989 for an H100 SXM in bf16): with it, "
+              "metrics.jsonl and TensorBoard report MFU; 0 leaves MFU out.",
+       .min = 0},
       {.key = "log.progress", .type = T::Bool, .default_toml = "true",
        .doc = "Show a live progress line on rank 0 when stdout is a terminal."},
 

@@ -103,6 +103,7 @@ JobSession::JobSession(const Config& config, const JobPlan& plan, HostContext& h
   runtime_.cp_rank = coords[DFM_AXIS_CP];
   runtime_.cp_size = plan.layout.cp;
   runtime_.sum_over_data_ranks = [this](double* values, size_t count) { sum_over_data_ranks(values, count); };
+  runtime_.gather_from_ranks = [this](const std::vector<float>& mine) { return gather_from_ranks(mine); };
   runtime_.bytes_sent = [this] { return bytes_sent(); };
   runtime_.strategy_memory_peak = [this] { return host_.plugin_memory_peak(); };
   runtime_.strategy_memory_peaks = [this] { return host_.plugin_memory_peaks(); };
@@ -269,21 +270,42 @@ std::map<std::string, uint64_t> JobSession::bytes_sent() const {
   return out;
 }
 
-void JobSession::sum_over_data_ranks(double* values, size_t count) {
-  const dfm_group_info dp = group_info(DFM_GROUP_DP_CP);
-  if (dp.size == 1 || count == 0) return;
-  if (count > 16) throw std::logic_error("sum_over_dp: at most 16 values");
-  std::vector<float> host(values, values + count);
-  backend_->upload(scalar_scratch_->data(), host.data(), count * sizeof(float));
+void JobSession::all_reduce_sum(dfm_group_kind kind, float* device, int64_t count, const char* what) {
+  const dfm_group_info g = group_info(kind);
+  if (g.size == 1 || count == 0) return;
   void* work = nullptr;
-  dfm_status status = comm_->all_reduce(dp.group, scalar_scratch_->data(), static_cast<int64_t>(count), DFM_REDUCE_SUM, &work);
+  dfm_status status = comm_->all_reduce(g.group, device, count, DFM_REDUCE_SUM, &work);
   if (status == DFM_OK) status = comm_->work_wait(work, -1);
   if (work) comm_->work_free(work);
   if (status != DFM_OK)
-    throw std::runtime_error(rank_error(rank_, std::string("all-reduce of the loss over the data ranks failed: ") +
+    throw std::runtime_error(rank_error(rank_, std::string("all-reduce of ") + what + " failed: " +
                                                    plan_.comm->descriptor->last_error()));
+}
+
+void JobSession::sum_over_data_ranks(double* values, size_t count) {
+  if (group_info(DFM_GROUP_DP_CP).size == 1 || count == 0) return;
+  if (count > 16) throw std::logic_error("sum_over_data_ranks: at most 16 values");
+  std::vector<float> host(values, values + count);
+  backend_->upload(scalar_scratch_->data(), host.data(), count * sizeof(float));
+  all_reduce_sum(DFM_GROUP_DP_CP, scalar_scratch_->data(), static_cast<int64_t>(count), "the loss over the data ranks");
   backend_->download(host.data(), scalar_scratch_->data(), count * sizeof(float));
   for (size_t i = 0; i < count; ++i) values[i] = host[i];
+}
+
+// The mesh is the product of its axes, so summing a world-sized vector that
+// holds this rank's values (zeros elsewhere) over tp, then the data ranks
+// (dp x cp: the gradient group, not the ring's), then pp leaves every rank's
+// values everywhere: no world group is needed.
+std::vector<float> JobSession::gather_from_ranks(const std::vector<float>& mine) {
+  const auto count = static_cast<int64_t>(mine.size());
+  std::vector<float> all(static_cast<size_t>(plan_.layout.world * count), 0.0f);
+  std::copy(mine.begin(), mine.end(), all.begin() + rank_ * count);
+  if (plan_.layout.world == 1) return all;
+  DeviceBuffer<float> device(*backend_, static_cast<int64_t>(all.size()));
+  device.upload(all);
+  for (dfm_group_kind axis : {DFM_GROUP_TP, DFM_GROUP_DP_CP, DFM_GROUP_PP})
+    all_reduce_sum(axis, device.data(), device.count(), "the per-rank metrics");
+  return device.download();
 }
 
 }  // namespace dfm

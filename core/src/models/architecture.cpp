@@ -13,6 +13,14 @@ double ModelRecord::at(const std::string& key, const std::string& where) const {
   throw std::runtime_error(where + ": model." + key + ": missing (architecture " + arch + ")");
 }
 
+double training_flops_per_token(const ModelSpec& spec) {
+  int64_t params = 0;
+  for (const ParamInfo& info : spec.params(0, 1)) params += info.count();
+  const ModelDims d = spec.dims();
+  return 6.0 * static_cast<double>(params - spec.lookup_params()) +
+         12.0 * static_cast<double>(d.n_layer * d.d_model * d.seq_len);
+}
+
 std::vector<KeySpec> transformer_shape_keys(const std::string& head_rule) {
   using T = ValueType;
   return {

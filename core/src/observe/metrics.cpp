@@ -32,13 +32,31 @@ void MetricsWriter::write(const StepMetrics& m) {
         {"activation_bytes", m.activation_bytes},
         {"activation_sets_peak", m.activation_sets_peak},
         {"strategy_peak_bytes", m.strategy_peak_bytes}}},
+      {"ranks", {{"step_ms", m.rank_step_ms}, {"peak_bytes", m.rank_peak_bytes}}},
       {"comm_bytes", m.comm_bytes},
       {"strategy", m.strategy},
   };
   if (m.val_loss) line["val_loss"] = *m.val_loss;
+  if (m.mfu) line["mfu"] = *m.mfu;
   out_ << line.dump() << '\n';
   out_.flush();  // a crashed or killed run keeps every finished step
   if (!out_) throw std::runtime_error(path_.string() + ": write failed");
+}
+
+std::vector<std::pair<std::string, double>> tensorboard_scalars(const StepMetrics& m) {
+  std::vector<std::pair<std::string, double>> out = {{"train/loss", m.loss},
+                                                     {"train/lr", m.lr},
+                                                     {"train/grad_norm", m.grad_norm},
+                                                     {"perf/tokens_per_s", m.tokens_per_s},
+                                                     {"perf/step_ms", m.step_ms}};
+  if (m.val_loss) out.emplace_back("val/loss", *m.val_loss);
+  if (m.mfu) out.emplace_back("perf/mfu", *m.mfu);
+  for (size_t r = 0; r < m.rank_step_ms.size(); ++r) {
+    const std::string rank = "rank" + std::to_string(r);
+    out.emplace_back(rank + "/step_ms", m.rank_step_ms[r]);
+    out.emplace_back(rank + "/peak_memory_bytes", static_cast<double>(m.rank_peak_bytes[r]));
+  }
+  return out;
 }
 
 ProgressReporter::ProgressReporter(int64_t total_steps, int64_t log_every, bool interactive)

@@ -1,5 +1,6 @@
 #include "dfm/core/plugins/compute_backend.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -60,10 +61,36 @@ void ComputeBackend::check(dfm_status status, const char* what) const {
 void* ComputeBackend::alloc(size_t bytes) {
   void* ptr = nullptr;
   check(table_->alloc(ctx_, bytes, &ptr), "alloc");
+  const std::lock_guard lock(allocations_mutex_);
+  allocations_[ptr] = bytes;
+  allocated_ += static_cast<int64_t>(bytes);
+  allocated_peak_ = std::max(allocated_peak_, allocated_);
   return ptr;
 }
 
-void ComputeBackend::free(void* ptr) noexcept { table_->free(ctx_, ptr); }
+void ComputeBackend::free(void* ptr) noexcept {
+  table_->free(ctx_, ptr);
+  const std::lock_guard lock(allocations_mutex_);
+  if (const auto it = allocations_.find(ptr); it != allocations_.end()) {
+    allocated_ -= static_cast<int64_t>(it->second);
+    allocations_.erase(it);
+  }
+}
+
+int64_t ComputeBackend::allocated_bytes() const {
+  const std::lock_guard lock(allocations_mutex_);
+  return allocated_;
+}
+
+int64_t ComputeBackend::allocated_peak_bytes() const {
+  const std::lock_guard lock(allocations_mutex_);
+  return allocated_peak_;
+}
+
+void ComputeBackend::reset_allocated_peak() {
+  const std::lock_guard lock(allocations_mutex_);
+  allocated_peak_ = allocated_;
+}
 
 void ComputeBackend::synchronize() { check(table_->synchronize(ctx_), "synchronize"); }
 

@@ -35,6 +35,8 @@ TrainSettings read_train_settings(const Config& c) {
   s.log_every = c.get_int("log.every");
   s.progress = c.get_bool("log.progress");
   s.trace = c.get_bool("log.trace");
+  s.tensorboard = c.get_bool("log.tensorboard");
+  s.peak_tflops = c.get_float("log.peak_tflops");
   s.sample_every = c.get_int("sample.every");
   s.sample_tokens = c.get_int("sample.tokens");
   s.sample_prompt = c.get_string("sample.prompt");

@@ -19,6 +19,7 @@
 #include "dfm/core/checkpoint/checkpoint.hpp"
 #include "dfm/core/checkpoint/hf_export.hpp"
 #include "dfm/core/checkpoint/resume.hpp"
+#include "dfm/core/observe/tensorboard_writer.hpp"
 #include "dfm/core/train/sampler.hpp"
 
 namespace dfm {
@@ -231,6 +232,9 @@ StepMetrics Trainer::step_metrics(int64_t step, const StepResult& r, double seco
   m.skipped_steps = skipped_steps_;
   m.step_ms = seconds * 1e3;
   m.tokens_per_s = static_cast<double>(s_.global_batch * dims_.seq_len) / seconds;
+  if (s_.peak_tflops > 0)
+    m.mfu = m.tokens_per_s * training_flops_per_token(*s_.model) /
+            (static_cast<double>(runtime_.world) * s_.peak_tflops * 1e12);
   // This rank's model state: its shards of parameters, gradients and the two
   // moments, plus the peak of what the strategies materialised during the step.
   m.param_bytes = params_.shard_bytes();
@@ -245,6 +249,16 @@ StepMetrics Trainer::step_metrics(int64_t step, const StepResult& r, double seco
     m.comm_bytes[axis] = total - (before == bytes_before.end() ? 0 : before->second);
   }
   m.strategy = runtime_.take_strategy_metrics();
+  // Bytes travel as two floats below 2^24 each, so the sums that gather them are exact.
+  constexpr double kSplit = 1 << 24;
+  const auto peak = static_cast<double>(backend_.allocated_peak_bytes());
+  const std::vector<float> all = runtime_.gather_from_ranks(
+      {static_cast<float>(m.step_ms), static_cast<float>(std::floor(peak / kSplit)),
+       static_cast<float>(std::fmod(peak, kSplit))});
+  for (size_t r = 0; r < all.size(); r += 3) {
+    m.rank_step_ms.push_back(all[r]);
+    m.rank_peak_bytes.push_back(static_cast<int64_t>(static_cast<double>(all[r + 1]) * kSplit + all[r + 2]));
+  }
   return m;
 }
 
@@ -283,13 +297,16 @@ void Trainer::run() {
   const int64_t first_step = resumed.step;
   skipped_steps_ = resumed.step - resumed.adam_step;
   std::unique_ptr<MetricsWriter> metrics;
+  std::unique_ptr<TensorBoardWriter> tensorboard;
   std::unique_ptr<ProgressReporter> progress;
   if (rank0) {
     metrics = std::make_unique<MetricsWriter>(s_.out_dir / "metrics.jsonl");
+    if (s_.tensorboard) tensorboard = std::make_unique<TensorBoardWriter>(s_.out_dir / "tensorboard");
     progress = std::make_unique<ProgressReporter>(s_.steps, s_.log_every, s_.progress && isatty(STDOUT_FILENO));
   }
   for (int64_t step = first_step; step < s_.steps; ++step) {
     runtime_.reset_strategy_memory_peak();
+    backend_.reset_allocated_peak();
     runtime_.take_strategy_metrics();  // what sampling or the export reported is not this step's
     const auto bytes_before = runtime_.bytes_sent();
     const auto t0 = std::chrono::steady_clock::now();
@@ -307,6 +324,7 @@ void Trainer::run() {
     }
     if (rank0) {
       metrics->write(m);
+      if (tensorboard) tensorboard->scalars(m.step, tensorboard_scalars(m));
       progress->step(m);
     }
     if (s_.sample_every > 0 && m.step % s_.sample_every == 0) {

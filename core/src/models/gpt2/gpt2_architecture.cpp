@@ -35,6 +35,7 @@ class Gpt2Spec final : public ModelSpec {
     if (name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") || name == "lm_head.weight") return "";
     return name.starts_with("transformer.") ? name.substr(std::string("transformer.").size()) : name;
   }
+  int64_t lookup_params() const override { return shape_.seq_len * shape_.d_model; }  // wpe; wte is the head too
   ModelRecord record() const override {
     return {"gpt2",
             {{"n_layer", static_cast<double>(shape_.n_layer)},

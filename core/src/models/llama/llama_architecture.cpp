@@ -40,6 +40,8 @@ class LlamaSpec final : public ModelSpec {
   std::string param_of_hf_tensor(const std::string& name) const override {
     return name.ends_with(".rotary_emb.inv_freq") ? "" : name;
   }
+  // The token embedding, unless it is the head too.
+  int64_t lookup_params() const override { return shape_.tie_embeddings ? 0 : shape_.vocab_size * shape_.d_model; }
   ModelRecord record() const override {
     return {"llama",
             {{"n_layer", static_cast<double>(shape_.n_layer)},

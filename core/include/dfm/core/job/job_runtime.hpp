@@ -47,6 +47,11 @@ struct JobRuntime {
   // but other tokens (data x context parallel): the loss of a step. Tensor
   // slices are not summed: each holds the whole loss.
   std::function<void(double* values, size_t count)> sum_over_data_ranks = [](double*, size_t) {};
+  // Every rank's `mine` (the same count of floats on each), as
+  // all[rank * count + i], on every rank: the per-rank metrics rank 0 writes.
+  // Collective over the whole mesh; exact (each value is summed with zeros).
+  std::function<std::vector<float>(const std::vector<float>& mine)> gather_from_ranks =
+      [](const std::vector<float>& mine) { return mine; };
   // Bytes this rank has sent so far, per mesh axis ("dp", "tp", ...).
   std::function<std::map<std::string, uint64_t>()> bytes_sent = [] { return std::map<std::string, uint64_t>{}; };
   // Peak device bytes strategies held through the host services since the last reset.

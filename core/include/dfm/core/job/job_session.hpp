@@ -68,6 +68,10 @@ class JobSession {
   dfm_group_info group_info(dfm_group_kind kind) const;
   std::map<std::string, uint64_t> bytes_sent() const;
   void sum_over_data_ranks(double* values, size_t count);
+  std::vector<float> gather_from_ranks(const std::vector<float>& mine);
+  // Sums `count` device floats in place over the group of `kind` (nothing
+  // when this rank has none of that kind); `what` names them in an error.
+  void all_reduce_sum(dfm_group_kind kind, float* device, int64_t count, const char* what);
   std::vector<std::string> exchange(const std::string& tag, const std::string& mine);
 
   const JobPlan& plan_;

@@ -78,7 +78,16 @@ class ModelSpec {
   // by default; "" for a tensor that is no parameter (a buffer an older
   // transformers saved, such as GPT-2's attention mask).
   virtual std::string param_of_hf_tensor(const std::string& name) const { return name; }
+  // Parameters only ever read by index (position and untied token
+  // embeddings), which cost no multiply-adds.
+  virtual int64_t lookup_params() const = 0;
 };
+
+// Training FLOPs per token, forward and backward, as MFU counts them (PaLM,
+// Chowdhery et al. 2022, appendix B): 6 per parameter that is a matmul
+// operand, plus 12 * n_layer * d_model * seq_len for attention's scores and
+// weighted sum (the causal mask's skipped half counted, as PaLM does).
+double training_flops_per_token(const ModelSpec& spec);
 
 // A [model] key a Hugging Face config.json defines (model.init_from).
 struct HfConfigKey {

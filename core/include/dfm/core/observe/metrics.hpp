@@ -10,6 +10,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace dfm {
 
@@ -17,6 +19,8 @@ struct StepMetrics {
   int64_t step = 0;  // 1-based
   double loss = 0, lr = 0, grad_norm = 0;
   double tokens_per_s = 0, step_ms = 0;
+  // Model FLOP/s over the peak of every device of the job ([log] peak_tflops).
+  std::optional<double> mfu;
   // train.on_nonfinite = "skip": this step's update was dropped; how many so far.
   bool skipped = false;
   int64_t skipped_steps = 0;
@@ -31,11 +35,20 @@ struct StepMetrics {
   // chunk) this rank held at once during the step, counted as it ran.
   int64_t activation_bytes = 0, activation_sets_peak = 0;
   std::map<std::string, int64_t> strategy_peak_bytes;  // the peak per strategy plugin
+  // Per rank (rank 0 gathers them): the step's time on that rank, and the
+  // most device bytes allocated through its compute backend during the step.
+  std::vector<double> rank_step_ms;
+  std::vector<int64_t> rank_peak_bytes;
   // Bytes this rank sent during the step, per mesh axis.
   std::map<std::string, uint64_t> comm_bytes;
   // What strategies reported for the step ("fsdp2.comm_wait_ms", ...).
   std::map<std::string, double> strategy;
 };
+
+// A step's metrics as TensorBoard scalars: train/ (loss, lr, grad_norm),
+// val/loss, perf/ (tokens_per_s, step_ms, mfu) and per rank
+// rank<r>/step_ms and rank<r>/peak_memory_bytes.
+std::vector<std::pair<std::string, double>> tensorboard_scalars(const StepMetrics& m);
 
 class MetricsWriter {
  public:

@@ -6,7 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -45,6 +47,11 @@ class ComputeBackend {
 
   void* alloc(size_t bytes);
   void free(void* ptr) noexcept;
+  // Device bytes allocated through this backend (by the core and, through the
+  // host services, by strategies) now, and at most since the last reset.
+  int64_t allocated_bytes() const;
+  int64_t allocated_peak_bytes() const;
+  void reset_allocated_peak();
   void synchronize();
   void upload(void* device_dst, const void* host_src, size_t bytes);
   void download(void* host_dst, const void* device_src, size_t bytes);
@@ -75,6 +82,11 @@ class ComputeBackend {
   void* ctx_ = nullptr;
   std::string name_;
   dfm_dtype activations_ = DFM_DTYPE_FP32;
+  // Sizes of the live allocations: free() is told only the pointer. Guarded,
+  // since a strategy may allocate from its own threads.
+  mutable std::mutex allocations_mutex_;
+  std::unordered_map<void*, size_t> allocations_;
+  int64_t allocated_ = 0, allocated_peak_ = 0;
 };
 
 // Device memory of `count` elements of T, freed with its backend.

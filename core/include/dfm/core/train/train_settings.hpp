@@ -31,6 +31,8 @@ struct TrainSettings {
   int64_t log_every = 10;
   bool progress = true;
   bool trace = false;  // [log] trace: Chrome trace files of the schedule
+  bool tensorboard = true;  // [log] tensorboard: event files of the metrics
+  double peak_tflops = 0;   // [log] peak_tflops: per device, for MFU; 0 = none
   int64_t sample_every = 0, sample_tokens = 64;
   std::string sample_prompt;
   double sample_temperature = 1.0;

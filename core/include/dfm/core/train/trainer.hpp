@@ -99,6 +99,7 @@ class Trainer {
   CheckpointJob checkpoint_job();
   std::filesystem::path checkpoint_dir() const;
   std::filesystem::path save_checkpoint_after(int64_t steps_done);
+  // Collective: gathers every rank's step time and memory peak.
   StepMetrics step_metrics(int64_t step, const StepResult& r, double seconds,
                            const std::map<std::string, uint64_t>& bytes_before);
 
