@@ -164,6 +164,7 @@ int run(const Options& o, int argc, char** argv) {
   } catch (const std::exception& e) {
     // Before the session is torn down: the others learn of it while the store is up.
     const dfm::FirstFailure first = session.report_failure(e.what());
+    session.report_flight_record(settings.out_dir / "logs");
     if (first.rank != env.rank) throw dfm::PeerFailed(first, e.what());
     throw;
   }

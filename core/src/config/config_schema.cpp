@@ -159,6 +159,10 @@ const std::vector<KeySpec>& Config::core_schema() {
        .doc = "One device's peak dense TFLOP/s at the run's precision (989 for an H100 SXM in bf16): with it, "
               "metrics.jsonl and TensorBoard report MFU; 0 leaves MFU out.",
        .min = 0},
+      {.key = "log.flight_recorder", .type = T::Int, .default_toml = "2000",
+       .doc = "Communication operations each rank keeps in its flight recorder, dumped to "
+              "`logs/flight-rank<r>.json` when the job fails or times out; 0 turns the recorder off.",
+       .min = 0},
       {.key = "log.progress", .type = T::Bool, .default_toml = "true",
        .doc = "Show a live progress line on rank 0 when stdout is a terminal."},
 

@@ -83,7 +83,7 @@ JobSession::JobSession(const Config& config, const JobPlan& plan, HostContext& h
                                               precision, plan.activations);
   scalar_scratch_ = std::make_unique<DeviceBuffer<float>>(*backend_, 16);
   if (plan.layout.world > 1) {
-    connect(env, timeout_ms);
+    connect(env, timeout_ms, config.get_int("log.flight_recorder"));
     create_groups(timeout_ms);
   }
   ExecutionServices execution;
@@ -154,6 +154,37 @@ FirstFailure JobSession::report_failure(const std::string& what) noexcept {
   }
 }
 
+// Rank 0 waits briefly for the others' summaries: a rank that wrote none by
+// then is stalled or dead, which is what the summary is for.
+void JobSession::report_flight_record(const std::filesystem::path& logs) noexcept {
+  if (!flight_) return;
+  constexpr std::chrono::seconds kCollectWait{1};
+  try {
+    const auto file = logs / ("flight-rank" + std::to_string(rank_) + ".json");
+    flight_->dump(file, rank_);
+    const std::string mine = flight_->summary();
+    LOG(INFO) << "flight recorder: wrote " << file.string();
+    if (!store_) return;
+    store_->set("flight/" + std::to_string(rank_), std::vector<uint8_t>(mine.begin(), mine.end()));
+    if (rank_ != 0) return;
+    const auto deadline = std::chrono::steady_clock::now() + kCollectWait;
+    for (int64_t r = 0; r < plan_.layout.world; ++r) {
+      std::string line;
+      try {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        const auto bytes = store_->get("flight/" + std::to_string(r), std::max(left, std::chrono::milliseconds(1)));
+        line.assign(bytes.begin(), bytes.end());
+      } catch (const std::exception&) {
+        line = "no flight record within " + std::to_string(kCollectWait.count()) + " s: stalled or dead";
+      }
+      LOG(ERROR) << "flight recorder: rank " << r << ": " << line;
+    }
+    LOG(ERROR) << "flight recorder: each rank's last operations are in " << (logs / "flight-rank<r>.json").string();
+  } catch (const std::exception& e) {
+    LOG(WARNING) << "flight recorder: " << e.what();
+  }
+}
+
 JobSession::~JobSession() {
   // Strategies first (they hold buffers and pending collectives), then the
   // groups, then the store; the backend goes last with its memory.
@@ -187,9 +218,14 @@ void JobSession::leave_world(bool failing) noexcept {
   }
 }
 
-void JobSession::connect(const LaunchEnv& env, int64_t timeout_ms) {
+void JobSession::connect(const LaunchEnv& env, int64_t timeout_ms, int64_t flight_capacity) {
   if (!plan_.comm) throw std::runtime_error(rank_error(rank_, "no comm backend for a job of several ranks"));
   comm_ = static_cast<const dfm_comm_v1*>(plan_.comm->descriptor->table);
+  if (flight_capacity > 0) {
+    flight_ = std::make_unique<FlightRecorder>(static_cast<size_t>(flight_capacity));
+    recording_ = std::make_unique<RecordingComm>(*comm_, plan_.comm->descriptor->last_error, *flight_);
+    comm_ = recording_->table();
+  }
   const auto timeout = std::chrono::milliseconds(timeout_ms);
   if (rank_ == 0) server_ = std::make_unique<StoreServer>(is_loopback_host(env.master_addr), env.master_port, env.secret);
   store_ = std::make_unique<StoreClient>(env.master_addr, env.master_port, env.secret, timeout);
@@ -220,6 +256,7 @@ void JobSession::create_groups(int64_t timeout_ms) {
     if (comm_->group_create(&desc, &g.handle) != DFM_OK)
       throw std::runtime_error(rank_error(rank_, "cannot create process group " + g.members.name + ": " +
                                                      plan_.comm->descriptor->last_error()));
+    if (recording_) recording_->name_group(g.handle, g.members.name);
     groups_.push_back(std::move(g));
   }
   VLOG(1) << "rank " << rank_ << ": " << groups_.size() << " process groups ready";

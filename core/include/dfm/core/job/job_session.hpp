@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -15,6 +16,7 @@
 #include "dfm/core/job/job_planner.hpp"
 #include "dfm/core/job/job_runtime.hpp"
 #include "dfm/core/launch/launch_env.hpp"
+#include "dfm/core/observe/flight_recorder.hpp"
 
 namespace dfm {
 
@@ -50,6 +52,10 @@ class JobSession {
   // Records this rank's failure in the store and returns the job's first: this
   // rank's own when no rank failed before it (or the store is gone already).
   FirstFailure report_failure(const std::string& what) noexcept;
+  // After a failure, on every rank that can: writes <logs>/flight-rank<r>.json
+  // ([log] flight_recorder) and puts its summary in the store; rank 0 logs
+  // where each rank stopped, and names the ranks that wrote none in time.
+  void report_flight_record(const std::filesystem::path& logs) noexcept;
 
  private:
   struct Group {
@@ -61,7 +67,7 @@ class JobSession {
     const LoadedPlugin* plugin;
     void* instance;
   };
-  void connect(const LaunchEnv& env, int64_t timeout_ms);
+  void connect(const LaunchEnv& env, int64_t timeout_ms, int64_t flight_capacity);
   void leave_world(bool failing) noexcept;
   void create_groups(int64_t timeout_ms);
   void create_strategies(const Config& config);
@@ -81,7 +87,9 @@ class JobSession {
   std::unique_ptr<StoreClient> store_;
   dfm_comm_rendezvous rendezvous_{};
   std::unique_ptr<ComputeBackend> backend_;
-  const dfm_comm_v1* comm_ = nullptr;
+  const dfm_comm_v1* comm_ = nullptr;  // the flight recorder's table, or the backend's without it
+  std::unique_ptr<FlightRecorder> flight_;
+  std::unique_ptr<RecordingComm> recording_;
   std::vector<Group> groups_;
   std::vector<Strategy> strategies_;
   int64_t pp_stage_ = 0;  // this rank's pipeline stage
