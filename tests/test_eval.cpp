@@ -82,12 +82,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"dp2cp2", 4, "--set fsdp.cp_size=2", ""},
                       Case{"llama-cp2", 2, "--set fsdp.cp_size=2",
                            "--set model.arch=\\\"llama\\\" --set model.n_kv_head=1 --set model.ffn_dim=64"}),
-    [](const ::testing::TestParamInfo<Case>& info) {
-      std::string name = std::get<0>(info.param);
-      for (char& c : name)
-        if (c == '-') c = '_';
-      return name;
-    });
+    test::case_name<Case>);
 
 // What validation needs, checked with the rest of the configuration: exit 2
 // and the key, under --dry-run and before a real run trains.

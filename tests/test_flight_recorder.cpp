@@ -149,7 +149,7 @@ INSTANTIATE_TEST_SUITE_P(Layouts, FlightRecords,
                          ::testing::Values(Case{"tp2", 2, "--set fsdp.tp_size=2"}, Case{"cp2", 2, "--set fsdp.cp_size=2"},
                                            Case{"pp2", 2, "--set fsdp.pp_size=2"}, Case{"dp2", 2, ""},
                                            Case{"pp2tp2", 4, "--set fsdp.pp_size=2 --set fsdp.tp_size=2"}),
-                         [](const ::testing::TestParamInfo<Case>& info) { return std::get<0>(info.param); });
+                         test::case_name<Case>);
 
 }  // namespace
 }  // namespace dfm

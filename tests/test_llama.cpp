@@ -79,12 +79,7 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"tp2-tied", 2, "--set fsdp.tp_size=2", "--set model.tie_embeddings=true"},
         // Multi-query attention: one key/value head for all, cp's ring carrying just it.
         Case{"cp2-mqa", 2, "--set fsdp.cp_size=2", "--set model.n_kv_head=1"}),
-    [](const ::testing::TestParamInfo<Case>& info) {
-      std::string name = std::get<0>(info.param);
-      for (char& c : name)
-        if (c == '-') c = '_';
-      return name;
-    });
+    test::case_name<Case>);
 
 // Under pp the root unit has a copy on the embedding's stage and one on the
 // head's. Untied, each end trains only what it reads and nothing crosses the

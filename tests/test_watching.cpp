@@ -87,7 +87,7 @@ INSTANTIATE_TEST_SUITE_P(Layouts, Watching,
                          ::testing::Values(Case{"one", 1, ""}, Case{"tp2", 2, "--set fsdp.tp_size=2"},
                                            Case{"cp2", 2, "--set fsdp.cp_size=2"}, Case{"dp2", 2, ""},
                                            Case{"pp2tp2", 4, "--set fsdp.pp_size=2 --set fsdp.tp_size=2"}),
-                         [](const ::testing::TestParamInfo<Case>& info) { return std::get<0>(info.param); });
+                         test::case_name<Case>);
 
 // A pipeline's two stages hold different blocks, so their peaks differ,
 // while the tensor slices of one stage hold the same amount.

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -29,6 +30,16 @@ inline std::string tiny_job(const fs::path& out, int64_t steps, int64_t global_b
          " --set train.global_batch=" + std::to_string(global_batch) + " --set train.micro_batch=" +
          std::to_string(micro_batch) + " --set train.warmup_steps=2 --set sample.every=0 --set backend.threads=1" +
          " --set backend.comm_timeout_s=60 --set job.out_dir=" + out.string() + " " + extra;
+}
+
+// A parameterised case's test name: the case's first field (its layout's
+// name), with '-' as '_', which gtest does not allow.
+template <class Case>
+std::string case_name(const ::testing::TestParamInfo<Case>& info) {
+  std::string name = std::get<0>(info.param);
+  for (char& c : name)
+    if (c == '-') c = '_';
+  return name;
 }
 
 // An empty folder for one run's outputs, under the build's test scratch space.
