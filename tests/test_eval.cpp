@@ -4,6 +4,7 @@
 // weights: DESIGN §4's 1e-5), and what validation would refuse is a
 // configuration error before training, named by its key.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <map>
 #include <string>
@@ -35,7 +36,9 @@ std::map<int64_t, double> validation_losses(const fs::path& dir) {
 const fs::path& reference_run(const std::string& model = "") {
   static std::map<std::string, fs::path> made;
   if (!made.count(model)) {
-    const fs::path dir = test::fresh_dir("eval", "reference-" + std::to_string(made.size()));
+    // Per test process: ctest runs the cases in parallel processes, each making its own.
+    const fs::path dir =
+        test::fresh_dir("eval", "reference-" + std::to_string(getpid()) + "-" + std::to_string(made.size()));
     test::run_job(test::tiny_job(dir, kSteps, kGlobalBatch, 2, kEval + model));
     made[model] = dir;
   }
