@@ -1,5 +1,6 @@
 // The safetensors header parser on hostile input (its bounds checks beyond
-// those test_safetensors covers): unknown dtype names, sizes that overflow,
+// those test_safetensors covers): unknown dtype names, non-integer or
+// negative shapes and offsets, sizes that overflow,
 // holes in the data, the header-size cap, truncated prefixes.
 #include <gtest/gtest.h>
 
@@ -30,7 +31,12 @@ TEST(SafetensorsHeader, HostileHeadersAreRefusedWithTheirReason) {
   const std::pair<std::string, std::string> cases[] = {
       {file_bytes(R"({"a":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}})", 4), "unknown dtype 'F33'"},
       {file_bytes(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}})", 4), "overflows"},
-      {file_bytes(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4), "negative dimension"},
+      {file_bytes(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4), "dimension is -1, expected an integer"},
+      // Non-integers would be undefined behaviour to convert (found by fuzz_safetensors_header).
+      {file_bytes(R"({"a":{"dtype":"F32","shape":[1e30],"data_offsets":[0,4]}})", 4), "dimension is 1e+30"},
+      {file_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[1e300,4]}})", 4), "data offset is 1e+300"},
+      {file_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4.0]}})", 4), "data offset is 4.0"},
+      {file_bytes(R"({"a":{"dtype":"F32","shape":7,"data_offsets":[0,4]}})", 4), "shape is not an array"},
       {file_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8), "data bytes [0, 4) belong to no tensor"},
       {file_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 8), "data bytes [4, 8) belong to no tensor"},
       {file_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}})", 4), "not [begin, end]"},

@@ -37,19 +37,31 @@ bool byte_size(const std::vector<int64_t>& shape, uint64_t element_bytes, uint64
   return true;
 }
 
+// Shapes and offsets are JSON integers in the spec. Converting anything else
+// (1e300, -1.5) to an integer type is undefined behaviour, so it is refused.
+uint64_t header_count(const nlohmann::json& v, const std::string& what, const std::string& where) {
+  if (!v.is_number_unsigned() || v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+    throw bad_file(where, what + " is " + v.dump() + ", expected an integer in [0, 2^63)");
+  return v.get<uint64_t>();
+}
+
 SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& v, uint64_t data_size,
                              const std::string& where) {
   try {
-    SafetensorsEntry e{name, v.at("dtype").get<std::string>(), v.at("shape").get<std::vector<int64_t>>(), 0, 0};
+    const std::string tensor = "tensor '" + name + "'";
+    SafetensorsEntry e{name, v.at("dtype").get<std::string>(), {}, 0, 0};
+    const auto& shape = v.at("shape");
+    if (!shape.is_array()) throw bad_file(where, tensor + " shape is not an array");
+    for (const auto& d : shape) e.shape.push_back(static_cast<int64_t>(header_count(d, tensor + " dimension", where)));
     const auto& offsets = v.at("data_offsets");
-    if (!offsets.is_array() || offsets.size() != 2) throw bad_file(where, "tensor '" + name + "' data_offsets is not [begin, end]");
-    e.begin = offsets.at(0).get<uint64_t>();
-    e.end = offsets.at(1).get<uint64_t>();
+    if (!offsets.is_array() || offsets.size() != 2) throw bad_file(where, tensor + " data_offsets is not [begin, end]");
+    e.begin = header_count(offsets.at(0), tensor + " data offset", where);
+    e.end = header_count(offsets.at(1), tensor + " data offset", where);
     const uint64_t element = dtype_bytes(e.dtype);
     if (element == 0) throw bad_file(where, "tensor '" + name + "' has unknown dtype '" + e.dtype + "'");
     uint64_t bytes = 0;
     if (!byte_size(e.shape, element, bytes))
-      throw bad_file(where, "tensor '" + name + "' has a negative dimension or a size that overflows");
+      throw bad_file(where, tensor + " has a size that overflows 64 bits");
     if (e.begin > e.end || e.end > data_size)
       throw bad_file(where, "tensor '" + name + "' data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
                                 "] fall outside the " + std::to_string(data_size) + " data bytes");
