@@ -38,8 +38,10 @@ dfm_status store_get(void* store, const char* key, void* value, size_t capacity,
     *size = bytes.size();
     std::memcpy(value, bytes.data(), std::min(capacity, bytes.size()));
     return DFM_OK;
-  } catch (...) {
+  } catch (const StoreKeyTimeout&) {
     return DFM_ERR_TIMEOUT;
+  } catch (...) {
+    return DFM_ERR_RUNTIME;  // the store did not answer or is gone
   }
 }
 
@@ -228,7 +230,13 @@ void JobSession::connect(const LaunchEnv& env, int64_t timeout_ms, int64_t fligh
   }
   const auto timeout = std::chrono::milliseconds(timeout_ms);
   if (rank_ == 0) server_ = std::make_unique<StoreServer>(is_loopback_host(env.master_addr), env.master_port, env.secret);
-  store_ = std::make_unique<StoreClient>(env.master_addr, env.master_port, env.secret, timeout);
+  // The store answers in milliseconds from its own thread in rank 0; one
+  // silent for a few seconds is in a stopped rank 0. A short grace lets the
+  // other ranks report that stall (their collectives' timeout messages read
+  // the store) within comm_timeout_s + a few seconds.
+  constexpr std::chrono::milliseconds kStoreReplyGrace{3000};
+  store_ = std::make_unique<StoreClient>(env.master_addr, env.master_port, env.secret, timeout,
+                                         std::min(timeout, kStoreReplyGrace));
   join_world(*store_, rank_, plan_.layout.world, timeout);
   if (rank_ != 0) store_->add_on_close("dfm/left", 1);
   rendezvous_.struct_size = sizeof rendezvous_;

@@ -21,9 +21,6 @@ using namespace rendezvous;
 
 namespace {
 
-// How long past a request's own timeout the client waits for the reply before
-// it calls the store unresponsive.
-constexpr std::chrono::seconds kReplyGrace{30};
 constexpr std::chrono::milliseconds kRetryInterval{100};
 
 std::runtime_error error(const std::string& message) { return std::runtime_error("rendezvous: " + message); }
@@ -72,6 +69,7 @@ int try_connect(const std::string& host, uint16_t port, Clock::time_point deadli
 struct StoreClient::Impl {
   std::string where;  // "host:port", for messages
   std::string secret;
+  std::chrono::milliseconds reply_grace{0};
   int fd = -1;
   std::mutex mutex;
   std::string broken;  // why the connection can no longer be used; empty while it can
@@ -82,9 +80,10 @@ struct StoreClient::Impl {
 };
 
 StoreClient::StoreClient(const std::string& host, uint16_t port, const std::string& secret,
-                         std::chrono::milliseconds connect_timeout)
+                         std::chrono::milliseconds connect_timeout, std::chrono::milliseconds reply_grace)
     : impl_(std::make_unique<Impl>()) {
   impl_->where = host + ":" + std::to_string(port);
+  impl_->reply_grace = reply_grace;
   impl_->secret = secret;
   const auto deadline = Clock::now() + connect_timeout;
   std::string why = "timed out";
@@ -147,10 +146,11 @@ std::vector<uint8_t> StoreClient::Impl::request(const Writer& payload, std::chro
   if (!broken.empty()) throw error(broken);
   std::vector<uint8_t> reply;
   Io io = send_frame(fd, payload.data());
-  if (io == Io::ok) io = recv_frame(fd, reply, Clock::now() + wait + kReplyGrace);
+  if (io == Io::ok) io = recv_frame(fd, reply, Clock::now() + wait + reply_grace);
   if (io == Io::closed) broken = "lost the connection to the store at " + where + " (did rank 0 exit?)";
   if (io == Io::timed_out)  // a late reply would be read as the next request's: never reuse the connection
-    broken = "the store at " + where + " did not answer within " + describe_duration(wait + kReplyGrace);
+    broken = "the store at " + where + " did not answer within " + describe_duration(wait + reply_grace) +
+             " (is the process serving it, rank 0, stopped?)";
   if (!broken.empty()) throw error(broken);
   return reply;
 }
@@ -166,7 +166,7 @@ std::vector<uint8_t> StoreClient::get(const std::string& key, std::chrono::milli
   try {
     Reader in(reply);
     if (Status(in.u8()) == Status::timed_out)
-      throw error("key '" + key + "' was not set within " + describe_duration(timeout) + " (store at " +
+      throw StoreKeyTimeout("rendezvous: key '" + key + "' was not set within " + describe_duration(timeout) + " (store at " +
                   impl_->where + ")");
     return in.bytes();
   } catch (const MalformedFrame&) {

@@ -106,7 +106,12 @@ std::pair<dfm_status, std::string> Group::failure_of(const Operation& op, const 
 
 std::string Group::who_is_missing(const Operation& op) const {
   if (op.sequence() == 0) return "peer rank " + std::to_string(op.peer_rank());
-  const auto behind = progress_->ranks_behind(op.sequence());
+  std::vector<int64_t> behind;
+  try {
+    behind = progress_->ranks_behind(op.sequence());
+  } catch (const std::exception& e) {
+    return "who did not join is unknown: " + one_line(e.what());
+  }
   if (behind.empty()) return "every rank had joined it";
   return std::string(behind.size() == 1 ? "rank" : "ranks") + " that did not join: " + join_ranks(behind);
 }

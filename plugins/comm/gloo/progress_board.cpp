@@ -64,12 +64,13 @@ std::vector<int64_t> ProgressBoard::ranks_behind(int64_t sequence) const {
   for (int64_t i = 0; i < membership_.size(); ++i) {
     if (i == membership_.my_index) continue;
     const int64_t rank = membership_.ranks[i];
-    int64_t progress = -1;
-    try {
-      if (auto value = store_.get(key_of(rank), kReadTimeout))
+    int64_t progress = -1;  // an entry that never appeared: the rank never arrived
+    if (auto value = store_.get(key_of(rank), kReadTimeout)) {
+      try {
         progress = std::stoll(std::string(value->begin(), value->end()));
-    } catch (const std::exception&) {
-      progress = -1;  // unreadable counts as not arrived
+      } catch (const std::exception&) {
+        progress = -1;  // not a number: not this plugin's entry, so not progress
+      }
     }
     if (progress < sequence) behind.push_back(rank);
   }

@@ -42,7 +42,8 @@ class ProgressBoard {
 
   // Global ranks, other than this one, whose published progress is below
   // `sequence`; a rank that never published counts as below 0, so
-  // ranks_behind(0) are the ranks that never arrived.
+  // ranks_behind(0) are the ranks that never arrived. Throws when the store
+  // fails: then nobody's progress is known.
   std::vector<int64_t> ranks_behind(int64_t sequence) const;
 
  private:

@@ -23,7 +23,9 @@ std::optional<std::vector<char>> StoreClient::get(const std::string& key, std::c
     status = rendezvous_.get(rendezvous_.store, full.c_str(), value.data(), value.size(), &size, timeout.count());
   }
   if (status == DFM_ERR_TIMEOUT) return std::nullopt;
-  if (status != DFM_OK) throw std::runtime_error("rendezvous store failed to get key '" + full + "'");
+  if (status != DFM_OK)
+    throw std::runtime_error("the rendezvous store (served by rank 0) failed to get key '" + full +
+                             "': it did not answer or is gone");
   value.resize(size);
   return value;
 }

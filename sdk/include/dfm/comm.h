@@ -30,7 +30,9 @@ typedef enum dfm_reduce_op { DFM_REDUCE_SUM = 0, DFM_REDUCE_MAX = 1 } dfm_reduce
 
 /* Key-value store for rendezvous, served by rank 0 (the role of PyTorch's
  * TCPStore). Values are bytes; get blocks until the key exists or the
- * timeout passes, then returns DFM_ERR_TIMEOUT. Owned by the host; it stays
+ * timeout passes, then returns DFM_ERR_TIMEOUT. Either returns
+ * DFM_ERR_RUNTIME when the store itself failed: it did not answer (rank 0
+ * is stopped) or the connection to it is lost. Owned by the host; it stays
  * valid until group_destroy of every group using it returned. set and get
  * may be called from any thread, concurrently: backends call them from
  * their own threads (e.g. gloo publishes each rank's progress). */

@@ -38,16 +38,26 @@ class StoreServer {
   std::unique_ptr<Impl> impl_;
 };
 
+// A get whose key was not set within its timeout (the store itself answered).
+class StoreKeyTimeout : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // One connection to the store. Thread-safe: requests from several threads are
 // serialised (a blocking get holds the connection until it returns). Every
 // failure throws std::runtime_error with a one-line message starting
-// "rendezvous: ".
+// "rendezvous: "; a get that timed out throws StoreKeyTimeout.
 class StoreClient {
  public:
   // Retries until connect_timeout (rank 0 may start after the others); throws
-  // at once when the store refuses this process's secret.
+  // at once when the store refuses this process's secret. A store that has
+  // not answered a request `reply_grace` after the request's own wait ended
+  // is unresponsive (its process is stopped or gone): that request and every
+  // later one throws.
   StoreClient(const std::string& host, uint16_t port, const std::string& secret,
-              std::chrono::milliseconds connect_timeout);
+              std::chrono::milliseconds connect_timeout,
+              std::chrono::milliseconds reply_grace = std::chrono::seconds(30));
   ~StoreClient();
   StoreClient(const StoreClient&) = delete;
   StoreClient& operator=(const StoreClient&) = delete;
