@@ -1,6 +1,8 @@
 #include "plugin_registry_check.hpp"
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 
 #include "dfm/comm.h"
 #include "dfm/compute.h"
@@ -17,6 +19,17 @@ std::string size_problem(const std::string& what, size_t have, size_t need) {
          std::to_string(need);
 }
 
+// The integer a plugin stored in an enum field. Loading an enum that holds
+// no enumerator's value is undefined behaviour in C++ (UBSan reports it), and
+// refusing such values is this file's job, so the field is read as its bytes.
+template <class Enum>
+int32_t stored_value(const Enum& field) {
+  static_assert(sizeof(Enum) == sizeof(int32_t), "the ABI's enums are int-sized");
+  int32_t value = 0;
+  std::memcpy(&value, &field, sizeof value);
+  return value;
+}
+
 bool is_valid_name(const char* name) {
   if (name == nullptr || *name == '\0') return false;
   for (const char* c = name; *c; ++c) {
@@ -29,8 +42,8 @@ bool is_valid_name(const char* name) {
 std::optional<std::string> strategy_problem(const dfm_strategy_v1& table) {
   if (table.struct_size < DFM_STRATEGY_V1_SIZE)
     return size_problem("strategy table", table.struct_size, DFM_STRATEGY_V1_SIZE);
-  if (table.axis < 0 || table.axis >= DFM_AXIS_COUNT)
-    return "strategy axis " + std::to_string(static_cast<int>(table.axis)) + " is not a dfm_axis (0..3)";
+  if (const int32_t axis = stored_value(table.axis); axis < 0 || axis >= DFM_AXIS_COUNT)
+    return "strategy axis " + std::to_string(axis) + " is not a dfm_axis (0..3)";
   if (table.validate == nullptr) return std::string("strategy table has no validate (required)");
   if (table.option_count > 0 && table.options == nullptr)
     return "strategy table declares " + std::to_string(table.option_count) + " options but options is NULL";
@@ -40,8 +53,8 @@ std::optional<std::string> strategy_problem(const dfm_strategy_v1& table) {
   for (const dfm_option_spec* spec : option_specs(table)) {
     if (spec->key == nullptr || *spec->key == '\0')
       return "option spec " + std::to_string(index) + " has no key";
-    if (spec->type < DFM_VALUE_BOOL || spec->type > DFM_VALUE_STRING_ARRAY)
-      return "option '" + std::string(spec->key) + "' has type " + std::to_string(static_cast<int>(spec->type)) +
+    if (const int32_t type = stored_value(spec->type); type < DFM_VALUE_BOOL || type > DFM_VALUE_STRING_ARRAY)
+      return "option '" + std::string(spec->key) + "' has type " + std::to_string(type) +
              ", not a dfm_value_type (1..6)";
     ++index;
   }
@@ -83,8 +96,9 @@ std::optional<std::string> descriptor_problem(const dfm_plugin_descriptor& d) {
   }
   if (d.struct_size < DFM_PLUGIN_DESCRIPTOR_V1_SIZE)
     return size_problem("descriptor", d.struct_size, DFM_PLUGIN_DESCRIPTOR_V1_SIZE);
-  if (d.kind != DFM_PLUGIN_STRATEGY && d.kind != DFM_PLUGIN_COMPUTE && d.kind != DFM_PLUGIN_COMM)
-    return "kind " + std::to_string(static_cast<int>(d.kind)) + " is not strategy (1), compute (2) or comm (3)";
+  if (const int32_t kind = stored_value(d.kind);
+      kind != DFM_PLUGIN_STRATEGY && kind != DFM_PLUGIN_COMPUTE && kind != DFM_PLUGIN_COMM)
+    return "kind " + std::to_string(kind) + " is not strategy (1), compute (2) or comm (3)";
   if (!is_valid_name(d.name))
     return "plugin name '" + std::string(d.name ? d.name : "") + "' is not [a-z0-9_]+";
   if (d.version == nullptr) return std::string("descriptor has no version (required)");
