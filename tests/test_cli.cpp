@@ -128,6 +128,22 @@ TEST(DfmRun, UsageErrorsExitWithCode2) {
             std::string::npos);
 }
 
+// Plugin options are discoverable: --list-plugins -v lists each strategy's
+// options, and --config-reference (docs/config.md) has their tables; -v
+// alone still means verbosity 1 before a job file.
+TEST(DfmRun, ListPluginsVerboseShowsEachStrategysOptions) {
+  const Result plain = run("dfm-run --list-plugins");
+  EXPECT_EQ(plain.output.find("options (key, type, default, meaning):"), std::string::npos) << plain.output;
+  const Result listed = run("dfm-run --list-plugins -v");
+  EXPECT_EQ(listed.exit_code, 0) << listed.output;
+  const auto at = listed.output.find("  [strategy.tp]\n    sequence_parallel  boolean  false  also split LayerNorm");
+  EXPECT_NE(at, std::string::npos) << listed.output;
+  EXPECT_NE(listed.output.find("  [strategy.fsdp2]\n"), std::string::npos) << listed.output;
+  const Result reference = run("dfm-run --config-reference");
+  EXPECT_NE(reference.output.find("\n### [strategy.cp]\n"), std::string::npos) << reference.output;
+  EXPECT_EQ(run("dfm-run -v --dry-run " + kDefault).exit_code, 0);
+}
+
 // The cuda backend on a machine without a GPU or driver: one line at start
 // naming the key and CUDA's reason, no crash (issue 9). SKIPPED where the
 // plugin can run (a GPU is there) or was not built (no CUDA toolkit).

@@ -391,6 +391,43 @@ void expect_a_stalled_rank_ends_the_job(const fs::path& dir, int rank) {
   for (pid_t w : workers) EXPECT_TRUE(gone(w));
 }
 
+// The name of a save in progress in `checkpoints` (a step-<N>.tmp-* folder), if one is.
+std::optional<std::string> save_in_progress(const fs::path& checkpoints) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(checkpoints, ec))
+    if (entry.path().filename().string().find(".tmp-") != std::string::npos) return entry.path().filename().string();
+  return std::nullopt;
+}
+
+// Rank 1 killed inside a save, with no launcher to stop rank 0 (srun's
+// default; ranks started by hand): rank 0, waiting in the save's exchange for
+// rank 1's part, sees in the store that rank 1 left and stops at once.
+// Before: it waited out the exchange's 30 minutes.
+TEST_F(Faults, ARankKilledDuringASaveDoesNotLeaveItsPeerWaiting) {
+  const fs::path dir = fresh_dir("killed-in-save");
+  auto args = tiny_job(dir, 100000, 8);
+  args.insert(args.end(), {"--set", "checkpoint.every=2"});
+  const int port = free_port();
+  Process rank0(args, rank_env(0, port, "s"), dir / "rank0.txt");
+  Process rank1(args, rank_env(1, port, "s"), dir / "rank1.txt");
+  const auto start = Clock::now();
+  while (!save_in_progress(dir / "checkpoints") && !rank0.wait_for(0s)) {
+    ASSERT_LT(Clock::now() - start, 20s) << rank0.output();
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  ASSERT_EQ(::kill(rank1.pid(), SIGKILL), 0);
+  const auto killed_at = Clock::now();
+  const auto status = rank0.wait_for(10s);
+  ASSERT_TRUE(status) << "rank 0 still waits 10 s after rank 1 died in a save:\n" << rank0.output();
+  EXPECT_LT(Clock::now() - killed_at, 3s);
+  EXPECT_EQ(exit_code(status), 1);
+  EXPECT_EQ(count_lines_matching(rank0.output(),
+                                 std::regex(R"(E .*exchange 'checkpoint/2/(files|done)': rank 1 has not written its )"
+                                            R"(part, and 1 rank has left the job \(killed or failed\)$)")),
+            1u)
+      << rank0.output();
+}
+
 // Before: ~30 s, rank 0 killed by the stop timeout and its own line sometimes lost.
 TEST_F(Faults, ADeadRankOtherThanZeroEndsTheJobAtOnce) {
   const fs::path dir = fresh_dir("dead-rank-1");
@@ -570,14 +607,6 @@ TEST_F(Soak, AStalledRandomRankEndsTheJobWithinTheCommTimeoutNamingIt) {
     expect_a_stalled_rank_ends_the_job(fresh_dir("soak-stall-" + std::to_string(trial)), rank);
     if (HasFatalFailure()) return;
   }
-}
-
-// The name of a save in progress in `checkpoints` (a step-<N>.tmp-* folder), if one is.
-std::optional<std::string> save_in_progress(const fs::path& checkpoints) {
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(checkpoints, ec))
-    if (entry.path().filename().string().find(".tmp-") != std::string::npos) return entry.path().filename().string();
-  return std::nullopt;
 }
 
 // Every rank killed with SIGKILL while a checkpoint is being written (after

@@ -58,8 +58,9 @@ bool parse_options(int argc, char** argv, Options& o) {
       ("nproc-per-node", po::value(&o.nproc_per_node), "start N workers on this host and supervise them (as torchrun)")
       ("stop-timeout", po::value(&o.stop_timeout_s)->default_value(30),
        "seconds the other workers get to stop after one fails, before SIGKILL")
-      ("config-reference", po::bool_switch(&o.config_reference), "print the reference of every config key (docs/config.md)")
-      ("verbose,v", po::value(&o.verbosity)->default_value(0), "log verbosity (also GLOG_v)");
+      ("config-reference", po::bool_switch(&o.config_reference), "print the reference of every config key and of the options of the strategy plugins found (docs/config.md)")
+      ("verbose,v", po::value(&o.verbosity)->default_value(0)->implicit_value(1),
+       "log verbosity (also GLOG_v); -v alone is 1, and with --list-plugins lists each strategy's options");
   po::options_description hidden;
   hidden.add_options()("config", po::value(&o.config));
   po::options_description all;
@@ -128,11 +129,13 @@ int run(const Options& o, int argc, char** argv) {
   registry.scan(dfm::PluginRegistry::search_path(dirs));
 
   if (o.list_plugins) {
-    std::cout << registry.table();
+    std::cout << registry.table(o.verbosity > 0);
     return 0;
   }
   if (o.config_reference) {
-    std::cout << dfm::config_reference_markdown(dfm::model_reference_tables());
+    std::vector<dfm::ReferenceTable> tables = dfm::model_reference_tables();
+    for (dfm::ReferenceTable& t : registry.option_reference_tables()) tables.push_back(std::move(t));
+    std::cout << dfm::config_reference_markdown(tables);
     return 0;
   }
   if (o.config.empty()) {

@@ -8,7 +8,8 @@ namespace {
 
 constexpr const char* kIntroduction = R"(# Configuration reference
 
-<!-- Generated from core/src/config/config_schema.cpp by `dfm-run --config-reference > docs/config.md`.
+<!-- Generated from core/src/config/config_schema.cpp and the option tables of the strategy plugins
+     dfm-run finds, by `dfm-run --config-reference > docs/config.md`.
      tests/test_config_reference.cpp fails when this file and the schema differ: edit the schema. -->
 
 A job is one TOML file, run with `dfm-run job.toml`. Every key has the default shown unless the
@@ -38,7 +39,9 @@ their errors name the override:
 
 Each strategy plugin declares its own options, which live in a table named after the plugin,
 for example `[strategy.tp]` for the `tp` plugin. They are checked like the core keys, against the
-schema the plugin declares, and then by the plugin itself.
+schema the plugin declares, and then by the plugin itself. The tables of the plugins installed
+with dfm follow the [strategy] section below; `dfm-run --list-plugins -v` lists the options of
+every strategy plugin it finds, third-party ones included.
 A table for a plugin that is not in the strategy chain is an error, because its options would
 otherwise be ignored without a word:
 
@@ -77,7 +80,7 @@ std::string config_reference_markdown(const std::vector<ReferenceTable>& tables)
     }
     for (const ReferenceTable& table : tables) {
       if (table.section != section.name) continue;
-      out << "\n### [" << table.section << "] with " << table.title << "\n\n" << table.doc << "\n\n";
+      out << "\n### " << table.heading << "\n\n" << table.doc << "\n\n";
       out << "| Key | Type | Default | Meaning |\n";
       out << "|-----|------|---------|---------|\n";
       for (const KeySpec& spec : table.keys)

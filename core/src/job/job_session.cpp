@@ -116,15 +116,36 @@ JobSession::JobSession(const Config& config, const JobPlan& plan, HostContext& h
 
 // Each rank sets "exchange/<tag>/<rank>" and reads everyone's. The wait is
 // long because ranks reach a checkpoint's second exchange only once their
-// files are written; a rank that dies is reported by the launcher long before.
+// files are written. A rank that left the job (died, or failed and exited)
+// before writing its part never will, and not every launcher stops the
+// others when a rank dies (srun by default, ranks started by hand), so the
+// wait checks the store's count of departed ranks (dfm/left) every second.
+// A rank that left after this exchange had read every part, so a missing part
+// and a departure together mean the part will not come.
 std::vector<std::string> JobSession::exchange(const std::string& tag, const std::string& mine) {
   constexpr std::chrono::minutes kExchangeTimeout{30};
+  constexpr std::chrono::seconds kDepartureCheck{1};
   const std::string prefix = "exchange/" + tag + "/";
   store_->set(prefix + std::to_string(rank_), std::vector<uint8_t>(mine.begin(), mine.end()));
+  const auto deadline = std::chrono::steady_clock::now() + kExchangeTimeout;
   std::vector<std::string> all;
   for (int64_t r = 0; r < plan_.layout.world; ++r) {
-    const auto bytes = store_->get(prefix + std::to_string(r), kExchangeTimeout);
-    all.emplace_back(bytes.begin(), bytes.end());
+    const std::string missing = "exchange '" + tag + "': rank " + std::to_string(r) + " has not written its part";
+    for (;;) {
+      try {
+        const auto bytes = store_->get(prefix + std::to_string(r), kDepartureCheck);
+        all.emplace_back(bytes.begin(), bytes.end());
+        break;
+      } catch (const StoreKeyTimeout&) {
+        if (const int64_t left = store_->add("dfm/left", 0); left > 0)
+          throw std::runtime_error(rank_error(rank_, missing + ", and " + std::to_string(left) +
+                                                         (left == 1 ? " rank has" : " ranks have") +
+                                                         " left the job (killed or failed)"));
+        if (std::chrono::steady_clock::now() >= deadline)
+          throw std::runtime_error(rank_error(rank_, missing + " within " + std::to_string(kExchangeTimeout.count()) +
+                                                         " minutes"));
+      }
+    }
   }
   return all;
 }

@@ -93,7 +93,7 @@ std::shared_ptr<const ModelSpec> model_from_config(Config& config) {
 std::vector<ReferenceTable> model_reference_tables() {
   std::vector<ReferenceTable> tables;
   for (const Architecture* a : architectures())
-    tables.push_back({"model", "arch = \"" + a->name() + "\"", a->summary(), a->model_keys()});
+    tables.push_back({"model", "[model] with arch = \"" + a->name() + "\"", a->summary(), a->model_keys()});
   return tables;
 }
 

@@ -1,5 +1,8 @@
 // A strategy's dfm_option_spec table as config schema keys, so the host checks
-// `[strategy.<name>]` (unknown keys, types, defaults) before validate runs.
+// `[strategy.<name>]` (unknown keys, types, defaults) before validate runs, and
+// as reference tables, so users find the options (--config-reference).
+#include <algorithm>
+#include <sstream>
 #include <stdexcept>
 
 #include "dfm/core/config/config.hpp"
@@ -35,6 +38,24 @@ std::vector<KeySpec> option_schema(const dfm_strategy_v1& strategy) {
     keys.push_back(std::move(key));
   }
   return keys;
+}
+
+std::vector<ReferenceTable> PluginRegistry::option_reference_tables() const {
+  std::vector<const LoadedPlugin*> declaring;
+  for (const LoadedPlugin& p : plugins())
+    if (p.available && p.strategy() && p.strategy()->option_count > 0) declaring.push_back(&p);
+  std::sort(declaring.begin(), declaring.end(),
+            [](const LoadedPlugin* a, const LoadedPlugin* b) { return a->name < b->name; });
+  std::vector<ReferenceTable> tables;
+  for (const LoadedPlugin* p : declaring) {
+    // Streams, not chains of string +: GCC 12 warns falsely on those (-Wrestrict).
+    std::ostringstream heading, doc;
+    heading << '[' << options_table_of(p->kind, p->name) << ']';
+    doc << "Options of the `" << p->name << "` strategy plugin (" << p->description
+        << "), as it declares them; they apply when `" << p->name << "` is in `strategy.chain`.";
+    tables.push_back({"strategy", heading.str(), doc.str(), option_schema(*p->strategy())});
+  }
+  return tables;
 }
 
 }  // namespace dfm

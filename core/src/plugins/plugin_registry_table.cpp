@@ -3,6 +3,7 @@
 #include <array>
 #include <sstream>
 
+#include "dfm/core/config/config.hpp"
 #include "dfm/core/plugins/plugin_registry.hpp"
 
 namespace dfm {
@@ -27,9 +28,25 @@ void write_aligned(std::ostringstream& out, const std::vector<Row>& rows) {
   }
 }
 
+// "  <key>  <type>  <default>  <meaning>" for each option, aligned.
+void write_options(std::ostringstream& out, const std::vector<KeySpec>& keys) {
+  size_t key_width = 0, type_width = 0, default_width = 0;
+  for (const KeySpec& k : keys) {
+    key_width = std::max(key_width, k.key.size());
+    type_width = std::max(type_width, std::string(to_string(k.type)).size());
+    default_width = std::max(default_width, k.default_toml.size());
+  }
+  for (const KeySpec& k : keys) {
+    const std::string type = to_string(k.type);
+    out << "    " << k.key << std::string(key_width - k.key.size() + 2, ' ') << type
+        << std::string(type_width - type.size() + 2, ' ') << k.default_toml
+        << std::string(default_width - k.default_toml.size() + 2, ' ') << k.doc << '\n';
+  }
+}
+
 }  // namespace
 
-std::string PluginRegistry::table() const {
+std::string PluginRegistry::table(bool options) const {
   std::ostringstream out;
   std::vector<Row> rows{{"KIND", "NAME", "VERSION", "ABI", "FILE", "DESCRIPTION"}};
   for (const LoadedPlugin& p : plugins())
@@ -39,6 +56,13 @@ std::string PluginRegistry::table() const {
                       p.description});
   write_aligned(out, rows);
   if (rows.size() == 1) out << "(no plugin found)\n";
+  if (options) {
+    out << "options (key, type, default, meaning):\n";
+    for (const ReferenceTable& t : option_reference_tables()) {
+      out << "  " << t.heading << '\n';
+      write_options(out, t.keys);
+    }
+  }
 
   if (!refused().empty()) {
     out << "refused:\n";

@@ -166,8 +166,8 @@ std::vector<uint8_t> StoreClient::get(const std::string& key, std::chrono::milli
   try {
     Reader in(reply);
     if (Status(in.u8()) == Status::timed_out)
-      throw StoreKeyTimeout("rendezvous: key '" + key + "' was not set within " + describe_duration(timeout) + " (store at " +
-                  impl_->where + ")");
+      throw StoreKeyTimeout("rendezvous: key '" + key + "' was not set within " + describe_duration(timeout) +
+                            " (store at " + impl_->where + ")");
     return in.bytes();
   } catch (const MalformedFrame&) {
     throw error("malformed reply from the store at " + impl_->where);

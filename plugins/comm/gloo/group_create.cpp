@@ -45,7 +45,14 @@ void Group::connect() {
   try {
     context->connectFullMesh(gloo_store, device_);
   } catch (const std::exception& e) {
-    const auto absent = progress_->ranks_behind(0);
+    std::vector<int64_t> absent;
+    try {
+      absent = progress_->ranks_behind(0);
+    } catch (const std::exception& store_failure) {
+      progress_->stop();
+      throw sdk::Error(DFM_ERR_RUNTIME, membership_.describe() + ": connecting to the other members failed (" +
+                                            e.what() + "), and who did not arrive is unknown: " + store_failure.what());
+    }
     progress_->stop();
     if (!absent.empty())
       throw sdk::Error(DFM_ERR_TIMEOUT, membership_.describe() + ": ranks that did not arrive within " +

@@ -159,12 +159,13 @@ std::string nearest_key(const std::string& wrong, const std::vector<std::string>
 // default and meaning, and how --set and [strategy.<name>] tables work.
 // `dfm-run --config-reference` prints it; a test keeps docs/config.md equal.
 // Keys that join a core section when another key picks them (the [model]
-// keys of one architecture), for the reference page.
+// keys of one architecture), or a plugin's table of the section (the
+// options of [strategy.tp]), for the reference page.
 struct ReferenceTable {
-  std::string section;  // "model"
-  std::string title;    // "arch = \"gpt\""
+  std::string section;  // "model": the table comes after that section's keys
+  std::string heading;  // "[model] with arch = \"gpt\""
   std::string doc;
-  std::vector<KeySpec> keys;  // relative to the section
+  std::vector<KeySpec> keys;  // relative to the table
 };
 // docs/config.md: every section and key of the core schema with type,
 // default and meaning, and how --set and [strategy.<name>] tables work; each

@@ -29,7 +29,8 @@
 namespace dfm {
 
 class HostContext;  // host_services.hpp
-struct KeySpec;     // config.hpp
+struct KeySpec;         // config.hpp
+struct ReferenceTable;  // config.hpp
 
 struct LoadedPlugin {
   std::filesystem::path path;
@@ -103,8 +104,13 @@ class PluginRegistry {
 
   // The --list-plugins table: aligned columns KIND NAME VERSION ABI FILE
   // DESCRIPTION for the available plugins, then "refused:" lines
-  // "<file>: <reason>", then "unavailable:" lines with their reasons.
-  std::string table() const;
+  // "<file>: <reason>", then "unavailable:" lines with their reasons. With
+  // `options` (--list-plugins -v), each available strategy's option table
+  // follows: key, type, default, meaning.
+  std::string table(bool options = false) const;
+  // The option table of every available strategy that declares options, by
+  // plugin name, for the reference page (dfm-run --config-reference).
+  std::vector<ReferenceTable> option_reference_tables() const;
 
  private:
   struct Impl;
