@@ -1,7 +1,8 @@
 // The text of `dfm-run --list-plugins`.
 #include <algorithm>
-#include <array>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "dfm/core/config/config.hpp"
 #include "dfm/core/plugins/plugin_registry.hpp"
@@ -9,39 +10,30 @@
 namespace dfm {
 namespace {
 
-constexpr size_t kColumns = 6;
-using Row = std::array<std::string, kColumns>;
+using Row = std::vector<std::string>;
 
-// Left-aligned columns two spaces apart; the last column is not padded.
-void write_aligned(std::ostringstream& out, const std::vector<Row>& rows) {
-  std::array<size_t, kColumns> width{};
+// Left-aligned columns two spaces apart, each line after `indent`; the last
+// column is not padded. Every row has the first row's number of columns.
+void write_aligned(std::ostringstream& out, const std::vector<Row>& rows, const std::string& indent = "") {
+  std::vector<size_t> width(rows.empty() ? 0 : rows.front().size());
   for (const Row& row : rows)
-    for (size_t c = 0; c < kColumns; ++c) width[c] = std::max(width[c], row[c].size());
+    for (size_t c = 0; c < width.size(); ++c) width[c] = std::max(width[c], row[c].size());
   for (const Row& row : rows) {
-    std::string line;
-    for (size_t c = 0; c < kColumns; ++c) {
+    std::string line = indent;
+    for (size_t c = 0; c < width.size(); ++c) {
       line += row[c];
-      if (c + 1 < kColumns) line += std::string(width[c] - row[c].size() + 2, ' ');
+      if (c + 1 < width.size()) line += std::string(width[c] - row[c].size() + 2, ' ');
     }
     line.erase(line.find_last_not_of(' ') + 1);
     out << line << '\n';
   }
 }
 
-// "  <key>  <type>  <default>  <meaning>" for each option, aligned.
+// "    <key>  <type>  <default>  <meaning>" for each option, aligned.
 void write_options(std::ostringstream& out, const std::vector<KeySpec>& keys) {
-  size_t key_width = 0, type_width = 0, default_width = 0;
-  for (const KeySpec& k : keys) {
-    key_width = std::max(key_width, k.key.size());
-    type_width = std::max(type_width, std::string(to_string(k.type)).size());
-    default_width = std::max(default_width, k.default_toml.size());
-  }
-  for (const KeySpec& k : keys) {
-    const std::string type = to_string(k.type);
-    out << "    " << k.key << std::string(key_width - k.key.size() + 2, ' ') << type
-        << std::string(type_width - type.size() + 2, ' ') << k.default_toml
-        << std::string(default_width - k.default_toml.size() + 2, ' ') << k.doc << '\n';
-  }
+  std::vector<Row> rows;
+  for (const KeySpec& k : keys) rows.push_back({k.key, to_string(k.type), k.default_toml, k.doc});
+  write_aligned(out, rows, "    ");
 }
 
 }  // namespace
